@@ -1,0 +1,235 @@
+"""The CRM data contract: five tables, declared once.
+
+Every loader, generator and feature function reads these declarations instead of
+repeating column names. Timestamps are UTC (``datetime64[ns, UTC]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+# Open pipeline stages, in order, then the terminal ones.
+OPEN_STAGES: tuple[str, ...] = (
+    "prospecting",
+    "qualification",
+    "meeting_demo",
+    "proposal",
+    "negotiation",
+)
+TERMINAL_STAGES: tuple[str, ...] = ("closed_won", "closed_lost")
+POST_PURCHASE = "post_purchase"
+STAGES: tuple[str, ...] = OPEN_STAGES + TERMINAL_STAGES + (POST_PURCHASE,)
+
+# What most CRMs apply by default as the probability of each open stage.
+CRM_DEFAULT_STAGE_PROBABILITY: dict[str, float] = {
+    "prospecting": 0.10,
+    "qualification": 0.20,
+    "meeting_demo": 0.40,
+    "proposal": 0.60,
+    "negotiation": 0.80,
+}
+
+ACTIVITY_TYPES: tuple[str, ...] = (
+    "email_sent",
+    "email_opened",
+    "email_clicked",
+    "email_replied",
+    "web_visit",
+    "pricing_page_visit",
+    "content_download",
+    "form_submitted",
+    "webinar_attended",
+    "call",
+    "meeting",
+    "demo",
+)
+DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
+
+Kind = Literal["string", "int", "float", "bool", "timestamp", "category"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    nullable: bool = True
+    allowed: tuple[str, ...] | None = None  # for category columns
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    column: str
+    table: str
+    ref_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: str | None
+    time_column: str
+    foreign_keys: tuple[ForeignKey, ...] = field(default_factory=tuple)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+ACCOUNTS = Table(
+    name="accounts",
+    key="account_id",
+    time_column="created_at",
+    columns=(
+        Column("account_id", "string", nullable=False, description="account identifier"),
+        Column("name", "string", description="company name"),
+        Column("industry", "string", description="industry (blank where unknown)"),
+        Column("employees", "int", description="head count"),
+        Column("annual_revenue", "float", description="annual revenue in USD"),
+        Column("country", "string", description="ISO country code"),
+        Column("created_at", "timestamp", nullable=False, description="when the account was created"),
+    ),
+)
+
+LEADS = Table(
+    name="leads",
+    key="lead_id",
+    time_column="created_at",
+    foreign_keys=(
+        ForeignKey("account_id", "accounts", "account_id"),
+        ForeignKey("opportunity_id", "opportunities", "opportunity_id"),
+    ),
+    columns=(
+        Column("lead_id", "string", nullable=False),
+        Column("account_id", "string"),
+        Column("created_at", "timestamp", nullable=False),
+        Column("source", "string", description="where the lead came from"),
+        Column("title", "string", description="job title as typed"),
+        Column("seniority", "string", description="c_level, vp, director, manager, individual, unknown"),
+        Column("job_function", "string"),
+        Column("country", "string"),
+        Column("industry", "string"),
+        Column("employees", "int"),
+        Column("budget_confirmed", "bool", description="BANT budget, blank where not asked"),
+        Column("is_decision_maker", "bool", description="BANT authority"),
+        Column("need_stated", "bool", description="BANT need"),
+        Column("timeline_days", "int", description="BANT timeline: days until purchase"),
+        Column("qualified_at", "timestamp", description="outcome: when the lead was qualified"),
+        Column("disqualified_at", "timestamp", description="outcome: when it was disqualified"),
+        Column("opportunity_id", "string", description="the deal it became, if any"),
+    ),
+)
+
+OPPORTUNITIES = Table(
+    name="opportunities",
+    key="opportunity_id",
+    time_column="created_at",
+    foreign_keys=(
+        ForeignKey("account_id", "accounts", "account_id"),
+        ForeignKey("lead_id", "leads", "lead_id"),
+    ),
+    columns=(
+        Column("opportunity_id", "string", nullable=False),
+        Column("account_id", "string", nullable=False),
+        Column("lead_id", "string"),
+        Column("owner_id", "string", nullable=False, description="the rep who owns the deal"),
+        Column("created_at", "timestamp", nullable=False),
+        Column("product", "string"),
+        Column("amount", "float", description="current amount in USD"),
+        Column("close_date", "timestamp", description="current expected close date"),
+        Column("closed_at", "timestamp", description="outcome: when the deal closed"),
+        Column("is_won", "bool", description="outcome: won (true) or lost (false)"),
+    ),
+)
+
+OPPORTUNITY_HISTORY = Table(
+    name="opportunity_history",
+    key=None,
+    time_column="changed_at",
+    foreign_keys=(ForeignKey("opportunity_id", "opportunities", "opportunity_id"),),
+    columns=(
+        Column("opportunity_id", "string", nullable=False),
+        Column("changed_at", "timestamp", nullable=False),
+        Column("stage", "category", nullable=False, allowed=STAGES),
+        Column("amount", "float"),
+        Column("close_date", "timestamp"),
+    ),
+)
+
+ACTIVITIES = Table(
+    name="activities",
+    key="activity_id",
+    time_column="occurred_at",
+    foreign_keys=(
+        ForeignKey("account_id", "accounts", "account_id"),
+        ForeignKey("lead_id", "leads", "lead_id"),
+        ForeignKey("opportunity_id", "opportunities", "opportunity_id"),
+    ),
+    columns=(
+        Column("activity_id", "string", nullable=False),
+        Column("occurred_at", "timestamp", nullable=False),
+        Column("account_id", "string", nullable=False),
+        Column("lead_id", "string"),
+        Column("opportunity_id", "string"),
+        Column("contact_id", "string"),
+        Column("type", "category", nullable=False, allowed=ACTIVITY_TYPES),
+        Column("direction", "category", nullable=False, allowed=DIRECTIONS),
+    ),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES)
+}
+
+PANDAS_DTYPES: dict[str, str] = {
+    "string": "string",
+    "int": "Int64",
+    "float": "float64",
+    "bool": "boolean",
+    "timestamp": "datetime64[ns, UTC]",
+    "category": "string",
+}
+
+
+@dataclass(frozen=True)
+class CRMTables:
+    """The five tables of one CRM, as validated DataFrames."""
+
+    accounts: pd.DataFrame
+    leads: pd.DataFrame
+    opportunities: pd.DataFrame
+    opportunity_history: pd.DataFrame
+    activities: pd.DataFrame
+
+    def get(self, name: str) -> pd.DataFrame:
+        frame: pd.DataFrame = getattr(self, name)
+        return frame
+
+
+def empty_frame(table: Table) -> pd.DataFrame:
+    """An empty DataFrame with the table's columns and dtypes."""
+    return pd.DataFrame(
+        {c.name: pd.Series([], dtype=PANDAS_DTYPES[c.kind]) for c in table.columns}
+    )
+
+
+def coerce_dtypes(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Cast already-clean columns to the contract's dtypes (no validation here)."""
+    out = {}
+    for c in table.columns:
+        s = frame[c.name]
+        if c.kind == "timestamp":
+            out[c.name] = pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+        else:
+            out[c.name] = s.astype(PANDAS_DTYPES[c.kind])
+    return pd.DataFrame(out, index=frame.index)
