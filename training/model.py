@@ -1,0 +1,206 @@
+"""The trained scoring model: LightGBM booster(s) plus a calibrator, saved without pickle.
+
+This is the object serving loads. It is deliberately small: it knows its task, the
+feature set it was trained on, how to turn a feature frame into calibrated
+probabilities and per-feature contributions, and how to save itself as plain files
+(LightGBM model text + JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.declarations import FeatureSet, FeatureSpec
+from training.calibration import Calibrator
+
+ALL = "__all__"
+"""Route key of the single model (used when the model is not split by stage)."""
+SMALL_BATCH = 256
+"""Below this many rows, predict on one thread: thread start-up costs more than it saves."""
+FORMAT_VERSION = 1
+
+
+def _feature_set_to_json(fs: FeatureSet) -> dict[str, Any]:
+    return {
+        "name": fs.name,
+        "version": fs.version,
+        "task": fs.task,
+        "entity_key": fs.entity_key,
+        "features": [asdict(f) for f in fs.features],
+    }
+
+
+def _feature_set_from_json(data: dict[str, Any]) -> FeatureSet:
+    """The registered set of that name and version if the code has it, else the stored one."""
+    stored = FeatureSet(
+        name=data["name"],
+        version=int(data["version"]),
+        task=data["task"],
+        entity_key=data["entity_key"],
+        features=tuple(FeatureSpec(**f) for f in data["features"]),
+    )
+    try:
+        from features.sets import FEATURE_SETS
+    except ImportError:  # pragma: no cover - feature sets module absent
+        return stored
+    known = FEATURE_SETS.get(stored.name)
+    if known is not None and known.version == stored.version and known.names == stored.names:
+        return known
+    return stored
+
+
+class ScoringModel:
+    """Calibrated P(label=1) for one task, from one booster or one per stage.
+
+    ``boosters`` and ``calibrators`` share their keys: either the single key
+    :data:`ALL`, or one key per value of ``route_by`` (the deal's stage). Rows whose
+    route has no model of its own fall back to :data:`ALL` when it exists.
+    """
+
+    def __init__(
+        self,
+        task: str,
+        feature_set: FeatureSet,
+        boosters: dict[str, lgb.Booster],
+        calibrators: dict[str, Calibrator],
+        metadata: dict[str, Any] | None = None,
+        route_by: str | None = None,
+    ) -> None:
+        if set(boosters) != set(calibrators):
+            raise ValueError("boosters and calibrators must have the same keys")
+        if route_by is None and set(boosters) != {ALL}:
+            raise ValueError(f"a model without routing has exactly one booster keyed {ALL!r}")
+        self.task = task
+        self.feature_set = feature_set
+        self.boosters = boosters
+        self.calibrators = calibrators
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.route_by = route_by
+
+    # -- scoring -------------------------------------------------------------------
+
+    def _check(self, X: pd.DataFrame) -> pd.DataFrame:
+        names = self.feature_set.names
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ValueError(f"missing feature columns: {missing}")
+        return X[names] if list(X.columns) != names else X
+
+    def _routes(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Row positions per booster key."""
+        n = len(X)
+        if self.route_by is None:
+            return {ALL: np.arange(n)}
+        keys = X[self.route_by].astype("object").to_numpy()
+        out: dict[str, np.ndarray] = {}
+        unrouted = np.ones(n, dtype=bool)
+        for key in self.boosters:
+            if key == ALL:
+                continue
+            idx = np.flatnonzero(keys == key)
+            if idx.size:
+                out[key] = idx
+                unrouted[idx] = False
+        if unrouted.any():
+            if ALL not in self.boosters:
+                bad = sorted({str(k) for k in keys[unrouted]})
+                raise ValueError(f"no model for {self.route_by} value(s) {bad}")
+            out[ALL] = np.flatnonzero(unrouted)
+        return out
+
+    @staticmethod
+    def _threads(n: int) -> int:
+        return 1 if n <= SMALL_BATCH else 0
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds from the booster(s)."""
+        X = self._check(X)
+        raw = np.empty(len(X), dtype=float)
+        for key, idx in self._routes(X).items():
+            part = X.iloc[idx] if idx.size != len(X) else X
+            raw[idx] = self.boosters[key].predict(
+                part, raw_score=True, num_threads=self._threads(len(part))
+            )
+        return raw
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(label=1) per row of X."""
+        X = self._check(X)
+        out = np.empty(len(X), dtype=float)
+        for key, idx in self._routes(X).items():
+            part = X.iloc[idx] if idx.size != len(X) else X
+            raw = np.asarray(
+                self.boosters[key].predict(
+                    part, raw_score=True, num_threads=self._threads(len(part))
+                )
+            )
+            out[idx] = self.calibrators[key].apply(raw)
+        return out
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """LightGBM ``pred_contrib`` per feature (log-odds, before calibration) plus "bias"."""
+        X = self._check(X)
+        names = self.feature_set.names
+        out = np.empty((len(X), len(names) + 1), dtype=float)
+        for key, idx in self._routes(X).items():
+            part = X.iloc[idx] if idx.size != len(X) else X
+            out[idx] = np.asarray(
+                self.boosters[key].predict(
+                    part, pred_contrib=True, num_threads=self._threads(len(part))
+                )
+            )
+        return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
+
+    # -- persistence ---------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the model as a folder: one LightGBM text file per booster and JSON."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str] = {}
+        for i, (key, booster) in enumerate(sorted(self.boosters.items())):
+            fname = f"booster_{i}.txt"
+            booster.save_model(str(path / fname))
+            files[key] = fname
+        spec = {
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "route_by": self.route_by,
+            "boosters": files,
+            "calibrators": {k: c.to_json() for k, c in sorted(self.calibrators.items())},
+            "feature_set": _feature_set_to_json(self.feature_set),
+        }
+        (path / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+        (path / "metadata.json").write_text(
+            json.dumps(self.metadata, indent=2, sort_keys=True, default=str)
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ScoringModel:
+        """Read a folder written by :meth:`save`."""
+        path = Path(path)
+        spec = json.loads((path / "model.json").read_text())
+        if spec.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported model format {spec.get('format_version')!r}")
+        boosters = {
+            key: lgb.Booster(model_file=str(path / fname))
+            for key, fname in spec["boosters"].items()
+        }
+        calibrators = {k: Calibrator.from_json(c) for k, c in spec["calibrators"].items()}
+        metadata_file = path / "metadata.json"
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.exists() else {}
+        return cls(
+            task=spec["task"],
+            feature_set=_feature_set_from_json(spec["feature_set"]),
+            boosters=boosters,
+            calibrators=calibrators,
+            metadata=metadata,
+            route_by=spec["route_by"],
+        )

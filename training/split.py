@@ -1,0 +1,84 @@
+"""Time-ordered train / validation / test split of a snapshot frame.
+
+Random splits over time-ordered history leak the future. Here every entity belongs
+to exactly one period, chosen by when it first appears (its first snapshot); the
+periods are cut by time, and rows of an earlier period's entities that fall after
+that period's end are dropped. So every validation row is later than every
+training row, every test row later than every validation row, and no entity's
+outcome is learned in one period and scored in another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    validation_start: pd.Timestamp
+    test_start: pd.Timestamp
+
+    def summary(self) -> dict[str, object]:
+        """Row counts and date ranges, for logging and the model card."""
+        out: dict[str, object] = {}
+        for name, part in (("train", self.train), ("validation", self.validation),
+                           ("test", self.test)):
+            out[f"{name}_rows"] = len(part)
+            if len(part):
+                out[f"{name}_from"] = part["as_of"].min().isoformat()
+                out[f"{name}_to"] = part["as_of"].max().isoformat()
+        return out
+
+
+def time_split(
+    frame: pd.DataFrame,
+    entity_key: str,
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    gap_days: int = 0,
+    time_column: str = "as_of",
+) -> TimeSplit:
+    """Split snapshots by time into train, validation and test periods.
+
+    The cut points are the quantiles of the entities' first-snapshot times, so the
+    fractions are fractions of entities. ``gap_days`` additionally drops an earlier
+    period's rows in the last ``gap_days`` before the next period starts, so labels
+    that resolve within a horizon do not overlap the next period.
+    """
+    if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
+        raise ValueError("fractions must be in (0, 1)")
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError("validation + test fractions must leave rows to train on")
+    if frame.empty:
+        raise ValueError("cannot split an empty frame")
+    times = frame[time_column]
+    first = times.groupby(frame[entity_key], sort=False, observed=True).transform("min")
+    starts = first.groupby(frame[entity_key], sort=False, observed=True).first()
+    ordered = starts.sort_values(kind="mergesort")
+    n = len(ordered)
+    i_val = int(round(n * (1 - validation_fraction - test_fraction)))
+    i_test = int(round(n * (1 - test_fraction)))
+    if not 0 < i_val < i_test < n:
+        raise ValueError(f"too few entities ({n}) to split three ways")
+    validation_start = ordered.iloc[i_val]
+    test_start = ordered.iloc[i_test]
+    if not validation_start < test_start:
+        raise ValueError("validation and test periods would start at the same time")
+    gap = pd.Timedelta(days=gap_days)
+    is_train = (first < validation_start) & (times < validation_start - gap)
+    is_val = (
+        (first >= validation_start) & (first < test_start) & (times < test_start - gap)
+    )
+    is_test = first >= test_start
+    return TimeSplit(
+        train=frame.loc[is_train],
+        validation=frame.loc[is_val],
+        test=frame.loc[is_test],
+        validation_start=validation_start,
+        test_start=test_start,
+    )
