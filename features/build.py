@@ -1,0 +1,477 @@
+"""Feature computation for any number of snapshots: one code path for training and serving.
+
+``build_features(tables, snapshots, feature_set)`` computes the declared features of each
+(entity, as_of) snapshot from rows dated strictly before ``as_of``. Training calls it with
+every snapshot of the history; serving calls it with one request's own rows and
+``as_of = now``. Nothing here reads files or mutates its inputs.
+
+Why vectorised pandas/numpy rather than DuckDB: every feature is either a static attribute
+of the entity, its latest state before t, or a count of its events before t (minus the
+count before t - w for a window). With events sorted once by (entity, time), each of those
+is one ``np.searchsorted`` over all snapshots at once (see ``features._pit``), which is
+O((events + snapshots) log events) with no join fan-out. DuckDB would express the windows
+as ASOF or range joins per activity type and window (36 of them), materialising the
+joined rows, and it would add a dependency and an Arrow round trip per call, which costs
+more than the whole computation for a single serving request. The benchmark
+(``benchmarks/features.py``) shows 1M leads build well inside the 5-minute budget.
+
+Outcome columns (the leads' qualified_at, disqualified_at and opportunity_id; the deals'
+closed_at and is_won) never feed an entity's own features. Other deals' outcomes feed the
+owner's win rate and the account's history only when they closed before t. Deal fields that
+change over time (stage, amount, close_date) come from opportunity_history as of t, never
+from the opportunities row, which holds the latest values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from features import _pit
+from features.declarations import FeatureSet, FeatureSpec
+from features.schema import ACTIVITY_TYPES, OPEN_STAGES, CRMTables
+from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, feature_set_for_task
+from features.snapshots import deal_snapshots, lead_snapshots
+
+Columns = dict[str, np.ndarray]
+Step = Callable[[str], None]
+
+_DAY = _pit.NS_PER_DAY
+_ACTIVITY_TYPES = ACTIVITY_TYPES
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def category_dtype(name: str) -> pd.CategoricalDtype:
+    """The fixed categorical dtype of a category feature, whatever the data holds."""
+    return pd.CategoricalDtype(categories=pd.Index(CATEGORY_LEVELS[name], dtype=object))
+
+
+def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """Give a computed column the pandas dtype its spec declares."""
+    if spec.dtype == "category":
+        return pd.Categorical(values, dtype=category_dtype(spec.name))
+    if spec.dtype == "int":
+        return np.asarray(values, dtype=np.int64)
+    if spec.dtype == "bool":
+        return pd.array(np.asarray(values, dtype=np.float64), dtype="boolean")
+    return np.asarray(values, dtype=np.float64)
+
+
+def _static(frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Column values at row positions (-1: missing), blanked where the row is not yet known."""
+    s = frame[column]
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        vals = s.to_numpy(dtype="float64", na_value=np.nan)
+        out = vals[np.where(rows >= 0, rows, 0)] if len(vals) else np.full(len(rows), np.nan)
+        return np.where((rows >= 0) & visible, out, np.nan)
+    obj = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
+    if len(obj) == 0:
+        return np.full(len(rows), None, dtype=object)
+    return _objects(obj[np.where(rows >= 0, rows, 0)], (rows >= 0) & visible)
+
+
+def _engagement(
+    tables: CRMTables,
+    entity_column: str,
+    q_entity: np.ndarray,
+    q_account: np.ndarray,
+    entity_vocab: pd.Index,
+    account_vocab: pd.Index,
+    t: np.ndarray,
+    step: Step,
+) -> Columns:
+    """Activity counts by type and window, recency, trend, inbound share, contacts.
+
+    ``q_entity`` and ``q_account`` are each snapshot's codes in the two vocabularies.
+    """
+    acts = tables.activities
+    a_time = _pit.ns(acts["occurred_at"])
+    a_ent = _pit.codes(acts[entity_column], entity_vocab)
+    a_acc = _pit.codes(acts["account_id"], account_vocab)
+    type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))
+    n_types = len(_ACTIVITY_TYPES)
+    inbound = (acts["direction"].astype(object) == "inbound").to_numpy(dtype=bool)
+    out: Columns = {}
+
+    # Counts by type: one index keyed by entity * n_types + type.
+    key_type = np.where((a_ent >= 0) & (type_code >= 0), a_ent * n_types + type_code, -1)
+    by_type = _pit.index_events(key_type, a_time)
+    offsets = (0, *ENGAGEMENT_WINDOWS)
+    thresholds = {d: np.searchsorted(by_type.distinct_times, t - d * _DAY) for d in offsets}
+    totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
+    for j, kind in enumerate(_ACTIVITY_TYPES):
+        keys = np.where(q_entity >= 0, q_entity * n_types + j, -1)
+        safe = np.where(keys >= 0, keys, 0) * by_type.width
+        pos = {d: np.searchsorted(by_type.composite, safe + thresholds[d]) for d in offsets}
+        for w in ENGAGEMENT_WINDOWS:
+            count = np.where(keys >= 0, pos[0] - pos[w], 0)
+            out[f"{kind}_{w}d"] = count
+            totals[w] += count
+    out["activities_30d"] = totals[30]
+    step("engagement by type")
+
+    # All activities of the entity: recency and trend.
+    every = _pit.index_events(a_ent, a_time)
+    start = _pit.block_start(every, q_entity)
+    now = _pit.count_before(every, q_entity, t, start)
+    week = _pit.count_before(every, q_entity, t - 7 * _DAY, start)
+    fortnight = _pit.count_before(every, q_entity, t - 14 * _DAY, start)
+    last = _pit.last_before(every, q_entity, t, start)
+    out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
+    out["activity_trend_7d"] = (now - week) - (week - fortnight)
+
+    inbound_idx = _pit.index_events(np.where(inbound, a_ent, -1), a_time)
+    i_start = _pit.block_start(inbound_idx, q_entity)
+    i_last = _pit.last_before(inbound_idx, q_entity, t, i_start)
+    out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_idx.times, i_last))
+    inbound_90 = _pit.count_before(inbound_idx, q_entity, t, i_start) - _pit.count_before(
+        inbound_idx, q_entity, t - 90 * _DAY, i_start
+    )
+    total_90 = totals[90]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["inbound_share_90d"] = np.where(total_90 > 0, inbound_90 / total_90, np.nan)
+
+    out["contacts_engaged"] = _distinct_before(a_ent, acts["contact_id"], a_time, q_entity, t)
+    step("recency and contacts")
+
+    # The whole account.
+    acc_idx = _pit.index_events(a_acc, a_time)
+    out["account_activities_30d"] = _pit.count_before(acc_idx, q_account, t) - _pit.count_before(
+        acc_idx, q_account, t - 30 * _DAY
+    )
+    out["account_contacts_engaged"] = _distinct_before(
+        a_acc, acts["contact_id"], a_time, q_account, t
+    )
+    step("account engagement")
+    return out
+
+
+def _take_time(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Event times at index positions, NaT (int64 min) where the position is -1."""
+    if len(times) == 0:
+        return np.full(len(positions), _pit.NAT, dtype=np.int64)
+    return np.where(positions >= 0, times[np.where(positions >= 0, positions, 0)], _pit.NAT)
+
+
+def _distinct_before(
+    keys: np.ndarray, contacts: pd.Series, times: np.ndarray, q_keys: np.ndarray, t: np.ndarray
+) -> np.ndarray:
+    """Distinct contacts of each entity seen strictly before t (first sighting as the event)."""
+    contact_code, _ = pd.factorize(contacts.astype(object), use_na_sentinel=True)
+    ok = (keys >= 0) & (contact_code >= 0) & (times != _pit.NAT)
+    pairs = pd.DataFrame({"k": keys[ok], "c": contact_code[ok], "t": times[ok]})
+    first = pairs.groupby(["k", "c"], sort=False)["t"].min()
+    k = first.index.get_level_values("k").to_numpy(dtype=np.int64)
+    index = _pit.index_events(k, first.to_numpy(dtype=np.int64))
+    return _pit.count_before(index, q_keys, t)
+
+
+def _deal_outcomes(
+    tables: CRMTables, group_column: str, vocab: pd.Index, q_group: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per owner or account: deals won, lost, created and closed before t."""
+    opps = tables.opportunities
+    g = _pit.codes(opps[group_column], vocab)
+    closed = _pit.ns(opps["closed_at"])
+    created = _pit.ns(opps["created_at"])
+    won = opps["is_won"].to_numpy(dtype="float64", na_value=np.nan)
+    won_idx = _pit.index_events(np.where(won == 1.0, g, -1), closed)
+    lost_idx = _pit.index_events(np.where(won == 0.0, g, -1), closed)
+    closed_idx = _pit.index_events(g, closed)
+    created_idx = _pit.index_events(g, created)
+    return (
+        _pit.count_before(won_idx, q_group, t),
+        _pit.count_before(lost_idx, q_group, t),
+        _pit.count_before(created_idx, q_group, t),
+        _pit.count_before(closed_idx, q_group, t),
+    )
+
+
+def _lead_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
+    leads = tables.leads
+    t = _pit.ns(snapshots["as_of"])
+    lead_vocab = pd.Index(leads["lead_id"].astype(object))
+    row = _pit.codes(snapshots["lead_id"], lead_vocab)
+    created = _take_time(_pit.ns(leads["created_at"]), row)
+    visible = (row >= 0) & (created != _pit.NAT) & (created < t)
+    out: Columns = {}
+    for col in ("source", "industry", "country", "seniority", "job_function"):
+        out[col] = _static(leads, col, row, visible)
+    for col in (
+        "employees",
+        "budget_confirmed",
+        "is_decision_maker",
+        "need_stated",
+        "timeline_days",
+    ):
+        out[col] = _static(leads, col, row, visible)
+    out["lead_age_days"] = np.where(visible, _pit.days_between(t, created), np.nan)
+
+    account_vocab = pd.Index(tables.accounts["account_id"].astype(object))
+    lead_account = _static(leads, "account_id", row, visible)
+    q_account = _pit.codes(pd.Series(lead_account, dtype=object), account_vocab)
+    step("lead attributes")
+
+    out.update(_engagement(tables, "lead_id", row, q_account, lead_vocab, account_vocab, t, step))
+    won, lost, created_n, closed_n = _deal_outcomes(
+        tables, "account_id", account_vocab, q_account, t
+    )
+    out["account_won_deals"] = won
+    out["account_lost_deals"] = lost
+    out["account_open_deals"] = created_n - closed_n
+    step("account history")
+    return out
+
+
+def _ffill_in_group(
+    values: np.ndarray, valid: np.ndarray, group_start: np.ndarray, fill: float | int
+) -> np.ndarray:
+    """Carry the last valid value forward within each group of a sorted array."""
+    n = len(values)
+    last = np.maximum.accumulate(np.where(valid, np.arange(n), -1)) if n else valid
+    ok = last >= group_start
+    return np.where(ok, values[np.where(ok, last, 0)], fill) if n else values
+
+
+def _objects(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """An object array of ``values`` with None where ``keep`` is false."""
+    out = np.asarray(values, dtype=object).copy()
+    out[~keep] = None
+    return out
+
+
+def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.ndarray) -> Columns:
+    """Stage, amount and close date as of t, with the moves that led there."""
+    hist = tables.opportunity_history
+    h_key = _pit.codes(hist["opportunity_id"], vocab)
+    idx = _pit.index_events(h_key, _pit.ns(hist["changed_at"]))
+    n = len(idx)
+    opp = idx.composite // idx.width if n else np.empty(0, dtype=np.int64)
+    first = np.r_[True, opp[1:] != opp[:-1]] if n else np.empty(0, dtype=bool)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
+
+    stage = hist["stage"].astype(object).to_numpy(dtype=object)[idx.rows]
+    raw_amount = hist["amount"].to_numpy(dtype="float64", na_value=np.nan)[idx.rows]
+    amount = _ffill_in_group(raw_amount, ~np.isnan(raw_amount), group_start, np.nan)
+    raw_close = _pit.ns(hist["close_date"])[idx.rows]
+    close_i = _ffill_in_group(raw_close, raw_close != _pit.NAT, group_start, _pit.NAT)
+
+    entered = first | np.r_[True, stage[1:] != stage[:-1]] if n else first
+    entered_at = (
+        idx.times[np.maximum.accumulate(np.where(entered, np.arange(n), 0))] if n else idx.times
+    )
+
+    order = {s: i for i, s in enumerate(OPEN_STAGES)}
+    rank = np.array([order.get(s, len(OPEN_STAGES)) for s in stage], dtype=np.int64)
+    back = ~first & (np.r_[0, rank[:-1]] > rank) if n else first
+    prev_close = np.r_[_pit.NAT, close_i[:-1]] if n else close_i
+    pushed = ~first & (prev_close != _pit.NAT) & (close_i > prev_close)
+    push_days = np.where(pushed, (close_i - prev_close) / _DAY, 0.0)
+
+    def running(x: np.ndarray) -> np.ndarray:
+        c = np.cumsum(x)
+        return c - (c[group_start] - x[group_start]) if n else c
+
+    moves_back = running(back.astype(np.int64))
+    pushes = running(pushed.astype(np.int64))
+    push_total = running(push_days)
+    first_amount = pd.Series(amount).groupby(opp).transform("first").to_numpy()
+
+    last = _pit.last_before(idx, row, t)
+    have = last >= 0
+    at = np.where(have, last, 0)
+    out: Columns = {}
+    if n == 0:
+        nan = np.full(len(t), np.nan)
+        zero = np.zeros(len(t), dtype=np.int64)
+        out.update(
+            stage=np.full(len(t), None, dtype=object),
+            days_in_stage=nan,
+            stage_moves_back=zero,
+            close_date_pushes=zero,
+            close_date_push_days=nan,
+            amount=nan,
+            amount_change_pct=nan,
+            days_to_close=nan,
+        )
+        return out
+    out["stage"] = _objects(stage[at], have)
+    out["days_in_stage"] = np.where(have, _pit.days_between(t, entered_at[at]), np.nan)
+    out["stage_moves_back"] = np.where(have, moves_back[at], 0)
+    out["close_date_pushes"] = np.where(have, pushes[at], 0)
+    out["close_date_push_days"] = np.where(have, push_total[at], np.nan)
+    out["amount"] = np.where(have, amount[at], np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = amount[at] / first_amount[at] - 1.0
+    out["amount_change_pct"] = np.where(have & np.isfinite(change), change, np.nan)
+    out["days_to_close"] = np.where(have, _pit.days_between(close_i[at], t), np.nan)
+    return out
+
+
+def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
+    opps = tables.opportunities
+    t = _pit.ns(snapshots["as_of"])
+    vocab = pd.Index(opps["opportunity_id"].astype(object))
+    row = _pit.codes(snapshots["opportunity_id"], vocab)
+    created = _take_time(_pit.ns(opps["created_at"]), row)
+    visible = (row >= 0) & (created != _pit.NAT) & (created < t)
+    out: Columns = _deal_history(tables, row, vocab, t)
+    out["days_since_created"] = np.where(visible, _pit.days_between(t, created), np.nan)
+    out["product"] = _static(opps, "product", row, visible)
+    step("deal state as of t")
+
+    owner_vocab = pd.Index(pd.unique(opps["owner_id"].astype(object).dropna()))
+    q_owner = _pit.codes(
+        pd.Series(_static(opps, "owner_id", row, visible), dtype=object), owner_vocab
+    )
+    won, lost, _, _ = _deal_outcomes(tables, "owner_id", owner_vocab, q_owner, t)
+    closed = won + lost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["owner_win_rate"] = np.where(closed > 0, won / closed, np.nan)
+    out["owner_closed_deals"] = closed
+
+    accounts = tables.accounts
+    account_vocab = pd.Index(accounts["account_id"].astype(object))
+    q_account = _pit.codes(
+        pd.Series(_static(opps, "account_id", row, visible), dtype=object), account_vocab
+    )
+    a_created = _take_time(_pit.ns(accounts["created_at"]), q_account)
+    a_visible = (q_account >= 0) & (a_created != _pit.NAT) & (a_created < t)
+    for col in ("industry", "country", "employees"):
+        out[col] = _static(accounts, col, q_account, a_visible)
+
+    leads = tables.leads
+    lead_vocab = pd.Index(leads["lead_id"].astype(object))
+    q_lead = _pit.codes(pd.Series(_static(opps, "lead_id", row, visible), dtype=object), lead_vocab)
+    l_created = _take_time(_pit.ns(leads["created_at"]), q_lead)
+    out["source"] = _static(leads, "source", q_lead, (q_lead >= 0) & (l_created < t))
+    step("owner and account")
+
+    out.update(_engagement(tables, "opportunity_id", row, q_account, vocab, account_vocab, t, step))
+    won, lost, created_n, closed_n = _deal_outcomes(
+        tables, "account_id", account_vocab, q_account, t
+    )
+    out["account_won_deals"] = won
+    out["account_lost_deals"] = lost
+    # Other deals of the account open at t: this one is open at t and created before it.
+    out["account_open_deals"] = np.maximum(created_n - closed_n - visible.astype(np.int64), 0)
+    step("account history")
+    return out
+
+
+def build_features(
+    tables: CRMTables,
+    snapshots: pd.DataFrame,
+    feature_set: FeatureSet,
+    *,
+    on_step: Step | None = None,
+) -> pd.DataFrame:
+    """Features of each snapshot, from rows dated strictly before its ``as_of``.
+
+    Returns one row per snapshot, with the same order and index: the entity key, ``as_of``,
+    then ``feature_set.names`` in order, typed per the spec (categories with fixed levels).
+    """
+    step = on_step or _noop
+    key = feature_set.entity_key
+    missing = {key, "as_of"} - set(snapshots.columns)
+    if missing:
+        raise ValueError(f"snapshots lack columns {sorted(missing)}")
+    if key == "lead_id":
+        columns = _lead_columns(tables, snapshots, step)
+    elif key == "opportunity_id":
+        columns = _deal_columns(tables, snapshots, step)
+    else:
+        raise ValueError(f"no features for entity key {key!r}")
+    unknown = [name for name in feature_set.names if name not in columns]
+    if unknown:
+        raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
+    data: dict[str, object] = {
+        key: snapshots[key].astype("string").to_numpy(),
+        "as_of": snapshots["as_of"].to_numpy(),
+    }
+    for spec in feature_set.features:
+        data[spec.name] = _cast(columns[spec.name], spec)
+    frame = pd.DataFrame(data, index=snapshots.index)
+    frame[key] = frame[key].astype("string")
+    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True).astype("datetime64[ns, UTC]")
+    return frame
+
+
+def snapshots_for_task(
+    tables: CRMTables,
+    task: str,
+    *,
+    horizon_days: int = 30,
+    every_days: int = 7,
+    max_per_entity: int | None = None,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """The snapshots of a task, with its default cap per entity."""
+    if task == "lead_qualification":
+        return lead_snapshots(
+            tables,
+            horizon_days=horizon_days,
+            every_days=every_days,
+            max_per_lead=max_per_entity or 12,
+            data_end=data_end,
+        )
+    if task == "deal_close":
+        return deal_snapshots(
+            tables, every_days=every_days, max_per_deal=max_per_entity or 40, data_end=data_end
+        )
+    raise ValueError(f"unknown task {task!r}")
+
+
+def build_training_set(
+    tables: CRMTables,
+    task: str,
+    *,
+    horizon_days: int = 30,
+    every_days: int = 7,
+    max_per_entity: int | None = None,
+    data_end: pd.Timestamp | None = None,
+    feature_set: FeatureSet | None = None,
+    on_step: Step | None = None,
+) -> pd.DataFrame:
+    """Snapshots of a task with their labels and features: entity key, as_of, label, features."""
+    fs = feature_set or feature_set_for_task(task)
+    if fs.task != task:
+        raise ValueError(f"feature set {fs.name} is for {fs.task}, not {task}")
+    step = on_step or _noop
+    snaps = snapshots_for_task(
+        tables,
+        task,
+        horizon_days=horizon_days,
+        every_days=every_days,
+        max_per_entity=max_per_entity,
+        data_end=data_end,
+    )
+    step("snapshots")
+    feats = build_features(tables, snaps, fs, on_step=step)
+    out = pd.concat([feats[[fs.entity_key, "as_of"]], snaps[["label"]], feats[fs.names]], axis=1)
+    return out
+
+
+BUILD_STEPS = {"lead_qualification": 7, "deal_close": 8}
+"""How many times ``build_training_set`` calls ``on_step`` per task (for progress bars)."""
+
+
+def summarize(training_set: pd.DataFrame, feature_set: FeatureSet) -> dict[str, object]:
+    """Rows, labelled rows, label rate and missing values per feature, for a report."""
+    label = training_set["label"]
+    labelled = int(label.notna().sum())
+    rate = float(label.dropna().astype(bool).mean()) if labelled else float("nan")
+    missing = {name: int(training_set[name].isna().sum()) for name in feature_set.names}
+    return {
+        "rows": len(training_set),
+        "entities": int(training_set[feature_set.entity_key].nunique()),
+        "labelled": labelled,
+        "unlabelled": len(training_set) - labelled,
+        "label_rate": rate,
+        "missing": missing,
+    }

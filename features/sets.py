@@ -1,0 +1,264 @@
+"""The declared feature sets ``lead_v1`` and ``deal_v1``.
+
+Each feature is declared once here: name, entity, window, dtype, a description a rep can
+read (a template with ``{value}``, used by serving to phrase reasons) and the direction in
+which it may move the score. Category levels are fixed here too, so that a training set and
+a single serving request encode categories identically; values outside the levels become
+missing rather than new categories.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from features.declarations import Entity, FeatureSet, FeatureSpec
+from features.schema import ACTIVITY_TYPES, OPEN_STAGES
+
+# Category levels, in a fixed order. Values outside them encode as missing.
+CATEGORY_LEVELS: dict[str, tuple[str, ...]] = {
+    "source": (
+        "inbound_web_form",
+        "webinar",
+        "referral",
+        "paid_search",
+        "cold_outbound",
+        "event",
+        "partner",
+    ),
+    "seniority": ("c_level", "vp", "director", "manager", "individual", "unknown"),
+    "job_function": (
+        "executive",
+        "sales",
+        "marketing",
+        "it",
+        "engineering",
+        "finance",
+        "operations",
+        "hr",
+        "other",
+    ),
+    "industry": (
+        "software",
+        "financial_services",
+        "healthcare",
+        "manufacturing",
+        "retail",
+        "education",
+        "government",
+        "media",
+        "telecom",
+        "energy",
+        "professional_services",
+        "logistics",
+    ),
+    "country": ("US", "CA", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "AU", "IN", "JP", "BR", "SG"),
+    "product": ("starter", "professional", "enterprise", "renewal", "expansion"),
+    "stage": OPEN_STAGES,
+}
+
+# How each activity type reads in a sentence, and whether more of it is known to help.
+_ACTIVITY_WORDS: dict[str, tuple[str, Literal[-1, 0, 1]]] = {
+    "email_sent": ("emails sent", 0),
+    "email_opened": ("emails opened", 0),
+    "email_clicked": ("email links clicked", 0),
+    "email_replied": ("email replies", 1),
+    "web_visit": ("website visits", 0),
+    "pricing_page_visit": ("pricing-page visits", 1),
+    "content_download": ("content downloads", 0),
+    "form_submitted": ("forms submitted", 1),
+    "webinar_attended": ("webinars attended", 0),
+    "call": ("calls", 0),
+    "meeting": ("meetings", 1),
+    "demo": ("demos", 1),
+}
+assert set(_ACTIVITY_WORDS) == set(ACTIVITY_TYPES)
+
+ENGAGEMENT_WINDOWS: tuple[int, ...] = (7, 30, 90)
+
+
+def _engagement(entity: Entity, subject: str) -> tuple[FeatureSpec, ...]:
+    """Activity counts by type and window, recency, trend, inbound share and contacts."""
+    specs: list[FeatureSpec] = []
+    for kind in ACTIVITY_TYPES:
+        words, direction = _ACTIVITY_WORDS[kind]
+        for window in ENGAGEMENT_WINDOWS:
+            specs.append(
+                FeatureSpec(
+                    name=f"{kind}_{window}d",
+                    entity=entity,
+                    dtype="int",
+                    description=f"{{value:.0f}} {words} in the last {window} days",
+                    window_days=window,
+                    monotone=direction,
+                )
+            )
+    specs += [
+        FeatureSpec(
+            "activities_30d",
+            entity,
+            "int",
+            f"{{value:.0f}} activities on this {subject} in the last 30 days",
+            window_days=30,
+        ),
+        FeatureSpec(
+            "days_since_last_activity",
+            entity,
+            "float",
+            "{value:.0f} days since the last activity",
+            monotone=-1,
+        ),
+        FeatureSpec(
+            "days_since_last_inbound",
+            entity,
+            "float",
+            "{value:.0f} days since the prospect last reached out",
+            monotone=-1,
+        ),
+        FeatureSpec(
+            "activity_trend_7d",
+            entity,
+            "int",
+            "{value:+.0f} activities this week against the week before",
+            window_days=14,
+        ),
+        FeatureSpec(
+            "inbound_share_90d",
+            entity,
+            "float",
+            "{value:.0%} of activities in the last 90 days came from the prospect",
+            window_days=90,
+        ),
+        FeatureSpec(
+            "contacts_engaged",
+            entity,
+            "int",
+            f"{{value:.0f}} contacts engaged on this {subject}",
+            monotone=1,
+        ),
+        FeatureSpec(
+            "account_activities_30d",
+            "account",
+            "int",
+            "{value:.0f} activities across the whole account in the last 30 days",
+            window_days=30,
+        ),
+        FeatureSpec(
+            "account_contacts_engaged",
+            "account",
+            "int",
+            "{value:.0f} contacts engaged across the account",
+        ),
+    ]
+    return tuple(specs)
+
+
+def _account_history() -> tuple[FeatureSpec, ...]:
+    """The account's deals as known at t: closed before t, or still open at t."""
+    return (
+        FeatureSpec(
+            "account_won_deals",
+            "account",
+            "int",
+            "the account has won {value:.0f} earlier deals with us",
+        ),
+        FeatureSpec(
+            "account_lost_deals",
+            "account",
+            "int",
+            "the account has {value:.0f} earlier lost deals",
+        ),
+        FeatureSpec(
+            "account_open_deals",
+            "account",
+            "int",
+            "the account has {value:.0f} other open deals",
+        ),
+    )
+
+
+LEAD_V1 = FeatureSet(
+    name="lead_v1",
+    version=1,
+    task="lead_qualification",
+    entity_key="lead_id",
+    features=(
+        FeatureSpec("source", "lead", "category", "lead source: {value}"),
+        FeatureSpec("industry", "lead", "category", "industry: {value}"),
+        FeatureSpec("country", "lead", "category", "country: {value}"),
+        FeatureSpec("employees", "lead", "float", "company of {value:,.0f} employees"),
+        FeatureSpec("seniority", "lead", "category", "seniority: {value}"),
+        FeatureSpec("job_function", "lead", "category", "job function: {value}"),
+        FeatureSpec("budget_confirmed", "lead", "bool", "budget confirmed: {value}"),
+        FeatureSpec("is_decision_maker", "lead", "bool", "decision maker: {value}"),
+        FeatureSpec("need_stated", "lead", "bool", "need stated: {value}"),
+        FeatureSpec("timeline_days", "lead", "float", "plans to buy within {value:.0f} days"),
+        FeatureSpec("lead_age_days", "lead", "float", "lead created {value:.0f} days ago"),
+        *_engagement("lead", "lead"),
+        *_account_history(),
+    ),
+)
+
+DEAL_V1 = FeatureSet(
+    name="deal_v1",
+    version=1,
+    task="deal_close",
+    entity_key="opportunity_id",
+    features=(
+        FeatureSpec("stage", "deal", "category", "stage: {value}"),
+        FeatureSpec("days_in_stage", "deal", "float", "{value:.0f} days in the current stage"),
+        FeatureSpec("days_since_created", "deal", "float", "deal opened {value:.0f} days ago"),
+        FeatureSpec(
+            "stage_moves_back", "deal", "int", "moved back a stage {value:.0f} times", monotone=-1
+        ),
+        FeatureSpec(
+            "close_date_pushes", "deal", "int", "close date pushed {value:.0f} times", monotone=-1
+        ),
+        FeatureSpec(
+            "close_date_push_days",
+            "deal",
+            "float",
+            "close date pushed out by {value:.0f} days in total",
+            monotone=-1,
+        ),
+        FeatureSpec("amount", "deal", "float", "deal amount ${value:,.0f}"),
+        FeatureSpec(
+            "amount_change_pct",
+            "deal",
+            "float",
+            "amount changed {value:+.0%} since the deal opened",
+        ),
+        FeatureSpec(
+            "days_to_close",
+            "deal",
+            "float",
+            "{value:.0f} days until the expected close date (negative: overdue)",
+        ),
+        FeatureSpec("product", "deal", "category", "product: {value}"),
+        FeatureSpec(
+            "owner_win_rate",
+            "deal",
+            "float",
+            "the owner has won {value:.0%} of the deals they closed",
+        ),
+        FeatureSpec("owner_closed_deals", "deal", "int", "the owner has closed {value:.0f} deals"),
+        FeatureSpec("industry", "account", "category", "industry: {value}"),
+        FeatureSpec("country", "account", "category", "country: {value}"),
+        FeatureSpec("employees", "account", "float", "company of {value:,.0f} employees"),
+        FeatureSpec("source", "deal", "category", "lead source: {value}"),
+        *_engagement("deal", "deal"),
+        *_account_history(),
+    ),
+)
+
+FEATURE_SETS: dict[str, FeatureSet] = {fs.name: fs for fs in (LEAD_V1, DEAL_V1)}
+TASK_FEATURE_SETS: dict[str, FeatureSet] = {fs.task: fs for fs in (LEAD_V1, DEAL_V1)}
+
+
+def feature_set_for_task(task: str) -> FeatureSet:
+    """The current feature set of a task (``lead_qualification`` or ``deal_close``)."""
+    try:
+        return TASK_FEATURE_SETS[task]
+    except KeyError:
+        raise ValueError(
+            f"unknown task {task!r}; expected one of {sorted(TASK_FEATURE_SETS)}"
+        ) from None

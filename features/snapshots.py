@@ -1,0 +1,217 @@
+"""Snapshots: an entity as of a time t, with a label that uses only what happens after t.
+
+A snapshot's features see rows dated strictly before ``as_of``; its label looks after it.
+Snapshots are taken ``SNAPSHOT_LAG`` after the event that triggers them (lead creation,
+deal creation, stage entry), so the triggering row itself is known, as it is to a CRM that
+scores a record right after it changes. A label that cannot be known yet (its horizon runs
+past the data's end, or the deal is still open) is NA, never a negative.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features import _pit
+from features.schema import (
+    LEADS,
+    OPEN_STAGES,
+    OPPORTUNITIES,
+    TABLES,
+    CRMTables,
+    coerce_dtypes,
+)
+
+SNAPSHOT_LAG = pd.Timedelta(minutes=1)
+"""How long after the triggering event a snapshot is taken."""
+
+_OUTCOME_TIMES: dict[str, tuple[str, ...]] = {
+    "leads": ("qualified_at", "disqualified_at"),
+    "opportunities": ("closed_at",),
+}
+
+
+def data_end_of(tables: CRMTables) -> pd.Timestamp:
+    """The latest timestamp anywhere in the tables: the moment the export was taken."""
+    latest = []
+    for name, table in TABLES.items():
+        frame = tables.get(name)
+        for col in (table.time_column, *_OUTCOME_TIMES.get(name, ())):
+            if len(frame) and frame[col].notna().any():
+                latest.append(frame[col].max())
+    if not latest:
+        raise ValueError("the tables hold no timestamps; cannot place a data end")
+    return pd.Timestamp(max(latest))
+
+
+def _utc(ts: pd.Timestamp | str | None, tables: CRMTables) -> pd.Timestamp:
+    if ts is None:
+        return data_end_of(tables)
+    out = pd.Timestamp(ts)
+    return out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
+
+
+def _frame(
+    key: str, ids: np.ndarray, as_of: np.ndarray, label: pd.api.extensions.ExtensionArray
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            key: pd.array(ids, dtype="string"),
+            "as_of": pd.to_datetime(as_of, utc=True).astype("datetime64[ns, UTC]"),
+            "label": label,
+        }
+    )
+
+
+def lead_snapshots(
+    tables: CRMTables,
+    *,
+    horizon_days: int = 30,
+    every_days: int = 7,
+    max_per_lead: int = 12,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """One snapshot at lead creation, then every ``every_days`` while the lead is open.
+
+    Label: the lead is qualified within ``horizon_days`` after ``as_of``. False when the
+    horizon ends before the data does, or the lead was disqualified without being qualified
+    within it; NA otherwise.
+    """
+    end = _pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    leads = tables.leads
+    n = len(leads)
+    created = _pit.ns(leads["created_at"])
+    qualified = _pit.ns(leads["qualified_at"])
+    disqualified = _pit.ns(leads["disqualified_at"])
+    never = np.iinfo(np.int64).max
+    closes = np.minimum(
+        np.where(qualified == _pit.NAT, never, qualified),
+        np.where(disqualified == _pit.NAT, never, disqualified),
+    )
+    step = np.arange(max_per_lead, dtype=np.int64) * every_days * _pit.NS_PER_DAY
+    rows = np.repeat(np.arange(n), max_per_lead)
+    as_of = created[rows] + SNAPSHOT_LAG.value + np.tile(step, n)
+    keep = (as_of < closes[rows]) & (as_of <= end) & (created[rows] != _pit.NAT)
+    rows, as_of = rows[keep], as_of[keep]
+
+    horizon = as_of + horizon_days * _pit.NS_PER_DAY
+    q, d = qualified[rows], disqualified[rows]
+    won = (q != _pit.NAT) & (q <= horizon)
+    known = won | (horizon <= end) | ((d != _pit.NAT) & (d <= horizon) & (d <= end))
+    label = pd.array(np.where(known, won, False), dtype="boolean")
+    label[~known] = pd.NA
+    ids = leads["lead_id"].to_numpy(dtype=object)[rows]
+    return _frame("lead_id", ids, as_of, label)
+
+
+def deal_snapshots(
+    tables: CRMTables,
+    *,
+    every_days: int = 7,
+    max_per_deal: int = 40,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """One snapshot at each entry into an open stage, and every ``every_days`` while open.
+
+    Only snapshots whose stage at ``as_of`` (from opportunity_history) is open are kept.
+    Label: the deal ends ``closed_won``; NA while it is still open at the data's end.
+    """
+    end = _pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    opps = tables.opportunities
+    n = len(opps)
+    ids = opps["opportunity_id"].to_numpy(dtype=object)
+    created = _pit.ns(opps["created_at"])
+    closed = _pit.ns(opps["closed_at"])
+    never = np.iinfo(np.int64).max
+    closes = np.where(closed == _pit.NAT, never, closed)
+
+    # Weekly from creation (the first one is the creation snapshot).
+    weeks = max(max_per_deal, 1)
+    step = np.arange(weeks, dtype=np.int64) * every_days * _pit.NS_PER_DAY
+    w_rows = np.repeat(np.arange(n), weeks)
+    w_as_of = created[w_rows] + SNAPSHOT_LAG.value + np.tile(step, n)
+
+    # Stage entries from the history.
+    hist = tables.opportunity_history
+    vocab = pd.Index(ids)
+    h_key = _pit.codes(hist["opportunity_id"], vocab)
+    h_time = _pit.ns(hist["changed_at"])
+    h_index = _pit.index_events(h_key, h_time)
+    h_stage = hist["stage"].to_numpy(dtype=object)[h_index.rows]
+    h_opp = h_index.composite // h_index.width
+    first = np.r_[True, h_opp[1:] != h_opp[:-1]]
+    entered = first | np.r_[True, h_stage[1:] != h_stage[:-1]]
+    is_open = np.isin(h_stage, OPEN_STAGES)
+    e_pick = entered & is_open
+    e_rows = h_opp[e_pick]
+    e_as_of = h_index.times[e_pick] + SNAPSHOT_LAG.value
+
+    rows = np.concatenate([w_rows, e_rows])
+    as_of = np.concatenate([w_as_of, e_as_of])
+    keep = (as_of < closes[rows]) & (as_of <= end) & (as_of > created[rows])
+    rows, as_of = rows[keep], as_of[keep]
+
+    # Sort by deal then time, drop duplicates, keep the first ``max_per_deal`` of each deal.
+    order = np.lexsort((as_of, rows))
+    rows, as_of = rows[order], as_of[order]
+    dup = np.r_[False, (rows[1:] == rows[:-1]) & (as_of[1:] == as_of[:-1])]
+    rows, as_of = rows[~dup], as_of[~dup]
+    starts = np.r_[True, rows[1:] != rows[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
+    rank = np.arange(len(rows)) - group_start
+    keep = rank < max_per_deal
+    rows, as_of = rows[keep], as_of[keep]
+
+    # Keep only snapshots whose stage at as_of is open.
+    last = _pit.last_before(h_index, rows, as_of)
+    stage_now = h_stage[np.where(last >= 0, last, 0)] if len(h_stage) else np.full(len(last), "")
+    keep = np.isin(stage_now, OPEN_STAGES) & (last >= 0)
+    rows, as_of = rows[keep], as_of[keep]
+
+    won = opps["is_won"].to_numpy(dtype="float64", na_value=np.nan)[rows]
+    known = (closed[rows] != _pit.NAT) & (closed[rows] <= end) & ~np.isnan(won)
+    label = pd.array(np.where(known, won == 1.0, False), dtype="boolean")
+    label[~known] = pd.NA
+    return _frame("opportunity_id", ids[rows], as_of, label)
+
+
+def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:
+    """The CRM as it stood at ``cutoff``: what a model trained then could have seen.
+
+    Rows dated at or after the cutoff are dropped, outcomes dated at or after it are blanked,
+    and each deal's current amount and close date are rolled back to its last history row
+    before the cutoff. Useful for backtests, and the reference for the leakage tests.
+    """
+    cut = _utc(cutoff, tables)
+
+    def before(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+        return frame.loc[frame[col].notna() & (frame[col] < cut)].copy()
+
+    accounts = before(tables.accounts, "created_at")
+    opps = before(tables.opportunities, "created_at")
+    hist = before(tables.opportunity_history, "changed_at")
+    activities = before(tables.activities, "occurred_at")
+    leads = before(tables.leads, "created_at")
+
+    for col in ("qualified_at", "disqualified_at"):
+        leads.loc[leads[col] >= cut, col] = pd.NaT
+    known_opps = set(opps["opportunity_id"].dropna())
+    leads.loc[~leads["opportunity_id"].isin(known_opps), "opportunity_id"] = pd.NA
+
+    open_now = opps["closed_at"].isna() | (opps["closed_at"] >= cut)
+    opps.loc[open_now, "closed_at"] = pd.NaT
+    opps.loc[open_now, "is_won"] = pd.NA
+    latest = hist.sort_values("changed_at", kind="stable").groupby("opportunity_id").tail(1)
+    latest = latest.set_index("opportunity_id")
+    oid = opps["opportunity_id"]
+    has = oid.isin(latest.index)
+    opps.loc[has, "amount"] = latest.loc[oid[has], "amount"].to_numpy()
+    opps.loc[has, "close_date"] = latest.loc[oid[has], "close_date"].to_numpy()
+
+    return CRMTables(
+        accounts=accounts,
+        leads=coerce_dtypes(leads, LEADS),
+        opportunities=coerce_dtypes(opps, OPPORTUNITIES),
+        opportunity_history=hist,
+        activities=activities,
+    )
