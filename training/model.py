@@ -56,6 +56,20 @@ def _feature_set_from_json(data: dict[str, Any]) -> FeatureSet:
     return stored
 
 
+def _category_levels(
+    feature_set: FeatureSet, boosters: dict[str, lgb.Booster]
+) -> dict[str, list[Any]]:
+    """Category levels per categorical feature, as LightGBM stored them at training."""
+    cats = feature_set.categorical
+    if not cats or not boosters:
+        return {}
+    booster = boosters.get(ALL) or next(iter(boosters.values()))
+    stored = getattr(booster, "pandas_categorical", None) or []
+    if len(stored) != len(cats):
+        return {}
+    return {c: list(levels) for c, levels in zip(cats, stored, strict=True)}
+
+
 class ScoringModel:
     """Calibrated P(label=1) for one task, from one booster or one per stage.
 
@@ -83,6 +97,7 @@ class ScoringModel:
         self.calibrators = calibrators
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.route_by = route_by
+        self._levels = _category_levels(feature_set, boosters)
 
     # -- scoring -------------------------------------------------------------------
 
@@ -91,7 +106,16 @@ class ScoringModel:
         missing = [c for c in names if c not in X.columns]
         if missing:
             raise ValueError(f"missing feature columns: {missing}")
-        return X[names] if list(X.columns) != names else X
+        X = X[names] if list(X.columns) != names else X
+        loose = [c for c in self._levels if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+        if loose:
+            # Rows from JSON or an MLflow signature arrive as strings: give them the
+            # categories the booster was trained with (unknown values become missing).
+            X = X.assign(
+                **{c: pd.Categorical(X[c].astype("object"), categories=self._levels[c])
+                   for c in loose}
+            )
+        return X
 
     def _routes(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """Row positions per booster key."""
