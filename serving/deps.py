@@ -1,0 +1,79 @@
+"""What routes receive by injection: settings, models, the clock, the caller's key check.
+
+Tests swap any of these with ``app.dependency_overrides`` (a fixed clock for parity, a
+fake model for error paths) without touching the routes. All are ``async def``: FastAPI
+runs a plain ``def`` dependency in the threadpool, a hop that costs more than the work.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.auth import check_key
+from serving.errors import ModelUnavailable
+from serving.metrics import Metrics
+from serving.models import LoadedModel, ModelStore
+from serving.settings import ServingSettings
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key")
+
+
+async def get_settings(request: Request) -> ServingSettings:
+    settings: ServingSettings = request.app.state.settings
+    return settings
+
+
+async def get_store(request: Request) -> ModelStore:
+    store: ModelStore = request.app.state.store
+    return store
+
+
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_now() -> datetime:
+    """The snapshot time of a request: now, in UTC."""
+    return datetime.now(UTC)
+
+
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+async def require_api_key(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key)],
+) -> None:
+    """401 without a key, 403 with a wrong one; nothing when keys are off (dev only)."""
+    key = bearer.credentials.strip() if bearer is not None and bearer.credentials else None
+    if not key and header_key and header_key.strip():
+        key = header_key.strip()
+    check_key(key or None, settings.api_key_hashes, enabled=not settings.insecure_no_auth)
+
+
+async def lead_model(store: StoreDep) -> LoadedModel:
+    loaded = store.get("lead_qualification")
+    if loaded is None:
+        raise ModelUnavailable("lead_qualification")
+    return loaded
+
+
+async def deal_model(store: StoreDep) -> LoadedModel:
+    loaded = store.get("deal_close")
+    if loaded is None:
+        raise ModelUnavailable("deal_close")
+    return loaded
+
+
+LeadModelDep = Annotated[LoadedModel, Depends(lead_model)]
+DealModelDep = Annotated[LoadedModel, Depends(deal_model)]

@@ -1,0 +1,154 @@
+"""Deal-risk flags, each with the reason a manager reads and the evidence behind it.
+
+The flags read the deal's own features (the same ones the model saw) and what the model
+learned in training: how long won deals stayed in each stage (75th percentile) and each
+stage's win rate. A flag is raised only where its evidence is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from serving.schemas import RiskLevel
+
+WEIGHTS: dict[str, int] = {
+    "stalled": 1,
+    "no_activity": 1,
+    "close_date_pushed": 1,
+    "amount_cut": 1,
+    "single_threaded": 1,
+    "low_probability": 2,
+}
+"""How much each flag counts toward the level: 0 is low, 1-2 medium, 3 or more high."""
+
+
+@dataclass(frozen=True)
+class RiskRules:
+    no_activity_days: int = 14
+    probability_ratio: float = 0.5
+    amount_cut_ratio: float = 0.1
+
+
+@dataclass(frozen=True)
+class Flag:
+    flag: str
+    reason: str
+    evidence: dict[str, Any]
+
+
+def _num(row: dict[str, Any], name: str) -> float | None:
+    value = row.get(name)
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _stage_words(stage: str) -> str:
+    return stage.replace("_", " ")
+
+
+def risk_flags(
+    features: dict[str, Any],
+    probability: float,
+    metadata: dict[str, Any],
+    rules: RiskRules,
+) -> list[Flag]:
+    """The flags one deal raises, from its feature row and its calibrated probability."""
+    flags: list[Flag] = []
+    stage = features.get("stage")
+    stage = None if stage is None else str(stage)
+
+    days_in_stage = _num(features, "days_in_stage")
+    p75 = (metadata.get("won_stage_days_p75") or {}).get(stage) if stage else None
+    if days_in_stage is not None and p75 is not None and days_in_stage > float(p75):
+        flags.append(
+            Flag(
+                "stalled",
+                f"{days_in_stage:.0f} days in {_stage_words(stage or '')}; 75% of won deals "
+                f"left this stage within {float(p75):.0f} days",
+                {"stage": stage, "days_in_stage": round(days_in_stage, 1),
+                 "won_deals_p75_days": round(float(p75), 1)},
+            )
+        )
+
+    idle = _num(features, "days_since_last_activity")
+    if idle is not None and idle >= rules.no_activity_days:
+        flags.append(
+            Flag(
+                "no_activity",
+                f"no activity for {idle:.0f} days",
+                {"days_since_last_activity": round(idle, 1),
+                 "threshold_days": rules.no_activity_days},
+            )
+        )
+    elif idle is None and "days_since_last_activity" in features:
+        age = _num(features, "days_since_created")
+        if age is not None and age >= rules.no_activity_days:
+            flags.append(
+                Flag(
+                    "no_activity",
+                    f"no activity recorded since the deal opened {age:.0f} days ago",
+                    {"days_since_last_activity": None, "days_since_created": round(age, 1),
+                     "threshold_days": rules.no_activity_days},
+                )
+            )
+
+    pushes = _num(features, "close_date_pushes")
+    push_days = _num(features, "close_date_push_days")
+    if pushes is not None and pushes >= 1:
+        days = f" by {push_days:.0f} days in total" if push_days is not None else ""
+        flags.append(
+            Flag(
+                "close_date_pushed",
+                f"close date pushed {pushes:.0f} time{'s' if pushes != 1 else ''}{days}",
+                {"pushes": int(pushes),
+                 "total_days": None if push_days is None else round(push_days, 1)},
+            )
+        )
+
+    change = _num(features, "amount_change_pct")
+    if change is not None and change < -rules.amount_cut_ratio:
+        flags.append(
+            Flag(
+                "amount_cut",
+                f"amount cut by {-change:.0%} since the deal opened",
+                {"amount_change_pct": round(change, 4), "amount": _num(features, "amount")},
+            )
+        )
+
+    contacts = _num(features, "contacts_engaged")
+    if contacts is not None and contacts <= 1:
+        flags.append(
+            Flag(
+                "single_threaded",
+                "only one contact engaged" if contacts == 1 else "no contact engaged yet",
+                {"contacts_engaged": int(contacts)},
+            )
+        )
+
+    rate = (metadata.get("stage_win_rates") or {}).get(stage) if stage else None
+    if rate is not None and probability < rules.probability_ratio * float(rate):
+        flags.append(
+            Flag(
+                "low_probability",
+                f"{probability:.0%} chance to win, against {float(rate):.0%} for deals in "
+                f"{_stage_words(stage or '')}",
+                {"probability": round(probability, 4), "stage_win_rate": round(float(rate), 4),
+                 "ratio": round(probability / float(rate), 3) if rate else None},
+            )
+        )
+    return flags
+
+
+def risk_level(flags: list[Flag]) -> RiskLevel:
+    """low (no flag), medium (weight 1-2) or high (weight 3 or more)."""
+    weight = sum(WEIGHTS.get(f.flag, 1) for f in flags)
+    if weight == 0:
+        return "low"
+    return "medium" if weight <= 2 else "high"

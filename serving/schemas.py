@@ -1,0 +1,290 @@
+"""Request and response bodies of the /v1 API.
+
+Requests carry the data contract's columns (features/schema.py), named and typed, so a
+CRM sends what it already stores. Constraints live here so that every bad value is a 422
+naming the field and the reason, before any scoring code runs: finite numbers only,
+timestamps pandas can hold, stages and activity types from the contract, bounded sizes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from features.schema import OPEN_STAGES
+
+ActivityType = Literal[
+    "email_sent",
+    "email_opened",
+    "email_clicked",
+    "email_replied",
+    "web_visit",
+    "pricing_page_visit",
+    "content_download",
+    "form_submitted",
+    "webinar_attended",
+    "call",
+    "meeting",
+    "demo",
+]
+Direction = Literal["inbound", "outbound"]
+Stage = Literal[
+    "prospecting",
+    "qualification",
+    "meeting_demo",
+    "proposal",
+    "negotiation",
+    "closed_won",
+    "closed_lost",
+    "post_purchase",
+]
+Grade = Literal["A", "B", "C", "D"]
+RiskLevel = Literal["low", "medium", "high"]
+
+MAX_BATCH = 1000
+MAX_ROWS_PER_ENTITY = 5000
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC (the contract's zone); all are kept in range."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("timestamp must be between 1970-01-01 and 2200-01-01 (UTC)")
+    return value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(max_length=256)]
+Money = Annotated[float, Field(ge=0.0, le=1e12)]
+
+
+class _Strict(BaseModel):
+    """Unknown fields and non-finite numbers are errors, never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ActivityIn(_Strict):
+    """One engagement activity, as in the contract's `activities` table."""
+
+    activity_id: Id
+    occurred_at: Timestamp
+    account_id: Id | None = Field(
+        default=None, description="defaults to the lead's or deal's account"
+    )
+    lead_id: Id | None = Field(default=None, description="defaults to the enclosing lead")
+    opportunity_id: Id | None = Field(default=None, description="defaults to the enclosing deal")
+    contact_id: Id | None = None
+    type: ActivityType
+    direction: Direction
+
+
+class LeadIn(_Strict):
+    """One lead, as in the contract's `leads` table, with its own activities."""
+
+    lead_id: Id
+    account_id: Id | None = None
+    created_at: Timestamp
+    source: Text | None = None
+    title: Text | None = None
+    seniority: Text | None = None
+    job_function: Text | None = None
+    country: Text | None = None
+    industry: Text | None = None
+    employees: int | None = Field(default=None, ge=0, le=10_000_000)
+    budget_confirmed: bool | None = None
+    is_decision_maker: bool | None = None
+    need_stated: bool | None = None
+    timeline_days: int | None = Field(default=None, ge=0, le=3650)
+    qualified_at: Timestamp | None = None
+    disqualified_at: Timestamp | None = None
+    opportunity_id: Id | None = None
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+
+
+class _HistoryFields(_Strict):
+    changed_at: Timestamp
+    stage: Stage
+    amount: Money | None = None
+    close_date: Timestamp | None = None
+
+
+class HistoryIn(_HistoryFields):
+    """One stage/amount/close-date change of the enclosing deal, as in `opportunity_history`."""
+
+    opportunity_id: Id | None = Field(default=None, description="defaults to the enclosing deal")
+
+
+class HistoryRow(_HistoryFields):
+    """One `opportunity_history` row of another deal (context)."""
+
+    opportunity_id: Id
+
+
+class AccountIn(_Strict):
+    """One account, as in the contract's `accounts` table."""
+
+    account_id: Id
+    name: Text | None = None
+    industry: Text | None = None
+    employees: int | None = Field(default=None, ge=0, le=10_000_000)
+    annual_revenue: Money | None = None
+    country: Text | None = None
+    created_at: Timestamp
+
+
+class OpportunityIn(_Strict):
+    """One deal, as in the contract's `opportunities` table."""
+
+    opportunity_id: Id
+    account_id: Id
+    lead_id: Id | None = None
+    owner_id: Id
+    created_at: Timestamp
+    product: Text | None = None
+    amount: Money | None = None
+    close_date: Timestamp | None = None
+    closed_at: Timestamp | None = None
+    is_won: bool | None = None
+
+
+class DealIn(OpportunityIn):
+    """One open deal with its change history and, optionally, its activities."""
+
+    history: list[HistoryIn] = Field(min_length=1, max_length=MAX_ROWS_PER_ENTITY)
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+
+    @model_validator(mode="after")
+    def _must_be_open(self) -> DealIn:
+        last = max(self.history, key=lambda h: h.changed_at).stage
+        if last not in OPEN_STAGES:
+            raise ValueError(
+                f"the deal's latest stage is '{last}': only open deals "
+                f"({', '.join(OPEN_STAGES)}) are scored"
+            )
+        return self
+
+
+class Context(_Strict):
+    """Other CRM rows some features look at: the account, its other deals, the owner's deals.
+
+    Features such as the account's earlier wins or the owner's win rate are computed from
+    these rows exactly as in training; left out, they read as "no history".
+    """
+
+    accounts: list[AccountIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    leads: list[LeadIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    opportunities: list[OpportunityIn] = Field(
+        default_factory=list, max_length=MAX_ROWS_PER_ENTITY
+    )
+    opportunity_history: list[HistoryRow] = Field(
+        default_factory=list, max_length=MAX_ROWS_PER_ENTITY
+    )
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+
+
+class LeadBatch(_Strict):
+    leads: list[LeadIn] = Field(min_length=1, max_length=MAX_BATCH)
+    context: Context | None = None
+
+
+class DealBatch(_Strict):
+    deals: list[DealIn] = Field(min_length=1, max_length=MAX_BATCH)
+    context: Context | None = None
+
+
+class Reason(BaseModel):
+    """One factor behind a score, in words a rep can read."""
+
+    feature: str
+    value: float | int | str | bool | None
+    contribution: float = Field(description="log-odds contribution (pred_contrib)")
+    text: str
+
+
+class Reasons(BaseModel):
+    up: list[Reason] = Field(description="up to three factors raising the score, largest first")
+    down: list[Reason] = Field(description="up to three factors lowering the score, largest first")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    feature_set: str
+
+
+class LeadResult(BaseModel):
+    lead_id: str
+    probability: float = Field(ge=0.0, le=1.0, description="calibrated P(qualified within H days)")
+    score: int = Field(ge=0, le=100)
+    grade: Grade
+    reasons: Reasons
+    model: ModelRef
+
+
+class RiskFlag(BaseModel):
+    flag: Literal[
+        "stalled", "no_activity", "close_date_pushed", "amount_cut", "single_threaded",
+        "low_probability",
+    ]
+    reason: str
+    evidence: dict[str, Any]
+
+
+class Risk(BaseModel):
+    level: RiskLevel
+    flags: list[RiskFlag]
+
+
+class DealResult(BaseModel):
+    opportunity_id: str
+    stage: str
+    probability: float = Field(ge=0.0, le=1.0, description="calibrated P(the deal is won)")
+    score: int = Field(ge=0, le=100)
+    grade: Grade
+    expected_value: float | None = Field(description="amount x probability; null without amount")
+    risk: Risk
+    reasons: Reasons
+    model: ModelRef
+
+
+class LeadScores(BaseModel):
+    results: list[LeadResult]
+
+
+class DealScores(BaseModel):
+    results: list[DealResult]
+
+
+class ModelDescription(BaseModel):
+    task: str
+    name: str
+    version: str
+    alias: str | None
+    run_id: str | None
+    feature_set: str
+    trained_period: dict[str, Any] | None
+    test_metrics: dict[str, float]
+    loaded_at: datetime
+
+
+class ModelList(BaseModel):
+    models: list[ModelDescription]
+
+
+class ErrorItem(BaseModel):
+    field: str = Field(description="dotted path to the offending field, e.g. leads.0.created_at")
+    reason: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str | list[ErrorItem]
+    request_id: str | None = None

@@ -1,0 +1,349 @@
+"""Scoring: request rows -> contract tables -> build_features -> model -> results.
+
+Requests are turned into the data contract's five tables and go through the very
+``build_features`` that built the training set, with the snapshot time set to now, so
+what the model sees in serving is what it saw in training. Batch scoring of files
+(``leadscore score``) uses the same functions from :func:`score_tables` on.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.declarations import FeatureSet
+from features.schema import (
+    ACCOUNTS,
+    ACTIVITIES,
+    LEADS,
+    OPPORTUNITIES,
+    OPPORTUNITY_HISTORY,
+    PANDAS_DTYPES,
+    TABLES,
+    CRMTables,
+    Table,
+    empty_frame,
+)
+from serving.explain import Factor, plain_value, top_factors
+from serving.models import LoadedModel
+from serving.risk import RiskRules, risk_flags, risk_level
+from serving.schemas import (
+    Context,
+    DealBatch,
+    DealResult,
+    LeadBatch,
+    LeadResult,
+    ModelRef,
+    Reason,
+    Reasons,
+    Risk,
+    RiskFlag,
+)
+
+ENTITY_KEYS = {"lead_qualification": "lead_id", "deal_close": "opportunity_id"}
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Grading:
+    """Score cut-offs for grades A, B and C (anything lower is D)."""
+
+    a: int = 75
+    b: int = 50
+    c: int = 25
+
+    def grade(self, score: int) -> str:
+        if score >= self.a:
+            return "A"
+        if score >= self.b:
+            return "B"
+        return "C" if score >= self.c else "D"
+
+
+def to_score(probability: float) -> int:
+    """0-100, rounded half up, so 0.745 is 75 on every platform."""
+    return int(np.floor(probability * 100.0 + 0.5))
+
+
+# -- requests -> contract tables ------------------------------------------------------
+
+
+@functools.cache
+def _empty(table_name: str) -> pd.DataFrame:
+    """Empty tables are built once: feature code never mutates its inputs."""
+    return empty_frame(TABLES[table_name])
+
+
+def _column(values: list[Any], kind: str) -> Any:
+    """One column in the contract's dtype, straight from Python values (None: missing)."""
+    if kind == "timestamp":
+        return pd.DatetimeIndex(
+            [pd.NaT if v is None else v for v in values], tz="UTC"
+        ).astype("datetime64[ns, UTC]")
+    if kind == "float":
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return pd.array(values, dtype=PANDAS_DTYPES[kind])
+
+
+def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
+    """A contract table from validated rows, typed as ``coerce_dtypes`` types it.
+
+    Built column by column: four times faster than a DataFrame plus ``coerce_dtypes`` for
+    the handful of rows a request carries, which matters at a few milliseconds a request.
+    """
+    if not rows:
+        return _empty(table.name)
+    return pd.DataFrame(
+        {c.name: _column([r.get(c.name) for r in rows], c.kind) for c in table.columns}
+    )
+
+
+def _first_per_key(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
+    """Request rows come first, so a context row repeating an entity never overrides it."""
+    if key is None or frame.empty:
+        return frame
+    return frame.drop_duplicates(subset=[key], keep="first").reset_index(drop=True)
+
+
+def _row(model: Any, columns: Iterable[str], **fill: Any) -> dict[str, Any]:
+    row = {c: getattr(model, c, None) for c in columns}
+    for key, value in fill.items():
+        if row.get(key) is None:
+            row[key] = value
+    return row
+
+
+def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {
+        "accounts": [], "leads": [], "opportunities": [], "opportunity_history": [],
+        "activities": [],
+    }
+    if context is None:
+        return rows
+    rows["accounts"] = [_row(a, ACCOUNTS.column_names) for a in context.accounts]
+    for lead in context.leads:
+        rows["leads"].append(_row(lead, LEADS.column_names))
+        rows["activities"] += [
+            _row(a, ACTIVITIES.column_names, lead_id=lead.lead_id, account_id=lead.account_id)
+            for a in lead.activities
+        ]
+    rows["opportunities"] = [_row(o, OPPORTUNITIES.column_names) for o in context.opportunities]
+    rows["opportunity_history"] = [
+        _row(h, OPPORTUNITY_HISTORY.column_names) for h in context.opportunity_history
+    ]
+    rows["activities"] += [_row(a, ACTIVITIES.column_names) for a in context.activities]
+    return rows
+
+
+def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> CRMTables:
+    ctx = _context_rows(context)
+    frames = {}
+    for table in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES):
+        frame = rows_to_table(own.get(table.name, []) + ctx[table.name], table)
+        # Request ids are unique already; only context rows can repeat them.
+        frames[table.name] = _first_per_key(frame, table.key) if ctx[table.name] else frame
+    return CRMTables(**frames)
+
+
+def lead_tables(batch: LeadBatch) -> CRMTables:
+    """The contract tables holding the batch's leads, their activities and any context."""
+    leads, activities = [], []
+    for lead in batch.leads:
+        leads.append(_row(lead, LEADS.column_names))
+        activities += [
+            _row(a, ACTIVITIES.column_names, lead_id=lead.lead_id, account_id=lead.account_id)
+            for a in lead.activities
+        ]
+    return _tables({"leads": leads, "activities": activities}, batch.context)
+
+
+def deal_tables(batch: DealBatch) -> CRMTables:
+    """The contract tables holding the batch's deals, their history, activities and context."""
+    deals, history, activities = [], [], []
+    for deal in batch.deals:
+        deals.append(_row(deal, OPPORTUNITIES.column_names))
+        history += [
+            _row(h, OPPORTUNITY_HISTORY.column_names, opportunity_id=deal.opportunity_id)
+            for h in deal.history
+        ]
+        activities += [
+            _row(
+                a,
+                ACTIVITIES.column_names,
+                opportunity_id=deal.opportunity_id,
+                account_id=deal.account_id,
+                lead_id=deal.lead_id,
+            )
+            for a in deal.activities
+        ]
+    return _tables(
+        {"opportunities": deals, "opportunity_history": history, "activities": activities},
+        batch.context,
+    )
+
+
+def request_problems(batch: LeadBatch | DealBatch, now: datetime) -> list[dict[str, Any]]:
+    """Errors pydantic cannot see alone: repeated ids, records created in the future.
+
+    Each is a validation error dict with a ``loc`` so it reads like the others.
+    """
+    if isinstance(batch, LeadBatch):
+        name, key = "leads", "lead_id"
+        items = [(lead.lead_id, lead.created_at) for lead in batch.leads]
+    else:
+        name, key = "deals", "opportunity_id"
+        items = [(deal.opportunity_id, deal.created_at) for deal in batch.deals]
+    problems: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    latest = now.astimezone(UTC) + FUTURE_TOLERANCE
+    for i, (ident, created_at) in enumerate(items):
+        if ident in seen:
+            problems.append(
+                {
+                    "loc": ("body", name, i, key),
+                    "msg": f"duplicate of {name}.{seen[ident]}.{key}; each id may appear once",
+                    "type": "duplicate_id",
+                }
+            )
+        else:
+            seen[ident] = i
+        if created_at > latest:
+            problems.append(
+                {
+                    "loc": ("body", name, i, "created_at"),
+                    "msg": "created_at is in the future",
+                    "type": "future_timestamp",
+                }
+            )
+    return problems
+
+
+# -- tables -> features -> model --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Features, probabilities and (optionally) contributions, in the order asked for."""
+
+    ids: list[str]
+    features: pd.DataFrame
+    probabilities: np.ndarray
+    contributions: np.ndarray | None
+    """Per-feature pred_contrib without the bias column, aligned with feature_set.names."""
+
+
+def score_tables(
+    model: LoadedModel,
+    tables: CRMTables,
+    ids: list[str],
+    as_of: datetime | pd.Timestamp,
+    explain: bool = True,
+) -> Scored:
+    """Score the entities ``ids`` as of ``as_of`` through the training feature path."""
+    from features.build import build_features
+
+    feature_set: FeatureSet = model.model.feature_set
+    key = feature_set.entity_key
+    stamp = pd.Timestamp(as_of)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    snapshots = pd.DataFrame(
+        {
+            key: pd.array(ids, dtype="string"),
+            "as_of": pd.DatetimeIndex([stamp] * len(ids)).astype("datetime64[ns, UTC]"),
+        }
+    )
+    built = build_features(tables, snapshots, feature_set)
+    if len(built) != len(ids) or list(built[key].astype(str)) != list(ids):
+        built = built.set_index(built[key].astype(str)).loc[ids].reset_index(drop=True)
+    X = built[feature_set.names]
+    probabilities = np.asarray(model.model.predict_proba(X), dtype=float)
+    contributions = None
+    if explain:
+        contributions = model.model.contributions(X)[feature_set.names].to_numpy()
+    return Scored(ids=list(ids), features=X, probabilities=probabilities,
+                  contributions=contributions)
+
+
+def _reasons(scored: Scored, row: int, feature_set: FeatureSet) -> Reasons:
+    if scored.contributions is None:
+        return Reasons(up=[], down=[])
+    values = scored.features.iloc[row].tolist()
+    up, down = top_factors(scored.contributions[row], values, list(feature_set.features))
+
+    def reason(f: Factor) -> Reason:
+        return Reason(feature=f.feature, value=f.value, contribution=f.contribution, text=f.text)
+
+    return Reasons(up=[reason(f) for f in up], down=[reason(f) for f in down])
+
+
+def model_ref(model: LoadedModel) -> ModelRef:
+    fs = model.model.feature_set
+    return ModelRef(name=model.name, version=model.version, feature_set=f"{fs.name}@{fs.version}")
+
+
+def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[LeadResult]:
+    """One result per lead, in the order of ``scored.ids``."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    out = []
+    for i, lead_id in enumerate(scored.ids):
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        out.append(
+            LeadResult(
+                lead_id=lead_id,
+                probability=p,
+                score=score,
+                grade=grading.grade(score),  # type: ignore[arg-type]
+                reasons=_reasons(scored, i, fs),
+                model=ref,
+            )
+        )
+    return out
+
+
+def deal_results(
+    model: LoadedModel,
+    scored: Scored,
+    amounts: list[float | None],
+    grading: Grading,
+    rules: RiskRules,
+) -> list[DealResult]:
+    """One result per deal, with expected value and risk flags, in order of ``scored.ids``."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
+    records = scored.features.to_dict(orient="records")
+    out = []
+    for i, deal_id in enumerate(scored.ids):
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        row = {str(k): plain_value(v) for k, v in records[i].items()}
+        flags = risk_flags(row, p, metadata, rules)
+        amount = amounts[i]
+        out.append(
+            DealResult(
+                opportunity_id=deal_id,
+                stage=str(row.get("stage") or ""),
+                probability=p,
+                score=score,
+                grade=grading.grade(score),  # type: ignore[arg-type]
+                expected_value=None if amount is None else round(float(amount) * p, 2),
+                risk=Risk(
+                    level=risk_level(flags),
+                    flags=[
+                        RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
+                        for f in flags
+                    ],
+                ),
+                reasons=_reasons(scored, i, fs),
+                model=ref,
+            )
+        )
+    return out

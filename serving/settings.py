@@ -1,0 +1,95 @@
+"""Settings of the scoring API, read from the environment under ``LEADSCORE_``.
+
+One object per entry point, built by :func:`get_serving_settings` when the server (or a
+test) starts, never at import. It refuses to build without API keys unless the insecure
+development flag is set explicitly, so a forgotten variable cannot open the API.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TASKS: tuple[str, ...] = ("lead_qualification", "deal_close")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ServingSettings(BaseSettings):
+    """Everything the API reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    log_level: str = "info"
+
+    api_key_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """SHA-256 hex digests of the accepted API keys (comma-separated in the environment)."""
+    insecure_no_auth: bool = False
+    """Development only: serve /v1 without keys. Never set this in production."""
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
+    model_alias: str = "champion"
+    lead_model_uri: str | None = None
+    """Load the lead model from this saved-model path instead of the registry (no reload)."""
+    deal_model_uri: str | None = None
+    reload_interval_s: float = Field(30.0, ge=0.0)
+    """How often to poll the registry alias; 0 turns hot reload off."""
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(1000, ge=1, le=1000)
+    inline_max_rows: int = Field(16, ge=0)
+    """Batches up to this many rows are scored on the event loop; larger ones in a thread."""
+
+    grade_cutoffs: tuple[int, int, int] = (75, 50, 25)
+    """Minimum score for grades A, B and C; anything lower is D."""
+
+    risk_no_activity_days: int = Field(14, ge=1)
+    risk_probability_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    """A deal is flagged when its probability is below this share of its stage's win rate."""
+    risk_amount_cut_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """A deal is flagged when its amount fell by more than this share since it was created."""
+
+    @field_validator("api_key_hashes", mode="before")
+    @classmethod
+    def _split_hashes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            return [str(part).strip().lower() for part in value]
+        return value
+
+    @field_validator("api_key_hashes")
+    @classmethod
+    def _check_hashes(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _SHA256_HEX.match(v)]
+        if bad:
+            raise ValueError(f"{len(bad)} entries are not SHA-256 hex digests (64 hex chars)")
+        return value
+
+    @field_validator("grade_cutoffs")
+    @classmethod
+    def _check_cutoffs(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        a, b, c = value
+        if not 100 >= a > b > c > 0:
+            raise ValueError("grade cut-offs must be decreasing scores in (0, 100]: A > B > C")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_open_api(self) -> ServingSettings:
+        if not self.api_key_hashes and not self.insecure_no_auth:
+            raise ValueError(
+                "no API keys: set LEADSCORE_API_KEY_HASHES to comma-separated SHA-256 digests "
+                "of your keys, or LEADSCORE_INSECURE_NO_AUTH=true for local development only"
+            )
+        return self
+
+
+def get_serving_settings(**overrides: Any) -> ServingSettings:
+    """Build the settings from the environment, with explicit overrides on top."""
+    return ServingSettings(**overrides)
