@@ -17,5 +17,66 @@ def main() -> None:
     """leadscore: generate, validate, build, train, promote, score, serve."""
 
 
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default 8000)."),
+    workers: int = typer.Option(None, help="Worker processes sharing one socket (default 1)."),
+) -> None:
+    """Serve the scoring API (keys from LEADSCORE_API_KEY_HASHES; see /docs)."""
+    from serving.server import serve as run_server
+    from serving.settings import get_serving_settings
+
+    overrides = {k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v}
+    try:
+        settings = get_serving_settings(**overrides)
+    except ValueError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    run_server(settings)
+
+
+@app.command()
+def score(
+    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    input: str = typer.Option(..., "--input", help="CSV or Parquet of leads or deals."),
+    output: str = typer.Option(..., "--output", help="Where to write results (.csv/.parquet)."),
+    data: str = typer.Option(
+        None, help="Folder of the other contract tables (activities, opportunity_history...)."
+    ),
+    as_of: str = typer.Option(None, help="Score as of this UTC time (default: now)."),
+    model: str = typer.Option(None, help="A saved model folder instead of the registry."),
+    reasons: bool = typer.Option(True, help="Compute reasons (pred_contrib)."),
+) -> None:
+    """Score a file of leads or deals with the champion model, as the API would."""
+    from pathlib import Path
+
+    import pandas as pd
+    from rich.progress import Progress
+
+    from serving.batch import BatchInputError, score_file
+    from serving.models import PathSource
+    from serving.settings import get_scoring_settings
+
+    settings = get_scoring_settings()
+    loaded = PathSource({task: model}).load(task) if model else None
+    stamp = pd.Timestamp(as_of).to_pydatetime() if as_of else None
+    try:
+        with Progress(transient=True) as bar:
+            job = bar.add_task("scoring", total=None)
+            report = score_file(
+                task, Path(input), Path(output), settings, data_dir=Path(data) if data else None,
+                as_of=stamp, explain=reasons, model=loaded,
+                progress=lambda n: bar.advance(job, n),
+            )
+    except (BatchInputError, LookupError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"scored {report.scored} ({report.skipped} closed or not yet created skipped) with "
+        f"{task} version {report.model_version} -> {report.output}"
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -22,15 +22,13 @@ from serving.metrics import create_metrics
 from serving.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from serving.models import (
     Checker,
-    CombinedSource,
     LoadedModel,
     ModelSource,
     ModelStore,
-    PathSource,
-    RegistrySource,
     Reloader,
     _freeze_heap,
     load_into,
+    source_from_settings,
 )
 from serving.routes import ops, v1
 from serving.schemas import ActivityIn, DealBatch, DealIn, HistoryIn, LeadBatch, LeadIn
@@ -38,23 +36,6 @@ from serving.scoring import deal_tables, lead_tables, score_tables
 from serving.settings import TASKS, ServingSettings
 
 log = logging.getLogger("leadscore.serving")
-
-
-def source_from_settings(settings: ServingSettings) -> ModelSource:
-    """Saved-model paths where settings give them, the registry alias otherwise."""
-    registry = RegistrySource(alias=settings.model_alias, tracking_uri=settings.tracking_uri)
-    paths = {
-        task: uri
-        for task, uri in (
-            ("lead_qualification", settings.lead_model_uri),
-            ("deal_close", settings.deal_model_uri),
-        )
-        if uri
-    }
-    by_task: dict[str, ModelSource] = {
-        task: (PathSource({task: paths[task]}) if task in paths else registry) for task in TASKS
-    }
-    return CombinedSource(by_task)
 
 
 def _smoke_batch(task: str, now: datetime) -> tuple[LeadBatch | DealBatch, list[str]]:

@@ -53,9 +53,9 @@ def describe(spec: FeatureSpec, value: Any) -> str:
     value = plain_value(value)
     template = spec.description
     if value is None:
-        label = _PLACEHOLDER.sub("", template).strip(" :,-")
-        label = re.sub(r"\s{2,}", " ", label)
-        return f"{label}: not known" if label else f"{_words(spec.name)}: not known"
+        # Templates are phrased around a value ("{value} days since..."); without one the
+        # feature's own name reads better than the template with a hole in it.
+        return f"{_words(spec.name)}: not known"
     if isinstance(value, bool):
         text_value: Any = "yes" if value else "no"
     elif isinstance(value, str):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import FeatureSet
+from serving.settings import TASKS, ScoringSettings
 
 log = logging.getLogger("leadscore.serving.models")
 
@@ -267,3 +268,20 @@ class Reloader:
                 await asyncio.to_thread(self.poll_once)
             except Exception as exc:  # the poller must never die
                 log.error("reload poll failed", extra={"error": repr(exc)})
+
+
+def source_from_settings(settings: ScoringSettings) -> ModelSource:
+    """Saved-model paths where settings give them, the registry alias otherwise."""
+    registry = RegistrySource(alias=settings.model_alias, tracking_uri=settings.tracking_uri)
+    paths = {
+        task: uri
+        for task, uri in (
+            ("lead_qualification", settings.lead_model_uri),
+            ("deal_close", settings.deal_model_uri),
+        )
+        if uri
+    }
+    by_task: dict[str, ModelSource] = {
+        task: (PathSource({task: paths[task]}) if task in paths else registry) for task in TASKS
+    }
+    return CombinedSource(by_task)

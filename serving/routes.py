@@ -28,7 +28,6 @@ from serving.deps import (
     require_api_key,
 )
 from serving.metrics import Metrics
-from serving.risk import RiskRules
 from serving.schemas import (
     DealBatch,
     DealScores,
@@ -39,12 +38,13 @@ from serving.schemas import (
     ModelList,
 )
 from serving.scoring import (
-    Grading,
     deal_results,
     deal_tables,
+    grading,
     lead_results,
     lead_tables,
     request_problems,
+    risk_rules,
     score_tables,
 )
 from serving.settings import ServingSettings
@@ -65,19 +65,6 @@ ops = APIRouter()
 ExplainQuery = Query(
     True, description="include reasons (pred_contrib); false skips their cost when not shown"
 )
-
-
-def grading(settings: ServingSettings) -> Grading:
-    a, b, c = settings.grade_cutoffs
-    return Grading(a=a, b=b, c=c)
-
-
-def risk_rules(settings: ServingSettings) -> RiskRules:
-    return RiskRules(
-        no_activity_days=settings.risk_no_activity_days,
-        probability_ratio=settings.risk_probability_ratio,
-        amount_cut_ratio=settings.risk_amount_cut_ratio,
-    )
 
 
 async def _run(rows: int, settings: ServingSettings, work: Callable[[], T]) -> T:

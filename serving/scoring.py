@@ -45,6 +45,7 @@ from serving.schemas import (
     Risk,
     RiskFlag,
 )
+from serving.settings import ScoringSettings
 
 ENTITY_KEYS = {"lead_qualification": "lead_id", "deal_close": "opportunity_id"}
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -64,6 +65,19 @@ class Grading:
         if score >= self.b:
             return "B"
         return "C" if score >= self.c else "D"
+
+
+def grading(settings: ScoringSettings) -> Grading:
+    a, b, c = settings.grade_cutoffs
+    return Grading(a=a, b=b, c=c)
+
+
+def risk_rules(settings: ScoringSettings) -> RiskRules:
+    return RiskRules(
+        no_activity_days=settings.risk_no_activity_days,
+        probability_ratio=settings.risk_probability_ratio,
+        amount_cut_ratio=settings.risk_amount_cut_ratio,
+    )
 
 
 def to_score(probability: float) -> int:
@@ -88,7 +102,8 @@ def _column(values: list[Any], kind: str) -> Any:
         ).astype("datetime64[ns, UTC]")
     if kind == "float":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return pd.array(values, dtype=PANDAS_DTYPES[kind])
+    dtype: Any = PANDAS_DTYPES[kind]
+    return pd.array(values, dtype=dtype)
 
 
 def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:

@@ -17,10 +17,38 @@ TASKS: tuple[str, ...] = ("lead_qualification", "deal_close")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ServingSettings(BaseSettings):
-    """Everything the API reads from its environment."""
+class ScoringSettings(BaseSettings):
+    """What scoring needs, over HTTP or from a file: where models are, grades, risk rules."""
 
     model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore")
+
+    tracking_uri: str | None = None
+    """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
+    model_alias: str = "champion"
+    lead_model_uri: str | None = None
+    """Load the lead model from this saved-model folder instead of the registry (no reload)."""
+    deal_model_uri: str | None = None
+
+    grade_cutoffs: tuple[int, int, int] = (75, 50, 25)
+    """Minimum score for grades A, B and C; anything lower is D."""
+
+    risk_no_activity_days: int = Field(14, ge=1)
+    risk_probability_ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    """A deal is flagged when its probability is below this share of its stage's win rate."""
+    risk_amount_cut_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    """A deal is flagged when its amount fell by more than this share since it was created."""
+
+    @field_validator("grade_cutoffs")
+    @classmethod
+    def _check_cutoffs(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        a, b, c = value
+        if not 100 >= a > b > c > 0:
+            raise ValueError("grade cut-offs must be decreasing scores in (0, 100]: A > B > C")
+        return value
+
+
+class ServingSettings(ScoringSettings):
+    """Everything the API reads from its environment."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -32,28 +60,12 @@ class ServingSettings(BaseSettings):
     insecure_no_auth: bool = False
     """Development only: serve /v1 without keys. Never set this in production."""
 
-    tracking_uri: str | None = None
-    """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
-    model_alias: str = "champion"
-    lead_model_uri: str | None = None
-    """Load the lead model from this saved-model path instead of the registry (no reload)."""
-    deal_model_uri: str | None = None
     reload_interval_s: float = Field(30.0, ge=0.0)
     """How often to poll the registry alias; 0 turns hot reload off."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    max_batch: int = Field(1000, ge=1, le=1000)
     inline_max_rows: int = Field(16, ge=0)
     """Batches up to this many rows are scored on the event loop; larger ones in a thread."""
-
-    grade_cutoffs: tuple[int, int, int] = (75, 50, 25)
-    """Minimum score for grades A, B and C; anything lower is D."""
-
-    risk_no_activity_days: int = Field(14, ge=1)
-    risk_probability_ratio: float = Field(0.5, gt=0.0, lt=1.0)
-    """A deal is flagged when its probability is below this share of its stage's win rate."""
-    risk_amount_cut_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    """A deal is flagged when its amount fell by more than this share since it was created."""
 
     @field_validator("api_key_hashes", mode="before")
     @classmethod
@@ -72,14 +84,6 @@ class ServingSettings(BaseSettings):
             raise ValueError(f"{len(bad)} entries are not SHA-256 hex digests (64 hex chars)")
         return value
 
-    @field_validator("grade_cutoffs")
-    @classmethod
-    def _check_cutoffs(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
-        a, b, c = value
-        if not 100 >= a > b > c > 0:
-            raise ValueError("grade cut-offs must be decreasing scores in (0, 100]: A > B > C")
-        return value
-
     @model_validator(mode="after")
     def _refuse_open_api(self) -> ServingSettings:
         if not self.api_key_hashes and not self.insecure_no_auth:
@@ -91,5 +95,10 @@ class ServingSettings(BaseSettings):
 
 
 def get_serving_settings(**overrides: Any) -> ServingSettings:
-    """Build the settings from the environment, with explicit overrides on top."""
+    """Build the API's settings from the environment, with explicit overrides on top."""
     return ServingSettings(**overrides)
+
+
+def get_scoring_settings(**overrides: Any) -> ScoringSettings:
+    """Build batch scoring's settings (no HTTP, no keys) from the environment."""
+    return ScoringSettings(**overrides)

@@ -1,0 +1,81 @@
+"""Run the API under uvicorn: one process, or N workers sharing one listening socket.
+
+With ``workers > 1`` the socket is bound once here and handed to N spawned processes,
+each running its own app (and its own models); the kernel spreads connections between
+them. Metrics are per process: scrape each, or run one worker per container.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+from typing import Any
+
+import uvicorn
+
+from serving.logs import configure_logging
+from serving.settings import ServingSettings
+
+
+def _config(settings: ServingSettings) -> uvicorn.Config:
+    from serving.app import create_app
+
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _worker(settings: ServingSettings, sock: socket.socket) -> None:
+    configure_logging(settings.log_level)
+    server = uvicorn.Server(_config(settings))
+    server.run(sockets=[sock])
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound once for every worker."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: ServingSettings) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    configure_logging(settings.log_level)
+    if settings.workers == 1:
+        uvicorn.Server(_config(settings)).run()
+        return
+    sock = bind_socket(settings.host, settings.port)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, sock), name=f"leadscore-worker-{i}")
+        for i in range(settings.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def stop(*_: Any) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        stop()
+        for p in procs:
+            p.join(timeout=15)
+    finally:
+        sock.close()
