@@ -155,11 +155,9 @@ def _test_metrics(metadata: dict[str, Any]) -> dict[str, float]:
 
 
 def _trained_period(metadata: dict[str, Any]) -> dict[str, Any] | None:
-    for key in ("trained_period", "train_period", "data_range", "time_range", "split"):
-        value = metadata.get(key)
-        if isinstance(value, dict):
-            return value
-    return None
+    keys = ("trained_from", "trained_to", "test_from", "test_to")
+    found = {k: metadata[k] for k in keys if metadata.get(k) is not None}
+    return found or None
 
 
 @v1.get("/models", response_model=ModelList, summary="The models being served")
