@@ -34,8 +34,14 @@ The rules, with the reason each one writes (text before the first colon is the c
   Parents are resolved before children and the leads <-> opportunities cycle is iterated
   until nothing changes, so a rejected account takes its leads, deals, history and
   activities with it, each reported.
+- ``inconsistent outcome``: a deal with ``is_won`` but no ``closed_at``, or the reverse.
 - ``before deal created`` / ``after deal closed``: an opportunity_history row dated
   outside its deal's life.
+
+The output keeps referential integrity: every non-null reference in the valid tables
+resolves to a valid row. That includes the back-reference ``leads.opportunity_id``, so a
+rejected deal also rejects the lead that points at it (and that lead's activities); the
+report says so on each of those rows.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ DUPLICATE_ID = "duplicate id"
 ORPHAN_FK = "orphan foreign key"
 BEFORE_DEAL_CREATED = "before deal created"
 AFTER_DEAL_CLOSED = "after deal closed"
+OUTCOME_MISMATCH = "inconsistent outcome"
 
 REJECTION_COLUMNS = ["table", "row", "column", "reason"]
 
@@ -78,6 +85,9 @@ DATE_ORDER_RULES: tuple[tuple[str, str, str], ...] = (
     ("leads", "disqualified_at", "created_at"),
     ("opportunities", "closed_at", "created_at"),
 )
+# (table, a, b): both filled or both empty. A closed deal is won or lost, and only a
+# closed one is.
+PAIRED_COLUMNS: tuple[tuple[str, str, str], ...] = (("opportunities", "is_won", "closed_at"),)
 # Values read as empty in non-text columns (compared lower-cased, after trimming).
 NULL_TOKENS = ("", "na", "n/a", "nan", "null", "none", "nat", "#n/a")
 TRUE_TOKENS = ("true", "t", "yes", "y", "1")
@@ -556,6 +566,13 @@ def _check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> _
                     _iso(early.filter(m)),
                 ),
             )
+
+    for name, a, b in PAIRED_COLUMNS:
+        if name != table.name:
+            continue
+        for one, other in ((a, b), (b, a)):
+            lone = _np_mask(pc.and_(pc.is_valid(parsed[one].values), pc.is_null(parsed[other].raw)))
+            checked.reject(lone, one, f"{OUTCOME_MISMATCH}: {one} is set but {other} is empty")
 
     if table.key is not None:
         _check_duplicates(checked, table.key)

@@ -18,6 +18,54 @@ def main() -> None:
 
 
 @app.command()
+def validate(
+    data: str = typer.Option(..., "--data", help="Folder with one CSV or Parquet file per table."),
+    report: str = typer.Option(
+        ..., "--report", help="Where to write every rejection as CSV (table,row,column,reason)."
+    ),
+) -> None:
+    """Check a CRM folder against the data contract; exit 1 if any row was rejected.
+
+    Exit codes: 0 every row valid, 1 some rows rejected (see the report), 2 a file or the
+    folder cannot be read.
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from features.loader import DataContractError, validate_folder
+
+    console = Console()
+    try:
+        with console.status("validating", spinner="dots") as status:
+            result = validate_folder(Path(data), Path(report), progress=status.update)
+    except (DataContractError, OSError) as exc:  # OSError: the report cannot be written
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    counts = Table(title=f"validation of {data}")
+    for name in ("table", "read", "valid", "rejected"):
+        counts.add_column(name, justify="left" if name == "table" else "right")
+    for row in result.summary().itertuples(index=False):
+        cells = (row.table, f"{row.read:,}", f"{row.valid:,}", f"{row.rejected:,}")
+        counts.add_row(*cells, style="red" if row.rejected else None)
+    console.print(counts)
+    for name, cols in result.missing_columns.items():
+        console.print(f"note: {name} has no column(s) {', '.join(cols)}; read as empty")
+    if result.ok:
+        console.print(f"every row is valid; empty report written to {report}")
+        raise typer.Exit(0)
+    reasons = Table(title="top reasons")
+    for name in ("table", "column", "reason", "count"):
+        reasons.add_column(name, justify="right" if name == "count" else "left")
+    for row in result.top_reasons(10).itertuples(index=False):
+        reasons.add_row(row.table, row.column, row.reason, f"{row.count:,}")
+    console.print(reasons)
+    console.print(f"{len(result.rejections):,} problem(s) written to {report}")
+    raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default 8000)."),
