@@ -33,22 +33,28 @@ class ModelUnavailable(Exception):
         self.task = task
 
 
+def _printable(text: str, limit: int = 300) -> str:
+    """Safe to put in a JSON response: valid UTF-8 (lone surrogates replaced), bounded."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def field_path(loc: Sequence[Any]) -> str:
     """``("body", "leads", 0, "created_at")`` -> ``"leads.0.created_at"``."""
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:] if len(parts) > 1 else parts
-    return ".".join(str(p) for p in parts)
+    return _printable(".".join(str(p) for p in parts))
 
 
 def validation_items(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Field path, reason and type of each validation error (input never echoed)."""
     items = []
     for err in errors[:MAX_LISTED_ERRORS]:
-        reason = str(err.get("msg", "invalid value"))
+        reason = _printable(str(err.get("msg", "invalid value")))
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
-            reason = f"body is not valid JSON: {ctx.get('error', 'parse error')}"
+            reason = _printable(f"body is not valid JSON: {ctx.get('error', 'parse error')}")
         items.append(
             {
                 "field": field_path(err.get("loc", ("body",))),
@@ -88,8 +94,16 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", items)
 
 
+_UNPARSABLE = "There was an error parsing the body"
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE:
+        # Bodies json.loads cannot take (bad UTF-8, nesting past the recursion limit).
+        item = {"field": "body", "reason": "body is not UTF-8 JSON that can be parsed",
+                "type": "json_invalid"}
+        return error_response(422, "validation_error", [item])
     return error_response(
         exc.status_code,
         _status_name(exc.status_code),

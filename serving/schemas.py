@@ -58,9 +58,20 @@ def _utc(value: datetime) -> datetime:
     return value
 
 
+def _clean(value: str) -> str:
+    """Text must be valid Unicode without NUL: a lone surrogate cannot be stored or echoed."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text is not valid Unicode (lone surrogate)") from None
+    if "\x00" in value:
+        raise ValueError("text contains a NUL character")
+    return value
+
+
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-Text = Annotated[str, Field(max_length=256)]
+Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean)]
+Text = Annotated[str, Field(max_length=256), AfterValidator(_clean)]
 Money = Annotated[float, Field(ge=0.0, le=1e12)]
 
 
