@@ -418,7 +418,9 @@ def _join(*parts: str | pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _iso(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return pc.strftime(values, format="%Y-%m-%dT%H:%M:%SZ")
+    """Timestamps as ISO 8601 to the second (Arrow's %S would print nanoseconds)."""
+    seconds = pc.cast(values, pa.timestamp("s", tz="UTC"), safe=False)
+    return pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

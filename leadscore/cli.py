@@ -46,9 +46,9 @@ def validate(
     counts = Table(title=f"validation of {data}")
     for name in ("table", "read", "valid", "rejected"):
         counts.add_column(name, justify="left" if name == "table" else "right")
-    for row in result.summary().itertuples(index=False):
-        cells = (row.table, f"{row.read:,}", f"{row.valid:,}", f"{row.rejected:,}")
-        counts.add_row(*cells, style="red" if row.rejected else None)
+    for rec in result.summary().to_dict("records"):
+        cells = [str(rec["table"])] + [f"{rec[k]:,}" for k in ("read", "valid", "rejected")]
+        counts.add_row(*cells, style="red" if rec["rejected"] else None)
     console.print(counts)
     for name, cols in result.missing_columns.items():
         console.print(f"note: {name} has no column(s) {', '.join(cols)}; read as empty")
@@ -58,8 +58,8 @@ def validate(
     reasons = Table(title="top reasons")
     for name in ("table", "column", "reason", "count"):
         reasons.add_column(name, justify="right" if name == "count" else "left")
-    for row in result.top_reasons(10).itertuples(index=False):
-        reasons.add_row(row.table, row.column, row.reason, f"{row.count:,}")
+    for rec in result.top_reasons(10).to_dict("records"):
+        reasons.add_row(*(str(rec[k]) for k in ("table", "column", "reason")), f"{rec['count']:,}")
     console.print(reasons)
     console.print(f"{len(result.rejections):,} problem(s) written to {report}")
     raise typer.Exit(1)
