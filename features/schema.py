@@ -97,7 +97,8 @@ ACCOUNTS = Table(
         Column("employees", "int", description="head count"),
         Column("annual_revenue", "float", description="annual revenue in USD"),
         Column("country", "string", description="ISO country code"),
-        Column("created_at", "timestamp", nullable=False, description="when the account was created"),
+        Column("created_at", "timestamp", nullable=False,
+               description="when the account was created"),
     ),
 )
 
@@ -115,7 +116,8 @@ LEADS = Table(
         Column("created_at", "timestamp", nullable=False),
         Column("source", "string", description="where the lead came from"),
         Column("title", "string", description="job title as typed"),
-        Column("seniority", "string", description="c_level, vp, director, manager, individual, unknown"),
+        Column("seniority", "string",
+               description="c_level, vp, director, manager, individual, unknown"),
         Column("job_function", "string"),
         Column("country", "string"),
         Column("industry", "string"),

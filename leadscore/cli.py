@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
@@ -124,6 +126,20 @@ def score(
         f"scored {report.scored} ({report.skipped} closed or not yet created skipped) with "
         f"{task} version {report.model_version} -> {report.output}"
     )
+
+
+@app.command()
+def generate(
+    out: Path = typer.Option(..., help="Folder to write the tables into (created if needed)."),
+    leads: int = typer.Option(5000, min=1, help="Number of leads to simulate."),
+    seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
+    start: str = typer.Option("2024-01-01", help="First day of the simulated history (UTC)."),
+    months: int = typer.Option(24, min=1, help="Length of the history in months."),
+) -> None:
+    """Simulate a B2B CRM with known ground truth (tables + _truth/)."""
+    from leadscore.generate_cmd import run_generate
+
+    run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""`leadscore generate`: simulate, write, and show what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadscore.generator import generate_crm, write_crm
+
+PHASES = ("accounts", "leads", "lead activities", "deals", "deal history", "deal activities",
+          "activities table", "writing tables", "truth")
+
+
+def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
+                 console: Console | None = None) -> None:
+    console = console or Console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task("simulating", total=len(PHASES) + 1)
+
+        def step(phase: str) -> None:
+            bar.update(task, advance=1, description=f"simulating: {phase}")
+
+        crm = generate_crm(n_leads, seed=seed, start=start, months=months, progress=step)
+        bar.update(task, description="writing Parquet")
+        write_crm(crm, out)
+        bar.update(task, advance=1, description="done")
+    table = Table(title=f"{out} ({crm.config.start} + {months} months, seed {seed})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, tbl in crm.arrow.items():
+        table.add_row(name, f"{tbl.num_rows:,}")
+    console.print(table)
+    console.print(f"ground truth for evaluation only: {out / '_truth'}")
