@@ -282,16 +282,57 @@ def _parse_text_chunk(text: pa.Array, kind: str) -> pa.Array:
         return pc.cast(text, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
     if kind == "timestamp":
-        parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
-        return pa.array(parsed, type=target, from_pandas=True)
+        return _parse_timestamps_slow(text)
+    series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
     num = pd.to_numeric(series, errors="coerce")
     values = np.asarray(num, dtype="float64")
     if kind == "int":
         ok = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0**62)
         return pa.array(np.where(ok, values, 0).astype(np.int64), mask=~ok)
     return pa.array(values, type=target, from_pandas=True)
+
+
+# ISO 8601 shapes Arrow's cast reads; anything else goes to pandas' parser.
+_ISO_WITH_OFFSET = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
+_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
+
+
+def _parse_timestamps_slow(text: pa.Array) -> pa.Array:
+    """Timestamps from text with some bad values: null where a value does not parse.
+
+    Values shaped like ISO 8601 are cast by Arrow in bulk; only the rest (mostly the bad
+    ones) go through pandas, so a few bad cells do not make the whole chunk slow.
+    """
+    n = len(text)
+    out = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    todo = _np_mask(pc.is_valid(text))
+    casts: tuple[tuple[str, Callable[[pa.Array], pa.Array]], ...] = (
+        (_ISO_WITH_OFFSET, lambda a: pc.cast(a, _TS)),
+        (_ISO_NAIVE, lambda a: pc.assume_timezone(pc.cast(a, pa.timestamp("ns")), "UTC")),
+    )
+    for pattern, cast in casts:
+        shaped = todo & _np_mask(pc.match_substring_regex(text, pattern))
+        if not shaped.any():
+            continue
+        try:
+            values = cast(text.filter(pa.array(shaped)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue  # e.g. month 13: leave these to pandas
+        out[shaped] = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ok |= shaped
+        todo &= ~shaped
+    if todo.any():
+        rest = pd.to_datetime(
+            pd.Series(text.filter(pa.array(todo)).to_numpy(zero_copy_only=False), dtype=object),
+            utc=True, format="ISO8601", errors="coerce",
+        )
+        parsed = np.asarray(rest.notna())
+        where = np.flatnonzero(todo)[parsed]
+        out[where] = pd.DatetimeIndex(rest[parsed]).asi8
+        ok[where] = True
+    return pc.cast(pa.array(out, mask=~ok), _TS)
 
 
 def _text_to_kind(text: pa.ChunkedArray, kind: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
@@ -313,7 +354,7 @@ def _column_type_error(path: Path, column: Column, typ: pa.DataType) -> DataCont
 class _Parsed:
     values: pa.ChunkedArray  # the contract type; null where missing or bad
     bad: np.ndarray  # present in the file but not a valid value of the type
-    raw: pa.ChunkedArray  # the value as text, for reasons
+    raw: pa.ChunkedArray  # the value as read (text or typed), null where empty
 
 
 def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
@@ -345,10 +386,7 @@ def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
             values = pc.if_else(pc.is_inf(values), pa.scalar(None, pa.float64()), values)
         return _Parsed(values, bad, cleaned)
 
-    try:
-        raw = pc.cast(arr, pa.string())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise _column_type_error(path, column, typ) from exc
+    raw = arr  # cast to text only for the few values a reason quotes
     no_bad = np.zeros(n, dtype=bool)
     if kind == "timestamp":
         if pa.types.is_date(typ):
@@ -380,7 +418,7 @@ def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
     as_float = arr.cast(pa.float64())
     # NaN is how pandas writes a missing float: missing, not bad.
     as_float = pc.if_else(pc.is_nan(as_float), pa.scalar(None, pa.float64()), as_float)
-    raw = pc.if_else(pc.is_null(as_float), pa.scalar(None, pa.string()), raw)
+    raw = as_float
     if kind == "float":
         inf = pc.is_inf(as_float)
         values = pc.if_else(inf, pa.scalar(None, pa.float64()), as_float)

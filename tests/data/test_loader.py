@@ -49,8 +49,11 @@ def test_valid_folder_loads_with_empty_report(tmp_path: Path, fmt: str) -> None:
     for name, table in TABLES.items():
         got = result.tables.get(name)
         assert list(got.columns) == table.column_names
-        wrong = {c.name: str(got[c.name].dtype) for c in table.columns
-                 if got[c.name].dtype != PANDAS_DTYPES[c.kind]}
+        wrong = {
+            c.name: str(got[c.name].dtype)
+            for c in table.columns
+            if got[c.name].dtype != PANDAS_DTYPES[c.kind]
+        }
         assert wrong == {}, name
         assert isinstance(got.index, pd.RangeIndex)
         pd.testing.assert_frame_equal(got, expected[name], check_dtype=False)
@@ -79,22 +82,52 @@ CASES: list[tuple[str, int, str, Any, str]] = [
     ("activities", 3, "direction", "sideways", "unknown value: 'sideways'"),
     ("accounts", 2, "account_id", "A1", "duplicate id: 'A1' first seen at row 0"),
     ("activities", 1, "account_id", "A9", "orphan foreign key: no accounts.account_id 'A9'"),
-    ("opportunity_history", 3, "opportunity_id", "O7",
-     "orphan foreign key: no opportunities.opportunity_id 'O7'"),
-    ("activities", 4, "occurred_at", pd.Timestamp("2025-02-01", tz="UTC"),
-     "timestamp in the future: 2025-02-01T00:00:00Z is after 2025-01-01T00:00:00Z"),
-    ("opportunity_history", 3, "changed_at", pd.Timestamp("2024-03-01", tz="UTC"),
-     "before deal created: changed_at 2024-03-01T00:00:00Z is before the deal's created_at "
-     "2024-04-01T00:00:00Z"),
-    ("opportunity_history", 5, "changed_at", pd.Timestamp("2024-06-01", tz="UTC"),
-     "after deal closed: changed_at 2024-06-01T00:00:00Z is after the deal's closed_at "
-     "2024-05-10T00:00:00Z"),
+    (
+        "opportunity_history",
+        3,
+        "opportunity_id",
+        "O7",
+        "orphan foreign key: no opportunities.opportunity_id 'O7'",
+    ),
+    (
+        "activities",
+        4,
+        "occurred_at",
+        pd.Timestamp("2025-02-01", tz="UTC"),
+        "timestamp in the future: 2025-02-01T00:00:00Z is after 2025-01-01T00:00:00Z",
+    ),
+    (
+        "opportunity_history",
+        3,
+        "changed_at",
+        pd.Timestamp("2024-03-01", tz="UTC"),
+        "before deal created: changed_at 2024-03-01T00:00:00Z is before the deal's created_at "
+        "2024-04-01T00:00:00Z",
+    ),
+    (
+        "opportunity_history",
+        5,
+        "changed_at",
+        pd.Timestamp("2024-06-01", tz="UTC"),
+        "after deal closed: changed_at 2024-06-01T00:00:00Z is after the deal's closed_at "
+        "2024-05-10T00:00:00Z",
+    ),
     ("opportunities", 0, "amount", -5.5, "negative value: -5.5"),
     ("accounts", 1, "employees", -3, "negative value: -3"),
-    ("leads", 0, "qualified_at", pd.Timestamp("2024-01-01", tz="UTC"),
-     "date order: qualified_at 2024-01-01T00:00:00Z is before created_at 2024-01-05T00:00:00Z"),
-    ("opportunities", 1, "is_won", True,
-     "inconsistent outcome: is_won is set but closed_at is empty"),
+    (
+        "leads",
+        0,
+        "qualified_at",
+        pd.Timestamp("2024-01-01", tz="UTC"),
+        "date order: qualified_at 2024-01-01T00:00:00Z is before created_at 2024-01-05T00:00:00Z",
+    ),
+    (
+        "opportunities",
+        1,
+        "is_won",
+        True,
+        "inconsistent outcome: is_won is set but closed_at is empty",
+    ),
 ]
 
 
@@ -166,8 +199,13 @@ def test_rejected_account_takes_its_children_with_it(tmp_path: Path) -> None:
     assert ("activities", 1, "opportunity_id", deal_gone) in lines
 
     counts = result.summary().set_index("table")["rejected"].to_dict()
-    assert counts == {"accounts": 1, "leads": 1, "opportunities": 1,
-                      "opportunity_history": 3, "activities": 2}
+    assert counts == {
+        "accounts": 1,
+        "leads": 1,
+        "opportunities": 1,
+        "opportunity_history": 3,
+        "activities": 2,
+    }
     assert "A1" not in set(result.tables.accounts["account_id"])
     assert set(result.tables.leads["lead_id"]) == {"L2", "L3", "L4"}
     assert set(result.tables.activities["activity_id"]) == {"X3", "X4", "X5"}
@@ -180,15 +218,27 @@ def test_leads_and_deals_cycle_is_resolved_both_ways(tmp_path: Path) -> None:
     result = _load(tables, tmp_path, "csv")
     lines = _lines(result)
 
-    assert ("leads", 3, "opportunity_id", "orphan foreign key: no opportunities.opportunity_id "
-            "'O9'") in lines
-    assert ("opportunities", 2, "lead_id", "orphan foreign key: leads.lead_id 'L4' was rejected"
-            ) in lines
+    assert (
+        "leads",
+        3,
+        "opportunity_id",
+        "orphan foreign key: no opportunities.opportunity_id 'O9'",
+    ) in lines
+    assert (
+        "opportunities",
+        2,
+        "lead_id",
+        "orphan foreign key: leads.lead_id 'L4' was rejected",
+    ) in lines
     o3_gone = "orphan foreign key: opportunities.opportunity_id 'O3' was rejected"
     assert ("opportunity_history", 4, "opportunity_id", o3_gone) in lines
     assert ("opportunity_history", 5, "opportunity_id", o3_gone) in lines
-    assert ("activities", 4, "lead_id", "orphan foreign key: leads.lead_id 'L4' was rejected"
-            ) in lines
+    assert (
+        "activities",
+        4,
+        "lead_id",
+        "orphan foreign key: leads.lead_id 'L4' was rejected",
+    ) in lines
     assert ("activities", 4, "opportunity_id", o3_gone) in lines
     # Rejected once per row, however many lines it has.
     assert result.summary().set_index("table").loc["activities", "rejected"] == 1
@@ -202,8 +252,12 @@ def test_a_rejected_deal_rejects_the_lead_that_points_at_it(tmp_path: Path) -> N
     tables = valid_tables()
     set_cell(tables, "opportunities", 0, "amount", -1.0)
     result = _load(tables, tmp_path, "parquet")
-    assert ("leads", 0, "opportunity_id",
-            "orphan foreign key: opportunities.opportunity_id 'O1' was rejected") in _lines(result)
+    assert (
+        "leads",
+        0,
+        "opportunity_id",
+        "orphan foreign key: opportunities.opportunity_id 'O1' was rejected",
+    ) in _lines(result)
     # L1's activities go with it.
     assert {0, 1} <= _rejected_rows(result, "activities")
 
@@ -253,8 +307,11 @@ def test_wrongly_typed_parquet_column_names_the_file_and_column(tmp_path: Path) 
 def test_missing_table_file_is_named(tmp_path: Path) -> None:
     folder = write_folder(valid_tables(), tmp_path, "csv")
     (folder / "opportunity_history.csv").unlink()
-    with pytest.raises(DataContractError, match=r"opportunity_history\.parquet or "
-                       r"opportunity_history\.csv"):
+    with pytest.raises(
+        DataContractError,
+        match=r"opportunity_history\.parquet or "
+        r"opportunity_history\.csv",
+    ):
         load_crm(folder, now=NOW)
 
 
@@ -323,3 +380,21 @@ def test_cli_validate_exits_2_with_one_clear_line_on_an_unreadable_file(tmp_path
     assert "accounts.parquet" in out.output
     assert "Traceback" not in out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+def test_one_bad_timestamp_does_not_spoil_its_neighbours(tmp_path: Path) -> None:
+    """The slow parser (taken once a chunk has a bad value) reads every ISO shape."""
+    tables = valid_tables()
+    set_cell(tables, "leads", 0, "created_at", "2024-01-05 01:00:00+01:00")
+    set_cell(tables, "leads", 1, "created_at", "13/02/2024")
+    set_cell(tables, "leads", 2, "created_at", "2024-02-10T00:00:00.250Z")
+    set_cell(tables, "leads", 3, "created_at", "2024-03-01")
+    result = _load(tables, tmp_path, "csv")
+    assert _lines(result) == {
+        ("leads", 1, "created_at", "bad type: expected timestamp, got '13/02/2024'"),
+        ("activities", 2, "lead_id", "orphan foreign key: leads.lead_id 'L2' was rejected"),
+    }
+    created = result.tables.leads.set_index("lead_id")["created_at"]
+    assert created["L1"] == pd.Timestamp("2024-01-05", tz="UTC")
+    assert created["L3"] == pd.Timestamp("2024-02-10 00:00:00.250", tz="UTC")
+    assert created["L4"] == pd.Timestamp("2024-03-01", tz="UTC")
