@@ -16,7 +16,7 @@ class FunnelSummary:
     qualification_rate: float
     opportunities: int
     reached: dict[str, int]
-    """Deals that ever reached each stage (a deal moved back still counts once)."""
+    """Deals with at least one history row in each stage."""
     closed: int
     won: int
     win_rate: float
@@ -29,11 +29,8 @@ def funnel_summary(tables: CRMTables) -> FunnelSummary:
     leads, opps, hist = tables.leads, tables.opportunities, tables.opportunity_history
     order = {s: i for i, s in enumerate(OPEN_STAGES)}
     h = hist.sort_values(["opportunity_id", "changed_at"], kind="stable")
-    stage_idx = h["stage"].map(order)
-    reached = {}
-    max_idx = stage_idx.groupby(h["opportunity_id"]).max()
-    for s, i in order.items():
-        reached[s] = int((max_idx >= i).sum())
+    seen = h.drop_duplicates(["opportunity_id", "stage"])["stage"].value_counts()
+    reached = {s: int(seen.get(s, 0)) for s in order}
     # Time in a stage = from the row that entered it to the next stage change.
     changes = h[h["stage"].ne(h.groupby("opportunity_id")["stage"].shift())]
     nxt = changes.groupby("opportunity_id")["changed_at"].shift(-1)
