@@ -104,6 +104,23 @@ def last_before(
     return np.where(found, pos - 1, -1)
 
 
+def changes(values: np.ndarray) -> np.ndarray:
+    """True where a sorted run starts: the first element and each one unlike its predecessor."""
+    out = np.ones(len(values), dtype=bool)
+    if len(values) > 1:
+        out[1:] = values[1:] != values[:-1]
+    return out
+
+
+def previous(values: np.ndarray, fill: object) -> np.ndarray:
+    """Each element's predecessor (``fill`` for the first)."""
+    out = np.empty_like(values)
+    if len(values):
+        out[0] = fill
+        out[1:] = values[:-1]
+    return out
+
+
 def take(values: np.ndarray, positions: np.ndarray, fill: float = np.nan) -> np.ndarray:
     """``values[positions]`` with ``fill`` where the position is -1."""
     out = values[np.where(positions >= 0, positions, 0)] if len(values) else None

@@ -252,7 +252,7 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
     idx = _pit.index_events(h_key, _pit.ns(hist["changed_at"]))
     n = len(idx)
     opp = idx.composite // idx.width if n else np.empty(0, dtype=np.int64)
-    first = np.r_[True, opp[1:] != opp[:-1]] if n else np.empty(0, dtype=bool)
+    first = _pit.changes(opp)
     group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
 
     stage = hist["stage"].astype(object).to_numpy(dtype=object)[idx.rows]
@@ -261,15 +261,15 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
     raw_close = _pit.ns(hist["close_date"])[idx.rows]
     close_i = _ffill_in_group(raw_close, raw_close != _pit.NAT, group_start, _pit.NAT)
 
-    entered = first | np.r_[True, stage[1:] != stage[:-1]] if n else first
+    entered = first | _pit.changes(stage)
     entered_at = (
         idx.times[np.maximum.accumulate(np.where(entered, np.arange(n), 0))] if n else idx.times
     )
 
-    order = {s: i for i, s in enumerate(OPEN_STAGES)}
-    rank = np.array([order.get(s, len(OPEN_STAGES)) for s in stage], dtype=np.int64)
-    back = ~first & (np.r_[0, rank[:-1]] > rank) if n else first
-    prev_close = np.r_[_pit.NAT, close_i[:-1]] if n else close_i
+    rank = pd.Categorical(stage, categories=list(OPEN_STAGES)).codes.astype(np.int64)
+    rank[rank < 0] = len(OPEN_STAGES)
+    back = ~first & (_pit.previous(rank, 0) > rank)
+    prev_close = _pit.previous(close_i, _pit.NAT)
     pushed = ~first & (prev_close != _pit.NAT) & (close_i > prev_close)
     push_days = np.where(pushed, (close_i - prev_close) / _DAY, 0.0)
 

@@ -139,8 +139,8 @@ def deal_snapshots(
     h_index = _pit.index_events(h_key, h_time)
     h_stage = hist["stage"].to_numpy(dtype=object)[h_index.rows]
     h_opp = h_index.composite // h_index.width
-    first = np.r_[True, h_opp[1:] != h_opp[:-1]]
-    entered = first | np.r_[True, h_stage[1:] != h_stage[:-1]]
+    first = _pit.changes(h_opp)
+    entered = first | _pit.changes(h_stage)
     is_open = np.isin(h_stage, OPEN_STAGES)
     e_pick = entered & is_open
     e_rows = h_opp[e_pick]
@@ -154,9 +154,9 @@ def deal_snapshots(
     # Sort by deal then time, drop duplicates, keep the first ``max_per_deal`` of each deal.
     order = np.lexsort((as_of, rows))
     rows, as_of = rows[order], as_of[order]
-    dup = np.r_[False, (rows[1:] == rows[:-1]) & (as_of[1:] == as_of[:-1])]
+    dup = ~(_pit.changes(rows) | _pit.changes(as_of))
     rows, as_of = rows[~dup], as_of[~dup]
-    starts = np.r_[True, rows[1:] != rows[:-1]]
+    starts = _pit.changes(rows)
     group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
     rank = np.arange(len(rows)) - group_start
     keep = rank < max_per_deal
