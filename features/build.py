@@ -25,6 +25,8 @@ from the opportunities row, which holds the latest values.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -457,24 +459,35 @@ def build_training_set(
     return out
 
 
-BUILD_STEPS = {"lead_qualification": 7, "deal_close": 8}
+BUILD_STEPS = {"lead_qualification": 6, "deal_close": 7}
 """How many times ``build_training_set`` calls ``on_step`` per task (for progress bars)."""
 
 
-def summarize(training_set: pd.DataFrame, feature_set: FeatureSet) -> dict[str, object]:
+@dataclass(frozen=True)
+class TrainingSetSummary:
+    """Rows, labels and missing values of a training set, for a report."""
+
+    rows: int
+    entities: int
+    labelled: int
+    unlabelled: int
+    label_rate: float
+    missing: dict[str, int]
+
+
+def summarize(training_set: pd.DataFrame, feature_set: FeatureSet) -> TrainingSetSummary:
     """Rows, labelled rows, label rate and missing values per feature, for a report."""
     label = training_set["label"]
     labelled = int(label.notna().sum())
     rate = float(label.dropna().astype(bool).mean()) if labelled else float("nan")
-    missing = {name: int(training_set[name].isna().sum()) for name in feature_set.names}
-    return {
-        "rows": len(training_set),
-        "entities": int(training_set[feature_set.entity_key].nunique()),
-        "labelled": labelled,
-        "unlabelled": len(training_set) - labelled,
-        "label_rate": rate,
-        "missing": missing,
-    }
+    return TrainingSetSummary(
+        rows=len(training_set),
+        entities=int(training_set[feature_set.entity_key].nunique()),
+        labelled=labelled,
+        unlabelled=len(training_set) - labelled,
+        label_rate=rate,
+        missing={name: int(training_set[name].isna().sum()) for name in feature_set.names},
+    )
 
 
 def _isin(frame: pd.DataFrame, column: str, values: pd.Series | list[str]) -> pd.Series:
@@ -542,3 +555,52 @@ def features_at(
         }
     )
     return build_features(tables, snapshot, feature_set)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What ``build_training_file`` wrote, for the command line's summary."""
+
+    out: Path
+    summary: TrainingSetSummary
+    rejected_rows: int
+
+
+def build_training_file(
+    data_dir: Path,
+    task: str,
+    out: Path,
+    *,
+    horizon_days: int = 30,
+    every_days: int = 7,
+    max_per_entity: int | None = None,
+    on_step: Step | None = None,
+) -> BuildReport:
+    """Load and validate a CRM folder, build a task's training set and write it as Parquet.
+
+    Rows the loader rejects are left out (and counted); run ``leadscore validate`` for the
+    row-by-row report.
+    """
+    from features.loader import load_crm
+
+    step = on_step or _noop
+    loaded = load_crm(Path(data_dir))
+    step("loaded")
+    fs = feature_set_for_task(task)
+    frame = build_training_set(
+        loaded.tables,
+        task,
+        horizon_days=horizon_days,
+        every_days=every_days,
+        max_per_entity=max_per_entity,
+        feature_set=fs,
+        on_step=step,
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    return BuildReport(
+        out=out,
+        summary=summarize(frame, fs),
+        rejected_rows=int(loaded.rejections[["table", "row"]].drop_duplicates().shape[0]),
+    )

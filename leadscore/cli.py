@@ -142,5 +142,59 @@ def generate(
     run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months)
 
 
+@app.command()
+def build(
+    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    data: Path = typer.Option(..., "--data", help="Folder with one CSV or Parquet file per table."),
+    out: Path = typer.Option(..., "--out", help="Parquet file to write the training set to."),
+    horizon_days: int = typer.Option(30, min=1, help="Lead label: qualified within H days."),
+    every_days: int = typer.Option(7, min=1, help="Days between snapshots of an open entity."),
+) -> None:
+    """Build a point-in-time training set: one row per snapshot, label, declared features."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from features.build import BUILD_STEPS, build_training_file
+    from features.loader import DataContractError
+
+    if task not in BUILD_STEPS:
+        typer.echo(f"unknown task {task!r}; use one of {', '.join(BUILD_STEPS)}", err=True)
+        raise typer.Exit(2)
+    console = Console()
+    try:
+        with Progress(console=console, transient=True) as bar:
+            job = bar.add_task(f"building {task}", total=BUILD_STEPS[task] + 1)
+
+            def advance(what: str) -> None:
+                bar.update(job, advance=1, description=f"{task}: {what}")
+
+            report = build_training_file(
+                data, task, out, horizon_days=horizon_days, every_days=every_days, on_step=advance
+            )
+    except (DataContractError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    s = report.summary
+    console.print(
+        f"{s.rows:,} snapshots of {s.entities:,} entities -> {report.out}\n"
+        f"labelled {s.labelled:,} (label rate {s.label_rate:.1%}), "
+        f"unlabelled (too recent to know) {s.unlabelled:,}"
+    )
+    if report.rejected_rows:
+        console.print(
+            f"note: {report.rejected_rows:,} invalid rows were left out; "
+            "run `leadscore validate` for the report"
+        )
+    table = Table(title="missing values per feature (features with none are not listed)")
+    table.add_column("feature")
+    table.add_column("missing", justify="right")
+    table.add_column("share", justify="right")
+    for name, n in s.missing.items():
+        if n:
+            table.add_row(name, f"{n:,}", f"{n / max(s.rows, 1):.1%}")
+    console.print(table)
+
+
 if __name__ == "__main__":
     app()
