@@ -265,7 +265,7 @@ def _null_tokens(text: pa.Array) -> pa.Array:
     return pc.if_else(is_null, pa.scalar(None, pa.string()), trimmed)
 
 
-def _parse_text_chunk(text: pa.Array, kind: str) -> pa.Array:
+def _parse_text(text: pa.Array, kind: str) -> pa.Array:
     """Parse cleaned text into ``kind``; unparseable values become null."""
     target = _ARROW_TYPES[kind]
     if kind == "bool":
@@ -277,7 +277,11 @@ def _parse_text_chunk(text: pa.Array, kind: str) -> pa.Array:
         if kind == "timestamp":
             try:
                 return pc.cast(text, target)
-            except pa.ArrowInvalid:  # no offset: UTC by contract
+            except pa.ArrowInvalid as exc:
+                # Values without an offset (UTC by contract) have their own cast; only try
+                # it when that is what stopped the first one, as a failing cast is slow.
+                if "zone offset" not in str(exc):
+                    raise
                 return pc.assume_timezone(pc.cast(text, pa.timestamp("ns")), "UTC")
         return pc.cast(text, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -336,12 +340,14 @@ def _parse_timestamps_slow(text: pa.Array) -> pa.Array:
 
 
 def _text_to_kind(text: pa.ChunkedArray, kind: str) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    """(cleaned text, parsed values) for a text column of a non-text kind."""
-    cleaned = pa.chunked_array([_null_tokens(c) for c in text.chunks], type=pa.string())
-    parsed = pa.chunked_array(
-        [_parse_text_chunk(c, kind) for c in cleaned.chunks], type=_ARROW_TYPES[kind]
-    )
-    return cleaned, parsed
+    """(cleaned text, parsed values) for a text column of a non-text kind.
+
+    The whole column is parsed at once: Arrow's cast when every value is good, the slow
+    parser when any is not (about ten times slower, still vectorised).
+    """
+    cleaned = _null_tokens(text.combine_chunks())
+    parsed = _parse_text(cleaned, kind)
+    return pa.chunked_array([cleaned]), pa.chunked_array([parsed], type=_ARROW_TYPES[kind])
 
 
 def _column_type_error(path: Path, column: Column, typ: pa.DataType) -> DataContractError:
