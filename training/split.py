@@ -42,6 +42,8 @@ def time_split(
     test_fraction: float = 0.2,
     gap_days: int = 0,
     time_column: str = "as_of",
+    censor_days: int = 0,
+    data_end: pd.Timestamp | None = None,
 ) -> TimeSplit:
     """Split snapshots by time into train, validation and test periods.
 
@@ -49,6 +51,11 @@ def time_split(
     fractions are fractions of entities. ``gap_days`` additionally drops an earlier
     period's rows in the last ``gap_days`` before the next period starts, so labels
     that resolve within a horizon do not overlap the next period.
+
+    ``censor_days`` leaves out entities first seen in the last ``censor_days`` before
+    ``data_end`` (default: the latest snapshot). For labels that resolve at an
+    unknown time (a deal's outcome), such recent entities are labelled only if they
+    resolved quickly, which biases any metric computed on them.
     """
     if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
         raise ValueError("fractions must be in (0, 1)")
@@ -56,6 +63,12 @@ def time_split(
         raise ValueError("validation + test fractions must leave rows to train on")
     if frame.empty:
         raise ValueError("cannot split an empty frame")
+    if censor_days > 0:
+        end = data_end if data_end is not None else frame[time_column].max()
+        first_seen = frame[time_column].groupby(frame[entity_key], observed=True).transform("min")
+        frame = frame.loc[first_seen < end - pd.Timedelta(days=censor_days)]
+        if frame.empty:
+            raise ValueError(f"no entity is older than censor_days={censor_days}")
     times = frame[time_column]
     first = times.groupby(frame[entity_key], sort=False, observed=True).transform("min")
     starts = first.groupby(frame[entity_key], sort=False, observed=True).first()

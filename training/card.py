@@ -1,0 +1,105 @@
+"""The model card: one Markdown page per run, for the people who will rely on the scores."""
+
+from __future__ import annotations
+
+import math
+
+from training.evaluate import Evaluation
+
+SCORERS = (
+    ("model", "LightGBM (calibrated)", "test_"),
+    ("baseline_lr", "logistic regression", "baseline_lr_test_"),
+    ("baseline_rate", "CRM rate (training period)", "baseline_rate_test_"),
+    ("baseline_crm_default", "CRM default stage probabilities", "baseline_crm_default_test_"),
+    ("oracle", "oracle (true probability)", "oracle_test_"),
+)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.4f}"
+
+
+def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None) -> str:
+    """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
+    md = ev.model.metadata
+    m = ev.metrics
+    task_words = {
+        "lead_qualification": f"P(the lead is qualified within {md['horizon_days']} days)",
+        "deal_close": "P(the open deal ends closed_won), given what is known at the snapshot",
+    }
+    lines = [
+        f"# Model card: {ev.task}" + (f" v{version}" if version else ""),
+        "",
+        f"**Predicts** {task_words.get(ev.task, ev.task)}.",
+        "",
+        "## Data",
+        "",
+        f"- Feature set: `{ev.feature_set.name}` version {ev.feature_set.version} "
+        f"({len(ev.feature_set.names)} features, "
+        f"{len(ev.feature_set.categorical)} categorical)",
+        f"- Snapshots from {ev.params['data_from']} to {ev.params['data_to']}",
+        f"- Train: {len(ev.split.train):,} rows up to {ev.params['validation_start']}; "
+        f"validation: {len(ev.split.validation):,} rows; "
+        f"test: {len(ev.split.test):,} rows from {ev.params['test_start']}",
+        f"- Label rate: train {ev.split.train['label'].mean():.3f}, "
+        f"test {ev.split.test['label'].mean():.3f}",
+        "- Split by time, by entity: an entity belongs to the period of its first snapshot, "
+        "and no period's rows are later than the next period's start.",
+        "",
+        "## Model",
+        "",
+        f"- LightGBM, native categoricals, early stopping on validation log loss "
+        f"(best iteration {ev.best_iterations}), monotone constraints from the feature "
+        f"declarations",
+    ]
+    if ev.task == "deal_close":
+        lines.append(f"- Deal model: {md.get('deal_model')} (one booster per stage, or one "
+                     "with the stage as a feature)")
+    cal = ev.calibration
+    for key, choice in cal.items():
+        cv = ", ".join(f"{k} {v:.4f}" for k, v in sorted(choice.cv_log_loss.items()))
+        lines.append(
+            f"- Calibration ({key}): **{choice.calibrator.method}**, chosen by out-of-fold "
+            f"validation log loss ({cv})"
+        )
+    lines += [
+        "",
+        "## Test-period metrics",
+        "",
+        "| scorer | ROC AUC | PR AUC | log loss | Brier | ECE |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, label, prefix in SCORERS:
+        if name not in ev.test_scores:
+            continue
+        lines.append(
+            f"| {label} | {_fmt(m.get(prefix + 'roc_auc'))} | {_fmt(m.get(prefix + 'pr_auc'))} "
+            f"| {_fmt(m.get(prefix + 'log_loss'))} | {_fmt(m.get(prefix + 'brier'))} "
+            f"| {_fmt(m.get(prefix + 'ece'))} |"
+        )
+    lines += ["", f"Lift in the top decile: {_fmt(m.get('test_lift_top_decile'))}."]
+    if "test_roc_auc_oracle_ratio" in m:
+        lines.append(f"ROC AUC as a share of the oracle's: {m['test_roc_auc_oracle_ratio']:.3f}.")
+    per_stage = [k for k in m if k.startswith("test_roc_auc_") and k != "test_roc_auc_oracle_ratio"]
+    if per_stage:
+        lines += ["", "| stage | ROC AUC | Brier |", "| --- | --- | --- |"]
+        for k in per_stage:
+            s = k.removeprefix("test_roc_auc_")
+            lines.append(f"| {s} | {_fmt(m[k])} | {_fmt(m.get('test_brier_' + s))} |")
+    if gate_reason:
+        lines += ["", "## Promotion", "", gate_reason]
+    lines += [
+        "",
+        "## Known limits",
+        "",
+        "- Scores are only as current as the CRM: activity not logged is not seen.",
+        "- Trained on one period; behaviour shifts (new sources, products, pricing) call for "
+        "retraining and a fresh comparison against the champion.",
+        "- Test rows are entities first seen in the test period; entities still open at the "
+        "data's end are unlabelled and not scored in this report.",
+        "- Contributions (reasons) are in log-odds before calibration: they rank factors, "
+        "they do not add up to the calibrated probability.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,111 @@
+"""Training inputs: a folder of CRM tables (built into snapshots) or a prebuilt training set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.declarations import FeatureSet
+from features.schema import TABLES, CRMTables, coerce_dtypes
+
+Step = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    frame: pd.DataFrame
+    """Labelled snapshots: entity key, as_of, label (0/1), features."""
+    feature_set: FeatureSet
+    tables: CRMTables | None
+    truth: Any | None
+    """The generator's ground truth when the folder has one (``_truth/``), else None."""
+    unlabelled_rows: int
+    rejected_rows: int
+
+
+def read_tables(data_dir: Path) -> tuple[CRMTables, int]:
+    """The validated tables of a folder, and how many rows validation rejected.
+
+    Uses the project's loader (which reports every rejected row); rows it rejects
+    are not trained on.
+    """
+    from features.loader import load_crm
+
+    result = load_crm(Path(data_dir))
+    return result.tables, len(result.rejections)
+
+
+def read_tables_unvalidated(data_dir: Path) -> CRMTables:
+    """Read one file per table (Parquet or CSV) and cast to the contract's dtypes."""
+    frames = {}
+    for name, table in TABLES.items():
+        parquet = Path(data_dir) / f"{name}.parquet"
+        csv = Path(data_dir) / f"{name}.csv"
+        if parquet.exists():
+            frame = pd.read_parquet(parquet)
+        elif csv.exists():
+            frame = pd.read_csv(csv)
+        else:
+            raise FileNotFoundError(f"no {name}.parquet or {name}.csv in {data_dir}")
+        frames[name] = coerce_dtypes(frame, table)
+    return CRMTables(**frames)
+
+
+def load_training_inputs(
+    data: Path,
+    task: str,
+    horizon_days: int = 30,
+    feature_set: FeatureSet | None = None,
+    on_step: Step | None = None,
+) -> TrainingInputs:
+    """Labelled snapshots for ``task`` from a data folder or a training-set Parquet file.
+
+    Unlabelled snapshots (too recent to know their outcome) are counted and left out.
+    """
+    from features.sets import feature_set_for_task
+
+    step = on_step or _noop
+    fs = feature_set or feature_set_for_task(task)
+    data = Path(data)
+    tables: CRMTables | None = None
+    truth = None
+    rejected = 0
+    if data.is_file():
+        frame = pd.read_parquet(data)
+        step("read training set")
+    else:
+        try:
+            tables, rejected = read_tables(data)
+        except ImportError:  # loader not available: read the files as they are
+            tables = read_tables_unvalidated(data)
+        step("loaded tables")
+        from features.build import build_training_set
+
+        frame = build_training_set(tables, task, horizon_days=horizon_days, feature_set=fs)
+        step("built snapshots and features")
+        from leadscore.truth import load_truth
+
+        truth = load_truth(data)
+    missing = [c for c in (fs.entity_key, "as_of", "label", *fs.names) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training set lacks columns {missing}")
+    labelled = frame["label"].notna()
+    out = frame.loc[labelled].copy()
+    out["label"] = out["label"].astype("int64")
+    out = out.sort_values(["as_of", fs.entity_key], kind="mergesort").reset_index(drop=True)
+    return TrainingInputs(
+        frame=out,
+        feature_set=fs,
+        tables=tables,
+        truth=truth,
+        unlabelled_rows=int((~labelled).sum()),
+        rejected_rows=rejected,
+    )

@@ -1,0 +1,226 @@
+"""`leadscore train`: one command from CRM data to a registered, gated model.
+
+Build (or read) the training set, fit and evaluate (:mod:`training.evaluate`), write
+plots and a model card, log everything to MLflow, register the model, and move the
+``champion`` alias only when the new version beats the current champion on the same
+test rows.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training import plots
+from training.card import model_card
+from training.data import load_training_inputs
+from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_evaluate
+from training.fit import BoosterParams
+from training.metrics import binary_metrics
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GateDecision,
+    ensure_experiment,
+    load_model_version,
+    log_scoring_model,
+    promotion_gate,
+    resolve_alias,
+    set_alias,
+    tracking,
+)
+
+Task = Literal["lead_qualification", "deal_close"]
+Step = Callable[[str], None]
+
+DEFAULT_DEAL_MODEL: DealModel = "single"
+"""Measured: see benchmarks/README.md (per-stage vs single deal model)."""
+
+
+class TrainSettings(BaseSettings):
+    """Settings of one training run (CLI flags, or ``LEADSCORE_TRAIN_*`` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_TRAIN_", extra="forbid")
+
+    task: Task
+    data: Path
+    horizon_days: int = Field(30, ge=1)
+    seed: int = 7
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+    deal_model: DealModel = DEFAULT_DEAL_MODEL
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    register_model: bool = True
+    out_dir: Path | None = None
+    """Where to keep the run's report (plots, card, metrics); a temp folder when None."""
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(100, ge=1)
+    num_boost_round: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    num_threads: int = Field(2, ge=1)
+
+    def evaluation_config(self) -> EvaluationConfig:
+        return EvaluationConfig(
+            horizon_days=self.horizon_days,
+            seed=self.seed,
+            validation_fraction=self.validation_fraction,
+            test_fraction=self.test_fraction,
+            deal_model=self.deal_model,
+            params=BoosterParams(
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_data_in_leaf=self.min_data_in_leaf,
+                num_boost_round=self.num_boost_round,
+                early_stopping_rounds=self.early_stopping_rounds,
+                num_threads=self.num_threads,
+            ),
+        )
+
+
+def train_settings(**values: Any) -> TrainSettings:
+    """Build the settings of one run (flags given here win over the environment)."""
+    return TrainSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    evaluation: Evaluation
+    run_id: str | None
+    version: str | None
+    decision: GateDecision | None
+    report_dir: Path
+
+
+def write_plots(ev: Evaluation, out: Path) -> list[Path]:
+    """Plots (PNG) and metrics (JSON) of one evaluation."""
+    out.mkdir(parents=True, exist_ok=True)
+    y = ev.split.test["label"].to_numpy(dtype=int)
+    title = f"{ev.task}: test period"
+    scores = ev.test_scores
+    figures = {
+        "reliability.png": plots.reliability_curve(y, scores, title=f"{title}, reliability"),
+        "gains_lift.png": plots.gains_and_lift(y, scores, title=title),
+        "roc_pr.png": plots.roc_pr(y, scores, title=title),
+    }
+    booster = ev.model.boosters[next(iter(sorted(ev.model.boosters)))]
+    gain = pd.Series(
+        booster.feature_importance(importance_type="gain"), index=booster.feature_name()
+    )
+    figures["feature_importance.png"] = plots.feature_importance(gain, title=f"{ev.task}: gain")
+    sample = ev.split.test.iloc[:: max(1, len(ev.split.test) // 5000)]
+    contrib = ev.model.contributions(sample)
+    figures["contributions.png"] = plots.contribution_summary(
+        contrib, title=f"{ev.task}: per-feature contributions (test sample)"
+    )
+    written = []
+    for name, fig in figures.items():
+        path = out / name
+        fig.savefig(path, dpi=110)
+        written.append(path)
+    metrics = out / "metrics.json"
+    metrics.write_text(json.dumps(ev.metrics, indent=2, sort_keys=True))
+    return [*written, metrics]
+
+
+def write_card(ev: Evaluation, out: Path, version: str | None = None,
+               gate_reason: str | None = None) -> Path:
+    """The model card (Markdown) of one evaluation."""
+    out.mkdir(parents=True, exist_ok=True)
+    card = out / "model_card.md"
+    card.write_text(model_card(ev, version, gate_reason))
+    return card
+
+
+def champion_metrics_on(ev: Evaluation, tracking_uri: str | None) -> dict[str, float] | None:
+    """The current champion's metrics on this run's test rows, or None if there is none.
+
+    Raises ``ValueError`` when the champion cannot score these rows (another feature set).
+    """
+    if resolve_alias(ev.task, CHAMPION, tracking_uri) is None:
+        return None
+    champion, _ = load_model_version(ev.task, CHAMPION, tracking_uri)
+    missing = [c for c in champion.feature_set.names if c not in ev.split.test.columns]
+    if missing:
+        raise ValueError(
+            f"the champion uses feature set {champion.feature_set.name} "
+            f"(columns {missing[:3]}... absent), so it cannot be compared on these rows"
+        )
+    y = ev.split.test["label"].to_numpy(dtype=int)
+    return binary_metrics(y, champion.predict_proba(ev.split.test))
+
+
+def decide(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
+    """Apply the promotion gate against the current champion on the same test rows."""
+    new = {"roc_auc": ev.metrics["test_roc_auc"], "log_loss": ev.metrics["test_log_loss"]}
+    try:
+        old = champion_metrics_on(ev, tracking_uri)
+    except ValueError as exc:
+        return GateDecision(False, f"not compared: {exc}; promote by hand if intended")
+    return promotion_gate(new, old)
+
+
+def _mlflow_value(v: Any) -> Any:
+    return v if isinstance(v, int | float | str | bool) else json.dumps(v, default=str)
+
+
+def train(settings: TrainSettings, on_step: Step | None = None,
+          on_iteration: Callable[[int], None] | None = None) -> TrainResult:
+    """Run one training: build, fit, evaluate, report, log, register and gate."""
+    import mlflow
+
+    step = on_step or (lambda _: None)
+    inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
+                                  on_step=step)
+    ev = fit_and_evaluate(
+        inputs.frame,
+        settings.task,
+        inputs.feature_set,
+        settings.evaluation_config(),
+        tables=inputs.tables,
+        truth=inputs.truth,
+        on_step=step,
+        on_iteration=on_iteration,
+    )
+    report_dir = settings.out_dir or Path(tempfile.mkdtemp(prefix="leadscore-train-"))
+    write_plots(ev, report_dir)
+    step("wrote plots")
+
+    experiment = settings.experiment or settings.task
+    experiment_id = ensure_experiment(experiment, settings.tracking_uri)
+    with tracking(settings.tracking_uri), mlflow.start_run(experiment_id=experiment_id) as run:
+        decision = decide(ev, settings.tracking_uri) if settings.register_model else None
+        mlflow.log_params({k: _mlflow_value(v) for k, v in ev.params.items()})
+        mlflow.log_params({
+            "data": str(settings.data),
+            "unlabelled_rows": inputs.unlabelled_rows,
+            "rejected_rows": inputs.rejected_rows,
+        })
+        mlflow.set_tags({
+            "task": settings.task,
+            "feature_set": f"{ev.feature_set.name}@{ev.feature_set.version}",
+        })
+        finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}
+        mlflow.log_metrics(finite)
+        version = log_scoring_model(
+            ev.model, ev.split.test, settings.task if settings.register_model else None
+        )
+        write_card(ev, report_dir, version, decision.reason if decision else None)
+        if version is not None and decision is not None:
+            set_alias(settings.task, version, CHAMPION if decision.promote else CHALLENGER,
+                      settings.tracking_uri)
+            mlflow.set_tag("promotion", decision.reason)
+        mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        run_id = run.info.run_id
+    step("logged to MLflow")
+    return TrainResult(ev, run_id, version, decision, report_dir)
