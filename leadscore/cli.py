@@ -196,5 +196,91 @@ def build(
     console.print(table)
 
 
+@app.command()
+def train(
+    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    data: Path = typer.Option(
+        ..., "--data", help="Folder of the contract's tables, or a training-set Parquet file."
+    ),
+    horizon_days: int = typer.Option(30, min=1, help="Lead label: qualified within H days."),
+    seed: int = typer.Option(7, help="Seed: same data and seed, same metrics."),
+    deal_model: str = typer.Option(
+        None, help="deal_close: 'single' (stage as a feature) or 'per_stage' boosters."
+    ),
+    out: Path = typer.Option(None, help="Folder for plots, model card and metrics."),
+    experiment: str = typer.Option(None, help="MLflow experiment (default: the task)."),
+    register: bool = typer.Option(True, help="Register the model and apply the gate."),
+    num_boost_round: int = typer.Option(None, min=1, help="Most boosting rounds."),
+) -> None:
+    """Train, evaluate against baselines, log to MLflow, register and gate a model.
+
+    Tracking: MLFLOW_TRACKING_URI, else sqlite:///models/mlflow.db.
+    """
+    from pydantic import ValidationError
+
+    from training.commands import run_train
+    from training.train import train_settings
+
+    try:
+        settings = train_settings(
+            task=task, data=data, horizon_days=horizon_days, seed=seed, deal_model=deal_model,
+            out_dir=out, experiment=experiment, register_model=register,
+            num_boost_round=num_boost_round,
+        )
+    except ValidationError as exc:
+        typer.echo(f"invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        run_train(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def evaluate(
+    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    data: Path = typer.Option(..., "--data", help="Folder of tables or a training-set Parquet."),
+    alias: str = typer.Option("champion", help="Registry alias to evaluate."),
+    version: str = typer.Option(None, help="A version number instead of the alias."),
+    all_rows: bool = typer.Option(False, help="Score every labelled row, not the test period."),
+) -> None:
+    """Score a registered model version on a data folder and print its metrics."""
+    from training.commands import run_evaluate
+
+    try:
+        run_evaluate(task, data, alias=alias, version=version, all_rows=all_rows)
+    except (LookupError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def promote(
+    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    version: str = typer.Option(..., help="The registered version to make champion."),
+) -> None:
+    """Make a version the champion by hand (the previous champion becomes challenger)."""
+    from mlflow.exceptions import MlflowException
+
+    from training.commands import run_promote
+
+    try:
+        run_promote(task, version)
+    except MlflowException as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    data: Path = typer.Option(Path("data/sample"), help="Sample folder (generated if absent)."),
+) -> None:
+    """Load or generate the sample, validate it, train and register both models, show metrics."""
+    from training.commands import run_demo
+
+    run_demo(data)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,193 @@
+"""What the `train`, `evaluate`, `promote` and `demo` commands do, with their console output.
+
+The CLI (``leadscore/cli.py``) only parses flags and calls these functions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from training.registry import CHAMPION
+from training.train import TrainResult, TrainSettings, train
+
+TRAIN_STEPS = 9
+"""Steps ``train`` reports through ``on_step`` (for the progress bar)."""
+
+ROWS = (
+    ("LightGBM (calibrated)", "test_"),
+    ("logistic regression", "baseline_lr_test_"),
+    ("CRM rate", "baseline_rate_test_"),
+    ("CRM default stage %", "baseline_crm_default_test_"),
+    ("oracle (ground truth)", "oracle_test_"),
+)
+
+
+def _f(v: float | None) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.4f}"
+
+
+def metrics_table(task: str, metrics: dict[str, float], title: str | None = None) -> Table:
+    """The model's test metrics beside its baselines and the oracle."""
+    table = Table(title=title or f"{task}: test period")
+    for name in ("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE"):
+        table.add_column(name, justify="left" if name == "scorer" else "right")
+    for label, prefix in ROWS:
+        if f"{prefix}roc_auc" not in metrics and f"{prefix}log_loss" not in metrics:
+            continue
+        table.add_row(
+            label,
+            *(_f(metrics.get(prefix + k)) for k in ("roc_auc", "pr_auc", "log_loss", "brier",
+                                                    "ece")),
+        )
+    return table
+
+
+def run_train(settings: TrainSettings, console: Console | None = None) -> TrainResult:
+    """Train with a progress bar, then print metrics, the calibration and the gate's verdict."""
+    console = console or Console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        job = bar.add_task(f"{settings.task}: loading", total=TRAIN_STEPS)
+        state: dict[str, Any] = {"label": "loading"}
+
+        def step(what: str) -> None:
+            state["label"] = what
+            bar.update(job, advance=1, description=f"{settings.task}: {what}")
+
+        def iteration(i: int) -> None:
+            if i % 25 == 0:
+                bar.update(job, description=f"{settings.task}: boosting, round {i}")
+
+        result = train(settings, on_step=step, on_iteration=iteration)
+        bar.update(job, completed=TRAIN_STEPS, description=f"{settings.task}: done")
+    print_result(result, console)
+    return result
+
+
+def print_result(result: TrainResult, console: Console) -> None:
+    ev = result.evaluation
+    console.print(metrics_table(ev.task, ev.metrics))
+    m = ev.metrics
+    console.print(
+        f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
+        f"calibration {ev.model.metadata.get('calibration')}; "
+        f"rows train/validation/test {ev.model.metadata.get('rows')}"
+    )
+    if "test_roc_auc_oracle_ratio" in m:
+        console.print(f"ROC AUC is {m['test_roc_auc_oracle_ratio']:.3f} of the oracle's")
+    console.print(f"report (plots, model card): {result.report_dir}")
+    if result.version is None:
+        console.print(f"run {result.run_id} logged; not registered")
+        return
+    verdict = "champion" if result.decision and result.decision.promote else "challenger"
+    reason = result.decision.reason if result.decision else ""
+    console.print(
+        f"registered {ev.task} version {result.version} as [bold]{verdict}[/bold]: {reason}"
+    )
+
+
+def run_promote(task: str, version: str, tracking_uri: str | None = None,
+                console: Console | None = None) -> None:
+    """Move ``champion`` to a version by hand (the old champion becomes challenger)."""
+    from training.registry import promote
+
+    console = console or Console()
+    previous = promote(task, version, tracking_uri)
+    was = f" (was version {previous}, now challenger)" if previous and previous != version else ""
+    console.print(f"{task}: champion -> version {version}{was}")
+
+
+def run_evaluate(
+    task: str,
+    data: Path,
+    alias: str | None = CHAMPION,
+    version: str | None = None,
+    tracking_uri: str | None = None,
+    all_rows: bool = False,
+    console: Console | None = None,
+) -> dict[str, float]:
+    """Score a registered version on a data folder's test period (or every labelled row)."""
+    from training.data import load_training_inputs
+    from training.metrics import binary_metrics
+    from training.registry import load_model_version
+    from training.split import time_split
+
+    console = console or Console()
+    model, info = load_model_version(task, alias, tracking_uri, version=version)
+    horizon = int(model.metadata.get("horizon_days", 30))
+    with console.status(f"{task}: loading {data}"):
+        inputs = load_training_inputs(data, task, horizon, feature_set=model.feature_set)
+    rows = inputs.frame
+    if not all_rows:
+        rows = time_split(
+            rows,
+            model.feature_set.entity_key,
+            gap_days=horizon if task == "lead_qualification" else 0,
+            censor_days=int(model.metadata.get("deal_censor_days", 0) or 0),
+        ).test
+    y = rows["label"].to_numpy(dtype=int)
+    metrics = {f"test_{k}": v for k, v in binary_metrics(y, model.predict_proba(rows)).items()}
+    if inputs.truth is not None:
+        from leadscore.truth import truth_probabilities
+
+        oracle = truth_probabilities(inputs.truth, task, rows[[model.feature_set.entity_key,
+                                                               "as_of"]], horizon)
+        metrics.update({f"oracle_test_{k}": v for k, v in binary_metrics(y, oracle).items()})
+    where = "every labelled row" if all_rows else "the test period"
+    console.print(metrics_table(task, metrics,
+                                f"{task} version {info.version} on {where} of {data} "
+                                f"({len(rows):,} rows)"))
+    return metrics
+
+
+def run_demo(
+    data: Path = Path("data/sample"),
+    tracking_uri: str | None = None,
+    console: Console | None = None,
+    sample_leads: int = 5000,
+    seed: int = 7,
+) -> dict[str, TrainResult]:
+    """Generate or load the sample, validate it, show the funnel, train and register both tasks."""
+    from features.loader import load_crm
+    from leadscore.funnel import funnel_summary
+    from training.train import train_settings
+
+    console = console or Console()
+    if not (data / "leads.parquet").exists() and not (data / "leads.csv").exists():
+        from leadscore.generate_cmd import run_generate
+
+        console.print(f"no sample in {data}: generating {sample_leads:,} leads (seed {seed})")
+        run_generate(out=data, n_leads=sample_leads, seed=seed, start="2024-01-01", months=24,
+                     console=console)
+    with console.status(f"validating {data}"):
+        loaded = load_crm(data)
+    summary = loaded.summary()
+    table = Table(title=f"validation of {data}")
+    for name in ("table", "read", "valid", "rejected"):
+        table.add_column(name, justify="left" if name == "table" else "right")
+    for rec in summary.to_dict("records"):
+        table.add_row(str(rec["table"]), *(f"{rec[k]:,}" for k in ("read", "valid", "rejected")))
+    console.print(table)
+    f = funnel_summary(loaded.tables)
+    console.print(
+        f"{f.leads:,} leads, {f.qualification_rate:.1%} qualified; {f.opportunities:,} deals, "
+        f"win rate {f.win_rate:.1%} of {f.closed:,} closed; median won cycle "
+        f"{f.median_won_cycle_days:.0f} days"
+    )
+    funnel = Table(title="deals reaching each stage, and median days in it")
+    for name in ("stage", "deals", "median days"):
+        funnel.add_column(name, justify="left" if name == "stage" else "right")
+    for stage, n in f.reached.items():
+        funnel.add_row(stage, f"{n:,}", f"{f.median_days_in_stage.get(stage, math.nan):.1f}")
+    console.print(funnel)
+    results = {}
+    for task in ("lead_qualification", "deal_close"):
+        settings = train_settings(task=task, data=data, tracking_uri=tracking_uri, seed=seed)
+        results[task] = run_train(settings, console)
+    return results
