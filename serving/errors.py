@@ -51,7 +51,7 @@ def validation_items(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Field path, reason and type of each validation error (input never echoed)."""
     items = []
     for err in errors[:MAX_LISTED_ERRORS]:
-        reason = _printable(str(err.get("msg", "invalid value")))
+        reason = _printable(str(err.get("msg", "invalid value")).removeprefix("Value error, "))
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             reason = _printable(f"body is not valid JSON: {ctx.get('error', 'parse error')}")
@@ -86,7 +86,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     if len(errors) > len(items):
         items.append(
             {
-                "field": "",
+                "field": "body",
                 "reason": f"{len(errors) - len(items)} more errors not listed",
                 "type": "truncated",
             }

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.build import build_training_set, entity_tables
+from features.build import build_features, build_training_set
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -109,9 +109,64 @@ def rows(frame: pd.DataFrame, table: Table, drop: tuple[str, ...] = ()) -> list[
     ]
 
 
+def _isin(frame: pd.DataFrame, column: str, values: pd.Series) -> pd.Series:
+    wanted = set(values.dropna().astype(str))
+    return frame[column].astype(object).isin(wanted) & frame[column].notna()
+
+
+def entity_rows(tables: CRMTables, task: str, entity_id: str) -> CRMTables:
+    """The rows a request for one entity carries: the rows its features read.
+
+    A lead: its row, its account, the activities of the lead or its account, and the
+    account's deals. A deal: its row and history, its account and lead, the activities of
+    the deal or its account, and the other deals of its owner and of its account.
+    """
+    opps, acts, hist = tables.opportunities, tables.activities, tables.opportunity_history
+    if task == "lead_qualification":
+        lead = tables.leads.loc[tables.leads["lead_id"] == entity_id]
+        accounts = lead["account_id"]
+        return CRMTables(
+            accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", accounts)],
+            leads=lead,
+            opportunities=opps.loc[_isin(opps, "account_id", accounts)],
+            opportunity_history=hist.iloc[0:0],
+            activities=acts.loc[
+                (acts["lead_id"] == entity_id).fillna(False) | _isin(acts, "account_id", accounts)
+            ],
+        )
+    deal = opps.loc[opps["opportunity_id"] == entity_id]
+    accounts = deal["account_id"]
+    return CRMTables(
+        accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", accounts)],
+        leads=tables.leads.loc[_isin(tables.leads, "lead_id", deal["lead_id"])],
+        opportunities=opps.loc[
+            _isin(opps, "account_id", accounts) | _isin(opps, "owner_id", deal["owner_id"])
+        ],
+        opportunity_history=hist.loc[hist["opportunity_id"] == entity_id],
+        activities=acts.loc[
+            (acts["opportunity_id"] == entity_id).fillna(False)
+            | _isin(acts, "account_id", accounts)
+        ],
+    )
+
+
+def offline_features(
+    tables: CRMTables, task: str, ids: list[str], as_of: pd.Timestamp
+) -> pd.DataFrame:
+    """The batch (training) path: build_features on the full tables."""
+    fs = LEAD_V1 if task == "lead_qualification" else DEAL_V1
+    snaps = pd.DataFrame(
+        {
+            fs.entity_key: pd.array(ids, dtype="string"),
+            "as_of": pd.DatetimeIndex([as_of] * len(ids)).astype("datetime64[ns, UTC]"),
+        }
+    )
+    return build_features(tables, snaps, fs)[fs.names]
+
+
 def lead_request(tables: CRMTables, lead_id: str, as_of: pd.Timestamp) -> dict[str, Any]:
     """A /v1/leads/score body for one lead: its row, activities and account context."""
-    own = entity_tables(tables, LEAD_V1, lead_id)
+    own = entity_rows(tables, "lead_qualification", lead_id)
     before = own.activities.loc[own.activities["occurred_at"] < as_of]
     mine = before["lead_id"] == lead_id
     lead = rows(own.leads, LEADS)[0]
@@ -126,7 +181,7 @@ def lead_request(tables: CRMTables, lead_id: str, as_of: pd.Timestamp) -> dict[s
 
 def deal_request(tables: CRMTables, deal_id: str, as_of: pd.Timestamp) -> dict[str, Any]:
     """A /v1/deals/score body for one deal: its row, history, activities and context."""
-    own = entity_tables(tables, DEAL_V1, deal_id)
+    own = entity_rows(tables, "deal_close", deal_id)
     opps = own.opportunities
     deal = rows(opps.loc[opps["opportunity_id"] == deal_id], OPPORTUNITIES)[0]
     hist = own.opportunity_history

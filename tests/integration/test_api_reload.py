@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from features.declarations import FeatureSet, FeatureSpec
-from features.sets import LEAD_V1
 from serving.app import create_app
 from serving.models import LoadedModel, RegistrySource
 from tests.integration.test_api_fixtures import (
@@ -26,6 +25,7 @@ from tests.integration.test_api_fixtures import (
     Trained,
     auth,
     lead_request,
+    offline_features,
     open_leads,
     settings,
     train_models,
@@ -92,9 +92,7 @@ def live() -> Iterator[Any]:
 
 
 def _probability(loaded: LoadedModel, trained: Trained, lead_id: str) -> float:  # noqa: F811
-    from features.build import features_at
-
-    X = features_at(trained.tables, LEAD_V1, lead_id, AS_OF)[LEAD_V1.names]
+    X = offline_features(trained.tables, "lead_qualification", [lead_id], AS_OF)
     return float(loaded.model.predict_proba(X)[0])
 
 
@@ -252,11 +250,12 @@ def test_registry_champion_loads_and_reloads(trained: Trained, second: Trained, 
     """Through MLflow itself: log two versions, serve the champion, move the alias."""
     import mlflow
 
-    from features.build import features_at
     from training.registry import log_scoring_model, set_alias, tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    example = features_at(trained.tables, LEAD_V1, open_leads(trained.tables, AS_OF)[0], AS_OF)
+    example = offline_features(
+        trained.tables, "lead_qualification", open_leads(trained.tables, AS_OF)[:5], AS_OF
+    )
     versions = []
     with tracking(uri):
         from training.registry import ensure_experiment

@@ -1,0 +1,91 @@
+"""Property-based run of schemathesis against the app's own OpenAPI spec: no 5xx, ever.
+
+Each operation of the spec gets schema-valid (positive) and schema-breaking (negative)
+requests generated from the spec itself. Bounded to a few dozen examples per operation
+and mode so it stays a fast test; raise ``SCHEMATHESIS_EXAMPLES`` for a longer hunt.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+
+from serving.app import create_app
+from tests.integration.test_api_fixtures import (
+    Trained,
+    auth,
+    trained,  # noqa: F401  (session fixture)
+)
+from tests.integration.test_api_fixtures import settings as api_settings
+
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
+OPERATIONS = [
+    ("POST", "/v1/leads/score"),
+    ("POST", "/v1/deals/score"),
+    ("GET", "/v1/models"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+]
+
+
+@pytest.fixture(scope="module")
+def api_schema(trained: Trained) -> Any:  # noqa: F811
+    app = create_app(api_settings(), models=[trained.lead, trained.deal])
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+def test_spec_lists_every_operation(api_schema: Any) -> None:
+    found = {(op.ok().method.upper(), op.ok().path) for op in api_schema.get_all_operations()}
+    assert set(OPERATIONS) <= found
+
+
+CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
+    # Operations without parameters or body have nothing to break: positive only.
+    (m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if p.startswith("/v1/")
+]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES,
+                         ids=[f"{p}-{mode.value}" for _, p, mode in CASES])
+def test_no_server_errors(api_schema: Any, method: str, path: str,
+                          mode: GenerationMode) -> None:
+    operation = api_schema[path][method]
+    statuses: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+              derandomize=True, database=None, phases=[Phase.explicit, Phase.generate])
+    def run(case: Any) -> None:  # no shrinking: a failure prints its case, and stays bounded
+        headers = {**(case.headers or {}), **auth()}
+        response = case.call(headers=headers)
+        statuses.append(response.status_code)
+        assert response.status_code < 500, (case.body, response.text[:500])
+        if path != "/metrics":
+            response.json()  # every answer, errors included, is JSON
+        if response.status_code == 422:
+            detail = response.json()["detail"]
+            assert all(item["field"] and item["reason"] for item in detail), detail
+
+    run()
+    assert statuses  # the operation was exercised
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS[:3], ids=[p for _, p in OPERATIONS[:3]])
+def test_v1_without_keys_is_401(api_schema: Any, method: str, path: str) -> None:
+    operation = api_schema[path][method]
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck),
+              derandomize=True, database=None, phases=[Phase.explicit, Phase.generate])
+    def run(case: Any) -> None:
+        case.headers = {k: v for k, v in (case.headers or {}).items()
+                        if k.lower() not in ("authorization", "x-api-key")}
+        assert case.call().status_code == 401
+
+    run()
