@@ -1,0 +1,282 @@
+"""Unit tests of the scoring API's parts: settings, keys, reasons, risk, tables, schemas."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.declarations import FeatureSpec
+from features.schema import (
+    ACCOUNTS,
+    ACTIVITIES,
+    ACTIVITY_TYPES,
+    DIRECTIONS,
+    LEADS,
+    OPPORTUNITIES,
+    OPPORTUNITY_HISTORY,
+    STAGES,
+    coerce_dtypes,
+)
+from serving.auth import check_key, hash_api_key, key_from_headers, key_matches
+from serving.errors import field_path, validation_items
+from serving.explain import describe, plain_value, top_factors
+from serving.logs import JsonFormatter, request_id_var
+from serving.metrics import create_metrics
+from serving.risk import RiskRules, risk_flags, risk_level
+from serving.schemas import (
+    AccountIn,
+    ActivityIn,
+    ActivityType,
+    DealIn,
+    Direction,
+    HistoryRow,
+    LeadIn,
+    OpportunityIn,
+    Stage,
+)
+from serving.scoring import Grading, rows_to_table, to_score
+from serving.settings import get_scoring_settings, get_serving_settings
+
+DIGEST = hashlib.sha256(b"k1").hexdigest()
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def test_settings_read_comma_separated_digests_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = hash_api_key("k2")
+    monkeypatch.setenv("LEADSCORE_API_KEY_HASHES", f" {DIGEST.upper()} ,{other},")
+    monkeypatch.setenv("LEADSCORE_PORT", "9001")
+    s = get_serving_settings()
+    assert s.api_key_hashes == [DIGEST, other]
+    assert s.port == 9001 and s.host == "127.0.0.1"
+
+
+def test_settings_refuse_no_keys_unless_insecure_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEADSCORE_API_KEY_HASHES", raising=False)
+    with pytest.raises(ValueError, match="no API keys"):
+        get_serving_settings()
+    monkeypatch.setenv("LEADSCORE_INSECURE_NO_AUTH", "true")
+    assert get_serving_settings().insecure_no_auth is True
+
+
+def test_settings_reject_plain_keys_and_bad_cutoffs() -> None:
+    with pytest.raises(ValueError, match="SHA-256"):
+        get_serving_settings(api_key_hashes="my-secret-key")
+    with pytest.raises(ValueError, match="cut-offs"):
+        get_scoring_settings(grade_cutoffs=(50, 75, 25))
+
+
+# -- keys -----------------------------------------------------------------------------
+
+
+def test_key_hashing_and_matching() -> None:
+    assert hash_api_key("k1") == DIGEST
+    assert key_matches("k1", [hash_api_key("x"), DIGEST])
+    assert not key_matches("k1 ", [DIGEST])
+    assert not key_matches("k1", [])
+
+
+def test_key_from_headers() -> None:
+    assert key_from_headers("Bearer abc", None) == "abc"
+    assert key_from_headers("bearer  abc ", None) == "abc"
+    assert key_from_headers("Basic abc", "xyz") == "xyz"
+    assert key_from_headers(None, " xyz ") == "xyz"
+    assert key_from_headers("Bearer ", "") is None
+
+
+def test_check_key_statuses() -> None:
+    from fastapi import HTTPException
+
+    with pytest.raises(HTTPException) as missing:
+        check_key(None, [DIGEST], enabled=True)
+    assert missing.value.status_code == 401
+    with pytest.raises(HTTPException) as wrong:
+        check_key("k2", [DIGEST], enabled=True)
+    assert wrong.value.status_code == 403
+    check_key("k1", [DIGEST], enabled=True)
+    check_key(None, [], enabled=False)
+
+
+# -- reasons ----------------------------------------------------------------------------
+
+
+def test_describe_fills_templates_and_words_missing_values() -> None:
+    visits = FeatureSpec("pricing_page_visit_7d", "lead", "int",
+                         "{value:.0f} pricing-page visits in the last 7 days")
+    assert describe(visits, np.int64(3)) == "3 pricing-page visits in the last 7 days"
+    assert describe(visits, float("nan")) == "pricing page visit 7d: not known"
+    assert describe(visits, None) == "pricing page visit 7d: not known"
+    budget = FeatureSpec("budget_confirmed", "lead", "bool", "budget confirmed: {value}")
+    assert describe(budget, True) == "budget confirmed: yes"
+    assert describe(budget, np.bool_(False)) == "budget confirmed: no"
+    assert describe(budget, pd.NA) == "budget confirmed: not known"
+    stage = FeatureSpec("stage", "deal", "category", "stage: {value}")
+    assert describe(stage, "meeting_demo") == "stage: meeting demo"
+    share = FeatureSpec("inbound_share_90d", "lead", "float",
+                        "{value:.0%} of activities in the last 90 days came from the prospect")
+    assert describe(share, 0.25).startswith("25% of activities")
+    odd = FeatureSpec("source", "lead", "category", "{value:.0f} from source")
+    assert describe(odd, "web_form") == "web form from source"
+
+
+def test_plain_value_unwraps_numpy_and_missing() -> None:
+    assert plain_value(np.float64(1.5)) == 1.5 and isinstance(plain_value(np.int64(2)), int)
+    assert plain_value(float("inf")) is None and plain_value(pd.NaT) is None
+
+
+def test_top_factors_split_signs_and_order() -> None:
+    specs = [FeatureSpec(f"f{i}", "lead", "float", f"f{i} is {{value}}") for i in range(8)]
+    contrib = np.array([0.5, -0.1, 0.0, 2.0, -3.0, 0.1, 0.7, -0.2])
+    up, down = top_factors(contrib, list(range(8)), specs)
+    assert [f.feature for f in up] == ["f3", "f6", "f0"]
+    assert [f.feature for f in down] == ["f4", "f7", "f1"]
+    up, down = top_factors(np.array([0.0, -1.0]), [1, 2], specs[:2])
+    assert up == [] and [f.feature for f in down] == ["f1"]
+
+
+# -- risk --------------------------------------------------------------------------------
+
+
+META = {"stage_win_rates": {"proposal": 0.4}, "won_stage_days_p75": {"proposal": 20.0}}
+
+
+def test_every_risk_flag_with_evidence() -> None:
+    row = {
+        "stage": "proposal", "days_in_stage": 45.0, "days_since_last_activity": 30.0,
+        "close_date_pushes": 3, "close_date_push_days": 70.0, "amount_change_pct": -0.4,
+        "amount": 6000.0, "contacts_engaged": 1, "days_since_created": 90.0,
+    }
+    flags = risk_flags(row, 0.1, META, RiskRules())
+    names = [f.flag for f in flags]
+    assert names == ["stalled", "no_activity", "close_date_pushed", "amount_cut",
+                     "single_threaded", "low_probability"]
+    by = {f.flag: f for f in flags}
+    assert by["stalled"].evidence["won_deals_p75_days"] == 20.0
+    assert "45 days in proposal" in by["stalled"].reason
+    assert by["close_date_pushed"].evidence == {"pushes": 3, "total_days": 70.0}
+    assert "40%" in by["amount_cut"].reason
+    assert by["low_probability"].evidence["stage_win_rate"] == 0.4
+    assert risk_level(flags) == "high"
+
+
+def test_healthy_deal_has_no_flags() -> None:
+    row = {
+        "stage": "proposal", "days_in_stage": 5.0, "days_since_last_activity": 2.0,
+        "close_date_pushes": 0, "close_date_push_days": 0.0, "amount_change_pct": 0.1,
+        "contacts_engaged": 4,
+    }
+    assert risk_flags(row, 0.5, META, RiskRules()) == []
+    assert risk_level([]) == "low"
+
+
+def test_risk_without_training_stats_or_features_raises_nothing_unknown() -> None:
+    assert risk_flags({"stage": "proposal", "days_in_stage": 400.0}, 0.01, {}, RiskRules()) == []
+
+
+def test_no_activity_ever_is_flagged_by_deal_age() -> None:
+    row = {"stage": "proposal", "days_since_last_activity": None, "days_since_created": 30.0}
+    (flag,) = risk_flags(row, 0.5, {}, RiskRules(no_activity_days=14))
+    assert flag.flag == "no_activity" and "since the deal opened 30 days ago" in flag.reason
+
+
+# -- scores -------------------------------------------------------------------------------
+
+
+def test_score_and_grades() -> None:
+    assert [to_score(p) for p in (0.0, 0.004, 0.005, 0.745, 1.0)] == [0, 0, 1, 75, 100]
+    g = Grading(75, 50, 25)
+    assert [g.grade(s) for s in (100, 75, 74, 50, 25, 24, 0)] == list("AABBCDD")
+
+
+# -- tables -------------------------------------------------------------------------------
+
+
+def test_rows_to_table_types_like_the_contract() -> None:
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    rows: list[dict[str, Any]] = [
+        {"lead_id": "L1", "created_at": now, "employees": 40, "budget_confirmed": True,
+         "timeline_days": None, "qualified_at": None, "source": "web_form"},
+        {"lead_id": "L2", "created_at": now, "employees": None, "budget_confirmed": None,
+         "timeline_days": 30, "qualified_at": now, "source": None},
+    ]
+    fast = rows_to_table(rows, LEADS)
+    slow = coerce_dtypes(pd.DataFrame.from_records(rows).reindex(columns=LEADS.column_names),
+                         LEADS)
+    pd.testing.assert_frame_equal(fast, slow)
+    empty = rows_to_table([], ACTIVITIES)
+    assert list(empty.columns) == ACTIVITIES.column_names and empty.empty
+
+
+# -- schemas -------------------------------------------------------------------------------
+
+
+def test_schemas_cover_the_data_contract() -> None:
+    assert get_args(ActivityType) == ACTIVITY_TYPES
+    assert get_args(Direction) == DIRECTIONS
+    assert get_args(Stage) == STAGES
+    for model, table, extra in (
+        (LeadIn, LEADS, {"activities"}),
+        (OpportunityIn, OPPORTUNITIES, set()),
+        (DealIn, OPPORTUNITIES, {"history", "activities"}),
+        (AccountIn, ACCOUNTS, set()),
+        (ActivityIn, ACTIVITIES, set()),
+        (HistoryRow, OPPORTUNITY_HISTORY, set()),
+    ):
+        assert set(model.model_fields) == set(table.column_names) | extra, model.__name__
+        for column in table.columns:
+            if not column.nullable and column.name in model.model_fields:
+                assert model.model_fields[column.name].is_required() or column.name in (
+                    "account_id",  # activities inherit the enclosing entity's account
+                ), (model.__name__, column.name)
+
+
+def test_naive_timestamps_are_utc_and_bounded() -> None:
+    lead = LeadIn(lead_id="L", created_at=datetime(2024, 1, 1, 12))  # type: ignore[arg-type]
+    assert lead.created_at.tzinfo is UTC
+    with pytest.raises(ValueError, match="between"):
+        LeadIn(lead_id="L", created_at=datetime(1900, 1, 1))  # type: ignore[arg-type]
+
+
+# -- errors, logs, metrics -------------------------------------------------------------------
+
+
+def test_field_paths_and_items() -> None:
+    assert field_path(("body", "leads", 0, "created_at")) == "leads.0.created_at"
+    assert field_path(("body",)) == "body"
+    items = validation_items([
+        {"loc": ("body", "x"), "msg": "Value error, bad \ud800 thing", "type": "value_error",
+         "input": "secret"},
+        {"loc": ("body", 3), "msg": "JSON decode error", "type": "json_invalid",
+         "ctx": {"error": "Expecting value"}},
+    ])
+    assert items[0] == {"field": "x", "reason": "bad ? thing", "type": "value_error"}
+    assert "Expecting value" in items[1]["reason"]
+    json.dumps(items).encode("utf-8")
+
+
+def test_json_log_line_carries_request_id() -> None:
+    token = request_id_var.set("req-123")
+    try:
+        record = logging.LogRecord("leadscore.x", logging.INFO, __file__, 1, "hello %s",
+                                   ("world",), None)
+        record.task = "lead_qualification"
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(token)
+    assert line["message"] == "hello world" and line["request_id"] == "req-123"
+    assert line["task"] == "lead_qualification" and line["level"] == "info"
+
+
+def test_metrics_registries_are_per_app() -> None:
+    a, b = create_metrics(), create_metrics()
+    a.requests.labels("/v1/leads/score", "POST", "200").inc()
+    assert b"leadscore_http_requests_total" in a.render()
+    assert b'route="/v1/leads/score"' not in b.render()
