@@ -1,6 +1,8 @@
 """How long the validating loader takes, and how much memory, on a large generated CRM.
 
-    python benchmarks/load.py --leads 1000000 --work /tmp/leadscore-bench
+    python -P benchmarks/load.py --leads 1000000 --work /tmp/leadscore-bench
+
+(``-P``: this folder holds scripts named like the project's packages, e.g. ``features``.)
 
 Generates the CRM once per size into ``--work`` (Parquet, as ``leadscore generate``
 writes it), copies it to CSV, then loads each format in a fresh process so that peak RSS
@@ -86,7 +88,7 @@ def measure(folder: Path) -> dict[str, float]:
 
 def run_isolated(folder: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", str(folder)],
+        [sys.executable, "-P", __file__, "--measure", str(folder)],
         check=True, capture_output=True, text=True, timeout=900,
     )
     figures: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])

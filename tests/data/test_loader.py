@@ -398,3 +398,12 @@ def test_one_bad_timestamp_does_not_spoil_its_neighbours(tmp_path: Path) -> None
     assert created["L1"] == pd.Timestamp("2024-01-05", tz="UTC")
     assert created["L3"] == pd.Timestamp("2024-02-10 00:00:00.250", tz="UTC")
     assert created["L4"] == pd.Timestamp("2024-03-01", tz="UTC")
+
+
+def test_committed_sample_loads_with_an_empty_report() -> None:
+    result = load_crm(SAMPLE)
+    assert list(result.rejections.columns) == REJECTION_COLUMNS
+    assert result.rejections.empty, result.top_reasons().to_string()
+    summary = result.summary().set_index("table")
+    assert summary.loc["leads", "valid"] == 5000
+    assert (summary["valid"] > 0).all()
