@@ -96,29 +96,26 @@ def _engagement(
     a_ent = _pit.codes(acts[entity_column], entity_vocab)
     a_acc = _pit.codes(acts["account_id"], account_vocab)
     type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))
-    n_types = len(_ACTIVITY_TYPES)
-    inbound = (acts["direction"].astype(object) == "inbound").to_numpy(dtype=bool)
+    inbound = acts["direction"].eq("inbound").fillna(False).to_numpy(dtype=bool)
     out: Columns = {}
 
-    # Counts by type: one index keyed by entity * n_types + type.
-    key_type = np.where((a_ent >= 0) & (type_code >= 0), a_ent * n_types + type_code, -1)
-    by_type = _pit.index_events(key_type, a_time)
-    offsets = (0, *ENGAGEMENT_WINDOWS)
-    thresholds = {d: np.searchsorted(by_type.distinct_times, t - d * _DAY) for d in offsets}
+    # Counts by type: one index per type, sharing one ranking of the activity times.
+    ranked = _pit.rank_times(a_time)
+    distinct = ranked[0]
+    cuts = {d: _pit.search(distinct, t - d * _DAY) for d in (0, *ENGAGEMENT_WINDOWS)}
     totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
     for j, kind in enumerate(_ACTIVITY_TYPES):
-        keys = np.where(q_entity >= 0, q_entity * n_types + j, -1)
-        safe = np.where(keys >= 0, keys, 0) * by_type.width
-        pos = {d: np.searchsorted(by_type.composite, safe + thresholds[d]) for d in offsets}
+        of_type = _pit.index_events(np.where(type_code == j, a_ent, -1), a_time, ranked)
+        now = _pit.position_at(of_type, q_entity, cuts[0])
         for w in ENGAGEMENT_WINDOWS:
-            count = np.where(keys >= 0, pos[0] - pos[w], 0)
+            count = now - _pit.position_at(of_type, q_entity, cuts[w])
             out[f"{kind}_{w}d"] = count
             totals[w] += count
     out["activities_30d"] = totals[30]
     step("engagement by type")
 
     # All activities of the entity: recency and trend.
-    every = _pit.index_events(a_ent, a_time)
+    every = _pit.index_events(a_ent, a_time, ranked)
     start = _pit.block_start(every, q_entity)
     now = _pit.count_before(every, q_entity, t, start)
     week = _pit.count_before(every, q_entity, t - 7 * _DAY, start)
@@ -127,7 +124,7 @@ def _engagement(
     out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
     out["activity_trend_7d"] = (now - week) - (week - fortnight)
 
-    inbound_idx = _pit.index_events(np.where(inbound, a_ent, -1), a_time)
+    inbound_idx = _pit.index_events(np.where(inbound, a_ent, -1), a_time, ranked)
     i_start = _pit.block_start(inbound_idx, q_entity)
     i_last = _pit.last_before(inbound_idx, q_entity, t, i_start)
     out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_idx.times, i_last))
@@ -142,7 +139,7 @@ def _engagement(
     step("recency and contacts")
 
     # The whole account.
-    acc_idx = _pit.index_events(a_acc, a_time)
+    acc_idx = _pit.index_events(a_acc, a_time, ranked)
     out["account_activities_30d"] = _pit.count_before(acc_idx, q_account, t) - _pit.count_before(
         acc_idx, q_account, t - 30 * _DAY
     )
@@ -164,7 +161,7 @@ def _distinct_before(
     keys: np.ndarray, contacts: pd.Series, times: np.ndarray, q_keys: np.ndarray, t: np.ndarray
 ) -> np.ndarray:
     """Distinct contacts of each entity seen strictly before t (first sighting as the event)."""
-    contact_code, _ = pd.factorize(contacts.astype(object), use_na_sentinel=True)
+    contact_code = _pit.factorize(contacts)
     ok = (keys >= 0) & (contact_code >= 0) & (times != _pit.NAT)
     pairs = pd.DataFrame({"k": keys[ok], "c": contact_code[ok], "t": times[ok]})
     first = pairs.groupby(["k", "c"], sort=False)["t"].min()
@@ -392,16 +389,15 @@ def build_features(
     unknown = [name for name in feature_set.names if name not in columns]
     if unknown:
         raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
+    as_of = pd.DatetimeIndex(snapshots["as_of"])
+    as_of = as_of.tz_localize("UTC") if as_of.tz is None else as_of.tz_convert("UTC")
     data: dict[str, object] = {
-        key: snapshots[key].astype("string").to_numpy(),
-        "as_of": snapshots["as_of"].to_numpy(),
+        key: snapshots[key].astype("string").array,
+        "as_of": as_of.astype("datetime64[ns, UTC]").array,
     }
     for spec in feature_set.features:
-        data[spec.name] = _cast(columns[spec.name], spec)
-    frame = pd.DataFrame(data, index=snapshots.index)
-    frame[key] = frame[key].astype("string")
-    frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True).astype("datetime64[ns, UTC]")
-    return frame
+        data[spec.name] = _cast(columns.pop(spec.name), spec)
+    return pd.DataFrame(data, index=snapshots.index, copy=False)
 
 
 def snapshots_for_task(
@@ -454,8 +450,8 @@ def build_training_set(
         data_end=data_end,
     )
     step("snapshots")
-    feats = build_features(tables, snaps, fs, on_step=step)
-    out = pd.concat([feats[[fs.entity_key, "as_of"]], snaps[["label"]], feats[fs.names]], axis=1)
+    out = build_features(tables, snaps, fs, on_step=step)
+    out.insert(2, "label", snaps["label"])
     return out
 
 
