@@ -265,6 +265,18 @@ def _null_tokens(text: pa.Array) -> pa.Array:
     return pc.if_else(is_null, pa.scalar(None, pa.string()), trimmed)
 
 
+def _cast_timestamps(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Arrow's cast of ISO 8601 text to UTC; raises ``ArrowInvalid`` if any value fails."""
+    try:
+        return pc.cast(text, _TS)
+    except pa.ArrowInvalid as exc:
+        # Values without an offset (UTC by contract) have their own cast; only try it
+        # when that is what stopped the first one, as a failing cast is slow.
+        if "zone offset" not in str(exc):
+            raise
+        return pc.assume_timezone(pc.cast(text, pa.timestamp("ns")), "UTC")
+
+
 def _parse_text(text: pa.Array, kind: str) -> pa.Array:
     """Parse cleaned text into ``kind``; unparseable values become null."""
     target = _ARROW_TYPES[kind]
@@ -275,14 +287,7 @@ def _parse_text(text: pa.Array, kind: str) -> pa.Array:
         return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
     try:  # fast path: Arrow's own cast, all or nothing
         if kind == "timestamp":
-            try:
-                return pc.cast(text, target)
-            except pa.ArrowInvalid as exc:
-                # Values without an offset (UTC by contract) have their own cast; only try
-                # it when that is what stopped the first one, as a failing cast is slow.
-                if "zone offset" not in str(exc):
-                    raise
-                return pc.assume_timezone(pc.cast(text, pa.timestamp("ns")), "UTC")
+            return _cast_timestamps(text)
         return pc.cast(text, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -358,9 +363,26 @@ def _column_type_error(path: Path, column: Column, typ: pa.DataType) -> DataCont
 
 @dataclass
 class _Parsed:
+    """One column in its contract type, and what the checks need to know of the source."""
+
     values: pa.ChunkedArray  # the contract type; null where missing or bad
     bad: np.ndarray  # present in the file but not a valid value of the type
-    raw: pa.ChunkedArray  # the value as read (text or typed), null where empty
+    missing: np.ndarray  # empty in the file
+    bad_text: pa.Array | None  # the bad values as written, in row order, for reasons
+
+
+def _parsed(values: pa.ChunkedArray, source: pa.ChunkedArray, bad: np.ndarray) -> _Parsed:
+    """Keep only masks and the few bad values of ``source``, so the column can be freed."""
+    bad_text = pc.cast(source.filter(pa.array(bad)), pa.string()) if bad.any() else None
+    return _Parsed(values, bad, _np_mask(pc.is_null(source)), bad_text)
+
+
+def _blank_to_null(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Empty or whitespace-only text as null; no copy when there is none."""
+    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    if not pc.any(blank).as_py():
+        return text
+    return pc.if_else(blank, pa.scalar(None, pa.string()), text)
 
 
 def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
@@ -374,27 +396,28 @@ def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
         arr = arr.cast(pa.string())
         typ = arr.type
     is_text = pa.types.is_string(typ)
+    no_bad = np.zeros(n, dtype=bool)
 
     if kind in ("string", "category"):
         if not (is_text or pa.types.is_integer(typ)):
             raise _column_type_error(path, column, typ)
-        text = arr.cast(pa.string())
         # Whitespace-only is as empty as empty; values are otherwise kept as written.
-        blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-        values = pc.if_else(blank, pa.scalar(None, pa.string()), text)
-        return _Parsed(values, np.zeros(n, dtype=bool), values)
+        values = _blank_to_null(arr.cast(pa.string()))
+        return _parsed(values, values, no_bad)
 
     if is_text:
+        fast = _cast_clean_text(arr, kind)
+        if fast is not None:
+            return _parsed(fast, arr, no_bad)
         cleaned, values = _text_to_kind(arr, kind)
         bad = _np_mask(pc.and_(pc.is_valid(cleaned), pc.is_null(values)))
         if kind == "float":  # "inf" parses but is no amount
             bad |= _np_mask(pc.is_inf(values))
             values = pc.if_else(pc.is_inf(values), pa.scalar(None, pa.float64()), values)
-        return _Parsed(values, bad, cleaned)
+        return _parsed(values, cleaned, bad)
 
-    raw = arr  # cast to text only for the few values a reason quotes
-    no_bad = np.zeros(n, dtype=bool)
     if kind == "timestamp":
+        source = arr
         if pa.types.is_date(typ):
             arr = pc.cast(pc.cast(arr, pa.timestamp("ms")), pa.timestamp("ns"))
             typ = arr.type
@@ -403,11 +426,10 @@ def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
         if typ.tz is None:
             arr = pc.assume_timezone(arr, "UTC")
         values = _to_ns(arr)
-        bad = _np_mask(pc.and_(pc.is_valid(arr), pc.is_null(values)))
-        return _Parsed(values, bad, raw)
+        return _parsed(values, source, _np_mask(pc.and_(pc.is_valid(arr), pc.is_null(values))))
     if kind == "bool":
         if pa.types.is_boolean(typ):
-            return _Parsed(arr, no_bad, raw)
+            return _parsed(arr, arr, no_bad)
         if not pa.types.is_integer(typ):
             raise _column_type_error(path, column, typ)
         values = pc.if_else(
@@ -415,24 +437,41 @@ def _parse_column(arr: pa.ChunkedArray, column: Column, path: Path) -> _Parsed:
             True,
             pc.if_else(pc.equal(arr, 0), False, pa.scalar(None, pa.bool_())),
         )
-        return _Parsed(values, _np_mask(pc.and_(pc.is_valid(arr), pc.is_null(values))), raw)
+        return _parsed(values, arr, _np_mask(pc.and_(pc.is_valid(arr), pc.is_null(values))))
     numeric = pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ)
     if not numeric:
         raise _column_type_error(path, column, typ)
     if pa.types.is_integer(typ) and kind == "int":
-        return _Parsed(arr.cast(pa.int64()), no_bad, raw)
+        values = arr.cast(pa.int64())
+        return _parsed(values, values, no_bad)
     as_float = arr.cast(pa.float64())
     # NaN is how pandas writes a missing float: missing, not bad.
     as_float = pc.if_else(pc.is_nan(as_float), pa.scalar(None, pa.float64()), as_float)
-    raw = as_float
     if kind == "float":
         inf = pc.is_inf(as_float)
         values = pc.if_else(inf, pa.scalar(None, pa.float64()), as_float)
-        return _Parsed(values, _np_mask(inf), raw)
+        return _parsed(values, as_float, _np_mask(inf))
     ok = pc.and_(pc.equal(pc.round(as_float), as_float), pc.less(pc.abs(as_float), 2.0**62))
     values = pc.if_else(ok, pc.cast(pc.if_else(ok, as_float, 0.0), pa.int64()), None)
     values = pc.cast(values, pa.int64())
-    return _Parsed(values, _np_mask(pc.and_(pc.is_valid(as_float), pc.invert(ok))), raw)
+    return _parsed(values, as_float, _np_mask(pc.and_(pc.is_valid(as_float), pc.invert(ok))))
+
+
+def _cast_clean_text(text: pa.ChunkedArray, kind: str) -> pa.ChunkedArray | None:
+    """The usual case first: Arrow's own cast of the text as read, or None if any value
+    needs cleaning or is bad. Spares copying a 20M-row column three times to trim it."""
+    if kind not in ("int", "float", "timestamp"):
+        return None
+    try:
+        if kind == "timestamp":
+            values = _cast_timestamps(text)
+        else:
+            values = pc.cast(text, _ARROW_TYPES[kind])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if kind == "float" and pc.any(pc.or_(pc.is_inf(values), pc.is_nan(values))).as_py():
+        return None  # "inf" is bad and "nan" is empty: the careful path says which
+    return values
 
 
 def _to_ns(arr: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -515,10 +554,9 @@ class _Checked:
 
     def frame(self) -> pd.DataFrame:
         """The valid rows, in file order, with the contract's pandas dtypes."""
-        keep = pa.array(self.valid)
-        data = pa.table(
-            {c.name: self.columns[c.name].values.filter(keep) for c in self.table.columns}
-        )
+        data = pa.table({c.name: self.columns[c.name].values for c in self.table.columns})
+        if not self.valid.all():
+            data = data.filter(pa.array(self.valid))
         df = data.to_pandas(types_mapper=_pandas_type, split_blocks=True)
         for c in self.table.columns:  # an all-null column may come back as another dtype
             if df[c.name].dtype != PANDAS_DTYPES[c.kind]:
@@ -560,7 +598,7 @@ def _check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> _
             parsed[c.name] = _parse_column(tbl.column(c.name), c, path)
         else:
             empty = pa.chunked_array([pa.nulls(n, type=_ARROW_TYPES[c.kind])])
-            parsed[c.name] = _Parsed(empty, np.zeros(n, dtype=bool), empty.cast(pa.string()))
+            parsed[c.name] = _parsed(empty, empty, np.zeros(n, dtype=bool))
     checked = _Checked(table, path, n, parsed, np.ones(n, dtype=bool))
     now_scalar = pa.scalar(now.as_unit("ns"), type=_TS)
 
@@ -568,10 +606,10 @@ def _check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> _
         p = parsed[c.name]
         if p.bad.any():
             word = _KIND_WORDS.get(c.kind, c.kind)
-            got = _quoted(p.raw.filter(pa.array(p.bad)))
+            got = _quoted(p.bad_text)
             checked.reject(p.bad, c.name, _join(f"{BAD_TYPE}: expected {word}, got ", got))
         if not c.nullable:
-            checked.reject(_np_mask(pc.is_null(p.raw)), c.name, MISSING_VALUE)
+            checked.reject(p.missing, c.name, MISSING_VALUE)
         if c.allowed is not None:
             unknown = _np_mask(
                 pc.and_(pc.is_valid(p.values), pc.invert(pc.is_in(p.values, pa.array(c.allowed))))
@@ -617,7 +655,7 @@ def _check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> _
         if name != table.name:
             continue
         for one, other in ((a, b), (b, a)):
-            lone = _np_mask(pc.and_(pc.is_valid(parsed[one].values), pc.is_null(parsed[other].raw)))
+            lone = _np_mask(pc.is_valid(parsed[one].values)) & parsed[other].missing
             checked.reject(lone, one, f"{OUTCOME_MISMATCH}: {one} is set but {other} is empty")
 
     if table.key is not None:
@@ -629,9 +667,20 @@ def _iso_scalar(ts: pd.Timestamp) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _strictly_increasing(ids: pa.ChunkedArray) -> bool:
+    """True when no id is null and each is greater than the one before."""
+    if ids.null_count:
+        return False
+    n = len(ids)
+    return bool(pc.all(pc.greater(ids.slice(1), ids.slice(0, n - 1))).as_py())
+
+
 def _check_duplicates(checked: _Checked, key: str) -> None:
     """Reject every later occurrence of a key; the first occurrence is kept."""
-    keys = checked.values(key).combine_chunks()
+    ids = checked.values(key)
+    if len(ids) < 2 or _strictly_increasing(ids):
+        return  # sorted ids (as most exports are) cannot repeat: skip hashing them
+    keys = ids.combine_chunks()
     encoded = pc.dictionary_encode(keys)
     codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False))
     if codes.size == 0:

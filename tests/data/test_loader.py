@@ -73,6 +73,7 @@ CASES: list[tuple[str, int, str, Any, str]] = [
     ("accounts", 0, "employees", "12 people", "bad type: expected integer, got '12 people'"),
     ("accounts", 0, "employees", "12.5", "bad type: expected integer, got '12.5'"),
     ("opportunities", 2, "amount", "ten", "bad type: expected number, got 'ten'"),
+    ("opportunities", 2, "amount", "inf", "bad type: expected number, got 'inf'"),
     ("leads", 0, "budget_confirmed", "maybe", "bad type: expected boolean, got 'maybe'"),
     ("opportunities", 1, "owner_id", None, "missing required value"),
     ("leads", 2, "lead_id", None, "missing required value"),
@@ -172,6 +173,7 @@ def test_text_values_are_parsed_as_a_crm_export_writes_them(tmp_path: Path) -> N
     set_cell(tables, "leads", 1, "qualified_at", "NULL")
     set_cell(tables, "leads", 2, "created_at", "2024-02-10 02:00:00+02:00")
     set_cell(tables, "leads", 3, "timeline_days", "90.0")
+    set_cell(tables, "opportunities", 2, "amount", "NaN")
     result = _load(tables, tmp_path, "csv")
     assert result.rejections.empty
     leads = result.tables.leads
@@ -180,6 +182,7 @@ def test_text_values_are_parsed_as_a_crm_export_writes_them(tmp_path: Path) -> N
     assert leads["qualified_at"].isna().iloc[1]
     assert leads.loc[2, "created_at"] == pd.Timestamp("2024-02-10", tz="UTC")
     assert leads.loc[3, "timeline_days"] == 90
+    assert result.tables.opportunities["amount"].isna().tolist() == [False, False, True]
 
 
 def test_rejected_account_takes_its_children_with_it(tmp_path: Path) -> None:
