@@ -61,7 +61,9 @@ def make_lr_pipeline(feature_set: FeatureSet, C: float = 1.0) -> Pipeline:
                 "categorical",
                 make_pipeline(
                     FunctionTransformer(_as_text),
-                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=False
+                    ),
                 ),
                 cats,
             )
@@ -69,7 +71,7 @@ def make_lr_pipeline(feature_set: FeatureSet, C: float = 1.0) -> Pipeline:
     return Pipeline(
         [
             ("features", ColumnTransformer(transformers)),
-            ("lr", LogisticRegression(C=C, max_iter=2000)),
+            ("lr", LogisticRegression(C=C, solver="newton-cholesky", max_iter=200)),
         ]
     )
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features.declarations import FeatureSet
 from features.schema import OPEN_STAGES, CRMTables
@@ -167,8 +168,11 @@ def fit_and_evaluate(
     scores: dict[str, np.ndarray] = {"model": model.predict_proba(test)}
 
     lr = make_lr_pipeline(feature_set)
-    lr.fit(split.train[feature_set.names], split.train["label"].to_numpy(dtype=int))
-    scores["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
+    # One BLAS thread: multithreaded reductions are not bit-reproducible, and on a shared
+    # machine the threads mostly wait on each other.
+    with threadpool_limits(limits=1):
+        lr.fit(split.train[feature_set.names], split.train["label"].to_numpy(dtype=int))
+        scores["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
     rate_col = config.rate_column or ("stage" if is_deal else "source")
     if rate_col in test.columns:
         rate = fit_rate_table(split.train, rate_col, entity_key=key if is_deal else None)

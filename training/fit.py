@@ -155,7 +155,7 @@ def fit_scoring_model(
         for key in sorted(tr_keys.dropna().unique()):
             tr = train.loc[tr_keys == key]
             va = validation.loc[va_keys == key]
-            if _fittable(tr, label, params) and _fittable(va, label, params):
+            if _fittable(tr, label, 2 * params.min_data_in_leaf) and _fittable(va, label, 20):
                 parts[str(key)] = (tr, va)
     boosters: dict[str, lgb.Booster] = {}
     calibrators = {}
@@ -183,9 +183,9 @@ def fit_scoring_model(
     return FittedModel(model=model, calibration=choices, best_iterations=best)
 
 
-def _fittable(frame: pd.DataFrame, label: str, params: BoosterParams) -> bool:
-    """Enough rows and both classes to fit and early-stop a booster of its own."""
-    if len(frame) < 5 * params.min_data_in_leaf:
+def _fittable(frame: pd.DataFrame, label: str, min_rows: int, min_per_class: int = 10) -> bool:
+    """Enough rows and both classes to fit (or early-stop and calibrate) a booster of its own."""
+    if len(frame) < min_rows:
         return False
     y = frame[label]
-    return bool(y.nunique() == 2 and min(y.sum(), (1 - y).sum()) >= 20)
+    return bool(y.nunique() == 2 and min(y.sum(), (1 - y).sum()) >= min_per_class)

@@ -102,7 +102,7 @@ def contribution_summary(contrib: pd.DataFrame, top: int = 20, title: str = "") 
     order = c.abs().mean().sort_values(ascending=False).head(top).index[::-1]
     fig, (ax,) = _subplots(1, (7, 0.3 * len(order) + 1.2))
     data = [c[name].to_numpy() for name in order]
-    ax.boxplot(data, vert=False, showfliers=False, whis=(5, 95))
+    ax.boxplot(data, orientation="horizontal", showfliers=False, whis=(5, 95))
     ax.set_yticks(range(1, len(order) + 1), [str(n) for n in order])
     ax.axvline(0, color="grey", lw=1)
     ax.set(xlabel="contribution to log-odds (box: quartiles, whiskers: 5-95 %)",

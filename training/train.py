@@ -177,8 +177,6 @@ def _mlflow_value(v: Any) -> Any:
 def train(settings: TrainSettings, on_step: Step | None = None,
           on_iteration: Callable[[int], None] | None = None) -> TrainResult:
     """Run one training: build, fit, evaluate, report, log, register and gate."""
-    import mlflow
-
     step = on_step or (lambda _: None)
     inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
                                   on_step=step)
@@ -192,32 +190,52 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         on_step=step,
         on_iteration=on_iteration,
     )
-    report_dir = settings.out_dir or Path(tempfile.mkdtemp(prefix="leadscore-train-"))
-    write_plots(ev, report_dir)
-    step("wrote plots")
+    return log_and_register(
+        ev, settings, extra_params={
+            "data": str(settings.data),
+            "unlabelled_rows": inputs.unlabelled_rows,
+            "rejected_rows": inputs.rejected_rows,
+        },
+        on_step=step,
+    )
 
-    experiment = settings.experiment or settings.task
+
+def log_and_register(
+    ev: Evaluation,
+    settings: TrainSettings,
+    extra_params: dict[str, Any] | None = None,
+    plots: bool = True,
+    on_step: Step | None = None,
+) -> TrainResult:
+    """Write the report, log the run to MLflow, register the model and apply the gate."""
+    import mlflow
+
+    step = on_step or (lambda _: None)
+    report_dir = settings.out_dir or Path(tempfile.mkdtemp(prefix="leadscore-train-"))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if plots:
+        write_plots(ev, report_dir)
+        step("wrote plots")
+
+    experiment = settings.experiment or ev.task
     experiment_id = ensure_experiment(experiment, settings.tracking_uri)
     with tracking(settings.tracking_uri), mlflow.start_run(experiment_id=experiment_id) as run:
         decision = decide(ev, settings.tracking_uri) if settings.register_model else None
         mlflow.log_params({k: _mlflow_value(v) for k, v in ev.params.items()})
-        mlflow.log_params({
-            "data": str(settings.data),
-            "unlabelled_rows": inputs.unlabelled_rows,
-            "rejected_rows": inputs.rejected_rows,
-        })
+        if extra_params:
+            mlflow.log_params({k: _mlflow_value(v) for k, v in extra_params.items()})
         mlflow.set_tags({
-            "task": settings.task,
+            "task": ev.task,
             "feature_set": f"{ev.feature_set.name}@{ev.feature_set.version}",
         })
         finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}
         mlflow.log_metrics(finite)
         version = log_scoring_model(
-            ev.model, ev.split.test, settings.task if settings.register_model else None
+            ev.model, ev.split.test, ev.task if settings.register_model else None
         )
         write_card(ev, report_dir, version, decision.reason if decision else None)
         if version is not None and decision is not None:
-            set_alias(settings.task, version, CHAMPION if decision.promote else CHALLENGER,
+            set_alias(ev.task, version, CHAMPION if decision.promote else CHALLENGER,
                       settings.tracking_uri)
             mlflow.set_tag("promotion", decision.reason)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")

@@ -1,0 +1,99 @@
+"""`leadscore train / promote / evaluate` end to end on a small generated CRM.
+
+Each test gets its own SQLite tracking store (tmp_path), so nothing touches models/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.generator import generate_crm, write_crm
+from training.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
+
+QUICK_FLAGS = ["--num-boost-round", "60"]
+
+
+@pytest.fixture(scope="module")
+def crm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("crm")
+    write_crm(generate_crm(2000, seed=5, months=18), out)
+    return out
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("LEADSCORE_TRAIN_MIN_DATA_IN_LEAF", "20")
+    monkeypatch.setenv("LEADSCORE_TRAIN_NUM_THREADS", "1")
+    return uri
+
+
+def _train(crm_dir: Path, tmp_path: Path, *extra: str) -> str:
+    result = CliRunner().invoke(
+        app,
+        ["train", "--task", "lead_qualification", "--data", str(crm_dir),
+         "--out", str(tmp_path / "report"), *QUICK_FLAGS, *extra],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_train_registers_gates_and_promotes(crm_dir: Path, tmp_path: Path, store: str) -> None:
+    out = _train(crm_dir, tmp_path)
+    assert "as champion" in out and "no current champion" in out
+    for name in ("reliability.png", "gains_lift.png", "roc_pr.png", "feature_importance.png",
+                 "contributions.png", "model_card.md", "metrics.json"):
+        assert (tmp_path / "report" / name).stat().st_size > 0, name
+    card = (tmp_path / "report" / "model_card.md").read_text()
+    assert "oracle" in card and "logistic regression" in card
+    assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
+
+    # The same data and seed again: same metrics, so log loss is not better -> challenger.
+    out = _train(crm_dir, tmp_path)
+    assert "as challenger" in out and "log loss not better" in out
+    assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
+    assert resolve_alias("lead_qualification", CHALLENGER, store) == "2"
+
+    result = CliRunner().invoke(app, ["promote", "--task", "lead_qualification",
+                                      "--version", "2"])
+    assert result.exit_code == 0, result.output
+    assert resolve_alias("lead_qualification", CHAMPION, store) == "2"
+    assert resolve_alias("lead_qualification", CHALLENGER, store) == "1"
+
+    model, info = load_model_version("lead_qualification", CHAMPION, store)
+    assert info.version == "2" and info.run_id
+    assert "test_roc_auc" in info.metadata["test_metrics"]
+
+    result = CliRunner().invoke(app, ["evaluate", "--task", "lead_qualification",
+                                      "--data", str(crm_dir)])
+    assert result.exit_code == 0, result.output
+    assert "version 2" in result.output
+
+    result = CliRunner().invoke(app, ["promote", "--task", "lead_qualification",
+                                      "--version", "9"])
+    assert result.exit_code == 1
+
+    _assert_run_contents(store)
+
+
+def _assert_run_contents(store: str) -> None:
+    """The MLflow run carries the issue's metric names, the feature set and the report."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name("lead_qualification")
+    run = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    names = set(run.data.metrics)
+    expected = {"test_roc_auc", "test_pr_auc", "test_log_loss", "test_brier", "test_ece",
+                "test_lift_top_decile", "baseline_lr_test_roc_auc",
+                "baseline_rate_test_roc_auc", "baseline_lr_test_log_loss",
+                "baseline_rate_test_brier", "oracle_test_roc_auc", "oracle_test_log_loss"}
+    assert expected <= names, expected - names
+    assert run.data.params["feature_set"] == "lead_v1"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert "report/reliability.png" in artifacts and "report/model_card.md" in artifacts

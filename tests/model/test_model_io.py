@@ -1,0 +1,84 @@
+"""ScoringModel: saved as text and JSON only, loaded back to identical scores and reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.sets import DEAL_V1, LEAD_V1
+from training.evaluate import EvaluationConfig, fit_and_evaluate
+from training.model import ALL, ScoringModel
+
+from .conftest import QUICK
+
+
+@pytest.fixture(scope="module")
+def deal_models(deal_frame: pd.DataFrame) -> dict[str, ScoringModel]:
+    out = {}
+    for kind in ("single", "per_stage"):
+        cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, deal_censor_days=60)
+        out[kind] = fit_and_evaluate(deal_frame, "deal_close", DEAL_V1, cfg).model
+    return out
+
+
+@pytest.mark.parametrize("kind", ["single", "per_stage"])
+def test_round_trip_without_pickle(
+    kind: str, deal_models: dict[str, ScoringModel], deal_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    model = deal_models[kind]
+    model.save(tmp_path / "m")
+    files = sorted(p.suffix for p in (tmp_path / "m").iterdir())
+    assert set(files) <= {".txt", ".json"}, files
+    loaded = ScoringModel.load(tmp_path / "m")
+    X = deal_frame[DEAL_V1.names]
+    assert np.array_equal(model.predict_proba(X), loaded.predict_proba(X))
+    pd.testing.assert_frame_equal(model.contributions(X.head(20)), loaded.contributions(X.head(20)))
+    assert loaded.feature_set is DEAL_V1
+    assert loaded.task == "deal_close"
+    md = loaded.metadata
+    assert set(md["stage_win_rates"]) <= set(DEAL_V1.spec("stage").description and
+                                             md["stage_win_rates"])
+    assert md["calibration_method"] in ("sigmoid", "isotonic")
+    assert {"trained_from", "trained_to", "horizon_days", "test_metrics",
+            "won_stage_days_p75"} <= set(md)
+
+
+def test_per_stage_model_routes_by_stage(deal_models: dict[str, ScoringModel]) -> None:
+    model = deal_models["per_stage"]
+    assert model.route_by == "stage"
+    assert ALL in model.boosters and len(model.boosters) > 1
+
+
+def test_contributions_add_up_to_the_raw_score(
+    deal_models: dict[str, ScoringModel], deal_frame: pd.DataFrame
+) -> None:
+    for model in deal_models.values():
+        X = deal_frame[DEAL_V1.names].head(200)
+        contrib = model.contributions(X)
+        assert list(contrib.columns) == [*DEAL_V1.names, "bias"]
+        assert np.allclose(contrib.sum(axis=1).to_numpy(), model.raw_score(X), atol=1e-9)
+
+
+def test_string_categoricals_score_like_categories(
+    deal_models: dict[str, ScoringModel], deal_frame: pd.DataFrame
+) -> None:
+    model = deal_models["single"]
+    X = deal_frame[DEAL_V1.names].head(100)
+    as_text = X.assign(**{c: X[c].astype("object") for c in DEAL_V1.categorical})
+    assert np.array_equal(model.predict_proba(X), model.predict_proba(as_text))
+
+
+def test_missing_feature_is_an_error(
+    deal_models: dict[str, ScoringModel], deal_frame: pd.DataFrame
+) -> None:
+    with pytest.raises(ValueError, match="missing feature"):
+        deal_models["single"].predict_proba(deal_frame[DEAL_V1.names[1:]])
+
+
+def test_lead_model_has_no_routing(lead_frame: pd.DataFrame) -> None:
+    model = fit_and_evaluate(lead_frame, "lead_qualification", LEAD_V1,
+                             EvaluationConfig(params=QUICK)).model
+    assert model.route_by is None and list(model.boosters) == [ALL]
