@@ -410,3 +410,12 @@ def test_committed_sample_loads_with_an_empty_report() -> None:
     summary = result.summary().set_index("table")
     assert summary.loc["leads", "valid"] == 5000
     assert (summary["valid"] > 0).all()
+
+
+def test_timestamps_without_offset_are_utc(tmp_path: Path) -> None:
+    tables = valid_tables()
+    expected = tables["activities"]["occurred_at"].copy()
+    tables["activities"]["occurred_at"] = expected.dt.strftime("%Y-%m-%d %H:%M:%S")
+    result = _load(tables, tmp_path, "csv")
+    assert result.rejections.empty
+    pd.testing.assert_series_equal(result.tables.activities["occurred_at"], expected)
