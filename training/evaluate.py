@@ -39,6 +39,8 @@ class EvaluationConfig:
     test_fraction: float = 0.2
     deal_model: DealModel = "single"
     params: BoosterParams = field(default_factory=BoosterParams)
+    gap_days: int | None = None
+    """Rows dropped before each period boundary; None: the horizon for leads, 0 for deals."""
     deal_censor_days: int = 120
     """Deals first seen this close to the data's end are left out: only quick closers
     among them have a label yet (won deals here take a median 53 days, 95 % < 121)."""
@@ -130,12 +132,17 @@ def fit_and_evaluate(
     step = on_step or _noop
     key = feature_set.entity_key
     is_deal = task == "deal_close"
+    has_stage = is_deal and "stage" in frame.columns
+    if config.gap_days is not None:
+        gap = config.gap_days
+    else:
+        gap = config.horizon_days if task == "lead_qualification" else 0
     split = time_split(
         frame,
         key,
         validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction,
-        gap_days=config.horizon_days if task == "lead_qualification" else 0,
+        gap_days=gap,
         censor_days=config.deal_censor_days if is_deal else 0,
         data_end=data_end,
     )
@@ -155,7 +162,7 @@ def fit_and_evaluate(
         "test_to": split.test["as_of"].max().isoformat(),
         "seed": config.seed,
     }
-    route_by = "stage" if is_deal and config.deal_model == "per_stage" else None
+    route_by = "stage" if has_stage and config.deal_model == "per_stage" else None
     fitted = fit_scoring_model(
         task, feature_set, split.train, split.validation, config.params, config.seed,
         route_by=route_by, metadata=metadata, on_iteration=on_iteration,
@@ -173,11 +180,11 @@ def fit_and_evaluate(
     with threadpool_limits(limits=1):
         lr.fit(split.train[feature_set.names], split.train["label"].to_numpy(dtype=int))
         scores["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
-    rate_col = config.rate_column or ("stage" if is_deal else "source")
+    rate_col = config.rate_column or ("stage" if has_stage else "source")
     if rate_col in test.columns:
         rate = fit_rate_table(split.train, rate_col, entity_key=key if is_deal else None)
         scores["baseline_rate"] = rate.predict(test)
-        if is_deal:
+        if has_stage and rate_col == "stage":
             scores["baseline_crm_default"] = crm_default_table(rate.prior).predict(test)
     step("fitted baselines")
 
@@ -197,7 +204,7 @@ def fit_and_evaluate(
         metrics.update(_prefixed("oracle_test_", om, ("roc_auc", "log_loss", "brier", "ece")))
         if om["roc_auc"] > 0:
             metrics["test_roc_auc_oracle_ratio"] = metrics["test_roc_auc"] / om["roc_auc"]
-    if is_deal:
+    if has_stage:
         stages = test["stage"].astype("object").to_numpy()
         for s in OPEN_STAGES:
             mask = stages == s
@@ -223,12 +230,13 @@ def fit_and_evaluate(
                         "test": len(test)}
     if is_deal:
         metadata["deal_model"] = config.deal_model
-        metadata["stage_win_rates"] = stage_win_rates(split.train, key)
-        metadata["won_stage_days_p75"] = (
-            won_stage_days_p75_from_history(tables, split.validation_start)
-            if tables is not None
-            else won_stage_days_p75_from_snapshots(split.train, key)
-        )
+        if has_stage:
+            metadata["stage_win_rates"] = stage_win_rates(split.train, key)
+            metadata["won_stage_days_p75"] = (
+                won_stage_days_p75_from_history(tables, split.validation_start)
+                if tables is not None
+                else won_stage_days_p75_from_snapshots(split.train, key)
+            )
     model.metadata = metadata
 
     params: dict[str, Any] = {
