@@ -91,13 +91,13 @@ def _rates(**kw: float) -> np.ndarray:
 
 
 # Lead activity rates per day, by hidden state. Inbound engagement scales with intent.
-LEAD_COLD = _rates(email_opened=0.08, email_clicked=0.02, web_visit=0.08,
-                   content_download=0.015, pricing_page_visit=0.004, webinar_attended=0.004)
+LEAD_COLD = _rates(email_opened=0.15, email_clicked=0.04, web_visit=0.15,
+                   content_download=0.03, pricing_page_visit=0.008, webinar_attended=0.006)
 LEAD_COLD_OUT = _rates(email_sent=0.12, call=0.02)
 LEAD_HOT = _rates(email_opened=0.3, email_clicked=0.12, email_replied=0.1, web_visit=0.4,
                   pricing_page_visit=0.2, content_download=0.05, form_submitted=0.06,
                   webinar_attended=0.02, email_sent=0.2, call=0.1, meeting=0.05, demo=0.03)
-LEAD_DEAD_FACTOR = 0.05
+LEAD_DEAD_FACTOR = 0.01
 LEAD_DEAD_DAYS = 45.0
 
 # Deal activity rates per day by stage (rows) for a healthy deal; troubled deals x0.25.
@@ -448,8 +448,8 @@ def generate_crm(
     # Hidden intent.
     latent_need = rng.normal(0.0, 1.0, n_leads)
     z = (-1.35 + SOURCE_EFFECT[source] + SENIORITY_EFFECT[seniority]
-         + FUNCTION_EFFECT[function] + 0.8 * acc_fit[lead_acc] + 0.45 * latent_need
-         + rng.normal(0.0, 0.35, n_leads))
+         + FUNCTION_EFFECT[function] + 0.8 * acc_fit[lead_acc] + 0.3 * latent_need
+         + rng.normal(0.0, 0.2, n_leads))
     # BANT answers for some leads (those who filled a qualifying form), tied to intent.
     has_bant = rng.random(n_leads) < np.where(np.isin(source, (0, 1, 2)), 0.55, 0.2)
     budget = rng.random(n_leads) < _sigmoid(0.9 * latent_need - 0.2)
@@ -482,7 +482,7 @@ def generate_crm(
     cold_end = np.minimum(lead_created + cold_exit, stop)
     hot_end = np.minimum(np.fmin(t_qual, t_dead), stop)
     dead_end = np.minimum(t_dead + LEAD_DEAD_DAYS, stop)
-    scale = np.exp(0.8 * (z + 1.0))[:, None]
+    scale = np.exp(1.0 * (z + 1.0))[:, None]
     iv_start = np.concatenate([lead_created, np.nan_to_num(t_hot, nan=D),
                                np.nan_to_num(t_dead, nan=D)])
     iv_end = np.concatenate([cold_end, np.nan_to_num(hot_end, nan=D),
