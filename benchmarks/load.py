@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,10 +75,13 @@ def measure(folder: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     result = load_crm(folder)
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
     summary = result.summary()
     return {
         "seconds": round(seconds, 1),
+        # Whole-process CPU (imports included): steadier than wall time on a shared machine.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_mb": round(peak_mb),
         "rows_read": int(summary["read"].sum()),
         "activities": int(summary.set_index("table").loc["activities", "read"]),
@@ -105,6 +109,7 @@ def main() -> None:
     if args.measure:
         print(json.dumps(measure(args.measure)))
         return
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     for n in args.leads:
         parquet = prepare(n, args.work)
         runs = {"parquet": parquet, "csv": to_csv(parquet, args.work / f"crm_{n}_csv")}
