@@ -34,8 +34,10 @@ def arrow_strings(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | pa.Ch
     return pa.array(series.astype("string[pyarrow]").array)
 
 
-def codes(values: pd.Series, vocabulary: pd.Index) -> np.ndarray:
+def codes(values: pd.Series, vocabulary: pd.Index | pd.Series) -> np.ndarray:
     """Integer code of each value: its position in ``vocabulary`` (-1 if missing or unknown).
+
+    A table's key column as the vocabulary makes the code its row position.
 
     Hashing runs in Arrow, so 20M Arrow-backed ids never become Python strings.
     """
@@ -205,3 +207,67 @@ def days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     out = np.asarray(out, dtype=np.float64)
     out[bad] = np.nan
     return out
+
+
+class Queries:
+    """Query points (entity code, time), with their sort orders worked out once.
+
+    Many look-ups share the same points (one per window, per activity type, per index);
+    sorting the queries once and reusing the order keeps every ``searchsorted`` on
+    ascending input.
+    """
+
+    def __init__(self, keys: np.ndarray, times: np.ndarray) -> None:
+        self.keys = keys
+        self.times = times
+        self._time_order: np.ndarray | None = None
+        self._key_order: np.ndarray | None = None
+        self._time_sorted = len(times) < 2 or bool(np.all(times[1:] >= times[:-1]))
+        k, t = keys, times
+        self._key_sorted = len(k) < 2 or bool(
+            np.all((k[1:] > k[:-1]) | ((k[1:] == k[:-1]) & (t[1:] >= t[:-1])))
+        )
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _search(self, values: np.ndarray, queries: np.ndarray, by_key: bool) -> np.ndarray:
+        if (self._key_sorted if by_key else self._time_sorted) or len(queries) < 2:
+            return np.searchsorted(values, queries, side="left")
+        if by_key:
+            if self._key_order is None:
+                self._key_order = np.lexsort((self.times, self.keys))
+            order = self._key_order
+        else:
+            if self._time_order is None:
+                self._time_order = np.argsort(self.times, kind="stable")
+            order = self._time_order
+        out = np.empty(len(queries), dtype=np.int64)
+        out[order] = np.searchsorted(values, queries[order], side="left")
+        return out
+
+    def thresholds(self, distinct_times: np.ndarray, shift_ns: int = 0) -> np.ndarray:
+        """How many of ``distinct_times`` lie strictly before each ``time - shift``."""
+        return self._search(distinct_times, self.times - shift_ns, by_key=False)
+
+    def positions(self, index: EventIndex, thresholds: np.ndarray) -> np.ndarray:
+        """Index position just past each entity's last event before its threshold (0 if no key)."""
+        safe = np.where(self.keys >= 0, self.keys, 0)
+        pos = self._search(index.composite, safe * index.width + thresholds, by_key=True)
+        return np.where(self.keys >= 0, pos, 0)
+
+    def starts(self, index: EventIndex) -> np.ndarray:
+        """Index position of each entity's first event (0 if no key)."""
+        return self.positions(index, np.zeros(len(self.keys), dtype=np.int64))
+
+    def count(self, index: EventIndex, shift_ns: int = 0) -> np.ndarray:
+        """Each entity's events strictly before ``time - shift``."""
+        before = self.positions(index, self.thresholds(index.distinct_times, shift_ns))
+        return before - self.starts(index)
+
+    def last(self, index: EventIndex, thresholds: np.ndarray | None = None) -> np.ndarray:
+        """Index position of each entity's last event before its time, or -1 if none."""
+        if thresholds is None:
+            thresholds = self.thresholds(index.distinct_times)
+        pos = self.positions(index, thresholds)
+        return np.where((self.keys >= 0) & (pos > self.starts(index)), pos - 1, -1)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from features import _pit
 from features.declarations import FeatureSet, FeatureSpec
-from features.schema import ACTIVITY_TYPES, OPEN_STAGES, CRMTables
+from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES, CRMTables
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, feature_set_for_task
 from features.snapshots import deal_snapshots, lead_snapshots
 
@@ -56,6 +56,8 @@ def category_dtype(name: str) -> pd.CategoricalDtype:
 def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionArray | np.ndarray:
     """Give a computed column the pandas dtype its spec declares."""
     if spec.dtype == "category":
+        if isinstance(values, pd.Categorical):
+            return values
         return pd.Categorical(values, dtype=category_dtype(spec.name))
     if spec.dtype == "int":
         return np.asarray(values, dtype=np.int64)
@@ -64,51 +66,77 @@ def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionA
     return np.asarray(values, dtype=np.float64)
 
 
-def _static(frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
-    """Column values at row positions (-1: missing), blanked where the row is not yet known."""
-    s = frame[column]
-    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-        vals = s.to_numpy(dtype="float64", na_value=np.nan)
-        out = vals[np.where(rows >= 0, rows, 0)] if len(vals) else np.full(len(rows), np.nan)
-        return np.where((rows >= 0) & visible, out, np.nan)
-    obj = s.astype(object).where(s.notna(), None).to_numpy(dtype=object)
-    if len(obj) == 0:
-        return np.full(len(rows), None, dtype=object)
-    return _objects(obj[np.where(rows >= 0, rows, 0)], (rows >= 0) & visible)
+def _numeric(frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """A numeric or boolean column at row positions (-1: none) as float, NaN where not known."""
+    vals = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    if len(vals) == 0:
+        return np.full(len(rows), np.nan)
+    out = vals[np.where(rows >= 0, rows, 0)]
+    return np.where((rows >= 0) & visible, out, np.nan)
+
+
+def _category(
+    frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray, name: str
+) -> pd.Categorical:
+    """A string column at row positions as the feature's fixed categories (unseen -> NaN)."""
+    levels = _pit.codes(frame[column], pd.Index(CATEGORY_LEVELS[name]))
+    return _from_codes(_pick(levels, rows, visible), name)
+
+
+def _from_codes(codes: np.ndarray, name: str) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int64), dtype=category_dtype(name))
+
+
+def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Per-row codes at row positions, -1 where the row is missing or not yet known."""
+    if len(codes) == 0:
+        return np.full(len(rows), -1, dtype=np.int64)
+    return np.where((rows >= 0) & visible, codes[np.where(rows >= 0, rows, 0)], -1)
+
+
+def _relevant(codes: np.ndarray, wanted: np.ndarray, size: int) -> np.ndarray:
+    """``codes`` with -1 wherever the code is not among ``wanted`` (the snapshots' keys)."""
+    keep = np.zeros(size + 1, dtype=bool)
+    keep[wanted[wanted >= 0]] = True
+    return np.where((codes >= 0) & keep[np.where(codes >= 0, codes, size)], codes, -1)
 
 
 def _engagement(
     tables: CRMTables,
     entity_column: str,
-    q_entity: np.ndarray,
-    q_account: np.ndarray,
-    entity_vocab: pd.Index,
-    account_vocab: pd.Index,
-    t: np.ndarray,
+    entity_vocab: pd.Series,
+    account_vocab: pd.Series,
+    ent: _pit.Queries,
+    acc: _pit.Queries,
     step: Step,
 ) -> Columns:
     """Activity counts by type and window, recency, trend, inbound share, contacts.
 
-    ``q_entity`` and ``q_account`` are each snapshot's codes in the two vocabularies.
+    ``ent`` and ``acc`` are the snapshots as (entity code, t) and (account code, t).
+    Activities of entities and accounts no snapshot asks about are dropped first.
     """
     acts = tables.activities
+    a_ent = _relevant(_pit.codes(acts[entity_column], entity_vocab), ent.keys, len(entity_vocab))
+    a_acc = _relevant(_pit.codes(acts["account_id"], account_vocab), acc.keys, len(account_vocab))
     a_time = _pit.ns(acts["occurred_at"])
-    a_ent = _pit.codes(acts[entity_column], entity_vocab)
-    a_acc = _pit.codes(acts["account_id"], account_vocab)
-    type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))
-    inbound = acts["direction"].eq("inbound").fillna(False).to_numpy(dtype=bool)
+    keep = np.flatnonzero(((a_ent >= 0) | (a_acc >= 0)) & (a_time != _pit.NAT))
+    a_ent, a_acc, a_time = a_ent[keep], a_acc[keep], a_time[keep]
+    type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))[keep]
+    inbound = acts["direction"].eq("inbound").fillna(False).to_numpy(dtype=bool)[keep]
+    contact = _pit.factorize(acts["contact_id"])[keep]
     out: Columns = {}
+    t = ent.times
 
-    # Counts by type: one index per type, sharing one ranking of the activity times.
+    # Counts by type: one index per type, all sharing one ranking of the activity times, so
+    # the window thresholds are computed once.
     ranked = _pit.rank_times(a_time)
-    distinct = ranked[0]
-    cuts = {d: _pit.search(distinct, t - d * _DAY) for d in (0, *ENGAGEMENT_WINDOWS)}
+    cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 90)}
     totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
     for j, kind in enumerate(_ACTIVITY_TYPES):
         of_type = _pit.index_events(np.where(type_code == j, a_ent, -1), a_time, ranked)
-        now = _pit.position_at(of_type, q_entity, cuts[0])
+        now = ent.positions(of_type, cut[0])
         for w in ENGAGEMENT_WINDOWS:
-            count = now - _pit.position_at(of_type, q_entity, cuts[w])
+            count = now - ent.positions(of_type, cut[w])
             out[f"{kind}_{w}d"] = count
             totals[w] += count
     out["activities_30d"] = totals[30]
@@ -116,36 +144,25 @@ def _engagement(
 
     # All activities of the entity: recency and trend.
     every = _pit.index_events(a_ent, a_time, ranked)
-    start = _pit.block_start(every, q_entity)
-    now = _pit.count_before(every, q_entity, t, start)
-    week = _pit.count_before(every, q_entity, t - 7 * _DAY, start)
-    fortnight = _pit.count_before(every, q_entity, t - 14 * _DAY, start)
-    last = _pit.last_before(every, q_entity, t, start)
+    now, week, fortnight = (ent.positions(every, cut[d]) for d in (0, 7, 14))
+    last = np.where(now > ent.starts(every), now - 1, -1)
     out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
     out["activity_trend_7d"] = (now - week) - (week - fortnight)
 
     inbound_idx = _pit.index_events(np.where(inbound, a_ent, -1), a_time, ranked)
-    i_start = _pit.block_start(inbound_idx, q_entity)
-    i_last = _pit.last_before(inbound_idx, q_entity, t, i_start)
+    i_now = ent.positions(inbound_idx, cut[0])
+    i_last = np.where(i_now > ent.starts(inbound_idx), i_now - 1, -1)
     out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_idx.times, i_last))
-    inbound_90 = _pit.count_before(inbound_idx, q_entity, t, i_start) - _pit.count_before(
-        inbound_idx, q_entity, t - 90 * _DAY, i_start
-    )
-    total_90 = totals[90]
+    inbound_90 = i_now - ent.positions(inbound_idx, cut[90])
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["inbound_share_90d"] = np.where(total_90 > 0, inbound_90 / total_90, np.nan)
-
-    out["contacts_engaged"] = _distinct_before(a_ent, acts["contact_id"], a_time, q_entity, t)
+        out["inbound_share_90d"] = np.where(totals[90] > 0, inbound_90 / totals[90], np.nan)
+    out["contacts_engaged"] = _distinct_before(a_ent, contact, a_time, ent)
     step("recency and contacts")
 
     # The whole account.
     acc_idx = _pit.index_events(a_acc, a_time, ranked)
-    out["account_activities_30d"] = _pit.count_before(acc_idx, q_account, t) - _pit.count_before(
-        acc_idx, q_account, t - 30 * _DAY
-    )
-    out["account_contacts_engaged"] = _distinct_before(
-        a_acc, acts["contact_id"], a_time, q_account, t
-    )
+    out["account_activities_30d"] = acc.positions(acc_idx, cut[0]) - acc.positions(acc_idx, cut[30])
+    out["account_contacts_engaged"] = _distinct_before(a_acc, contact, a_time, acc)
     step("account engagement")
     return out
 
@@ -158,68 +175,64 @@ def _take_time(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def _distinct_before(
-    keys: np.ndarray, contacts: pd.Series, times: np.ndarray, q_keys: np.ndarray, t: np.ndarray
+    keys: np.ndarray, contact: np.ndarray, times: np.ndarray, queries: _pit.Queries
 ) -> np.ndarray:
     """Distinct contacts of each entity seen strictly before t (first sighting as the event)."""
-    contact_code = _pit.factorize(contacts)
-    ok = (keys >= 0) & (contact_code >= 0) & (times != _pit.NAT)
-    pairs = pd.DataFrame({"k": keys[ok], "c": contact_code[ok], "t": times[ok]})
-    first = pairs.groupby(["k", "c"], sort=False)["t"].min()
-    k = first.index.get_level_values("k").to_numpy(dtype=np.int64)
-    index = _pit.index_events(k, first.to_numpy(dtype=np.int64))
-    return _pit.count_before(index, q_keys, t)
+    ok = (keys >= 0) & (contact >= 0)
+    if not ok.any():
+        return np.zeros(len(queries), dtype=np.int64)
+    span = int(contact.max()) + 1
+    pair = keys[ok] * span + contact[ok]
+    first = pd.Series(times[ok]).groupby(pair, sort=False).min()
+    pair_keys = first.index.to_numpy(dtype=np.int64) // span
+    return queries.count(_pit.index_events(pair_keys, first.to_numpy(dtype=np.int64)))
 
 
 def _deal_outcomes(
-    tables: CRMTables, group_column: str, vocab: pd.Index, q_group: np.ndarray, t: np.ndarray
+    tables: CRMTables, group_codes: np.ndarray, queries: _pit.Queries
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per owner or account: deals won, lost, created and closed before t."""
+    """Per owner or account (``group_codes`` per deal row): won, lost, created, closed before t."""
     opps = tables.opportunities
-    g = _pit.codes(opps[group_column], vocab)
+    g = group_codes
     closed = _pit.ns(opps["closed_at"])
     created = _pit.ns(opps["created_at"])
     won = opps["is_won"].to_numpy(dtype="float64", na_value=np.nan)
-    won_idx = _pit.index_events(np.where(won == 1.0, g, -1), closed)
-    lost_idx = _pit.index_events(np.where(won == 0.0, g, -1), closed)
-    closed_idx = _pit.index_events(g, closed)
-    created_idx = _pit.index_events(g, created)
     return (
-        _pit.count_before(won_idx, q_group, t),
-        _pit.count_before(lost_idx, q_group, t),
-        _pit.count_before(created_idx, q_group, t),
-        _pit.count_before(closed_idx, q_group, t),
+        queries.count(_pit.index_events(np.where(won == 1.0, g, -1), closed)),
+        queries.count(_pit.index_events(np.where(won == 0.0, g, -1), closed)),
+        queries.count(_pit.index_events(g, created)),
+        queries.count(_pit.index_events(g, closed)),
     )
+
+
+def _vocab(values: pd.Series) -> pd.Index:
+    """Distinct non-null ids, in first-seen order: the code space of an entity."""
+    return pd.Index(pd.unique(values.dropna().astype(object)))
 
 
 def _lead_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
     leads = tables.leads
     t = _pit.ns(snapshots["as_of"])
-    lead_vocab = pd.Index(leads["lead_id"].astype(object))
-    row = _pit.codes(snapshots["lead_id"], lead_vocab)
+    row = _pit.codes(snapshots["lead_id"], leads["lead_id"])
     created = _take_time(_pit.ns(leads["created_at"]), row)
     visible = (row >= 0) & (created != _pit.NAT) & (created < t)
     out: Columns = {}
     for col in ("source", "industry", "country", "seniority", "job_function"):
-        out[col] = _static(leads, col, row, visible)
-    for col in (
-        "employees",
-        "budget_confirmed",
-        "is_decision_maker",
-        "need_stated",
-        "timeline_days",
-    ):
-        out[col] = _static(leads, col, row, visible)
+        out[col] = _category(leads, col, row, visible, col)
+    for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated"):
+        out[col] = _numeric(leads, col, row, visible)
+    out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
     out["lead_age_days"] = np.where(visible, _pit.days_between(t, created), np.nan)
 
-    account_vocab = pd.Index(tables.accounts["account_id"].astype(object))
-    lead_account = _static(leads, "account_id", row, visible)
-    q_account = _pit.codes(pd.Series(lead_account, dtype=object), account_vocab)
+    accounts = tables.accounts["account_id"]
+    lead_account = _pit.codes(leads["account_id"], accounts)
+    ent = _pit.Queries(row, t)
+    acc = _pit.Queries(_pick(lead_account, row, visible), t)
     step("lead attributes")
 
-    out.update(_engagement(tables, "lead_id", row, q_account, lead_vocab, account_vocab, t, step))
-    won, lost, created_n, closed_n = _deal_outcomes(
-        tables, "account_id", account_vocab, q_account, t
-    )
+    out.update(_engagement(tables, "lead_id", leads["lead_id"], accounts, ent, acc, step))
+    opp_account = _pit.codes(tables.opportunities["account_id"], accounts)
+    won, lost, created_n, closed_n = _deal_outcomes(tables, opp_account, acc)
     out["account_won_deals"] = won
     out["account_lost_deals"] = lost
     out["account_open_deals"] = created_n - closed_n
@@ -237,24 +250,19 @@ def _ffill_in_group(
     return np.where(ok, values[np.where(ok, last, 0)], fill) if n else values
 
 
-def _objects(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """An object array of ``values`` with None where ``keep`` is false."""
-    out = np.asarray(values, dtype=object).copy()
-    out[~keep] = None
-    return out
-
-
-def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.ndarray) -> Columns:
+def _deal_history(tables: CRMTables, vocab: pd.Series, ent: _pit.Queries) -> Columns:
     """Stage, amount and close date as of t, with the moves that led there."""
     hist = tables.opportunity_history
-    h_key = _pit.codes(hist["opportunity_id"], vocab)
+    t = ent.times
+    h_key = _relevant(_pit.codes(hist["opportunity_id"], vocab), ent.keys, len(vocab))
     idx = _pit.index_events(h_key, _pit.ns(hist["changed_at"]))
     n = len(idx)
     opp = idx.composite // idx.width if n else np.empty(0, dtype=np.int64)
     first = _pit.changes(opp)
     group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
 
-    stage = hist["stage"].astype(object).to_numpy(dtype=object)[idx.rows]
+    # Stage codes follow STAGES, whose first entries are the open stages in order.
+    stage = _pit.codes(hist["stage"], pd.Index(STAGES))[idx.rows]
     raw_amount = hist["amount"].to_numpy(dtype="float64", na_value=np.nan)[idx.rows]
     amount = _ffill_in_group(raw_amount, ~np.isnan(raw_amount), group_start, np.nan)
     raw_close = _pit.ns(hist["close_date"])[idx.rows]
@@ -264,9 +272,8 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
     entered_at = (
         idx.times[np.maximum.accumulate(np.where(entered, np.arange(n), 0))] if n else idx.times
     )
-
-    rank = pd.Categorical(stage, categories=list(OPEN_STAGES)).codes.astype(np.int64)
-    rank[rank < 0] = len(OPEN_STAGES)
+    n_open = len(OPEN_STAGES)
+    rank = np.where((stage >= 0) & (stage < n_open), stage, n_open)
     back = ~first & (_pit.previous(rank, 0) > rank)
     prev_close = _pit.previous(close_i, _pit.NAT)
     pushed = ~first & (prev_close != _pit.NAT) & (close_i > prev_close)
@@ -279,17 +286,16 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
     moves_back = running(back.astype(np.int64))
     pushes = running(pushed.astype(np.int64))
     push_total = running(push_days)
-    first_amount = pd.Series(amount).groupby(opp).transform("first").to_numpy()
+    first_amount = amount[group_start] if n else amount
 
-    last = _pit.last_before(idx, row, t)
+    last = ent.last(idx)
     have = last >= 0
-    at = np.where(have, last, 0)
     out: Columns = {}
     if n == 0:
         nan = np.full(len(t), np.nan)
         zero = np.zeros(len(t), dtype=np.int64)
         out.update(
-            stage=np.full(len(t), None, dtype=object),
+            stage=_from_codes(np.full(len(t), -1), "stage"),
             days_in_stage=nan,
             stage_moves_back=zero,
             close_date_pushes=zero,
@@ -299,7 +305,9 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
             days_to_close=nan,
         )
         return out
-    out["stage"] = _objects(stage[at], have)
+    at = np.where(have, last, 0)
+    now_stage = np.where(have & (rank[at] < n_open), rank[at], -1)
+    out["stage"] = _from_codes(now_stage, "stage")
     out["days_in_stage"] = np.where(have, _pit.days_between(t, entered_at[at]), np.nan)
     out["stage_moves_back"] = np.where(have, moves_back[at], 0)
     out["close_date_pushes"] = np.where(have, pushes[at], 0)
@@ -315,46 +323,46 @@ def _deal_history(tables: CRMTables, row: np.ndarray, vocab: pd.Index, t: np.nda
 def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
     opps = tables.opportunities
     t = _pit.ns(snapshots["as_of"])
-    vocab = pd.Index(opps["opportunity_id"].astype(object))
+    vocab = opps["opportunity_id"]
     row = _pit.codes(snapshots["opportunity_id"], vocab)
     created = _take_time(_pit.ns(opps["created_at"]), row)
     visible = (row >= 0) & (created != _pit.NAT) & (created < t)
-    out: Columns = _deal_history(tables, row, vocab, t)
+    ent = _pit.Queries(row, t)
+    out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, _pit.days_between(t, created), np.nan)
-    out["product"] = _static(opps, "product", row, visible)
+    out["product"] = _category(opps, "product", row, visible, "product")
     step("deal state as of t")
 
-    owner_vocab = pd.Index(pd.unique(opps["owner_id"].astype(object).dropna()))
-    q_owner = _pit.codes(
-        pd.Series(_static(opps, "owner_id", row, visible), dtype=object), owner_vocab
-    )
-    won, lost, _, _ = _deal_outcomes(tables, "owner_id", owner_vocab, q_owner, t)
+    owner_vocab = _vocab(opps["owner_id"])
+    owner_code = _pit.codes(opps["owner_id"], owner_vocab)
+    owners = _pit.Queries(_pick(owner_code, row, visible), t)
+    won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
     closed = won + lost
     with np.errstate(divide="ignore", invalid="ignore"):
         out["owner_win_rate"] = np.where(closed > 0, won / closed, np.nan)
     out["owner_closed_deals"] = closed
 
     accounts = tables.accounts
-    account_vocab = pd.Index(accounts["account_id"].astype(object))
-    q_account = _pit.codes(
-        pd.Series(_static(opps, "account_id", row, visible), dtype=object), account_vocab
-    )
-    a_created = _take_time(_pit.ns(accounts["created_at"]), q_account)
-    a_visible = (q_account >= 0) & (a_created != _pit.NAT) & (a_created < t)
-    for col in ("industry", "country", "employees"):
-        out[col] = _static(accounts, col, q_account, a_visible)
+    account_vocab = accounts["account_id"]
+    opp_account = _pit.codes(opps["account_id"], account_vocab)
+    a_row = _pick(opp_account, row, visible)
+    a_created = _take_time(_pit.ns(accounts["created_at"]), a_row)
+    a_visible = (a_row >= 0) & (a_created != _pit.NAT) & (a_created < t)
+    out["industry"] = _category(accounts, "industry", a_row, a_visible, "industry")
+    out["country"] = _category(accounts, "country", a_row, a_visible, "country")
+    out["employees"] = _numeric(accounts, "employees", a_row, a_visible)
 
     leads = tables.leads
-    lead_vocab = pd.Index(leads["lead_id"].astype(object))
-    q_lead = _pit.codes(pd.Series(_static(opps, "lead_id", row, visible), dtype=object), lead_vocab)
+    lead_row_of_opp = _pit.codes(opps["lead_id"], leads["lead_id"])
+    q_lead = _pick(lead_row_of_opp, row, visible)
     l_created = _take_time(_pit.ns(leads["created_at"]), q_lead)
-    out["source"] = _static(leads, "source", q_lead, (q_lead >= 0) & (l_created < t))
+    l_visible = (q_lead >= 0) & (l_created != _pit.NAT) & (l_created < t)
+    out["source"] = _category(leads, "source", q_lead, l_visible, "source")
     step("owner and account")
 
-    out.update(_engagement(tables, "opportunity_id", row, q_account, vocab, account_vocab, t, step))
-    won, lost, created_n, closed_n = _deal_outcomes(
-        tables, "account_id", account_vocab, q_account, t
-    )
+    acc = _pit.Queries(a_row, t)
+    out.update(_engagement(tables, "opportunity_id", vocab, account_vocab, ent, acc, step))
+    won, lost, created_n, closed_n = _deal_outcomes(tables, opp_account, acc)
     out["account_won_deals"] = won
     out["account_lost_deals"] = lost
     # Other deals of the account open at t: this one is open at t and created before it.
