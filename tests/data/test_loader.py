@@ -419,3 +419,58 @@ def test_timestamps_without_offset_are_utc(tmp_path: Path) -> None:
     result = _load(tables, tmp_path, "csv")
     assert result.rejections.empty
     pd.testing.assert_series_equal(result.tables.activities["occurred_at"], expected)
+
+
+def test_typed_parquet_variants_are_read_as_the_contract_says(tmp_path: Path) -> None:
+    """Naive timestamps are UTC, dates are midnight, integral floats are integers."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = write_folder(valid_tables(), tmp_path, "parquet")
+    accounts = pq.read_table(folder / "accounts.parquet")
+    naive = accounts["created_at"].cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us"))
+    accounts = accounts.set_column(
+        accounts.schema.get_field_index("created_at"), "created_at", naive
+    ).set_column(
+        accounts.schema.get_field_index("employees"), "employees",
+        pa.array([120.0, 40.5, None], type=pa.float64()),
+    )
+    pq.write_table(accounts, folder / "accounts.parquet")
+    opps = pq.read_table(folder / "opportunities.parquet")
+    dates = opps["close_date"].cast(pa.timestamp("s", tz="UTC")).cast(pa.date32())
+    opps = opps.set_column(opps.schema.get_field_index("close_date"), "close_date", dates)
+    pq.write_table(opps, folder / "opportunities.parquet")
+
+    result = load_crm(folder, now=NOW)
+    bad = ("accounts", 1, "employees", "bad type: expected integer, got '40.5'")
+    assert bad in _lines(result)
+    expected = valid_tables()
+    got = result.tables.accounts.set_index("account_id")
+    assert got.loc["A1", "employees"] == 120
+    assert got.loc["A1", "created_at"] == expected["accounts"].loc[0, "created_at"]
+    close = result.tables.opportunities.set_index("opportunity_id")["close_date"]
+    want = expected["opportunities"].set_index("opportunity_id")["close_date"]
+    assert close.index.tolist() == ["O1", "O3"]  # O2's account A2 was rejected
+    assert close.tolist() == want.loc[["O1", "O3"]].tolist()
+    assert close.dtype == "datetime64[ns, UTC]"
+
+
+def test_a_header_only_csv_is_an_empty_table(tmp_path: Path) -> None:
+    tables = valid_tables()
+    tables["activities"] = tables["activities"].iloc[0:0]
+    result = _load(tables, tmp_path, "csv")
+    assert result.rejections.empty
+    assert len(result.tables.activities) == 0
+    assert list(result.tables.activities.columns) == TABLES["activities"].column_names
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", r"accounts\.csv: empty file"),
+     (b"account_id,name,created_at\nA1,Acme,2024-01-01,extra\n", r"accounts\.csv: cannot be read")],
+)
+def test_an_unreadable_csv_names_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    folder = write_folder(valid_tables(), tmp_path, "csv")
+    (folder / "accounts.csv").write_bytes(content)
+    with pytest.raises(DataContractError, match=message):
+        load_crm(folder, now=NOW)
