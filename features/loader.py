@@ -215,7 +215,7 @@ def _read_csv(path: Path, table: Table) -> tuple[pa.Table, list[str]]:
                 quoted_strings_can_be_null=True,
             ),
         )
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise DataContractError(f"{path}: cannot be read as CSV: {exc}") from exc
     return tbl, header
 
