@@ -17,6 +17,14 @@ string column to Python objects, where Arrow keeps them as buffers: ``pc.is_in``
 ``pc.dictionary_encode`` do the key and duplicate checks in a few seconds, with no
 per-row Python.
 
+CSV is read with every column as text, then parsed per the contract: an empty cell is
+empty; in number, boolean and timestamp columns so are ``NA``, ``null``, ``NaN``,
+``None`` (any case) and surrounding spaces are ignored; booleans are true/false, t/f,
+yes/no, y/n or 1/0; timestamps are ISO 8601. Text columns keep the text as written
+(``NA`` stays a country code), except that whitespace-only is empty. Parquet columns are
+read as typed and go through the same checks; a column of an impossible type (a float
+where a timestamp belongs) is a ``DataContractError``.
+
 The rules, with the reason each one writes (text before the first colon is the code):
 
 - ``bad type``: a value that is not a number, integer, boolean or ISO 8601 timestamp.
