@@ -568,7 +568,7 @@ class _Checked:
         for c in self.table.columns:  # an all-null column may come back as another dtype
             if df[c.name].dtype != PANDAS_DTYPES[c.kind]:
                 df[c.name] = df[c.name].astype(PANDAS_DTYPES[c.kind])
-        return df.reset_index(drop=True)
+        return df  # to_pandas gives a fresh RangeIndex: no reset (a copy) needed
 
 
 def _pandas_type(typ: pa.DataType) -> object:
