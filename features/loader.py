@@ -518,7 +518,6 @@ class _Checked:
     """One table being checked: parsed columns, which rows survive, problems found."""
 
     table: Table
-    path: Path
     n_rows: int
     columns: dict[str, _Parsed]
     valid: np.ndarray
@@ -606,7 +605,7 @@ def _check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> _
         else:
             empty = pa.chunked_array([pa.nulls(n, type=_ARROW_TYPES[c.kind])])
             parsed[c.name] = _parsed(empty, empty, np.zeros(n, dtype=bool))
-    checked = _Checked(table, path, n, parsed, np.ones(n, dtype=bool))
+    checked = _Checked(table, n, parsed, np.ones(n, dtype=bool))
     now_scalar = pa.scalar(now.as_unit("ns"), type=_TS)
 
     for c in table.columns:
