@@ -110,6 +110,20 @@ def index_events(
     )
 
 
+def subset(index: EventIndex, keep: np.ndarray) -> EventIndex:
+    """The events of an index for which ``keep`` (aligned with the sorted order) holds.
+
+    A subset of a sorted index is still sorted, so per-type indexes need no sort of their own.
+    """
+    return EventIndex(
+        composite=index.composite[keep],
+        rows=index.rows[keep],
+        times=index.times[keep],
+        distinct_times=index.distinct_times,
+        width=index.width,
+    )
+
+
 def block_start(index: EventIndex, keys: np.ndarray) -> np.ndarray:
     """Position of each entity's first event in the index (its block start)."""
     safe = np.where(keys >= 0, keys, 0)
@@ -209,6 +223,19 @@ def days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     return out
 
 
+def _count_below_sorted(values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """For ascending ``queries``: how many of the sorted ``values`` lie strictly below each.
+
+    Equal to ``np.searchsorted(values, queries, "left")``. When there are fewer values than
+    queries it is cheaper the other way round: place each value among the queries, then
+    accumulate.
+    """
+    if len(values) >= len(queries):
+        return np.searchsorted(values, queries, side="left")
+    slot = np.searchsorted(queries, values, side="right")
+    return np.cumsum(np.bincount(slot, minlength=len(queries) + 1)[: len(queries)])
+
+
 class Queries:
     """Query points (entity code, time), with their sort orders worked out once.
 
@@ -232,8 +259,12 @@ class Queries:
         return len(self.keys)
 
     def _search(self, values: np.ndarray, queries: np.ndarray, by_key: bool) -> np.ndarray:
-        if (self._key_sorted if by_key else self._time_sorted) or len(queries) < 2:
+        if len(queries) < 2:
             return np.searchsorted(values, queries, side="left")
+        if (self._key_sorted if by_key else self._time_sorted) and bool(
+            np.all(queries[1:] >= queries[:-1])
+        ):
+            return _count_below_sorted(values, queries)
         if by_key:
             if self._key_order is None:
                 self._key_order = np.lexsort((self.times, self.keys))

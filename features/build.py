@@ -127,13 +127,16 @@ def _engagement(
     out: Columns = {}
     t = ent.times
 
-    # Counts by type: one index per type, all sharing one ranking of the activity times, so
-    # the window thresholds are computed once.
+    # Every activity of the entity sorted once by (entity, time); the per-type and inbound
+    # indexes are subsets of it, and all share one ranking of the activity times, so the
+    # window thresholds are computed once.
     ranked = _pit.rank_times(a_time)
     cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 90)}
+    every = _pit.index_events(a_ent, a_time, ranked)
+    every_type = type_code[every.rows]
     totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
     for j, kind in enumerate(_ACTIVITY_TYPES):
-        of_type = _pit.index_events(np.where(type_code == j, a_ent, -1), a_time, ranked)
+        of_type = _pit.subset(every, every_type == j)
         now = ent.positions(of_type, cut[0])
         for w in ENGAGEMENT_WINDOWS:
             count = now - ent.positions(of_type, cut[w])
@@ -142,14 +145,13 @@ def _engagement(
     out["activities_30d"] = totals[30]
     step("engagement by type")
 
-    # All activities of the entity: recency and trend.
-    every = _pit.index_events(a_ent, a_time, ranked)
+    # Recency and trend over all activities of the entity.
     now, week, fortnight = (ent.positions(every, cut[d]) for d in (0, 7, 14))
     last = np.where(now > ent.starts(every), now - 1, -1)
     out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
     out["activity_trend_7d"] = (now - week) - (week - fortnight)
 
-    inbound_idx = _pit.index_events(np.where(inbound, a_ent, -1), a_time, ranked)
+    inbound_idx = _pit.subset(every, inbound[every.rows])
     i_now = ent.positions(inbound_idx, cut[0])
     i_last = np.where(i_now > ent.starts(inbound_idx), i_now - 1, -1)
     out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_idx.times, i_last))
