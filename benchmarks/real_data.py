@@ -1,6 +1,8 @@
 """Train on public CRM datasets through the same training code, beside a logistic regression.
 
-    .venv/bin/python benchmarks/real_data.py [--real ../shared/data/real]
+    .venv/bin/python -P benchmarks/real_data.py [--real ../shared/data/real]
+
+(``-P`` keeps ``benchmarks/features.py`` from shadowing the ``features`` package.)
 
 - xeducation_leads: lead conversion from a flat export (9,240 leads). It has no dates,
   so ``Lead Number`` (a creation sequence) orders the leads in time. Fields the sales

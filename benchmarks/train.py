@@ -1,8 +1,8 @@
 """Training acceptance and timing on generated data.
 
-    .venv/bin/python benchmarks/train.py acceptance [--leads 100000 --seed 7 --data DIR]
-    .venv/bin/python benchmarks/train.py deal-models [--data DIR]
-    .venv/bin/python benchmarks/train.py timing [--rows 1000000]
+    .venv/bin/python -P benchmarks/train.py acceptance [--leads 100000 --seed 7 --data DIR]
+    .venv/bin/python -P benchmarks/train.py deal-models [--data DIR]
+    .venv/bin/python -P benchmarks/train.py timing [--rows 1000000]
 
 - ``acceptance``: the issue's check on ``leadscore generate --leads 100000 --seed 7``:
   each task's test ROC AUC against the oracle's on the same rows, the oracle's own
