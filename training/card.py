@@ -55,8 +55,15 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         f"declarations",
     ]
     if ev.task == "deal_close":
-        lines.append(f"- Deal model: {md.get('deal_model')} (one booster per stage, or one "
-                     "with the stage as a feature)")
+        kind = {"single": "one booster with the stage as a feature",
+                "per_stage": "one booster per stage (a pooled one for rare stages)"}
+        lines.append(f"- Deal model: {kind.get(str(md.get('deal_model')), md.get('deal_model'))}")
+        censor = ev.params.get("deal_censor_days")
+        if censor:
+            lines.append(
+                f"- Deals first seen in the last {censor} days of the data are left out of every "
+                "period: only the quick closers among them have an outcome yet"
+            )
     cal = ev.calibration
     for key, choice in cal.items():
         cv = ", ".join(f"{k} {v:.4f}" for k, v in sorted(choice.cv_log_loss.items()))

@@ -58,6 +58,8 @@ class TrainSettings(BaseSettings):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     deal_model: DealModel = DEFAULT_DEAL_MODEL
+    deal_censor_days: int = Field(240, ge=0)
+    """Leave out deals first seen this many days before the data's end (see evaluate.py)."""
     tracking_uri: str | None = None
     experiment: str | None = None
     register_model: bool = True
@@ -77,6 +79,7 @@ class TrainSettings(BaseSettings):
             validation_fraction=self.validation_fraction,
             test_fraction=self.test_fraction,
             deal_model=self.deal_model,
+            deal_censor_days=self.deal_censor_days,
             params=BoosterParams(
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
