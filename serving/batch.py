@@ -86,7 +86,7 @@ def _records(frame: pd.DataFrame, table: Table) -> list[dict[str, Any]]:
     """Rows with the table's columns only, blanks as None (what the schemas expect)."""
     cols = [c for c in table.column_names if c in frame.columns]
     sub = frame[cols].astype(object).where(frame[cols].notna(), None)
-    return sub.to_dict(orient="records")  # type: ignore[return-value]
+    return [{str(k): v for k, v in rec.items()} for rec in sub.to_dict(orient="records")]
 
 
 def validated_rows(frame: pd.DataFrame, task: str, source: str) -> list[dict[str, Any]]:

@@ -127,7 +127,9 @@ def _first_per_key(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
 
 
 def _row(model: Any, columns: Iterable[str], **fill: Any) -> dict[str, Any]:
-    row = {c: getattr(model, c, None) for c in columns}
+    """A validated record's fields as a row (the schemas declare every contract column;
+    extra fields such as nested activities are ignored by ``rows_to_table``)."""
+    row = dict(model.__dict__)
     for key, value in fill.items():
         if row.get(key) is None:
             row[key] = value
@@ -193,7 +195,6 @@ def deal_tables(batch: DealBatch) -> CRMTables:
                 ACTIVITIES.column_names,
                 opportunity_id=deal.opportunity_id,
                 account_id=deal.account_id,
-                lead_id=deal.lead_id,
             )
             for a in deal.activities
         ]
@@ -285,16 +286,27 @@ def score_tables(
                   contributions=contributions)
 
 
-def _reasons(scored: Scored, row: int, feature_set: FeatureSet) -> Reasons:
+def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSet) -> Reasons:
+    """Top factors of one row; ``values`` is that row's feature values in declared order.
+
+    Built with ``model_construct``: the values are ours, and FastAPI validates the whole
+    response against its model once more on the way out.
+    """
     if scored.contributions is None:
-        return Reasons(up=[], down=[])
-    values = scored.features.iloc[row].tolist()
+        return Reasons.model_construct(up=[], down=[])
     up, down = top_factors(scored.contributions[row], values, list(feature_set.features))
 
     def reason(f: Factor) -> Reason:
-        return Reason(feature=f.feature, value=f.value, contribution=f.contribution, text=f.text)
+        return Reason.model_construct(
+            feature=f.feature, value=f.value, contribution=f.contribution, text=f.text
+        )
 
-    return Reasons(up=[reason(f) for f in up], down=[reason(f) for f in down])
+    return Reasons.model_construct(up=[reason(f) for f in up], down=[reason(f) for f in down])
+
+
+def _row_values(scored: Scored) -> np.ndarray:
+    """All feature values as one object matrix (row access on a DataFrame is slow)."""
+    return scored.features.to_numpy(dtype=object)
 
 
 def model_ref(model: LoadedModel) -> ModelRef:
@@ -306,6 +318,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
     """One result per lead, in the order of ``scored.ids``."""
     ref = model_ref(model)
     fs = model.model.feature_set
+    values = _row_values(scored)
     out = []
     for i, lead_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
@@ -316,7 +329,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
                 probability=p,
                 score=score,
                 grade=grading.grade(score),  # type: ignore[arg-type]
-                reasons=_reasons(scored, i, fs),
+                reasons=_reasons(scored, list(values[i]), i, fs),
                 model=ref,
             )
         )
@@ -334,12 +347,13 @@ def deal_results(
     ref = model_ref(model)
     fs = model.model.feature_set
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
-    records = scored.features.to_dict(orient="records")
+    values = _row_values(scored)
+    names = list(scored.features.columns)
     out = []
     for i, deal_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
         score = to_score(p)
-        row = {str(k): plain_value(v) for k, v in records[i].items()}
+        row = {str(k): plain_value(v) for k, v in zip(names, values[i], strict=True)}
         flags = risk_flags(row, p, metadata, rules)
         amount = amounts[i]
         out.append(
@@ -357,7 +371,7 @@ def deal_results(
                         for f in flags
                     ],
                 ),
-                reasons=_reasons(scored, i, fs),
+                reasons=_reasons(scored, list(values[i]), i, fs),
                 model=ref,
             )
         )
