@@ -34,24 +34,49 @@ def arrow_strings(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | pa.Ch
     return pa.array(series.astype("string[pyarrow]").array)
 
 
+SMALL = 20_000
+"""Below this many values, Python hashing beats the round trip through Arrow arrays
+(a serving request holds one entity's rows, a training set millions)."""
+
+
+def _text(value: object) -> str | None:
+    """A value as the string it is compared as, or None when missing."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _object_values(values: pd.Series | pd.Index | np.ndarray) -> list[str | None]:
+    return [_text(v) for v in np.asarray(values, dtype=object)]
+
+
 def codes(values: pd.Series, vocabulary: pd.Index | pd.Series) -> np.ndarray:
     """Integer code of each value: its position in ``vocabulary`` (-1 if missing or unknown).
 
-    A table's key column as the vocabulary makes the code its row position.
-
-    Hashing runs in Arrow, so 20M Arrow-backed ids never become Python strings.
+    A table's key column as the vocabulary makes the code its row position. Large inputs
+    are hashed in Arrow, so 20M Arrow-backed ids never become Python strings.
     """
     if len(values) == 0:
         return np.empty(0, dtype=np.int64)
-    found = pc.index_in(arrow_strings(values), value_set=arrow_strings(vocabulary))
-    filled = pc.fill_null(found, -1)
-    return np.asarray(filled.to_numpy(), dtype=np.int64)
+    if len(values) <= SMALL and len(vocabulary) <= SMALL:
+        lookup: dict[str, int] = {}
+        for i, v in enumerate(_object_values(vocabulary)):
+            if v is not None and v not in lookup:
+                lookup[v] = i
+        found = [lookup.get(v, -1) if v is not None else -1 for v in _object_values(values)]
+        return np.asarray(found, dtype=np.int64)
+    hits = pc.index_in(arrow_strings(values), value_set=arrow_strings(vocabulary))
+    return np.asarray(pc.fill_null(hits, -1).to_numpy(), dtype=np.int64)
 
 
 def factorize(values: pd.Series) -> np.ndarray:
-    """Dense integer codes of the distinct values (-1 where missing), hashed in Arrow."""
+    """Dense integer codes of the distinct values (-1 where missing)."""
     if len(values) == 0:
         return np.empty(0, dtype=np.int64)
+    if len(values) <= SMALL:
+        seen: dict[str, int] = {}
+        out = [-1 if v is None else seen.setdefault(v, len(seen)) for v in _object_values(values)]
+        return np.asarray(out, dtype=np.int64)
     encoded = pc.dictionary_encode(arrow_strings(values))
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.unify_dictionaries().combine_chunks()
