@@ -95,7 +95,9 @@ def score(
         None, help="Folder of the other contract tables (activities, opportunity_history...)."
     ),
     as_of: str = typer.Option(None, help="Score as of this UTC time (default: now)."),
-    model: str = typer.Option(None, help="A saved model folder instead of the registry."),
+    model: str = typer.Option(
+        None, help="models:/<task>@<alias>, models:/<task>/<version> or a saved model folder."
+    ),
     reasons: bool = typer.Option(True, help="Compute reasons (pred_contrib)."),
 ) -> None:
     """Score a file of leads or deals with the champion model, as the API would."""
@@ -105,11 +107,15 @@ def score(
     from rich.progress import Progress
 
     from serving.batch import BatchInputError, score_file
-    from serving.models import PathSource
+    from serving.models import source_for_uri
     from serving.settings import get_scoring_settings
 
     settings = get_scoring_settings()
-    loaded = PathSource({task: model}).load(task) if model else None
+    try:
+        loaded = source_for_uri(task, model, settings.tracking_uri).load(task) if model else None
+    except (ValueError, LookupError, OSError) as exc:
+        typer.echo(f"cannot load the model: {exc}", err=True)
+        raise typer.Exit(2) from exc
     stamp = pd.Timestamp(as_of).to_pydatetime() if as_of else None
     try:
         with Progress(transient=True) as bar:

@@ -67,21 +67,27 @@ class ModelSource(Protocol):
 
 
 class RegistrySource:
-    """The registry's alias (``champion`` by default) for each task."""
+    """The registry's alias (``champion`` by default) for each task, or a pinned version."""
 
-    def __init__(self, alias: str = "champion", tracking_uri: str | None = None) -> None:
+    def __init__(
+        self, alias: str = "champion", tracking_uri: str | None = None, pinned: str | None = None
+    ) -> None:
         self.alias = alias
         self.tracking_uri = tracking_uri
+        self.pinned = pinned
 
     def current_version(self, task: str) -> str | None:
         from training.registry import resolve_alias
 
+        if self.pinned is not None:
+            return self.pinned
         version = resolve_alias(task, self.alias, self.tracking_uri)
         return None if version is None else str(version)
 
     def load(self, task: str, version: str | None = None) -> LoadedModel:
         from training.registry import load_model_version
 
+        version = version or self.pinned
         model, info = load_model_version(
             task, alias=self.alias, tracking_uri=self.tracking_uri, version=version
         )
@@ -90,7 +96,7 @@ class RegistrySource:
             model=model,
             name=str(info.name),
             version=str(info.version),
-            alias=info.alias or self.alias,
+            alias=info.alias or (None if self.pinned else self.alias),
             run_id=info.run_id,
             metadata=dict(info.metadata or {}),
         )
@@ -270,18 +276,31 @@ class Reloader:
                 log.error("reload poll failed", extra={"error": repr(exc)})
 
 
+def source_for_uri(task: str, uri: str, tracking_uri: str | None) -> ModelSource:
+    """``models:/<task>@<alias>`` (followed), ``models:/<task>/<version>`` (pinned), or
+    the folder of a saved ``ScoringModel``."""
+    if not uri.startswith("models:/"):
+        return PathSource({task: uri})
+    ref = uri[len("models:/"):]
+    name, at, alias = ref.partition("@")
+    if not at:
+        name, _, version = ref.partition("/")
+        if not version:
+            raise ValueError(f"{uri}: expected models:/{task}@<alias> or models:/{task}/<n>")
+    if name != task:
+        raise ValueError(f"{uri}: models are registered under their task name, {task!r}")
+    if at:
+        return RegistrySource(alias=alias, tracking_uri=tracking_uri)
+    return RegistrySource(tracking_uri=tracking_uri, pinned=version)
+
+
 def source_from_settings(settings: ScoringSettings) -> ModelSource:
-    """Saved-model paths where settings give them, the registry alias otherwise."""
+    """Per task: the model URI settings give, else the registry alias (``champion``)."""
     registry = RegistrySource(alias=settings.model_alias, tracking_uri=settings.tracking_uri)
-    paths = {
-        task: uri
-        for task, uri in (
-            ("lead_qualification", settings.lead_model_uri),
-            ("deal_close", settings.deal_model_uri),
-        )
-        if uri
-    }
+    uris = {"lead_qualification": settings.lead_model_uri, "deal_close": settings.deal_model_uri}
     by_task: dict[str, ModelSource] = {
-        task: (PathSource({task: paths[task]}) if task in paths else registry) for task in TASKS
+        task: source_for_uri(task, uri, settings.tracking_uri) if (uri := uris.get(task))
+        else registry
+        for task in TASKS
     }
     return CombinedSource(by_task)

@@ -26,7 +26,8 @@ class ScoringSettings(BaseSettings):
     """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
     model_alias: str = "champion"
     lead_model_uri: str | None = None
-    """Load the lead model from this saved-model folder instead of the registry (no reload)."""
+    """Instead of the alias: ``models:/lead_qualification@<alias>``, a pinned
+    ``models:/lead_qualification/<version>``, or a saved-model folder (no reload)."""
     deal_model_uri: str | None = None
 
     grade_cutoffs: tuple[int, int, int] = (75, 50, 25)

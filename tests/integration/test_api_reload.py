@@ -285,3 +285,8 @@ def test_registry_champion_loads_and_reloads(trained: Trained, second: Trained, 
         ]
         models = client.get("/v1/models", headers=auth()).json()["models"]
         assert models[0]["version"] == "2"
+    pinned = create_app(settings(reload_interval_s=0, tracking_uri=uri,
+                                 lead_model_uri="models:/lead_qualification/1"))
+    with TestClient(pinned) as client:
+        (model,) = client.get("/v1/models", headers=auth()).json()["models"]
+        assert (model["version"], model["alias"]) == ("1", None)

@@ -74,6 +74,21 @@ def test_settings_reject_plain_keys_and_bad_cutoffs() -> None:
         get_scoring_settings(grade_cutoffs=(50, 75, 25))
 
 
+def test_model_uris_choose_a_source() -> None:
+    from serving.models import PathSource, RegistrySource, source_for_uri
+
+    followed = source_for_uri("deal_close", "models:/deal_close@challenger", None)
+    assert isinstance(followed, RegistrySource) and followed.alias == "challenger"
+    assert followed.pinned is None
+    pinned = source_for_uri("deal_close", "models:/deal_close/7", None)
+    assert isinstance(pinned, RegistrySource) and pinned.current_version("deal_close") == "7"
+    assert isinstance(source_for_uri("deal_close", "models/deal_model", None), PathSource)
+    with pytest.raises(ValueError, match="task name"):
+        source_for_uri("deal_close", "models:/lead_qualification@champion", None)
+    with pytest.raises(ValueError, match="expected"):
+        source_for_uri("deal_close", "models:/deal_close", None)
+
+
 # -- keys -----------------------------------------------------------------------------
 
 
