@@ -96,7 +96,8 @@ def lead_snapshots(
 
     horizon = as_of + horizon_days * _pit.NS_PER_DAY
     q, d = qualified[rows], disqualified[rows]
-    won = (q != _pit.NAT) & (q <= horizon)
+    # Only what is known by ``end`` counts, when ``data_end`` is set before the data's end.
+    won = (q != _pit.NAT) & (q <= horizon) & (q <= end)
     known = won | (horizon <= end) | ((d != _pit.NAT) & (d <= horizon) & (d <= end))
     label = pd.array(np.where(known, won, False), dtype="boolean")
     label[~known] = pd.NA

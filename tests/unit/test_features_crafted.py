@@ -109,6 +109,13 @@ def test_lead_snapshots_weekly_while_open_with_known_labels() -> None:
     assert str(snaps["label"].dtype) == "boolean"
 
 
+def test_labels_use_nothing_after_an_explicit_data_end() -> None:
+    tables = crm([lead("L1", qualified_at=day(20))])
+    snaps = lead_snapshots(tables, horizon_days=30, data_end=day(15))
+    # Qualified on day 20, after the chosen end: every label is still unknown.
+    assert len(snaps) == 3 and snaps["label"].isna().all()
+
+
 def test_lead_snapshots_respect_the_cap() -> None:
     tables = crm([lead("L1")])
     snaps = lead_snapshots(tables, max_per_lead=3, data_end=day(300))
