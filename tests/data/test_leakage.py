@@ -106,6 +106,7 @@ def _edit_future(
     hist.loc[hfuture, "stage"] = rng.choice(OPEN_STAGES, len(hfuture))
     hist.loc[hfuture, "amount"] = rng.uniform(1, 1e6, len(hfuture))
     hist.loc[hfuture, "close_date"] = t + later
+    hist = hist.drop(index=hfuture[rng.random(len(hfuture)) < 0.3])
     if entity.startswith("O"):
         extra = pd.DataFrame(
             {
@@ -133,10 +134,17 @@ def _edit_future(
     leads = crm.leads.copy()
     for col in ("qualified_at", "disqualified_at"):
         moved = leads[col].isna() | (leads[col] >= t)
-        leads.loc[moved, col] = np.where(rng.random(int(moved.sum())) < 0.5, t + later, pd.NaT)
+        when = pd.Series(t + later, index=leads.index[moved], dtype=leads[col].dtype)
+        when[rng.random(int(moved.sum())) < 0.5] = pd.NaT
+        leads.loc[moved, col] = when
     leads.loc[leads["created_at"] >= t, "source"] = "event"
+    # New leads and accounts created at or after t, on the snapshot's own account too.
+    new_lead = leads.iloc[[0]].assign(lead_id="NEWLEAD", account_id=account, created_at=t)
+    leads = pd.concat([leads, new_lead], ignore_index=True)
+    new_account = crm.accounts.iloc[[0]].assign(account_id="NEWACC", created_at=t + later)
+    accounts = pd.concat([crm.accounts, new_account], ignore_index=True)
     return CRMTables(
-        accounts=crm.accounts,
+        accounts=accounts,
         leads=leads.astype(crm.leads.dtypes.to_dict()),
         opportunities=opps.astype(crm.opportunities.dtypes.to_dict()),
         opportunity_history=hist,
