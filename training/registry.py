@@ -127,6 +127,21 @@ def _signature_frame(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=X.index)
 
 
+def model_signature(model: ScoringModel) -> Any:
+    """Every feature is optional (LightGBM scores missing values); categories are strings."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    cats = set(model.feature_set.categorical)
+    inputs = Schema(
+        [ColSpec("string" if n in cats else "double", n, required=False)
+         for n in model.feature_set.names]
+    )
+    outputs = Schema([TensorSpec(np.dtype("float64"), (-1,))])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
 def log_scoring_model(
     model: ScoringModel,
     example: pd.DataFrame,
@@ -137,12 +152,11 @@ def log_scoring_model(
     Returns the registered version, or None when ``registered_name`` is None.
     """
     import mlflow
-    from mlflow.models import infer_signature
 
     entry = Path(__file__).with_name("pyfunc_entry.py")
     root = Path(__file__).resolve().parent.parent
     sample = _signature_frame(example[model.feature_set.names].head(5))
-    signature = infer_signature(sample, model.predict_proba(example.head(5)))
+    signature = model_signature(model)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / SCORING_MODEL_KEY
         model.save(model_dir)
