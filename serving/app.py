@@ -26,7 +26,7 @@ from serving.models import (
     ModelSource,
     ModelStore,
     Reloader,
-    _freeze_heap,
+    freeze_heap,
     load_into,
     source_from_settings,
 )
@@ -126,7 +126,7 @@ def create_app(
                 app.state.reloader = reloader
                 poller = asyncio.create_task(reloader.run())
         else:
-            _freeze_heap()
+            freeze_heap()
         log.info("ready" if store.ready() else "started without every model",
                  extra={"models": {m.task: m.version for m in store.loaded()}})
         try:

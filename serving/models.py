@@ -187,7 +187,7 @@ class ModelStore:
         return all(t in self._models for t in self.tasks)
 
 
-def _freeze_heap() -> None:
+def freeze_heap() -> None:
     """Move what is alive now (the model) out of the collector's sight.
 
     A full collection over a few hundred thousand long-lived objects pauses a server for
@@ -221,7 +221,7 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker)
         )
         return False
     old = store.swap(loaded)
-    _freeze_heap()
+    freeze_heap()
     log.info(
         "model loaded",
         extra={

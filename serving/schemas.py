@@ -52,9 +52,13 @@ _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 def _utc(value: datetime) -> datetime:
     """Naive timestamps are taken as UTC (the contract's zone); all are kept in range."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    message = "timestamp must be between 1970-01-01 and 2200-01-01 (UTC)"
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC datetime
+        raise ValueError(message) from None
     if not _EARLIEST <= value < _LATEST:
-        raise ValueError("timestamp must be between 1970-01-01 and 2200-01-01 (UTC)")
+        raise ValueError(message)
     return value
 
 
