@@ -44,7 +44,9 @@ def field_path(loc: Sequence[Any]) -> str:
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:] if len(parts) > 1 else parts
-    return _printable(".".join(str(p) for p in parts))
+    # An empty key (``{"": 1}``) still needs a visible name in the path.
+    path = ".".join('""' if p == "" else str(p) for p in parts)
+    return _printable(path or "body")
 
 
 def validation_items(errors: Sequence[Any]) -> list[dict[str, str]]:

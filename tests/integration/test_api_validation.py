@@ -76,6 +76,7 @@ def _deal(**changes: Any) -> dict[str, Any]:
         ("leads", {"leads": [{"lead_id": "L1"}]}, "leads.0.created_at", "required"),
         ("leads", _lead(lead_id=""), "leads.0.lead_id", "at least 1"),
         ("leads", _lead(favourite_colour="blue"), "leads.0.favourite_colour", "not permitted"),
+        ("leads", {"leads": [LEAD], "": 1}, '""', "not permitted"),
         ("leads", _lead(created_at="9999-01-01T00:00:00Z"), "leads.0.created_at", "between"),
         ("leads", _lead(created_at="0001-01-01T00:00:00+05:00"), "leads.0.created_at",
          "between"),

@@ -266,6 +266,8 @@ def test_naive_timestamps_are_utc_and_bounded() -> None:
 def test_field_paths_and_items() -> None:
     assert field_path(("body", "leads", 0, "created_at")) == "leads.0.created_at"
     assert field_path(("body",)) == "body"
+    assert field_path(("body", "leads", 0, "")) == 'leads.0.""'
+    assert field_path(()) == "body"
     items = validation_items([
         {"loc": ("body", "x"), "msg": "Value error, bad \ud800 thing", "type": "value_error",
          "input": "secret"},
