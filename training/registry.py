@@ -84,22 +84,34 @@ def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
 
 @contextmanager
 def tracking(tracking_uri: str | None = None) -> Iterator[str]:
-    """Point MLflow's fluent API at the store for the duration of a block."""
+    """Point MLflow's fluent API at the store for the duration of a block, then put back
+    exactly what was there: MLflow's setters also write ``MLFLOW_TRACKING_URI`` /
+    ``MLFLOW_REGISTRY_URI`` into the environment, which would otherwise outlive the block.
+    """
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     uri = resolve_tracking_uri(tracking_uri)
     path = _sqlite_path(uri)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    previous_tracking = mlflow.get_tracking_uri()
-    previous_registry = mlflow.get_registry_uri()
+    env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env_before = {k: os.environ.get(k) for k in env_keys}
+    tracking_before = tracking_utils._tracking_uri
+    registry_before = registry_utils._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield uri
     finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        mlflow.set_registry_uri(previous_registry)
+        mlflow.set_tracking_uri(tracking_before)  # type: ignore[arg-type]  # None unsets it
+        registry_utils._registry_uri = registry_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def pip_requirements() -> list[str]:
