@@ -297,3 +297,23 @@ def test_metrics_registries_are_per_app() -> None:
     a.requests.labels("/v1/leads/score", "POST", "200").inc()
     assert b"leadscore_http_requests_total" in a.render()
     assert b'route="/v1/leads/score"' not in b.render()
+
+
+def test_shared_socket_lets_asyncio_disable_nagle() -> None:
+    """Accepted sockets must say TCP, or asyncio leaves Nagle on (~45 ms per response)."""
+    import asyncio
+    import socket
+
+    from serving.server import bind_socket
+
+    listener = bind_socket("127.0.0.1", 0)
+    try:
+        client = socket.create_connection(listener.getsockname()[:2])
+        accepted, _ = listener.accept()
+        with client, accepted:
+            assert accepted.proto == socket.IPPROTO_TCP
+            asyncio.base_events._set_nodelay(accepted)  # what asyncio does on accept
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        listener.close()
+
