@@ -1,10 +1,10 @@
 """The HTTP routes: /v1 scoring and model listing (keyed), health and metrics (open).
 
-Scoring routes are ``async def`` and score small batches right on the event loop: under
-four concurrent callers that served 62 single-lead requests/s against 38 when every batch
-took the threadpool hop of a plain ``def`` route, at the same p50 (benchmarks/README.md).
-Batches over ``inline_max_rows`` go to the threadpool so one large batch does not stall
-every other caller.
+Scoring routes are ``async def`` and score small batches right on the event loop: the
+threadpool hop of a plain ``def`` route bought nothing measurable there (same p50, and
+throughput that went either way between runs; benchmarks/README.md). Batches over
+``inline_max_rows`` go to the threadpool so one large batch does not stall every other
+caller.
 """
 
 from __future__ import annotations
