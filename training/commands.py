@@ -81,6 +81,13 @@ def print_result(result: TrainResult, console: Console) -> None:
     )
     if "test_roc_auc_oracle_ratio" in m:
         console.print(f"ROC AUC is {m['test_roc_auc_oracle_ratio']:.3f} of the oracle's")
+    entities = ev.split.test[ev.feature_set.entity_key].nunique()
+    if entities < 500:
+        console.print(
+            f"[yellow]note:[/yellow] the test period holds only {entities:,} "
+            f"{'deals' if ev.task == 'deal_close' else 'leads'}; these metrics are noisy "
+            "(a few hundredths of AUC either way). Train on more history for a firm comparison."
+        )
     console.print(f"report (plots, model card): {result.report_dir}")
     if result.version is None:
         console.print(f"run {result.run_id} logged; not registered")
