@@ -158,13 +158,13 @@ def _engagement(
     inbound_90 = i_now - ent.positions(inbound_idx, cut[90])
     with np.errstate(divide="ignore", invalid="ignore"):
         out["inbound_share_90d"] = np.where(totals[90] > 0, inbound_90 / totals[90], np.nan)
-    out["contacts_engaged"] = _distinct_before(a_ent, contact, a_time, ent)
+    out["contacts_engaged"] = _distinct_before(every, contact, ent)
     step("recency and contacts")
 
     # The whole account.
     acc_idx = _pit.index_events(a_acc, a_time, ranked)
     out["account_activities_30d"] = acc.positions(acc_idx, cut[0]) - acc.positions(acc_idx, cut[30])
-    out["account_contacts_engaged"] = _distinct_before(a_acc, contact, a_time, acc)
+    out["account_contacts_engaged"] = _distinct_before(acc_idx, contact, acc)
     step("account engagement")
     return out
 
@@ -177,17 +177,23 @@ def _take_time(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def _distinct_before(
-    keys: np.ndarray, contact: np.ndarray, times: np.ndarray, queries: _pit.Queries
+    index: _pit.EventIndex, contact: np.ndarray, queries: _pit.Queries
 ) -> np.ndarray:
-    """Distinct contacts of each entity seen strictly before t (first sighting as the event)."""
-    ok = (keys >= 0) & (contact >= 0)
-    if not ok.any():
+    """Distinct contacts of each entity seen strictly before t.
+
+    ``index`` holds the entity's activities sorted by (entity, time) and ``contact`` the
+    contact code of each activity; the first time a pair (entity, contact) appears in that
+    order is its first sighting, and those sightings are a still-sorted subset to count.
+    """
+    c = contact[index.rows]
+    ok = np.flatnonzero(c >= 0)
+    if len(ok) == 0:
         return np.zeros(len(queries), dtype=np.int64)
-    span = int(contact.max()) + 1
-    pair = keys[ok] * span + contact[ok]
-    first = pd.Series(times[ok]).groupby(pair, sort=False).min()
-    pair_keys = first.index.to_numpy(dtype=np.int64) // span
-    return queries.count(_pit.index_events(pair_keys, first.to_numpy(dtype=np.int64)))
+    span = int(c[ok].max()) + 1
+    pair = (index.composite[ok] // index.width) * span + c[ok]
+    first = np.zeros(len(index), dtype=bool)
+    first[ok[~pd.Series(pair).duplicated().to_numpy()]] = True
+    return queries.count(_pit.subset(index, first))
 
 
 def _deal_outcomes(

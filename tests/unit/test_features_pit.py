@@ -76,3 +76,19 @@ def test_codes_and_factorize_agree_between_small_and_large_paths(
     np.testing.assert_array_equal(small[0], [2, 1, -1, -1, 2, 0])
     np.testing.assert_array_equal(small[0], large[0])
     np.testing.assert_array_equal(small[1], large[1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 80), time_sorted=st.booleans())
+def test_index_order_is_the_stable_order_of_key_then_time(
+    seed: int, n: int, time_sorted: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 6, n)
+    times = rng.integers(0, 10, n).astype(np.int64)
+    if time_sorted:
+        times = np.sort(times)
+    distinct, rank = _pit.rank_times(times)
+    np.testing.assert_array_equal(distinct[rank], times)
+    expected = np.argsort(keys * (len(distinct) + 1) + rank, kind="stable")
+    np.testing.assert_array_equal(_pit._order_by_key_then_rank(keys, rank), expected)
