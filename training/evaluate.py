@@ -46,6 +46,8 @@ class EvaluationConfig:
     the quick closers among them have an outcome yet, and losses close faster than wins.
     Measured on generated data (benchmarks/README.md): the oracle's own test ECE is 0.044
     with 120 days, 0.020 with 180 and 0.016 with 240 (won deals there take up to ~270 days)."""
+    deal_offset: bool = True
+    """deal_close: boost from the training period's per-stage win rates (see model.Offset)."""
     rate_column: str | None = None
     """Column of the CRM-rate baseline; defaults to ``source`` (leads) / ``stage`` (deals)."""
 
@@ -168,6 +170,7 @@ def fit_and_evaluate(
     fitted = fit_scoring_model(
         task, feature_set, split.train, split.validation, config.params, config.seed,
         route_by=route_by, metadata=metadata, on_iteration=on_iteration,
+        offset_column="stage" if has_stage and config.deal_offset else None,
     )
     model = fitted.model
     step("fitted LightGBM and calibrated")
@@ -254,6 +257,7 @@ def fit_and_evaluate(
         "test_fraction": config.test_fraction,
         "deal_model": config.deal_model if is_deal else "n/a",
         "deal_censor_days": config.deal_censor_days if is_deal else 0,
+        "deal_offset": config.deal_offset if is_deal else False,
         "calibration_method": metadata["calibration_method"],
         "best_iteration": fitted.best_iterations[ALL],
         **{f"lgb_{k}": v for k, v in config.params.lgb_params(config.seed, []).items()

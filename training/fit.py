@@ -15,7 +15,7 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from training.calibration import CalibrationChoice, choose_calibrator
-from training.model import ALL, ScoringModel
+from training.model import ALL, Offset, ScoringModel
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def fit_booster(
     seed: int,
     label: str = "label",
     on_iteration: Callable[[int], None] | None = None,
+    offset: Offset | None = None,
 ) -> lgb.Booster:
-    """One booster, early-stopped on validation log loss."""
+    """One booster, early-stopped on validation log loss (on top of ``offset``, if any)."""
     monotone = monotone_constraints(feature_set)
     lgb_params = params.lgb_params(seed, monotone)
     cats = feature_set.categorical
@@ -93,11 +94,13 @@ def fit_booster(
         label=train[label].to_numpy(dtype=float),
         categorical_feature=cats or "auto",
         free_raw_data=True,
+        init_score=offset.apply(train) if offset is not None else None,
     )
     dval = lgb.Dataset(
         features_frame(validation, feature_set),
         label=validation[label].to_numpy(dtype=float),
         reference=dtrain,
+        init_score=offset.apply(validation) if offset is not None else None,
     )
     callbacks: list[Callable[..., None]] = [
         lgb.early_stopping(params.early_stopping_rounds, verbose=False)
@@ -127,6 +130,19 @@ class FittedModel:
     best_iterations: dict[str, int]
 
 
+def fit_offset(train: pd.DataFrame, column: str, label: str = "label",
+               smoothing: float = 20.0) -> Offset:
+    """Log-odds of the training rows' label rate per value of ``column``, shrunk to the mean."""
+    y = train[label].astype(float)
+    prior = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+    grouped = y.groupby(train[column].astype("object")).agg(["sum", "count"])
+    rate = ((grouped["sum"] + smoothing * prior) / (grouped["count"] + smoothing)).clip(
+        1e-4, 1 - 1e-4
+    )
+    logits = {str(k): float(np.log(v / (1 - v))) for k, v in rate.items()}
+    return Offset(column=column, logits=logits, default=float(np.log(prior / (1 - prior))))
+
+
 def fit_scoring_model(
     task: str,
     feature_set: FeatureSet,
@@ -138,13 +154,16 @@ def fit_scoring_model(
     metadata: dict[str, Any] | None = None,
     label: str = "label",
     on_iteration: Callable[[int], None] | None = None,
+    offset_column: str | None = None,
 ) -> FittedModel:
     """Fit booster(s) and a calibrator each, chosen by out-of-fold validation log loss.
 
     With ``route_by`` (the deal's stage) one booster per value seen in training is
     fitted, plus a pooled booster (key ``ALL``) for values too rare to have their own.
+    With ``offset_column``, boosting starts from that column's training-period rates.
     """
     entity_key = feature_set.entity_key
+    offset = fit_offset(train, offset_column, label) if offset_column else None
     parts: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     if route_by is None:
         parts[ALL] = (train, validation)
@@ -162,11 +181,13 @@ def fit_scoring_model(
     choices: dict[str, CalibrationChoice] = {}
     best: dict[str, int] = {}
     for key, (tr, va) in parts.items():
-        booster = fit_booster(tr, va, feature_set, params, seed, label, on_iteration)
+        booster = fit_booster(tr, va, feature_set, params, seed, label, on_iteration, offset)
         raw = np.asarray(
             booster.predict(features_frame(va, feature_set), raw_score=True,
                             num_threads=params.num_threads)
         )
+        if offset is not None:
+            raw = raw + offset.apply(va)
         choice = choose_calibrator(raw, va[label].to_numpy(dtype=int), va[entity_key].to_numpy())
         boosters[key] = booster
         calibrators[key] = choice.calibrator
@@ -179,6 +200,7 @@ def fit_scoring_model(
         calibrators=calibrators,
         metadata=metadata,
         route_by=route_by,
+        offset=offset,
     )
     return FittedModel(model=model, calibration=choices, best_iterations=best)
 

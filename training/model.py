@@ -9,7 +9,7 @@ probabilities and per-feature contributions, and how to save itself as plain fil
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,37 @@ def _feature_set_from_json(data: dict[str, Any]) -> FeatureSet:
     return stored
 
 
+@dataclass(frozen=True)
+class Offset:
+    """A fixed log-odds start per value of one column (the deal's stage), learned from the
+    training period's rates; the booster(s) learn corrections on top of it.
+
+    With few deals, trees fitted from a flat start can miss even the stage's strong
+    effect and lose to the CRM's stage rate; starting from that rate, early stopping
+    keeps only the trees that improve on it.
+    """
+
+    column: str
+    logits: dict[str, float]
+    default: float
+
+    def apply(self, X: pd.DataFrame) -> np.ndarray:
+        keys = X[self.column].astype("object")
+        values = keys.map(self.logits).astype("float64").fillna(self.default)
+        return values.to_numpy()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"column": self.column, "logits": self.logits, "default": self.default}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Offset:
+        return cls(
+            column=str(data["column"]),
+            logits={str(k): float(v) for k, v in data["logits"].items()},
+            default=float(data["default"]),
+        )
+
+
 def _category_levels(
     feature_set: FeatureSet, boosters: dict[str, lgb.Booster]
 ) -> dict[str, list[Any]]:
@@ -86,6 +117,7 @@ class ScoringModel:
         calibrators: dict[str, Calibrator],
         metadata: dict[str, Any] | None = None,
         route_by: str | None = None,
+        offset: Offset | None = None,
     ) -> None:
         if set(boosters) != set(calibrators):
             raise ValueError("boosters and calibrators must have the same keys")
@@ -97,6 +129,7 @@ class ScoringModel:
         self.calibrators = calibrators
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.route_by = route_by
+        self.offset = offset
         self._levels = _category_levels(feature_set, boosters)
 
     # -- scoring -------------------------------------------------------------------
@@ -163,13 +196,16 @@ class ScoringModel:
     def _threads(n: int) -> int:
         return 1 if n <= SMALL_BATCH else 0
 
+    def _offset(self, X: pd.DataFrame) -> np.ndarray:
+        return self.offset.apply(X) if self.offset is not None else np.zeros(len(X))
+
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated log-odds from the booster(s)."""
+        """Uncalibrated log-odds: the booster(s) plus the offset, if any."""
         X = self._check(X)
-        raw = np.empty(len(X), dtype=float)
+        raw = self._offset(X)
         for key, idx in self._routes(X).items():
             part = X.iloc[idx] if idx.size != len(X) else X
-            raw[idx] = self.boosters[key].predict(
+            raw[idx] += self.boosters[key].predict(
                 self._matrix(part), raw_score=True, num_threads=self._threads(len(part))
             )
         return raw
@@ -178,6 +214,7 @@ class ScoringModel:
         """Calibrated P(label=1) per row of X."""
         X = self._check(X)
         out = np.empty(len(X), dtype=float)
+        offset = self._offset(X)
         for key, idx in self._routes(X).items():
             part = X.iloc[idx] if idx.size != len(X) else X
             raw = np.asarray(
@@ -185,11 +222,14 @@ class ScoringModel:
                     self._matrix(part), raw_score=True, num_threads=self._threads(len(part))
                 )
             )
-            out[idx] = self.calibrators[key].apply(raw)
+            out[idx] = self.calibrators[key].apply(raw + offset[idx])
         return out
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """LightGBM ``pred_contrib`` per feature (log-odds, before calibration) plus "bias"."""
+        """LightGBM ``pred_contrib`` per feature (log-odds, before calibration) plus "bias".
+
+        The offset, if any, is part of "bias", so each row still sums to its raw score.
+        """
         X = self._check(X)
         names = self.feature_set.names
         out = np.empty((len(X), len(names) + 1), dtype=float)
@@ -200,6 +240,7 @@ class ScoringModel:
                     self._matrix(part), pred_contrib=True, num_threads=self._threads(len(part))
                 )
             )
+        out[:, -1] += self._offset(X)
         return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
 
     # -- persistence ---------------------------------------------------------------
@@ -220,6 +261,7 @@ class ScoringModel:
             "boosters": files,
             "calibrators": {k: c.to_json() for k, c in sorted(self.calibrators.items())},
             "feature_set": _feature_set_to_json(self.feature_set),
+            "offset": self.offset.to_json() if self.offset is not None else None,
         }
         (path / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (path / "metadata.json").write_text(
@@ -247,4 +289,5 @@ class ScoringModel:
             calibrators=calibrators,
             metadata=metadata,
             route_by=spec["route_by"],
+            offset=Offset.from_json(spec["offset"]) if spec.get("offset") else None,
         )

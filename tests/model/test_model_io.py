@@ -39,6 +39,8 @@ def test_round_trip_without_pickle(
     pd.testing.assert_frame_equal(model.contributions(X.head(20)), loaded.contributions(X.head(20)))
     assert loaded.feature_set is DEAL_V1
     assert loaded.task == "deal_close"
+    assert loaded.offset is not None and loaded.offset == model.offset
+    assert loaded.offset.column == "stage" and set(loaded.offset.logits) <= set(OPEN_STAGES)
     md = loaded.metadata
     assert md["stage_win_rates"] and set(md["stage_win_rates"]) <= set(OPEN_STAGES)
     assert all(0 <= v <= 1 for v in md["stage_win_rates"].values())
@@ -46,6 +48,13 @@ def test_round_trip_without_pickle(
     assert md["calibration_method"] in ("sigmoid", "isotonic", "none")
     assert {"trained_from", "trained_to", "horizon_days", "test_metrics",
             "won_stage_days_p75"} <= set(md)
+
+
+def test_offset_starts_from_the_stage_rates(deal_models: dict[str, ScoringModel]) -> None:
+    logits = deal_models["single"].offset.logits  # type: ignore[union-attr]
+    # Deals in later stages win more often: the start follows the stage order.
+    known = [logits[s] for s in OPEN_STAGES if s in logits]
+    assert len(known) >= 4 and known[-1] > known[0]
 
 
 def test_per_stage_model_routes_by_stage(deal_models: dict[str, ScoringModel]) -> None:
