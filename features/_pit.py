@@ -253,16 +253,6 @@ def previous(values: np.ndarray, fill: object) -> np.ndarray:
     return out
 
 
-def take(values: np.ndarray, positions: np.ndarray, fill: float = np.nan) -> np.ndarray:
-    """``values[positions]`` with ``fill`` where the position is -1."""
-    out = values[np.where(positions >= 0, positions, 0)] if len(values) else None
-    if out is None:
-        return np.full(len(positions), fill)
-    out = out.astype(np.float64) if out.dtype.kind in "iub" else out.copy()
-    out[positions < 0] = fill
-    return out
-
-
 def days_between(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     """(later - earlier) in days as float, NaN where either side is NaT."""
     bad = (later == NAT) | (earlier == NAT)
