@@ -7,7 +7,7 @@ import math
 from training.evaluate import Evaluation
 
 SCORERS = (
-    ("model", "LightGBM (calibrated)", "test_"),
+    ("model", "LightGBM", "test_"),
     ("baseline_lr", "logistic regression", "baseline_lr_test_"),
     ("baseline_rate", "CRM rate (training period)", "baseline_rate_test_"),
     ("baseline_crm_default", "CRM default stage probabilities", "baseline_crm_default_test_"),

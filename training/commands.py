@@ -20,7 +20,7 @@ TRAIN_STEPS = 9
 """Steps ``train`` reports through ``on_step`` (for the progress bar)."""
 
 ROWS = (
-    ("LightGBM (calibrated)", "test_"),
+    ("LightGBM", "test_"),
     ("logistic regression", "baseline_lr_test_"),
     ("CRM rate", "baseline_rate_test_"),
     ("CRM default stage %", "baseline_crm_default_test_"),
