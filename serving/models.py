@@ -39,6 +39,12 @@ class Scorer(Protocol):
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame: ...
 
+    def score(
+        self, X: pd.DataFrame, contributions: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and, if asked, contributions (features + bias) in one pass."""
+        ...
+
 
 @dataclass(frozen=True)
 class LoadedModel:

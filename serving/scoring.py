@@ -249,6 +249,7 @@ class Scored:
 
     ids: list[str]
     features: pd.DataFrame
+    """build_features' frame: may hold the entity key and as_of beside the features."""
     probabilities: np.ndarray
     contributions: np.ndarray | None
     """Per-feature pred_contrib without the bias column, aligned with feature_set.names."""
@@ -275,18 +276,18 @@ def score_tables(
         }
     )
     built = build_features(tables, snapshots, feature_set)
-    if len(built) != len(ids) or list(built[key].astype(str)) != list(ids):
+    if len(built) != len(ids) or list(built[key].array) != list(ids):
         built = built.set_index(built[key].astype(str)).loc[ids].reset_index(drop=True)
-    names = feature_set.names
-    # build_features returns the key, as_of, then the features in declared order; a
-    # positional slice avoids copying 58 columns by name (~0.5 ms a request).
-    X = built.iloc[:, 2:] if list(built.columns[2:]) == names else built[names]
-    probabilities = np.asarray(model.model.predict_proba(X), dtype=float)
-    contributions = None
-    if explain:
-        contributions = model.model.contributions(X)[feature_set.names].to_numpy()
-    return Scored(ids=list(ids), features=X, probabilities=probabilities,
-                  contributions=contributions)
+    # The model reads the feature columns by name from build_features' frame as it is:
+    # selecting them first copies every block (~0.35 ms for one row), and one float
+    # matrix serves both the probabilities and the contributions.
+    probabilities, contributions = model.model.score(built, contributions=explain)
+    return Scored(
+        ids=list(ids),
+        features=built,
+        probabilities=np.asarray(probabilities, dtype=float),
+        contributions=None if contributions is None else contributions[:, :-1],
+    )
 
 
 def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSet) -> Reasons:
@@ -307,9 +308,14 @@ def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSe
     return Reasons.model_construct(up=[reason(f) for f in up], down=[reason(f) for f in down])
 
 
-def _row_values(scored: Scored) -> np.ndarray:
-    """All feature values as one object matrix (row access on a DataFrame is slow)."""
-    return scored.features.to_numpy(dtype=object)
+def _row_values(scored: Scored, feature_set: FeatureSet) -> np.ndarray:
+    """The feature values in declared order as one object matrix (row access on a
+    DataFrame is slow), read column by column so the frame's other columns cost nothing."""
+    frame = scored.features
+    out = np.empty((len(frame), len(feature_set.names)), dtype=object)
+    for i, name in enumerate(feature_set.names):
+        out[:, i] = frame[name].to_numpy(dtype=object)
+    return out
 
 
 def model_ref(model: LoadedModel) -> ModelRef:
@@ -321,7 +327,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
     """One result per lead, in the order of ``scored.ids``."""
     ref = model_ref(model)
     fs = model.model.feature_set
-    values = _row_values(scored)
+    values = _row_values(scored, fs)
     out = []
     for i, lead_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
@@ -350,8 +356,8 @@ def deal_results(
     ref = model_ref(model)
     fs = model.model.feature_set
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
-    values = _row_values(scored)
-    names = list(scored.features.columns)
+    values = _row_values(scored, fs)
+    names = fs.names
     out = []
     for i, deal_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
