@@ -217,6 +217,10 @@ def train(
     experiment: str = typer.Option(None, help="MLflow experiment (default: the task)."),
     register: bool = typer.Option(True, help="Register the model and apply the gate."),
     num_boost_round: int = typer.Option(None, min=1, help="Most boosting rounds."),
+    deal_censor_days: int = typer.Option(
+        None, min=0, help="deal_close: leave out deals first seen this many days before the "
+        "data's end (their outcome is not known yet; default 240)."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -231,7 +235,7 @@ def train(
         settings = train_settings(
             task=task, data=data, horizon_days=horizon_days, seed=seed, deal_model=deal_model,
             out_dir=out, experiment=experiment, register_model=register,
-            num_boost_round=num_boost_round,
+            num_boost_round=num_boost_round, deal_censor_days=deal_censor_days,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
