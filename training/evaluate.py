@@ -135,6 +135,8 @@ def fit_and_evaluate(
     """Split by time, fit + calibrate LightGBM and the baselines, score the test period."""
     step = on_step or _noop
     key = feature_set.entity_key
+    # A canonical row order: the same rows in any order give the same model and metrics.
+    frame = frame.sort_values(["as_of", key], kind="mergesort").reset_index(drop=True)
     is_deal = task == "deal_close"
     has_stage = is_deal and "stage" in frame.columns
     if config.gap_days is not None:
