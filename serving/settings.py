@@ -20,7 +20,8 @@ _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 class ScoringSettings(BaseSettings):
     """What scoring needs, over HTTP or from a file: where models are, grades, risk rules."""
 
-    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore",
+                                      hide_input_in_errors=True)
 
     tracking_uri: str | None = None
     """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
