@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,12 +33,14 @@ def _f(v: float | None) -> str:
     return "–" if v is None or math.isnan(v) else f"{v:.4f}"
 
 
-def metrics_table(task: str, metrics: dict[str, float], title: str | None = None) -> Table:
-    """The model's test metrics beside its baselines and the oracle."""
+def metrics_table(task: str, metrics: dict[str, float], title: str | None = None,
+                  period: str = "test") -> Table:
+    """The model's metrics on a period beside its baselines and the oracle."""
     table = Table(title=title or f"{task}: test period")
     for name in ("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE"):
         table.add_column(name, justify="left" if name == "scorer" else "right")
-    for label, prefix in ROWS:
+    for label, test_prefix in ROWS:
+        prefix = test_prefix.replace("test_", f"{period}_")
         if f"{prefix}roc_auc" not in metrics and f"{prefix}log_loss" not in metrics:
             continue
         table.add_row(
@@ -138,18 +141,28 @@ def run_evaluate(
             gap_days=horizon if task == "lead_qualification" else 0,
             censor_days=int(model.metadata.get("deal_censor_days", 0) or 0),
         ).test
+        # Only rows after everything the model was fit or calibrated on are out of sample.
+        trained_to = model.metadata.get("trained_to")
+        if trained_to is not None:
+            rows = rows.loc[rows["as_of"] > pd.Timestamp(trained_to)]
+        if rows.empty or rows["label"].nunique() < 2:
+            raise ValueError(
+                f"no labelled rows of both classes after the model's training period "
+                f"(trained to {trained_to}); use --all-rows to score in-sample rows"
+            )
+    prefix = "all" if all_rows else "test"
     y = rows["label"].to_numpy(dtype=int)
-    metrics = {f"test_{k}": v for k, v in binary_metrics(y, model.predict_proba(rows)).items()}
+    metrics = {f"{prefix}_{k}": v for k, v in binary_metrics(y, model.predict_proba(rows)).items()}
     if inputs.truth is not None:
         from leadscore.truth import truth_probabilities
 
         oracle = truth_probabilities(inputs.truth, task, rows[[model.feature_set.entity_key,
                                                                "as_of"]], horizon)
-        metrics.update({f"oracle_test_{k}": v for k, v in binary_metrics(y, oracle).items()})
+        metrics.update({f"oracle_{prefix}_{k}": v for k, v in binary_metrics(y, oracle).items()})
     where = "every labelled row" if all_rows else "the test period"
     console.print(metrics_table(task, metrics,
                                 f"{task} version {info.version} on {where} of {data} "
-                                f"({len(rows):,} rows)"))
+                                f"({len(rows):,} rows)", period=prefix))
     return metrics
 
 

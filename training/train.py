@@ -153,6 +153,12 @@ def champion_metrics_on(ev: Evaluation, tracking_uri: str | None) -> dict[str, f
     if resolve_alias(ev.task, CHAMPION, tracking_uri) is None:
         return None
     champion, _ = load_model_version(ev.task, CHAMPION, tracking_uri)
+    trained_to = champion.metadata.get("trained_to")
+    if trained_to is not None and pd.Timestamp(trained_to) >= ev.split.test_start:
+        raise ValueError(
+            f"the champion was fit on data up to {trained_to}, inside this run's test period "
+            f"(from {ev.split.test_start.isoformat()}), so these rows would favour it"
+        )
     missing = [c for c in champion.feature_set.names if c not in ev.split.test.columns]
     if missing:
         raise ValueError(

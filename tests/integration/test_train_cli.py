@@ -97,3 +97,25 @@ def _assert_run_contents(store: str) -> None:
     assert run.data.params["feature_set"] == "lead_v1"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert "report/reliability.png" in artifacts and "report/model_card.md" in artifacts
+
+
+def test_gate_refuses_rows_the_champion_was_fit_on(crm_dir: Path, tmp_path: Path,
+                                                    store: str) -> None:
+    _train(crm_dir, tmp_path)  # champion fit on 18 months
+    shorter = tmp_path / "shorter"
+    write_crm(generate_crm(2000, seed=6, months=12), shorter)
+    result = CliRunner().invoke(
+        app,
+        ["train", "--task", "lead_qualification", "--data", str(shorter),
+         "--out", str(tmp_path / "report2"), *QUICK_FLAGS],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    # Its test period lies inside the champion's training period: no comparison there.
+    said = " ".join(result.output.split())  # rich wraps long lines
+    assert "as challenger" in said and "inside this run's test period" in said
+    assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
+
+    # Evaluating the champion on the shorter export finds no out-of-sample rows.
+    result = CliRunner().invoke(app, ["evaluate", "--task", "lead_qualification",
+                                      "--data", str(shorter)])
+    assert result.exit_code != 0
