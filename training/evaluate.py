@@ -227,6 +227,9 @@ def fit_and_evaluate(
         metrics[f"validation_log_loss_calibrated{suffix}"] = choice.fit_log_loss[
             choice.calibrator.method
         ]
+        # The honest comparison: each method fitted on other entities' validation rows.
+        for method, loss in choice.cv_log_loss.items():
+            metrics[f"validation_log_loss_oof_{method}{suffix}"] = loss
     step("scored the test period")
 
     metadata["test_metrics"] = {k: v for k, v in metrics.items() if k.startswith("test_")}

@@ -40,8 +40,10 @@ def test_chosen_calibrator_keeps_or_improves_validation_log_loss(seed: int) -> N
     raw_loss = log_loss(y, 1 / (1 + np.exp(-raw)))
     assert log_loss(y, choice.calibrator.apply(raw)) <= raw_loss + 1e-12
     assert choice.fit_log_loss[choice.calibrator.method] <= choice.fit_log_loss["none"] + 1e-12
-    # These raw scores are badly scaled, so calibration must help clearly.
+    # These raw scores are badly scaled, so calibration must help clearly, and out of
+    # fold (each entity scored by a calibrator fitted without it), not only in sample.
     assert log_loss(y, choice.calibrator.apply(raw)) < raw_loss - 0.01
+    assert choice.cv_log_loss[choice.calibrator.method] < choice.cv_log_loss["none"] - 0.01
     assert choice.calibrator.method in ("sigmoid", "isotonic")
     assert set(choice.cv_log_loss) == {"sigmoid", "isotonic", "none"}
 
