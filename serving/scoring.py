@@ -94,16 +94,34 @@ def _empty(table_name: str) -> pd.DataFrame:
     return empty_frame(TABLES[table_name])
 
 
+_DTYPES: dict[str, Any] = {kind: pd.api.types.pandas_dtype(d) for kind, d in PANDAS_DTYPES.items()}
+"""The contract's dtypes as objects: a dtype named by a string is looked up on every use."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_NAT = np.iinfo(np.int64).min
+
+
+def _epoch_ns(value: datetime) -> int:
+    """A timestamp as UTC nanoseconds, exactly (naive ones are UTC, as the schemas read)."""
+    if isinstance(value, pd.Timestamp):
+        return int((value.tz_localize("UTC") if value.tzinfo is None else value).value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return ((value - _EPOCH) // _MICROSECOND) * 1000
+
+
 def _column(values: list[Any], kind: str) -> Any:
-    """One column in the contract's dtype, straight from Python values (None: missing)."""
+    """One column in the contract's dtype, straight from Python values (None: missing).
+
+    Timestamps go through integer nanoseconds: a third faster than letting pandas parse
+    the datetime objects, which counts at a few rows a request.
+    """
     if kind == "timestamp":
-        return pd.DatetimeIndex(
-            [pd.NaT if v is None else v for v in values], tz="UTC"
-        ).astype("datetime64[ns, UTC]")
+        ns = np.array([_NAT if v is None else _epoch_ns(v) for v in values], dtype=np.int64)
+        return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
     if kind == "float":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    dtype: Any = PANDAS_DTYPES[kind]
-    return pd.array(values, dtype=dtype)
+    return pd.array(values, dtype=_DTYPES[kind])
 
 
 def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:

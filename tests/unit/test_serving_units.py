@@ -226,6 +226,21 @@ def test_rows_to_table_types_like_the_contract() -> None:
     slow = coerce_dtypes(pd.DataFrame.from_records(rows).reindex(columns=LEADS.column_names),
                          LEADS)
     pd.testing.assert_frame_equal(fast, slow)
+    # Timestamps are converted through integer nanoseconds: keep them exact in every form.
+    stamps = [
+        datetime(2024, 5, 1, 12, 30, 1, 123456, tzinfo=UTC),
+        datetime.fromisoformat("2024-05-01T14:30:01.5+02:00"),
+        datetime(2024, 5, 1, 12, 30),  # naive: UTC
+        pd.Timestamp("2024-05-01 12:30:00.000000001", tz="UTC"),
+        None,
+    ]
+    got = rows_to_table([{"lead_id": f"L{i}", "created_at": t} for i, t in enumerate(stamps)],
+                        LEADS)["created_at"]
+    want = pd.Series(
+        [pd.NaT if t is None else pd.Timestamp(t) for t in stamps]
+    ).map(lambda t: t if t is pd.NaT or t.tzinfo else t.tz_localize("UTC"))
+    want = pd.to_datetime(want, utc=True).astype("datetime64[ns, UTC]")
+    pd.testing.assert_series_equal(got, want, check_names=False)
     empty = rows_to_table([], ACTIVITIES)
     assert list(empty.columns) == ACTIVITIES.column_names and empty.empty
 
