@@ -119,3 +119,27 @@ def test_gate_refuses_rows_the_champion_was_fit_on(crm_dir: Path, tmp_path: Path
     result = CliRunner().invoke(app, ["evaluate", "--task", "lead_qualification",
                                       "--data", str(shorter)])
     assert result.exit_code != 0
+
+
+def test_registered_pyfunc_scores_like_the_model(crm_dir: Path, tmp_path: Path,
+                                                  store: str) -> None:
+    """What `mlflow models serve` or a notebook loads gives the served probabilities."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    from training.data import load_training_inputs
+
+    _train(crm_dir, tmp_path)
+    model, info = load_model_version("lead_qualification", CHAMPION, store)
+    rows = load_training_inputs(crm_dir, "lead_qualification", 30).frame.head(300)
+    X = rows[model.feature_set.names]
+    mlflow.set_tracking_uri(store)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/lead_qualification/{info.version}")
+    # A pyfunc caller sends plain strings, as JSON would, not pandas categories.
+    # and numbers as floats (the signature declares every feature optional, so numeric).
+    numeric = [n for n in model.feature_set.names if n not in model.feature_set.categorical]
+    plain = X.astype({c: object for c in model.feature_set.categorical}
+                     | {c: "float64" for c in numeric})
+    got = np.asarray(pyfunc.predict(plain), dtype=float).ravel()
+    assert np.allclose(got, model.predict_proba(X), rtol=0, atol=1e-12)
+    assert got.std() > 0  # not a constant
