@@ -173,6 +173,21 @@ def subset(index: EventIndex, keep: np.ndarray) -> EventIndex:
     )
 
 
+def running_count(flags: np.ndarray) -> np.ndarray:
+    """``out[p]`` = how many of the first ``p`` flags are set (length ``len(flags) + 1``).
+
+    The subset of an index where ``flags`` holds has ``out[p]`` events before position
+    ``p`` of the whole index, so one search in the whole index answers a count for every
+    subset (each activity type, inbound only) with a gather instead of a search of its own.
+    Gathers at ascending positions read memory in order, which keeps them fast when the
+    arrays no longer fit in the CPU caches. int32 when it fits, to halve the memory traffic.
+    """
+    dtype = np.int32 if len(flags) < np.iinfo(np.int32).max else np.int64
+    out = np.zeros(len(flags) + 1, dtype=dtype)
+    np.cumsum(flags, dtype=dtype, out=out[1:])
+    return out
+
+
 def block_start(index: EventIndex, keys: np.ndarray) -> np.ndarray:
     """Position of each entity's first event in the index (its block start)."""
     safe = np.where(keys >= 0, keys, 0)

@@ -134,44 +134,52 @@ def _engagement(
     out: Columns = {}
     t = ent.times
 
-    # Every activity of the entity sorted once by (entity, time); the per-type and inbound
-    # indexes are subsets of it, and all share one ranking of the activity times, so the
-    # window thresholds are computed once.
+    # Every activity of the entity sorted once by (entity, time), with one ranking of the
+    # activity times shared by all indexes, so the window thresholds are computed once.
+    # Each cut is one search in that index; the count of a type (or of inbound activities)
+    # before a cut is a gather of the type's running count at the cut's position.
     ranked = _pit.rank_times(a_time)
     cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 90)}
     every = _pit.index_events(a_ent, a_time, ranked)
+    at = {d: ent.positions(every, c) for d, c in cut.items()}
+    start = ent.starts(every)
     every_type = type_code[every.rows]
     totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
     for j, kind in enumerate(_ACTIVITY_TYPES):
-        of_type = _pit.subset(every, every_type == j)
-        now = ent.positions(of_type, cut[0])
+        seen = _pit.running_count(every_type == j)
+        now = seen[at[0]]
         for w in ENGAGEMENT_WINDOWS:
-            count = now - ent.positions(of_type, cut[w])
+            count = now - seen[at[w]]
             out[f"{kind}_{w}d"] = count
             totals[w] += count
     out["activities_30d"] = totals[30]
     step("engagement by type")
 
     # Recency and trend over all activities of the entity.
-    now, week, fortnight = (ent.positions(every, cut[d]) for d in (0, 7, 14))
-    last = np.where(now > ent.starts(every), now - 1, -1)
+    now, week, fortnight = at[0], at[7], at[14]
+    last = np.where(now > start, now - 1, -1)
     out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
     out["activity_trend_7d"] = (now - week) - (week - fortnight)
 
-    inbound_idx = _pit.subset(every, inbound[every.rows])
-    i_now = ent.positions(inbound_idx, cut[0])
-    i_last = np.where(i_now > ent.starts(inbound_idx), i_now - 1, -1)
-    out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_idx.times, i_last))
-    inbound_90 = i_now - ent.positions(inbound_idx, cut[90])
+    is_inbound = inbound[every.rows]
+    inbound_seen = _pit.running_count(is_inbound)
+    i_now = inbound_seen[now]
+    i_last = np.where(i_now > inbound_seen[start], i_now - 1, -1)
+    inbound_times = every.times[is_inbound]
+    out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_times, i_last))
+    inbound_90 = i_now - inbound_seen[at[90]]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["inbound_share_90d"] = np.where(totals[90] > 0, inbound_90 / totals[90], np.nan)
-    out["contacts_engaged"] = _distinct_before(every, contact, ent)
+    firsts = _pit.running_count(_first_sightings(every, contact))
+    out["contacts_engaged"] = firsts[now] - firsts[start]
     step("recency and contacts")
 
     # The whole account.
     acc_idx = _pit.index_events(a_acc, a_time, ranked)
-    out["account_activities_30d"] = acc.positions(acc_idx, cut[0]) - acc.positions(acc_idx, cut[30])
-    out["account_contacts_engaged"] = _distinct_before(acc_idx, contact, acc)
+    acc_now = acc.positions(acc_idx, cut[0])
+    out["account_activities_30d"] = acc_now - acc.positions(acc_idx, cut[30])
+    firsts = _pit.running_count(_first_sightings(acc_idx, contact))
+    out["account_contacts_engaged"] = firsts[acc_now] - firsts[acc.starts(acc_idx)]
     step("account engagement")
     return out
 
@@ -183,24 +191,22 @@ def _take_time(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.where(positions >= 0, times[np.where(positions >= 0, positions, 0)], _pit.NAT)
 
 
-def _distinct_before(
-    index: _pit.EventIndex, contact: np.ndarray, queries: _pit.Queries
-) -> np.ndarray:
-    """Distinct contacts of each entity seen strictly before t.
+def _first_sightings(index: _pit.EventIndex, contact: np.ndarray) -> np.ndarray:
+    """Where (in index order) each pair (entity, contact) appears for the first time.
 
     ``index`` holds the entity's activities sorted by (entity, time) and ``contact`` the
-    contact code of each activity; the first time a pair (entity, contact) appears in that
-    order is its first sighting, and those sightings are a still-sorted subset to count.
+    contact code of each activity; the distinct contacts of an entity before t are the
+    first sightings among its events before t.
     """
     c = contact[index.rows]
     ok = np.flatnonzero(c >= 0)
+    first = np.zeros(len(index), dtype=bool)
     if len(ok) == 0:
-        return np.zeros(len(queries), dtype=np.int64)
+        return first
     span = int(c[ok].max()) + 1
     pair = (index.composite[ok] // index.width) * span + c[ok]
-    first = np.zeros(len(index), dtype=bool)
     first[ok[~pd.Series(pair).duplicated().to_numpy()]] = True
-    return queries.count(_pit.subset(index, first))
+    return first
 
 
 def _deal_outcomes(
