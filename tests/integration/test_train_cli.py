@@ -133,8 +133,10 @@ def test_registered_pyfunc_scores_like_the_model(crm_dir: Path, tmp_path: Path,
     model, info = load_model_version("lead_qualification", CHAMPION, store)
     rows = load_training_inputs(crm_dir, "lead_qualification", 30).frame.head(300)
     X = rows[model.feature_set.names]
-    mlflow.set_tracking_uri(store)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/lead_qualification/{info.version}")
+    from training.registry import tracking
+
+    with tracking(store):  # puts MLflow's global URI back afterwards
+        pyfunc = mlflow.pyfunc.load_model(f"models:/lead_qualification/{info.version}")
     # A pyfunc caller sends plain strings, as JSON would, not pandas categories.
     # and numbers as floats (the signature declares every feature optional, so numeric).
     numeric = [n for n in model.feature_set.names if n not in model.feature_set.categorical]
