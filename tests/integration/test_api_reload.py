@@ -137,7 +137,12 @@ def test_hot_swap_under_concurrent_requests_loses_none(
     threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    # Swap only once every client has been answered a few times by the old version: on a
+    # loaded machine a fixed sleep could swap before some client got any answer.
+    deadline = time.monotonic() + 30
+    while not all(len(r) >= 5 for r in results):
+        assert time.monotonic() < deadline, "clients were not answered before the swap"
+        time.sleep(0.02)
     source.versions["lead_qualification"] = "2"
     deadline = time.monotonic() + 20
     while not all(any(v == "2" for _, v, _ in r[-3:]) for r in results):
