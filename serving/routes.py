@@ -38,6 +38,7 @@ from serving.schemas import (
     ModelList,
 )
 from serving.scoring import (
+    context_warnings,
     deal_results,
     deal_tables,
     grading,
@@ -133,7 +134,8 @@ async def score_deals(
             deal.amount if deal.amount is not None else a
             for deal, a in zip(batch.deals, amounts, strict=True)
         ]
-        results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings))
+        results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings),
+                               context_warnings(batch))
         return DealScores(results=results)
 
     out = await _run(len(ids), settings, work)

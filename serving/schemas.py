@@ -267,6 +267,11 @@ class DealResult(BaseModel):
     risk: Risk
     reasons: Reasons
     model: ModelRef
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="inputs the model had to read as unknown because the request left them "
+        "out (send them in `context` for the score training would give)",
+    )
 
 
 class LeadScores(BaseModel):

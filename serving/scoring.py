@@ -363,12 +363,42 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
     return out
 
 
+def context_warnings(batch: DealBatch) -> list[list[str]]:
+    """Per deal, what the request left out that training always had.
+
+    In training a deal's account firmographics, its account's other deals and its owner's
+    closed deals come from the full CRM; over HTTP only from ``context``. Missing, they
+    read as unknown or "no history" and the probability moves (by 0.07 on average on
+    the test models), so the answer says so instead of passing it silently.
+    """
+    ctx = batch.context
+    accounts = {a.account_id for a in ctx.accounts} if ctx else set()
+    others = ctx.opportunities if ctx else []
+    owners = {o.owner_id for o in others}
+    with_deals = {o.account_id for o in others}
+    out = []
+    for deal in batch.deals:
+        said = []
+        if deal.account_id not in accounts:
+            said.append(f"account {deal.account_id} not in context: its industry, size "
+                        "and country were read as unknown")
+        if deal.owner_id not in owners:
+            said.append(f"no deals of owner {deal.owner_id} in context: the owner's win "
+                        "rate was read as no history")
+        if deal.account_id not in with_deals:
+            said.append(f"no other deals of account {deal.account_id} in context: the "
+                        "account's deal history was read as none")
+        out.append(said)
+    return out
+
+
 def deal_results(
     model: LoadedModel,
     scored: Scored,
     amounts: list[float | None],
     grading: Grading,
     rules: RiskRules,
+    warnings: list[list[str]] | None = None,
 ) -> list[DealResult]:
     """One result per deal, with expected value and risk flags, in order of ``scored.ids``."""
     ref = model_ref(model)
@@ -400,6 +430,7 @@ def deal_results(
                 ),
                 reasons=_reasons(scored, list(values[i]), i, fs),
                 model=ref,
+                warnings=warnings[i] if warnings else [],
             )
         )
     return out

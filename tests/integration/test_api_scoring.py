@@ -204,3 +204,20 @@ def test_no_model_is_503_and_not_ready(trained: Trained) -> None:  # noqa: F811
         body = deal_request(trained.tables, open_deals(trained.tables, AS_OF)[0], AS_OF)
         r = c.post("/v1/deals/score", json=body, headers=auth())
         assert r.status_code == 503 and r.json()["error"] == "model_unavailable"
+
+
+def test_deal_without_context_says_what_it_read_as_unknown(
+    client: TestClient, trained: Trained  # noqa: F811
+) -> None:
+    deal_id = open_deals(trained.tables, AS_OF)[0]
+    body = deal_request(trained.tables, deal_id, AS_OF)
+    full = client.post("/v1/deals/score", json=body, headers=auth()).json()["results"][0]
+    bare = {k: v for k, v in body.items() if k != "context"}
+    r = client.post("/v1/deals/score", json=bare, headers=auth())
+    assert r.status_code == 200, r.text
+    alone = r.json()["results"][0]
+    text = " ".join(alone["warnings"])
+    assert "industry, size and country" in text and "owner's win rate" in text
+    assert "account's deal history" in text
+    # With the context training had, nothing is missing to warn about.
+    assert not any("industry" in w for w in full["warnings"])
