@@ -130,7 +130,7 @@ def _engagement(
     a_ent, a_acc, a_time = a_ent[keep], a_acc[keep], a_time[keep]
     type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))[keep]
     inbound = acts["direction"].eq("inbound").fillna(False).to_numpy(dtype=bool)[keep]
-    contact = _pit.factorize(acts["contact_id"])[keep]
+    contact = _pit.id_codes(acts["contact_id"])[keep]
     out: Columns = {}
     t = ent.times
 
