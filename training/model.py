@@ -8,6 +8,7 @@ probabilities and per-feature contributions, and how to save itself as plain fil
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -292,15 +293,18 @@ class ScoringModel:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         files: dict[str, str] = {}
+        digests: dict[str, str] = {}
         for i, (key, booster) in enumerate(sorted(self.boosters.items())):
             fname = f"booster_{i}.txt"
             booster.save_model(str(path / fname))
             files[key] = fname
+            digests[fname] = hashlib.sha256((path / fname).read_bytes()).hexdigest()
         spec = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
             "route_by": self.route_by,
             "boosters": files,
+            "sha256": digests,
             "calibrators": {k: c.to_json() for k, c in sorted(self.calibrators.items())},
             "feature_set": _feature_set_to_json(self.feature_set),
             "offset": self.offset.to_json() if self.offset is not None else None,
@@ -318,7 +322,7 @@ class ScoringModel:
         if spec.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported model format {spec.get('format_version')!r}")
         boosters = {
-            key: lgb.Booster(model_file=str(path / fname))
+            key: lgb.Booster(model_str=_verified_text(path / fname, spec.get("sha256", {})))
             for key, fname in spec["boosters"].items()
         }
         calibrators = {k: Calibrator.from_json(c) for k, c in spec["calibrators"].items()}
@@ -333,3 +337,19 @@ class ScoringModel:
             route_by=spec["route_by"],
             offset=Offset.from_json(spec["offset"]) if spec.get("offset") else None,
         )
+
+
+def _verified_text(file: Path, digests: dict[str, str]) -> str:
+    """A booster file's text, refused unless it is byte for byte what ``save`` wrote.
+
+    LightGBM aborts the whole process on a truncated or garbled model file instead of
+    raising, so a damaged artifact must be caught before it reaches the parser: a server
+    reloading a corrupt new version has to keep serving the old one.
+    """
+    data = file.read_bytes()
+    expected = digests.get(file.name)
+    if expected is None:
+        raise ValueError(f"{file.name}: no checksum recorded in model.json; re-save the model")
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(f"{file.name}: checksum mismatch, the file is damaged or was changed")
+    return data.decode("utf-8")

@@ -295,3 +295,43 @@ def test_registry_champion_loads_and_reloads(trained: Trained, second: Trained, 
     with TestClient(pinned) as client:
         (model,) = client.get("/v1/models", headers=auth()).json()["models"]
         assert (model["version"], model["alias"]) == ("1", None)
+
+
+def test_truncated_artifact_of_a_new_champion_keeps_the_old_one(
+    trained: Trained, second: Trained, tmp_path: Any  # noqa: F811
+) -> None:
+    """A real corrupt version: its booster file cut in half inside the registry's store."""
+    import mlflow
+
+    from serving.app import check_model
+    from serving.models import Reloader
+    from training.registry import ensure_experiment, log_scoring_model, set_alias, tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    example = offline_features(
+        trained.tables, "lead_qualification", open_leads(trained.tables, AS_OF)[:5], AS_OF
+    )
+    with tracking(uri):
+        exp = ensure_experiment("serving-corrupt", uri)
+        for loaded in (trained.lead, second.lead):
+            with mlflow.start_run(experiment_id=exp):
+                log_scoring_model(loaded.model, example, "lead_qualification")
+    set_alias("lead_qualification", "1", "champion", uri)
+    # The second logged model's booster is the newest booster file in the store.
+    boosters = sorted(tmp_path.rglob("booster_*.txt"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(boosters) >= 2
+    newest = boosters[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+
+    source = RegistrySource(alias="champion", tracking_uri=uri)
+    app = create_app(settings(reload_interval_s=0, tracking_uri=uri), source=source)
+    with TestClient(app) as client:
+        set_alias("lead_qualification", "2", "champion", uri)
+        assert Reloader(app.state.store, source, check_model, 1.0).poll_once() == []
+        (model,) = client.get("/v1/models", headers=auth()).json()["models"]
+        assert model["version"] == "1"
+        lead = client.get("/readyz").json()["tasks"]["lead_qualification"]
+        assert lead["version"] == "1" and lead["failed_version"] == "2" and lead["last_error"]
+        body = lead_request(trained.tables, open_leads(trained.tables, AS_OF)[0], AS_OF)
+        r = client.post("/v1/leads/score", json=body, headers=auth())
+        assert r.status_code == 200 and r.json()["results"][0]["model"]["version"] == "1"
