@@ -59,6 +59,13 @@ MAX_DIGITS = 18
 """Numeric tails up to 18 digits fit an int64."""
 
 
+ID_BLOCK = 1 << 20
+"""Rows parsed at a time by ``_id_numbers``: its temporaries stay small and reused."""
+
+Shape = tuple[bytes, int]
+"""An id shape: the fixed prefix and the total width in bytes."""
+
+
 def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] | None:
     """Ids shaped as one fixed prefix plus a fixed number of digits, as numbers.
 
@@ -67,11 +74,31 @@ def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] |
     be matched through integer arrays (a streaming parse and a look-up table) instead of a
     hash table of strings, whose random probes slow down about fourfold per row once 20M+
     ids and their table leave the CPU caches. Generated ids (``LEAD00000042``) and numeric
-    CRM ids have this shape; anything else takes the hashing path.
+    CRM ids have this shape; anything else takes the hashing path. The column is parsed
+    in blocks of ``ID_BLOCK`` rows, without joining Arrow chunks.
     """
     arr = arrow_strings(values)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = np.full(len(arr), -1, dtype=np.int64)
+    shape: Shape | None = None
+    at = 0
+    for chunk in chunks:
+        for begin in range(0, len(chunk), ID_BLOCK):
+            part = chunk.slice(begin, ID_BLOCK)
+            shape = _block_numbers(part, shape, out[at : at + len(part)])
+            if shape is None:
+                return None
+            at += len(part)
+    if shape is None or shape == (b"", 0):
+        return None
+    return shape[0], shape[1], out
+
+
+def _block_numbers(arr: pa.Array, shape: Shape | None, out: np.ndarray) -> Shape | None:
+    """Write one block's numbers into ``out``; its shape, or None if it differs from ``shape``.
+
+    A block of nulls only keeps the shape so far (``(b"", 0)`` before any id was seen).
+    """
     if pa.types.is_string(arr.type):
         offset_type: type = np.int32
     elif pa.types.is_large_string(arr.type):
@@ -80,7 +107,7 @@ def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] |
         return None
     n, valid_n = len(arr), len(arr) - arr.null_count
     if valid_n == 0:
-        return None
+        return shape or (b"", 0)
     buffers = arr.buffers()
     every_offset: np.ndarray = np.frombuffer(buffers[1], dtype=offset_type)
     offsets = every_offset[arr.offset : arr.offset + n + 1]
@@ -102,6 +129,9 @@ def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] |
     if tail == 0 or tail > MAX_DIGITS:
         return None
     head = width - tail
+    found = (first[:head], width)
+    if shape not in (None, (b"", 0), found):
+        return None
     if head and not bool((block[:, :head] == block[0, :head]).all()):
         return None
     digits = block[:, head:] - np.uint8(ord("0"))
@@ -111,9 +141,8 @@ def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] |
     for j in range(tail):
         number *= 10
         number += digits[:, j]
-    out = np.full(n, -1, dtype=np.int64)
     out[valid] = number
-    return first[:head], width, out
+    return found
 
 
 def _codes_by_number(

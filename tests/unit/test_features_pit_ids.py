@@ -88,3 +88,14 @@ def test_id_codes_are_equal_exactly_where_ids_are(ids: list[str | None]) -> None
     # Same partition into equal ids: each dense code maps to exactly one code and back.
     pairs = set(zip(got.tolist(), dense.tolist(), strict=True))
     assert len(pairs) == len({g for g, _ in pairs}) == len({d for _, d in pairs})
+
+
+def test_blocks_of_other_shapes_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pit, "ID_BLOCK", 4)
+    vocab = series(["L01", "L02", "X01"])
+    same = series([None] * 5 + ["L02", None, "L01"] * 3)
+    assert _pit._codes_by_number(same, vocab[:2]) is not None
+    np.testing.assert_array_equal(_pit.codes(same, vocab[:2]), hashed(same, vocab[:2]))
+    mixed = series(["L01"] * 5 + ["X01", "L02"])
+    assert _pit._id_numbers(mixed) is None
+    np.testing.assert_array_equal(_pit.codes(mixed, vocab), hashed(mixed, vocab))
