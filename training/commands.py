@@ -77,10 +77,16 @@ def print_result(result: TrainResult, console: Console) -> None:
     ev = result.evaluation
     console.print(metrics_table(ev.task, ev.metrics))
     m = ev.metrics
+    calibration = ev.model.metadata.get("calibration") or {}
+    methods = ", ".join(
+        method if key == "__all__" else f"{key}: {method}"
+        for key, method in calibration.items()
+    ) if isinstance(calibration, dict) else str(calibration)
+    rows = ev.model.metadata.get("rows") or {}
+    counts = " / ".join(f"{rows.get(k, 0):,}" for k in ("train", "validation", "test"))
     console.print(
         f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
-        f"calibration {ev.model.metadata.get('calibration')}; "
-        f"rows train/validation/test {ev.model.metadata.get('rows')}"
+        f"calibration: {methods or 'none'}; rows train / validation / test: {counts}"
     )
     if "test_roc_auc_oracle_ratio" in m:
         console.print(f"ROC AUC is {m['test_roc_auc_oracle_ratio']:.3f} of the oracle's")
