@@ -14,7 +14,7 @@ range joins per activity type and window (36 of them), materialising the joined 
 it would add a dependency and an Arrow round trip per call, which costs more than the
 whole computation for a single serving request (about 6 ms here). DuckDB is not installed,
 so it was not measured. ``benchmarks/features.py`` builds both training sets of 1M leads
-(26M activities) in about 95 s on the 2-core machine.
+(26M activities) in about 58 s on the 2-core machine.
 
 Outcome columns (the leads' qualified_at, disqualified_at and opportunity_id; the deals'
 closed_at and is_won) never feed an entity's own features. Other deals' outcomes feed the
