@@ -30,6 +30,10 @@ import json, sys, time
 from pathlib import Path
 from features.build import build_training_set
 from features.loader import load_crm
+from leadscore.memory import reuse_freed_memory
+import os
+if os.environ.get("BENCH_NO_MALLOPT") != "1":
+    reuse_freed_memory()  # as `leadscore build` and `leadscore train` do
 
 def status_gb(field):
     for line in open("/proc/self/status"):

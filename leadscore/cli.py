@@ -163,7 +163,9 @@ def build(
 
     from features.build import BUILD_STEPS, build_training_file
     from features.loader import DataContractError
+    from leadscore.memory import reuse_freed_memory
 
+    reuse_freed_memory()
     if task not in BUILD_STEPS:
         typer.echo(f"unknown task {task!r}; use one of {', '.join(BUILD_STEPS)}", err=True)
         raise typer.Exit(2)
@@ -228,8 +230,11 @@ def train(
     """
     from pydantic import ValidationError
 
+    from leadscore.memory import reuse_freed_memory
     from training.commands import run_train
     from training.train import train_settings
+
+    reuse_freed_memory()
 
     try:
         settings = train_settings(
