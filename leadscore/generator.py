@@ -39,9 +39,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, TABLES, CRMTables, coerce_dtypes
+from leadscore.truth import TRUTH_DIR
 
 DAY_NS = 86_400 * 10**9
-TRUTH_DIR = "_truth"
 
 # ---------------------------------------------------------------------------------------
 # Vocabularies and effects on hidden intent / quality (log-rate units).
@@ -521,7 +521,6 @@ def generate_crm(
         "product": prod,
         "owner": rng.integers(0, n_reps, n0),
         "start_stage": np.zeros(n0, dtype=np.int64),
-        "parent_amount": np.full(n0, np.nan),
         "base_quality": 0.3 * z[opp_lead],
     }
     all_batches: list[dict[str, np.ndarray]] = []
@@ -558,7 +557,6 @@ def generate_crm(
             "product": kind,
             "owner": batch["owner"][parent],
             "start_stage": np.where(kind == 3, 3, 1).astype(np.int64),
-            "parent_amount": np.full(parent.size, np.nan),  # filled below from the parent
             "base_quality": 0.7 * batch["quality"][parent],
             "_parent_batch": np.full(parent.size, len(all_batches) - 1),
             "_parent_idx": parent,
