@@ -11,6 +11,7 @@ per-entity Python loop. Windowed counts are two such look-ups (``< t`` minus ``<
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -26,12 +27,16 @@ NAT = np.iinfo(np.int64).min
 NS_PER_DAY = 86_400 * 10**9
 
 
+Values: TypeAlias = pd.Series | pd.Index | np.ndarray
+"""An id or text column: a pandas column, or an object array of ``str`` / ``None``."""
+
+
 def ns(values: pd.Series | pd.Index) -> np.ndarray:
     """UTC timestamps as int64 nanoseconds (NaT -> int64 min), without copying when possible."""
     return np.asarray(pd.DatetimeIndex(values).asi8, dtype=np.int64)
 
 
-def arrow_strings(values: pd.Series | pd.Index | np.ndarray) -> pa.Array | pa.ChunkedArray:
+def arrow_strings(values: Values) -> pa.Array | pa.ChunkedArray:
     """Values as an Arrow string array, without copying Arrow-backed columns."""
     series = pd.Series(values, copy=False) if not isinstance(values, pd.Series) else values
     if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
@@ -51,7 +56,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _object_values(values: pd.Series | pd.Index | np.ndarray) -> list[str | None]:
+def _object_values(values: Values) -> list[str | None]:
     return [_text(v) for v in np.asarray(values, dtype=object)]
 
 
@@ -66,7 +71,7 @@ Shape = tuple[bytes, int]
 """An id shape: the fixed prefix and the total width in bytes."""
 
 
-def _id_numbers(values: pd.Series | pd.Index) -> tuple[bytes, int, np.ndarray] | None:
+def _id_numbers(values: Values) -> tuple[bytes, int, np.ndarray] | None:
     """Ids shaped as one fixed prefix plus a fixed number of digits, as numbers.
 
     Returns (prefix, width, numbers with -1 where missing), or None when the ids are not
@@ -145,9 +150,7 @@ def _block_numbers(arr: pa.Array, shape: Shape | None, out: np.ndarray) -> Shape
     return found
 
 
-def _codes_by_number(
-    values: pd.Series | pd.Index, vocabulary: pd.Index | pd.Series
-) -> np.ndarray | None:
+def _codes_by_number(values: Values, vocabulary: Values) -> np.ndarray | None:
     """``codes`` through the ids' numbers when both sides share one id shape (else None)."""
     vocab = _id_numbers(vocabulary)
     if vocab is None:
@@ -169,7 +172,7 @@ def _codes_by_number(
     return table[slot]
 
 
-def codes(values: pd.Series, vocabulary: pd.Index | pd.Series) -> np.ndarray:
+def codes(values: Values, vocabulary: Values) -> np.ndarray:
     """Integer code of each value: its position in ``vocabulary`` (-1 if missing or unknown).
 
     A table's key column as the vocabulary makes the code its row position. Large inputs
@@ -191,7 +194,7 @@ def codes(values: pd.Series, vocabulary: pd.Index | pd.Series) -> np.ndarray:
     return np.asarray(pc.fill_null(hits, -1).to_numpy(), dtype=np.int64)
 
 
-def factorize(values: pd.Series) -> np.ndarray:
+def factorize(values: Values) -> np.ndarray:
     """Dense integer codes of the distinct values (-1 where missing)."""
     if len(values) == 0:
         return np.empty(0, dtype=np.int64)
@@ -206,7 +209,7 @@ def factorize(values: pd.Series) -> np.ndarray:
     return np.asarray(indices.to_numpy(), dtype=np.int64)
 
 
-def id_codes(values: pd.Series) -> np.ndarray:
+def id_codes(values: Values) -> np.ndarray:
     """Non-negative integer codes, equal exactly where the ids are equal (-1 where missing).
 
     Unlike ``factorize`` the codes need not be dense or in first-seen order; ids of one

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features import _pit
+from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES, CRMTables
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, feature_set_for_task
@@ -44,6 +45,8 @@ Step = Callable[[str], None]
 
 _DAY = _pit.NS_PER_DAY
 _ACTIVITY_TYPES = ACTIVITY_TYPES
+_ACTIVITY_INDEX = pd.Index(ACTIVITY_TYPES)
+_STAGE_INDEX = pd.Index(STAGES)
 
 
 def _noop(_: str) -> None:
@@ -60,22 +63,25 @@ def category_dtype(name: str) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(categories=pd.Index(CATEGORY_LEVELS[name], dtype=object))
 
 
-def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionArray | np.ndarray:
-    """Give a computed column the pandas dtype its spec declares."""
-    if spec.dtype == "category":
-        if isinstance(values, pd.Categorical):
-            return values
-        return pd.Categorical(values, dtype=category_dtype(spec.name))
-    if spec.dtype == "int":
+def _plain(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A computed column in its plain form (see ``feature_columns``)."""
+    if spec.dtype in ("category", "int"):
         return np.asarray(values, dtype=np.int64)
-    if spec.dtype == "bool":
-        return pd.array(np.asarray(values, dtype=np.float64), dtype="boolean")
     return np.asarray(values, dtype=np.float64)
 
 
-def _numeric(frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
+def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionArray | np.ndarray:
+    """Give a plain column the pandas dtype its spec declares."""
+    if spec.dtype == "category":
+        return pd.Categorical.from_codes(values, dtype=category_dtype(spec.name))
+    if spec.dtype == "bool":
+        return pd.array(values, dtype="boolean")
+    return values
+
+
+def _numeric(frame: Frame, column: str, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
     """A numeric or boolean column at row positions (-1: none) as float, NaN where not known."""
-    vals = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    vals = floats(frame, column)
     if len(vals) == 0:
         return np.full(len(rows), np.nan)
     out = vals[np.where(rows >= 0, rows, 0)]
@@ -83,15 +89,12 @@ def _numeric(frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.nda
 
 
 def _category(
-    frame: pd.DataFrame, column: str, rows: np.ndarray, visible: np.ndarray, name: str
-) -> pd.Categorical:
-    """A string column at row positions as the feature's fixed categories (unseen -> NaN)."""
-    levels = _pit.codes(frame[column], category_dtype(name).categories)
-    return _from_codes(_pick(levels, rows, visible), name)
-
-
-def _from_codes(codes: np.ndarray, name: str) -> pd.Categorical:
-    return pd.Categorical.from_codes(codes.astype(np.int64), dtype=category_dtype(name))
+    frame: Frame, column: str, rows: np.ndarray, visible: np.ndarray, name: str
+) -> np.ndarray:
+    """A string column at row positions as codes of the feature's fixed categories
+    (-1: unseen, missing or not yet known)."""
+    levels = _pit.codes(keys(frame, column), category_dtype(name).categories)
+    return _pick(levels, rows, visible)
 
 
 def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -109,10 +112,10 @@ def _relevant(codes: np.ndarray, wanted: np.ndarray, size: int) -> np.ndarray:
 
 
 def _engagement(
-    tables: CRMTables,
+    tables: AnyTables,
     entity_column: str,
-    entity_vocab: pd.Series,
-    account_vocab: pd.Series,
+    entity_vocab: pd.Series | np.ndarray,
+    account_vocab: pd.Series | np.ndarray,
     ent: _pit.Queries,
     acc: _pit.Queries,
     step: Step,
@@ -123,14 +126,18 @@ def _engagement(
     Activities of entities and accounts no snapshot asks about are dropped first.
     """
     acts = tables.activities
-    a_ent = _relevant(_pit.codes(acts[entity_column], entity_vocab), ent.keys, len(entity_vocab))
-    a_acc = _relevant(_pit.codes(acts["account_id"], account_vocab), acc.keys, len(account_vocab))
-    a_time = _pit.ns(acts["occurred_at"])
+    a_ent = _relevant(
+        _pit.codes(keys(acts, entity_column), entity_vocab), ent.keys, len(entity_vocab)
+    )
+    a_acc = _relevant(
+        _pit.codes(keys(acts, "account_id"), account_vocab), acc.keys, len(account_vocab)
+    )
+    a_time = times(acts, "occurred_at")
     keep = np.flatnonzero(((a_ent >= 0) | (a_acc >= 0)) & (a_time != _pit.NAT))
     a_ent, a_acc, a_time = a_ent[keep], a_acc[keep], a_time[keep]
-    type_code = _pit.codes(acts["type"], pd.Index(_ACTIVITY_TYPES))[keep]
-    inbound = acts["direction"].eq("inbound").fillna(False).to_numpy(dtype=bool)[keep]
-    contact = _pit.id_codes(acts["contact_id"])[keep]
+    type_code = _pit.codes(keys(acts, "type"), _ACTIVITY_INDEX)[keep]
+    inbound = equals(acts, "direction", "inbound")[keep]
+    contact = _pit.id_codes(keys(acts, "contact_id"))[keep]
     out: Columns = {}
     t = ent.times
 
@@ -205,19 +212,23 @@ def _first_sightings(index: _pit.EventIndex, contact: np.ndarray) -> np.ndarray:
         return first
     span = int(c[ok].max()) + 1
     pair = (index.composite[ok] // index.width) * span + c[ok]
-    first[ok[~pd.Series(pair).duplicated().to_numpy()]] = True
+    if len(pair) <= _pit.SMALL:
+        # np.unique's index is each value's first position; a sort beats hashing here.
+        first[ok[np.unique(pair, return_index=True)[1]]] = True
+    else:
+        first[ok[~pd.Series(pair).duplicated().to_numpy()]] = True
     return first
 
 
 def _deal_outcomes(
-    tables: CRMTables, group_codes: np.ndarray, queries: _pit.Queries
+    tables: AnyTables, group_codes: np.ndarray, queries: _pit.Queries
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per owner or account (``group_codes`` per deal row): won, lost, created, closed before t."""
     opps = tables.opportunities
     g = group_codes
-    closed = _pit.ns(opps["closed_at"])
-    created = _pit.ns(opps["created_at"])
-    won = opps["is_won"].to_numpy(dtype="float64", na_value=np.nan)
+    closed = times(opps, "closed_at")
+    created = times(opps, "created_at")
+    won = floats(opps, "is_won")
     return (
         queries.count(_pit.index_events(np.where(won == 1.0, g, -1), closed)),
         queries.count(_pit.index_events(np.where(won == 0.0, g, -1), closed)),
@@ -226,16 +237,18 @@ def _deal_outcomes(
     )
 
 
-def _vocab(values: pd.Series) -> pd.Index:
+def _vocab(values: pd.Series | np.ndarray) -> pd.Index | np.ndarray:
     """Distinct non-null ids, in first-seen order: the code space of an entity."""
+    if isinstance(values, np.ndarray):
+        return np.asarray(list(dict.fromkeys(v for v in values if v is not None)), dtype=object)
     return pd.Index(pd.unique(values.dropna().astype(object)))
 
 
-def _lead_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
+def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
-    t = _pit.ns(snapshots["as_of"])
-    row = _pit.codes(snapshots["lead_id"], leads["lead_id"])
-    created = _take_time(_pit.ns(leads["created_at"]), row)
+    t = times(snapshots, "as_of")
+    row = _pit.codes(keys(snapshots, "lead_id"), keys(leads, "lead_id"))
+    created = _take_time(times(leads, "created_at"), row)
     visible = (row >= 0) & (created != _pit.NAT) & (created < t)
     out: Columns = {}
     for col in ("source", "industry", "country", "seniority", "job_function"):
@@ -245,14 +258,14 @@ def _lead_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Col
     out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
     out["lead_age_days"] = np.where(visible, _pit.days_between(t, created), np.nan)
 
-    accounts = tables.accounts["account_id"]
-    lead_account = _pit.codes(leads["account_id"], accounts)
+    accounts = keys(tables.accounts, "account_id")
+    lead_account = _pit.codes(keys(leads, "account_id"), accounts)
     ent = _pit.Queries(row, t)
     acc = _pit.Queries(_pick(lead_account, row, visible), t)
     step("lead attributes")
 
-    out.update(_engagement(tables, "lead_id", leads["lead_id"], accounts, ent, acc, step))
-    opp_account = _pit.codes(tables.opportunities["account_id"], accounts)
+    out.update(_engagement(tables, "lead_id", keys(leads, "lead_id"), accounts, ent, acc, step))
+    opp_account = _pit.codes(keys(tables.opportunities, "account_id"), accounts)
     won, lost, created_n, closed_n = _deal_outcomes(tables, opp_account, acc)
     out["account_won_deals"] = won
     out["account_lost_deals"] = lost
@@ -271,22 +284,24 @@ def _ffill_in_group(
     return np.where(ok, values[np.where(ok, last, 0)], fill) if n else values
 
 
-def _deal_history(tables: CRMTables, vocab: pd.Series, ent: _pit.Queries) -> Columns:
+def _deal_history(
+    tables: AnyTables, vocab: pd.Series | np.ndarray, ent: _pit.Queries
+) -> Columns:
     """Stage, amount and close date as of t, with the moves that led there."""
     hist = tables.opportunity_history
     t = ent.times
-    h_key = _relevant(_pit.codes(hist["opportunity_id"], vocab), ent.keys, len(vocab))
-    idx = _pit.index_events(h_key, _pit.ns(hist["changed_at"]))
+    h_key = _relevant(_pit.codes(keys(hist, "opportunity_id"), vocab), ent.keys, len(vocab))
+    idx = _pit.index_events(h_key, times(hist, "changed_at"))
     n = len(idx)
     opp = idx.composite // idx.width if n else np.empty(0, dtype=np.int64)
     first = _pit.changes(opp)
     group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
 
     # Stage codes follow STAGES, whose first entries are the open stages in order.
-    stage = _pit.codes(hist["stage"], pd.Index(STAGES))[idx.rows]
-    raw_amount = hist["amount"].to_numpy(dtype="float64", na_value=np.nan)[idx.rows]
+    stage = _pit.codes(keys(hist, "stage"), _STAGE_INDEX)[idx.rows]
+    raw_amount = floats(hist, "amount")[idx.rows]
     amount = _ffill_in_group(raw_amount, ~np.isnan(raw_amount), group_start, np.nan)
-    raw_close = _pit.ns(hist["close_date"])[idx.rows]
+    raw_close = times(hist, "close_date")[idx.rows]
     close_i = _ffill_in_group(raw_close, raw_close != _pit.NAT, group_start, _pit.NAT)
 
     entered = first | _pit.changes(stage)
@@ -316,7 +331,7 @@ def _deal_history(tables: CRMTables, vocab: pd.Series, ent: _pit.Queries) -> Col
         nan = np.full(len(t), np.nan)
         zero = np.zeros(len(t), dtype=np.int64)
         out.update(
-            stage=_from_codes(np.full(len(t), -1), "stage"),
+            stage=np.full(len(t), -1, dtype=np.int64),
             days_in_stage=nan,
             stage_moves_back=zero,
             close_date_pushes=zero,
@@ -328,7 +343,7 @@ def _deal_history(tables: CRMTables, vocab: pd.Series, ent: _pit.Queries) -> Col
         return out
     at = np.where(have, last, 0)
     now_stage = np.where(have & (rank[at] < n_open), rank[at], -1)
-    out["stage"] = _from_codes(now_stage, "stage")
+    out["stage"] = now_stage
     out["days_in_stage"] = np.where(have, _pit.days_between(t, entered_at[at]), np.nan)
     out["stage_moves_back"] = np.where(have, moves_back[at], 0)
     out["close_date_pushes"] = np.where(have, pushes[at], 0)
@@ -341,12 +356,12 @@ def _deal_history(tables: CRMTables, vocab: pd.Series, ent: _pit.Queries) -> Col
     return out
 
 
-def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Columns:
+def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     opps = tables.opportunities
-    t = _pit.ns(snapshots["as_of"])
-    vocab = opps["opportunity_id"]
-    row = _pit.codes(snapshots["opportunity_id"], vocab)
-    created = _take_time(_pit.ns(opps["created_at"]), row)
+    t = times(snapshots, "as_of")
+    vocab = keys(opps, "opportunity_id")
+    row = _pit.codes(keys(snapshots, "opportunity_id"), vocab)
+    created = _take_time(times(opps, "created_at"), row)
     visible = (row >= 0) & (created != _pit.NAT) & (created < t)
     ent = _pit.Queries(row, t)
     out: Columns = _deal_history(tables, vocab, ent)
@@ -354,8 +369,8 @@ def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Col
     out["product"] = _category(opps, "product", row, visible, "product")
     step("deal state as of t")
 
-    owner_vocab = _vocab(opps["owner_id"])
-    owner_code = _pit.codes(opps["owner_id"], owner_vocab)
+    owner_vocab = _vocab(keys(opps, "owner_id"))
+    owner_code = _pit.codes(keys(opps, "owner_id"), owner_vocab)
     owners = _pit.Queries(_pick(owner_code, row, visible), t)
     won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
     closed = won + lost
@@ -364,19 +379,19 @@ def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Col
     out["owner_closed_deals"] = closed
 
     accounts = tables.accounts
-    account_vocab = accounts["account_id"]
-    opp_account = _pit.codes(opps["account_id"], account_vocab)
+    account_vocab = keys(accounts, "account_id")
+    opp_account = _pit.codes(keys(opps, "account_id"), account_vocab)
     a_row = _pick(opp_account, row, visible)
-    a_created = _take_time(_pit.ns(accounts["created_at"]), a_row)
+    a_created = _take_time(times(accounts, "created_at"), a_row)
     a_visible = (a_row >= 0) & (a_created != _pit.NAT) & (a_created < t)
     out["industry"] = _category(accounts, "industry", a_row, a_visible, "industry")
     out["country"] = _category(accounts, "country", a_row, a_visible, "country")
     out["employees"] = _numeric(accounts, "employees", a_row, a_visible)
 
     leads = tables.leads
-    lead_row_of_opp = _pit.codes(opps["lead_id"], leads["lead_id"])
+    lead_row_of_opp = _pit.codes(keys(opps, "lead_id"), keys(leads, "lead_id"))
     q_lead = _pick(lead_row_of_opp, row, visible)
-    l_created = _take_time(_pit.ns(leads["created_at"]), q_lead)
+    l_created = _take_time(times(leads, "created_at"), q_lead)
     l_visible = (q_lead >= 0) & (l_created != _pit.NAT) & (l_created < t)
     out["source"] = _category(leads, "source", q_lead, l_visible, "source")
     step("owner and account")
@@ -392,17 +407,21 @@ def _deal_columns(tables: CRMTables, snapshots: pd.DataFrame, step: Step) -> Col
     return out
 
 
-def build_features(
-    tables: CRMTables,
-    snapshots: pd.DataFrame,
+def feature_columns(
+    tables: AnyTables,
+    snapshots: Frame,
     feature_set: FeatureSet,
     *,
     on_step: Step | None = None,
-) -> pd.DataFrame:
-    """Features of each snapshot, from rows dated strictly before its ``as_of``.
+) -> Columns:
+    """The features of each snapshot as plain arrays, from rows dated strictly before its
+    ``as_of``: what ``build_features`` computes, before it becomes a typed DataFrame.
 
-    Returns one row per snapshot, with the same order and index: the entity key, ``as_of``,
-    then ``feature_set.names`` in order, typed per the spec (categories with fixed levels).
+    One array per declared feature, in ``feature_set.names`` order, one value per snapshot
+    in snapshot order: float64 for numbers and yes/no answers (NaN: not known), int64 for
+    counts, and for categories int64 codes into the feature's fixed levels
+    (``category_dtype(name).categories``; -1: not known). Serving scores these directly;
+    ``tables`` and ``snapshots`` may be DataFrames or ``features.columns`` tables.
     """
     step = on_step or _noop
     key = feature_set.entity_key
@@ -418,15 +437,36 @@ def build_features(
     unknown = [name for name in feature_set.names if name not in columns]
     if unknown:
         raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
-    as_of = pd.DatetimeIndex(snapshots["as_of"])
-    as_of = as_of.tz_localize("UTC") if as_of.tz is None else as_of.tz_convert("UTC")
-    data: dict[str, object] = {
-        key: snapshots[key].astype("string").array,
-        "as_of": as_of.astype("datetime64[ns, UTC]").array,
-    }
+    return {spec.name: _plain(columns.pop(spec.name), spec) for spec in feature_set.features}
+
+
+def build_features(
+    tables: AnyTables,
+    snapshots: Frame,
+    feature_set: FeatureSet,
+    *,
+    on_step: Step | None = None,
+) -> pd.DataFrame:
+    """Features of each snapshot, from rows dated strictly before its ``as_of``.
+
+    Returns one row per snapshot, with the same order and index: the entity key, ``as_of``,
+    then ``feature_set.names`` in order, typed per the spec (categories with fixed levels).
+    """
+    columns = feature_columns(tables, snapshots, feature_set, on_step=on_step)
+    key = feature_set.entity_key
+    if isinstance(snapshots, ColumnTable):
+        ids = pd.array(snapshots[key], dtype="string")
+        as_of = pd.DatetimeIndex(snapshots["as_of"].view("datetime64[ns]"), tz="UTC")
+        index: pd.Index = pd.RangeIndex(len(snapshots))
+    else:
+        ids = snapshots[key].astype("string").array
+        as_of = pd.DatetimeIndex(snapshots["as_of"])
+        as_of = as_of.tz_localize("UTC") if as_of.tz is None else as_of.tz_convert("UTC")
+        index = snapshots.index
+    data: dict[str, object] = {key: ids, "as_of": as_of.astype("datetime64[ns, UTC]").array}
     for spec in feature_set.features:
         data[spec.name] = _cast(columns.pop(spec.name), spec)
-    return pd.DataFrame(data, index=snapshots.index, copy=False)
+    return pd.DataFrame(data, index=index, copy=False)
 
 
 def snapshots_for_task(

@@ -201,13 +201,9 @@ def score_frame(
         if task == "lead_qualification":
             results: list[Any] = lead_results(model, scored, grading(settings))
         else:
-            amounts: list[float | None] = [None] * len(chunk)
-            if "amount" in scored.features.columns:
-                amounts = [
-                    None if a != a else float(a)
-                    for a in scored.features["amount"].astype("float64").tolist()
-                ]
-            results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings))
+            results = deal_results(
+                model, scored, scored.amounts(), grading(settings), risk_rules(settings)
+            )
         out += [_flatten(r) for r in results]
         if progress is not None:
             progress(len(chunk))

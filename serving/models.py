@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,16 @@ class Scorer(Protocol):
         self, X: pd.DataFrame, contributions: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities and, if asked, contributions (features + bias) in one pass."""
+        ...
+
+    def column_matrix(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``feature_columns``' arrays as the model's float matrix."""
+        ...
+
+    def score_matrix(
+        self, matrix: np.ndarray, contributions: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``score`` of a matrix from ``column_matrix``."""
         ...
 
 

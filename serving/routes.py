@@ -123,16 +123,9 @@ async def score_deals(
 
     def work() -> DealScores:
         scored = score_tables(model, deal_tables(batch), ids, now, explain)
-        if "amount" in scored.features.columns:
-            amounts = [
-                None if a is None or a != a else float(a)
-                for a in scored.features["amount"].astype("float64").tolist()
-            ]
-        else:
-            amounts = [deal.amount for deal in batch.deals]
         amounts = [
             deal.amount if deal.amount is not None else a
-            for deal, a in zip(batch.deals, amounts, strict=True)
+            for deal, a in zip(batch.deals, scored.amounts(), strict=True)
         ]
         results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings),
                                context_warnings(batch))

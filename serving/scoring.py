@@ -17,6 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.build import category_dtype, feature_columns
+from features.columns import (
+    AnyTables,
+    ColumnTable,
+    ColumnTables,
+    epoch_ns,
+    first_per_key,
+    table_from_rows,
+)
 from features.declarations import FeatureSet
 from features.schema import (
     ACCOUNTS,
@@ -26,7 +35,6 @@ from features.schema import (
     OPPORTUNITY_HISTORY,
     PANDAS_DTYPES,
     TABLES,
-    CRMTables,
     Table,
     empty_frame,
 )
@@ -96,18 +104,7 @@ def _empty(table_name: str) -> pd.DataFrame:
 
 _DTYPES: dict[str, Any] = {kind: pd.api.types.pandas_dtype(d) for kind, d in PANDAS_DTYPES.items()}
 """The contract's dtypes as objects: a dtype named by a string is looked up on every use."""
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _NAT = np.iinfo(np.int64).min
-
-
-def _epoch_ns(value: datetime) -> int:
-    """A timestamp as UTC nanoseconds, exactly (naive ones are UTC, as the schemas read)."""
-    if isinstance(value, pd.Timestamp):
-        return int((value.tz_localize("UTC") if value.tzinfo is None else value).value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return ((value - _EPOCH) // _MICROSECOND) * 1000
 
 
 def _column(values: list[Any], kind: str) -> Any:
@@ -117,7 +114,7 @@ def _column(values: list[Any], kind: str) -> Any:
     the datetime objects, which counts at a few rows a request.
     """
     if kind == "timestamp":
-        ns = np.array([_NAT if v is None else _epoch_ns(v) for v in values], dtype=np.int64)
+        ns = np.array([_NAT if v is None else epoch_ns(v) for v in values], dtype=np.int64)
         return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
     if kind == "float":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -125,23 +122,16 @@ def _column(values: list[Any], kind: str) -> Any:
 
 
 def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
-    """A contract table from validated rows, typed as ``coerce_dtypes`` types it.
+    """A contract DataFrame from validated rows, typed as ``coerce_dtypes`` types it (batch
+    scoring of files; requests become ``features.columns`` tables instead).
 
-    Built column by column: four times faster than a DataFrame plus ``coerce_dtypes`` for
-    the handful of rows a request carries, which matters at a few milliseconds a request.
+    Built column by column: four times faster than a DataFrame plus ``coerce_dtypes``.
     """
     if not rows:
         return _empty(table.name)
     return pd.DataFrame(
         {c.name: _column([r.get(c.name) for r in rows], c.kind) for c in table.columns}
     )
-
-
-def _first_per_key(frame: pd.DataFrame, key: str | None) -> pd.DataFrame:
-    """Request rows come first, so a context row repeating an entity never overrides it."""
-    if key is None or frame.empty:
-        return frame
-    return frame.drop_duplicates(subset=[key], keep="first").reset_index(drop=True)
 
 
 def _row(model: Any, columns: Iterable[str], **fill: Any) -> dict[str, Any]:
@@ -176,17 +166,21 @@ def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> CRMTables:
+def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> ColumnTables:
+    """The request's rows as numpy column tables (no DataFrames: see ``features.columns``).
+
+    Request rows come first, so a context row repeating an entity never overrides it.
+    """
     ctx = _context_rows(context)
-    frames = {}
+    out = {}
     for table in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES):
-        frame = rows_to_table(own.get(table.name, []) + ctx[table.name], table)
+        built = table_from_rows(own.get(table.name, []) + ctx[table.name], table)
         # Request ids are unique already; only context rows can repeat them.
-        frames[table.name] = _first_per_key(frame, table.key) if ctx[table.name] else frame
-    return CRMTables(**frames)
+        out[table.name] = first_per_key(built, table.key) if ctx[table.name] else built
+    return ColumnTables(**out)
 
 
-def lead_tables(batch: LeadBatch) -> CRMTables:
+def lead_tables(batch: LeadBatch) -> ColumnTables:
     """The contract tables holding the batch's leads, their activities and any context."""
     leads, activities = [], []
     for lead in batch.leads:
@@ -198,7 +192,7 @@ def lead_tables(batch: LeadBatch) -> CRMTables:
     return _tables({"leads": leads, "activities": activities}, batch.context)
 
 
-def deal_tables(batch: DealBatch) -> CRMTables:
+def deal_tables(batch: DealBatch) -> ColumnTables:
     """The contract tables holding the batch's deals, their history, activities and context."""
     deals, history, activities = [], [], []
     for deal in batch.deals:
@@ -261,48 +255,79 @@ def request_problems(batch: LeadBatch | DealBatch, now: datetime) -> list[dict[s
 # -- tables -> features -> model --------------------------------------------------------
 
 
+@functools.cache
+def _level_names(name: str) -> np.ndarray:
+    """A category feature's levels by code, with None at code -1 (the last slot)."""
+    levels = list(category_dtype(name).categories)
+    out = np.empty(len(levels) + 1, dtype=object)
+    out[:] = [*levels, None]
+    return out
+
+
 @dataclass(frozen=True)
 class Scored:
     """Features, probabilities and (optionally) contributions, in the order asked for."""
 
     ids: list[str]
-    features: pd.DataFrame
-    """build_features' frame: may hold the entity key and as_of beside the features."""
+    feature_set: FeatureSet
+    columns: dict[str, np.ndarray]
+    """``feature_columns``' arrays: one value per id, categories as codes."""
     probabilities: np.ndarray
     contributions: np.ndarray | None
     """Per-feature pred_contrib without the bias column, aligned with feature_set.names."""
 
+    def values(self) -> np.ndarray:
+        """Feature values in declared order as an object matrix, one row per id: category
+        names, True/False, numbers, and None where not known."""
+        specs = self.feature_set.features
+        out = np.empty((len(self.ids), len(specs)), dtype=object)
+        for i, spec in enumerate(specs):
+            col = self.columns[spec.name]
+            if spec.dtype == "category":
+                out[:, i] = _level_names(spec.name)[col]
+            elif spec.dtype == "bool":
+                out[:, i] = [None if v != v else v == 1.0 for v in col.tolist()]
+            else:
+                out[:, i] = col.tolist()
+        return out
+
+    def amounts(self) -> list[float | None]:
+        """The deal amount each row was scored with (None: not known or not a feature)."""
+        col = self.columns.get("amount")
+        if col is None:
+            return [None] * len(self.ids)
+        return [None if a != a else float(a) for a in col.tolist()]
+
 
 def score_tables(
     model: LoadedModel,
-    tables: CRMTables,
+    tables: AnyTables,
     ids: list[str],
     as_of: datetime | pd.Timestamp,
     explain: bool = True,
 ) -> Scored:
-    """Score the entities ``ids`` as of ``as_of`` through the training feature path."""
-    from features.build import build_features
+    """Score the entities ``ids`` as of ``as_of`` through the training feature code.
 
+    ``feature_columns`` is what ``build_features`` runs before it types a DataFrame; the
+    model reads its arrays straight into its float matrix, so nothing here builds or
+    reads a DataFrame (a few hundred microseconds a request). The tests hold the result
+    to the offline model's on ``build_features``' frame.
+    """
     feature_set: FeatureSet = model.model.feature_set
     key = feature_set.entity_key
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    snapshots = pd.DataFrame(
-        {
-            key: pd.array(ids, dtype="string"),
-            "as_of": pd.DatetimeIndex([stamp] * len(ids)).astype("datetime64[ns, UTC]"),
-        }
+    key_values = np.empty(len(ids), dtype=object)
+    key_values[:] = list(ids)
+    snapshots = ColumnTable(
+        {key: key_values, "as_of": np.full(len(ids), epoch_ns(as_of), dtype=np.int64)},
+        len(ids),
     )
-    built = build_features(tables, snapshots, feature_set)
-    if len(built) != len(ids) or list(built[key].array) != list(ids):
-        built = built.set_index(built[key].astype(str)).loc[ids].reset_index(drop=True)
-    # The model reads the feature columns by name from build_features' frame as it is:
-    # selecting them first copies every block (~0.35 ms for one row), and one float
-    # matrix serves both the probabilities and the contributions.
-    probabilities, contributions = model.model.score(built, contributions=explain)
+    columns = feature_columns(tables, snapshots, feature_set)
+    matrix = model.model.column_matrix(columns)
+    probabilities, contributions = model.model.score_matrix(matrix, contributions=explain)
     return Scored(
         ids=list(ids),
-        features=built,
+        feature_set=feature_set,
+        columns=columns,
         probabilities=np.asarray(probabilities, dtype=float),
         contributions=None if contributions is None else contributions[:, :-1],
     )
@@ -326,16 +351,6 @@ def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSe
     return Reasons.model_construct(up=[reason(f) for f in up], down=[reason(f) for f in down])
 
 
-def _row_values(scored: Scored, feature_set: FeatureSet) -> np.ndarray:
-    """The feature values in declared order as one object matrix (row access on a
-    DataFrame is slow), read column by column so the frame's other columns cost nothing."""
-    frame = scored.features
-    out = np.empty((len(frame), len(feature_set.names)), dtype=object)
-    for i, name in enumerate(feature_set.names):
-        out[:, i] = frame[name].to_numpy(dtype=object)
-    return out
-
-
 def model_ref(model: LoadedModel) -> ModelRef:
     fs = model.model.feature_set
     return ModelRef(name=model.name, version=model.version, feature_set=f"{fs.name}@{fs.version}")
@@ -345,7 +360,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
     """One result per lead, in the order of ``scored.ids``."""
     ref = model_ref(model)
     fs = model.model.feature_set
-    values = _row_values(scored, fs)
+    values = scored.values()
     out = []
     for i, lead_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
@@ -404,7 +419,7 @@ def deal_results(
     ref = model_ref(model)
     fs = model.model.feature_set
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
-    values = _row_values(scored, fs)
+    values = scored.values()
     names = fs.names
     out = []
     for i, deal_id in enumerate(scored.ids):
