@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from features import _pit
 from features._toy import toy_crm
-from features.build import build_features, entity_tables, features_at
+from features.build import build_features, entity_tables, feature_columns, features_at
+from features.columns import ColumnTable, tables_from_frames
 from features.declarations import FeatureSet
 from features.schema import CRMTables
 from features.sets import DEAL_V1, LEAD_V1
@@ -62,3 +65,44 @@ def test_unknown_entity_at_serving_gives_missing_attributes_not_an_error() -> No
     assert len(out) == 1
     assert pd.isna(out["source"].iloc[0])
     assert out["activities_30d"].iloc[0] == 0
+
+
+@pytest.mark.parametrize(("feature_set", "make"), CASES, ids=["lead_v1", "deal_v1"])
+@pytest.mark.parametrize("lookups", ["python", "arrow"])
+def test_column_tables_give_the_dataframes_features(
+    feature_set: FeatureSet, make: MakeSnapshots, lookups: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serving's numpy column tables (``features.columns``) and training's DataFrames give
+    identical features, through both id-matching paths of ``features._pit``."""
+    if lookups == "arrow":
+        monkeypatch.setattr(_pit, "SMALL", 0)
+    crm = toy_crm(13, n_leads=40)
+    key = feature_set.entity_key
+    snaps = make(crm)[[key, "as_of"]]
+    expected = build_features(crm, snaps, feature_set)
+    columns = tables_from_frames(crm)
+    pd.testing.assert_frame_equal(build_features(columns, snaps, feature_set), expected)
+    ids = np.empty(len(snaps), dtype=object)
+    ids[:] = snaps[key].tolist()
+    column_snaps = ColumnTable({key: ids, "as_of": _pit.ns(snaps["as_of"])}, len(snaps))
+    pd.testing.assert_frame_equal(
+        build_features(columns, column_snaps, feature_set), expected.reset_index(drop=True)
+    )
+    assert (expected["activities_30d"] > 0).any()
+
+
+@pytest.mark.parametrize(("feature_set", "make"), CASES, ids=["lead_v1", "deal_v1"])
+def test_feature_columns_are_build_features_before_typing(
+    feature_set: FeatureSet, make: MakeSnapshots
+) -> None:
+    crm = toy_crm(14, n_leads=40)
+    snaps = make(crm)
+    frame = build_features(crm, snaps, feature_set)
+    columns = feature_columns(crm, snaps, feature_set)
+    assert list(columns) == feature_set.names
+    for spec in feature_set.features:
+        got, col = columns[spec.name], frame[spec.name]
+        if spec.dtype == "category":
+            np.testing.assert_array_equal(got, col.cat.codes.to_numpy())
+        else:
+            np.testing.assert_array_equal(got, col.to_numpy(dtype="float64", na_value=np.nan))

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.schema import OPEN_STAGES
+from features.build import build_features, feature_columns
+from features.schema import OPEN_STAGES, CRMTables
 from features.sets import DEAL_V1, LEAD_V1
+from features.snapshots import deal_snapshots
 from training.evaluate import EvaluationConfig, fit_and_evaluate
-from training.model import ALL, ScoringModel
+from training.model import ALL, ScoringModel, _recode_tables
 
 from .conftest import QUICK
 
@@ -93,3 +95,43 @@ def test_lead_model_has_no_routing(lead_frame: pd.DataFrame) -> None:
     model = fit_and_evaluate(lead_frame, "lead_qualification", LEAD_V1,
                              EvaluationConfig(params=QUICK)).model
     assert model.route_by is None and list(model.boosters) == [ALL]
+
+
+@pytest.mark.parametrize("kind", ["single", "per_stage"])
+def test_column_matrix_scores_like_the_frame(
+    kind: str, deal_models: dict[str, ScoringModel], small_tables: CRMTables
+) -> None:
+    """Serving's arrays (``feature_columns`` -> ``column_matrix``) give the very matrix,
+    routes, offset, probabilities and contributions of ``build_features``' frame."""
+    model = deal_models[kind]
+    snaps = deal_snapshots(small_tables).head(300)
+    frame = build_features(small_tables, snaps, DEAL_V1)
+    columns = feature_columns(small_tables, snaps, DEAL_V1)
+    matrix = model.column_matrix(columns)
+    np.testing.assert_array_equal(matrix, model._matrix(model._check(frame)))
+    p, c = model.score_matrix(matrix, contributions=True)
+    p_frame, c_frame = model.score(frame, contributions=True)
+    assert c is not None and c_frame is not None
+    np.testing.assert_array_equal(p, p_frame)
+    np.testing.assert_array_equal(c, c_frame)
+    # Every open stage was routed and offset: the comparison covered them.
+    assert frame["stage"].nunique() >= 4
+
+
+def test_column_matrix_maps_codes_to_the_boosters_own_levels(
+    deal_models: dict[str, ScoringModel], small_tables: CRMTables
+) -> None:
+    """A booster trained with other category levels (order, or a level missing) reads the
+    feature set's codes through its own levels, as ``_matrix`` does with set_categories."""
+    base = deal_models["single"]
+    model = ScoringModel(base.task, base.feature_set, base.boosters, base.calibrators,
+                         base.metadata, offset=base.offset)
+    levels = model._levels["stage"]
+    model._levels["stage"] = list(reversed(levels))[1:]  # reordered, one level unknown
+    model._recode = _recode_tables(model.feature_set, model._levels)
+    snaps = deal_snapshots(small_tables).head(300)
+    frame = build_features(small_tables, snaps, DEAL_V1)
+    matrix = model.column_matrix(feature_columns(small_tables, snaps, DEAL_V1))
+    np.testing.assert_array_equal(matrix, model._matrix(model._check(frame)))
+    stage = matrix[:, DEAL_V1.names.index("stage")]
+    assert np.isnan(stage).any() and (stage == 0).any()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.columns import first_per_key, table_from_frame, table_from_rows
 from features.declarations import FeatureSpec
 from features.schema import (
     ACCOUNTS,
@@ -243,6 +244,25 @@ def test_rows_to_table_types_like_the_contract() -> None:
     pd.testing.assert_series_equal(got, want, check_names=False)
     empty = rows_to_table([], ACTIVITIES)
     assert list(empty.columns) == ACTIVITIES.column_names and empty.empty
+    # Requests become numpy column tables holding the same values as the DataFrame.
+    rows += [{"lead_id": f"L{i}", "created_at": t} for i, t in enumerate(stamps) if t]
+    columns = table_from_rows(rows, LEADS)
+    frame = table_from_frame(rows_to_table(rows, LEADS), LEADS)
+    assert columns.columns == frame.columns == LEADS.column_names
+    for name in LEADS.column_names:
+        np.testing.assert_array_equal(columns[name], frame[name])
+        assert columns[name].dtype == frame[name].dtype
+    yes, unknown = columns["budget_confirmed"][:2]
+    assert yes == 1.0 and np.isnan(unknown)
+    assert table_from_rows([], ACTIVITIES).empty
+
+
+def test_first_per_key_keeps_the_first_row_of_each_key() -> None:
+    rows = [{"account_id": a, "name": n, "created_at": datetime(2024, 1, 1, tzinfo=UTC)}
+            for a, n in (("A1", "request"), ("A2", "x"), ("A1", "context"), ("A3", "y"))]
+    kept = first_per_key(table_from_rows(rows, ACCOUNTS), "account_id")
+    assert kept["account_id"].tolist() == ["A1", "A2", "A3"]
+    assert kept["name"].tolist() == ["request", "x", "y"] and len(kept) == 3
 
 
 # -- schemas -------------------------------------------------------------------------------
