@@ -9,11 +9,12 @@ One run, bounded in count and time, everything on 127.0.0.1:
    `mlflow models serve` of the same lead model version;
 3. send single-lead and 100-lead requests: sequential for latency (p50/p99), then
    `--concurrency` client threads for `--seconds` for requests per second;
-4. time in-process `Booster.predict` on one row (num_threads=1) for the floor.
+4. time in process, on 1 and 100 leads, `Booster.predict` (num_threads=1) for the floor
+   and each step of a request: validation, column tables, features, model, results.
 
 leadscore requests carry raw lead rows and activities and get features, calibrated
 probabilities and reasons back; mlflow requests carry the finished feature rows and get
-probabilities only. Run: `.venv/bin/python benchmarks/serving.py` (about 2 minutes).
+probabilities only. Run: `.venv/bin/python -P benchmarks/serving.py` (about 4 minutes).
 """
 
 from __future__ import annotations
@@ -230,7 +231,8 @@ def interleaved_throughput(cases: dict[str, tuple[str, Call]], threads: int, sec
 def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
                reps: int = 200) -> dict[str, float]:
     """Medians (µs) of each step of one request for ``body``'s leads, without HTTP."""
-    from features.build import build_features
+    from features.build import build_features, feature_columns
+    from features.columns import ColumnTable, epoch_ns
     from features.sets import LEAD_V1
     from serving.models import LoadedModel
     from serving.schemas import LeadBatch
@@ -240,13 +242,13 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
     batch = LeadBatch.model_validate(body)
     tables = lead_tables(batch)
     ids = [lead.lead_id for lead in batch.leads]
-    snaps = pd.DataFrame({"lead_id": pd.array(ids, dtype="string"),
-                          "as_of": pd.DatetimeIndex([as_of] * len(ids)).astype(
-                              "datetime64[ns, UTC]")})
-    built = build_features(tables, snaps, LEAD_V1)
-    X = built[LEAD_V1.names]
+    keys = np.empty(len(ids), dtype=object)
+    keys[:] = ids
+    snaps = ColumnTable({"lead_id": keys,
+                         "as_of": np.full(len(ids), epoch_ns(as_of), dtype=np.int64)}, len(ids))
+    columns = feature_columns(tables, snaps, LEAD_V1)
     booster = model.boosters["__all__"]
-    matrix = model._matrix(model._check(X))
+    matrix = model.column_matrix(columns)
     stamp = as_of.to_pydatetime()
     scored = score_tables(loaded, tables, ids, stamp, explain=True)
     rows = f"{len(ids)} row" + ("s" if len(ids) > 1 else "")
@@ -262,9 +264,12 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
         (f"Booster.predict pred_contrib, {rows}",
          lambda: booster.predict(matrix, num_threads=1, pred_contrib=True)),
         ("validate body", lambda: LeadBatch.model_validate(body)),
-        ("request -> contract tables", lambda: lead_tables(batch)),
-        ("build_features", lambda: build_features(tables, snaps, LEAD_V1)),
-        ("ScoringModel.score, with contributions", lambda: model.score(built, True)),
+        ("request -> column tables", lambda: lead_tables(batch)),
+        ("feature_columns", lambda: feature_columns(tables, snaps, LEAD_V1)),
+        ("(build_features: the same, typed as a DataFrame)",
+         lambda: build_features(tables, snaps, LEAD_V1)),
+        ("column_matrix + score_matrix, with contributions",
+         lambda: model.score_matrix(model.column_matrix(columns), True)),
         ("results with reasons", lambda: lead_results(loaded, scored, Grading())),
         ("whole request without HTTP", whole),
     ):
@@ -333,9 +338,9 @@ def main(argv: list[str] | None = None) -> None:
         headers = {"X-API-Key": API_KEY}
         results: dict[str, dict[str, float]] = {}
 
-        def ours(body: dict[str, Any]) -> Call:
+        def ours(body: dict[str, Any], path: str = "/v1/leads/score") -> Call:
             def call(http: httpx.Client) -> None:
-                r = http.post("/v1/leads/score", json=body, headers=headers)
+                r = http.post(path, json=body, headers=headers)
                 assert r.status_code == 200, r.text[:300]
             return call
 
@@ -386,6 +391,10 @@ def main(argv: list[str] | None = None) -> None:
             }
             batch_cases: dict[str, tuple[str, Call]] = {
                 "leadscore, 100 leads": (servers["leadscore"][1], ours(batch)),
+                # What mlflow's answer holds: probabilities, no reasons.
+                "leadscore, 100 leads, reasons off": (
+                    servers["leadscore"][1], ours(batch, "/v1/leads/score?explain=false")
+                ),
             }
             if "mlflow" in servers:
                 single_cases["mlflow models serve, 1 lead"] = (servers["mlflow"][1],
@@ -425,6 +434,9 @@ def main(argv: list[str] | None = None) -> None:
         ratio100 = (results["leadscore, 100 leads"]["rps"]
                     / results["mlflow models serve, 100 leads"]["rps"])
         print(f"100-lead throughput, leadscore / mlflow models serve: {ratio100:.1f}x")
+        ratio100_off = (results["leadscore, 100 leads, reasons off"]["rps"]
+                        / results["mlflow models serve, 100 leads"]["rps"])
+        print(f"100-lead throughput without reasons, leadscore / mlflow: {ratio100_off:.1f}x")
     inline = results["leadscore, 1 lead"]
     pool = results["leadscore (threadpool), 1 lead"]
     print(f"event loop vs threadpool, single lead: p50 {inline['p50_ms']:.2f} vs "

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - pandas internals moved
     groupsort_indexer = None
 
 NAT = np.iinfo(np.int64).min
+_INT32_MAX = np.iinfo(np.int32).max
 NS_PER_DAY = 86_400 * 10**9
 
 
@@ -320,7 +321,7 @@ def running_count(flags: np.ndarray) -> np.ndarray:
     Gathers at ascending positions read memory in order, which keeps them fast when the
     arrays no longer fit in the CPU caches. int32 when it fits, to halve the memory traffic.
     """
-    dtype = np.int32 if len(flags) < np.iinfo(np.int32).max else np.int64
+    dtype = np.int32 if len(flags) < _INT32_MAX else np.int64
     out = np.zeros(len(flags) + 1, dtype=dtype)
     np.cumsum(flags, dtype=dtype, out=out[1:])
     return out

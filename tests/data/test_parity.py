@@ -106,3 +106,26 @@ def test_feature_columns_are_build_features_before_typing(
             np.testing.assert_array_equal(got, col.cat.codes.to_numpy())
         else:
             np.testing.assert_array_equal(got, col.to_numpy(dtype="float64", na_value=np.nan))
+
+
+@pytest.mark.parametrize(("feature_set", "make"), CASES, ids=["lead_v1", "deal_v1"])
+def test_small_input_branches_equal_the_large_input_code(
+    feature_set: FeatureSet, make: MakeSnapshots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below ``_pit.SMALL`` rows the feature code takes shortcuts (Python look-ups, one
+    count matrix for every activity type, np.unique); the code for millions of rows must
+    give the same features, with and without other deals in the tables."""
+    crm = toy_crm(15, n_leads=40)
+    snaps = make(crm)
+    no_deals = CRMTables(crm.accounts, crm.leads, crm.opportunities.iloc[0:0],
+                         crm.opportunity_history.iloc[0:0], crm.activities)
+    built = []
+    for tables in (crm, no_deals):
+        small = build_features(tables, snaps, feature_set)
+        with monkeypatch.context() as m:
+            m.setattr(_pit, "SMALL", 0)
+            large = build_features(tables, snaps, feature_set)
+        pd.testing.assert_frame_equal(small, large)
+        built.append(small)
+    assert (built[0]["activities_30d"] > 0).any()
+    assert (built[0]["account_won_deals"] > 0).any()
