@@ -58,6 +58,9 @@ def _text(value: object) -> str | None:
 
 
 def _object_values(values: Values) -> list[str | None]:
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        out: list[str | None] = values.tolist()  # column tables hold str or None already
+        return out
     return [_text(v) for v in np.asarray(values, dtype=object)]
 
 

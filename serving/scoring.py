@@ -9,7 +9,6 @@ what the model sees in serving is what it saw in training. Batch scoring of file
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -134,7 +133,7 @@ def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
     )
 
 
-def _row(model: Any, columns: Iterable[str], **fill: Any) -> dict[str, Any]:
+def _row(model: Any, **fill: Any) -> dict[str, Any]:
     """A validated record's fields as a row (the schemas declare every contract column;
     extra fields such as nested activities are ignored by ``rows_to_table``)."""
     row = dict(model.__dict__)
@@ -151,18 +150,18 @@ def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
     }
     if context is None:
         return rows
-    rows["accounts"] = [_row(a, ACCOUNTS.column_names) for a in context.accounts]
+    rows["accounts"] = [_row(a) for a in context.accounts]
     for lead in context.leads:
-        rows["leads"].append(_row(lead, LEADS.column_names))
+        rows["leads"].append(_row(lead))
         rows["activities"] += [
-            _row(a, ACTIVITIES.column_names, lead_id=lead.lead_id, account_id=lead.account_id)
+            _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
             for a in lead.activities
         ]
-    rows["opportunities"] = [_row(o, OPPORTUNITIES.column_names) for o in context.opportunities]
+    rows["opportunities"] = [_row(o) for o in context.opportunities]
     rows["opportunity_history"] = [
-        _row(h, OPPORTUNITY_HISTORY.column_names) for h in context.opportunity_history
+        _row(h) for h in context.opportunity_history
     ]
-    rows["activities"] += [_row(a, ACTIVITIES.column_names) for a in context.activities]
+    rows["activities"] += [_row(a) for a in context.activities]
     return rows
 
 
@@ -184,9 +183,9 @@ def lead_tables(batch: LeadBatch) -> ColumnTables:
     """The contract tables holding the batch's leads, their activities and any context."""
     leads, activities = [], []
     for lead in batch.leads:
-        leads.append(_row(lead, LEADS.column_names))
+        leads.append(_row(lead))
         activities += [
-            _row(a, ACTIVITIES.column_names, lead_id=lead.lead_id, account_id=lead.account_id)
+            _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
             for a in lead.activities
         ]
     return _tables({"leads": leads, "activities": activities}, batch.context)
@@ -196,15 +195,14 @@ def deal_tables(batch: DealBatch) -> ColumnTables:
     """The contract tables holding the batch's deals, their history, activities and context."""
     deals, history, activities = [], [], []
     for deal in batch.deals:
-        deals.append(_row(deal, OPPORTUNITIES.column_names))
+        deals.append(_row(deal))
         history += [
-            _row(h, OPPORTUNITY_HISTORY.column_names, opportunity_id=deal.opportunity_id)
+            _row(h, opportunity_id=deal.opportunity_id)
             for h in deal.history
         ]
         activities += [
             _row(
                 a,
-                ACTIVITIES.column_names,
                 opportunity_id=deal.opportunity_id,
                 account_id=deal.account_id,
             )
