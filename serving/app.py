@@ -67,9 +67,9 @@ def _smoke_batch(task: str, now: datetime) -> tuple[LeadBatch | DealBatch, list[
 def check_model(loaded: LoadedModel) -> None:
     """Refuse a model that cannot score: unknown feature set, missing feature, bad output.
 
-    A made-up entity goes through the whole serving path (tables, build_features,
-    predict_proba, contributions); a corrupt or mismatched version fails here, before it
-    is swapped in.
+    A made-up entity goes through the whole serving path (tables, feature_columns, the
+    model's matrix, probabilities and contributions); a corrupt or mismatched version
+    fails here, before it is swapped in.
     """
     from features.sets import FEATURE_SETS
 

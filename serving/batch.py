@@ -46,7 +46,7 @@ from serving.settings import ScoringSettings
 log = logging.getLogger("leadscore.serving.batch")
 
 CHUNK_ROWS = 5000
-"""Entities per call of build_features: bounds memory on large files."""
+"""Entities per call of feature_columns: bounds memory on large files."""
 
 
 class BatchInputError(ValueError):

@@ -1,9 +1,11 @@
-"""Scoring: request rows -> contract tables -> build_features -> model -> results.
+"""Scoring: request rows -> contract tables -> feature_columns -> model -> results.
 
-Requests are turned into the data contract's five tables and go through the very
+Requests are turned into the data contract's five tables (as numpy column tables,
+``features.columns``) and go through ``feature_columns``, the computation of the very
 ``build_features`` that built the training set, with the snapshot time set to now, so
 what the model sees in serving is what it saw in training. Batch scoring of files
-(``leadscore score``) uses the same functions from :func:`score_tables` on.
+(``leadscore score``) uses the same functions from :func:`score_tables` on, with the
+files' DataFrames as tables.
 """
 
 from __future__ import annotations
@@ -168,14 +170,15 @@ def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
 def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> ColumnTables:
     """The request's rows as numpy column tables (no DataFrames: see ``features.columns``).
 
-    Request rows come first, so a context row repeating an entity never overrides it.
+    A key seen twice keeps its first row, as the loader keeps the first occurrence of a
+    repeated id in a file; request rows come before context rows, so context never
+    overrides what the request itself says.
     """
     ctx = _context_rows(context)
     out = {}
     for table in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES):
         built = table_from_rows(own.get(table.name, []) + ctx[table.name], table)
-        # Request ids are unique already; only context rows can repeat them.
-        out[table.name] = first_per_key(built, table.key) if ctx[table.name] else built
+        out[table.name] = first_per_key(built, table.key)
     return ColumnTables(**out)
 
 

@@ -86,9 +86,7 @@ class Offset:
         """
         table = np.array([self.logits.get(str(c), self.default) for c in levels]
                          + [self.default])
-        codes = np.asarray(codes, dtype=np.float64)
-        slot = np.where(np.isnan(codes) | (codes < 0), len(levels), codes).astype(np.int64)
-        out: np.ndarray = table[slot]
+        out: np.ndarray = table[_slots(codes, len(levels))]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -117,6 +115,14 @@ def _category_levels(
     return {c: list(levels) for c, levels in zip(cats, stored, strict=True)}
 
 
+def _slots(codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """Category codes (float with NaN, or int with -1, for missing) as indexes into a
+    table of ``n_levels`` entries plus a last one for missing."""
+    codes = np.asarray(codes)
+    missing = np.isnan(codes) if codes.dtype.kind == "f" else codes < 0
+    return np.where(missing, n_levels, codes).astype(np.intp)
+
+
 def _recode_tables(
     feature_set: FeatureSet, levels: dict[str, list[Any]]
 ) -> dict[str, np.ndarray]:
@@ -124,9 +130,15 @@ def _recode_tables(
     feature's fixed levels, with a last slot for code -1. Identity unless the booster was
     trained with other levels; what ``set_categories`` does in ``_matrix``."""
     from features.build import category_dtype
+    from features.sets import CATEGORY_LEVELS
 
     out = {}
     for name in feature_set.categorical:
+        if name not in CATEGORY_LEVELS:
+            raise ValueError(
+                f"category feature {name!r} has no fixed levels in features.sets: "
+                "features.build.feature_columns does not compute it; score a DataFrame"
+            )
         fixed = list(category_dtype(name).categories)
         booster = levels.get(name, fixed)
         position = {level: float(i) for i, level in enumerate(booster)}
@@ -164,7 +176,10 @@ class ScoringModel:
         self.route_by = route_by
         self.offset = offset
         self._levels = _category_levels(feature_set, boosters)
-        self._recode = _recode_tables(feature_set, self._levels)
+        self._position = {name: i for i, name in enumerate(feature_set.names)}
+        self._recode: dict[str, np.ndarray] | None = None
+        """Built on first use by ``column_matrix``: only serving's feature sets have the
+        fixed category levels it needs."""
 
     # -- scoring -------------------------------------------------------------------
 
@@ -218,6 +233,8 @@ class ScoringModel:
     def column_matrix(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         """``features.build.feature_columns``' arrays as the float matrix that ``_matrix``
         makes of ``build_features``' frame: no DataFrame is built or read (serving)."""
+        if self._recode is None:
+            self._recode = _recode_tables(self.feature_set, self._levels)
         names = self.feature_set.names
         out = np.empty((len(columns[names[0]]) if names else 0, len(names)), dtype=np.float64)
         for i, name in enumerate(names):
@@ -225,22 +242,31 @@ class ScoringModel:
             out[:, i] = columns[name] if recode is None else recode[columns[name]]
         return out
 
-    def _level_values(self, matrix: np.ndarray, column: str) -> np.ndarray:
-        """A category column of the matrix as its level names (None where missing)."""
-        levels = self._levels.get(column)
-        if levels is None:
-            raise ValueError(f"{column!r} is not a categorical feature of this model")
-        codes = matrix[:, self.feature_set.names.index(column)]
-        out = np.empty(len(codes), dtype=object)
-        out[:] = [None if c != c else levels[int(c)] for c in codes.tolist()]
-        return out
+    def _category_position(self, column: str) -> int | None:
+        """Where a categorical feature sits in the matrix (None: not one of them)."""
+        return self._position.get(column) if column in self._levels else None
 
-    def _routes(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    def _route_keys(self, matrix: np.ndarray, frame: pd.DataFrame | None) -> np.ndarray:
+        """Each row's value of ``route_by``: from the matrix when it is a categorical
+        feature (category names, None where missing), else from the scored frame."""
+        column = str(self.route_by)
+        i = self._category_position(column)
+        if i is not None:
+            levels = np.empty(len(self._levels[column]) + 1, dtype=object)
+            levels[:] = [*self._levels[column], None]
+            out: np.ndarray = levels[_slots(matrix[:, i], len(levels) - 1)]
+            return out
+        if frame is None:
+            raise ValueError(f"{column!r} is not a categorical feature of this model: "
+                             "score a DataFrame that holds it")
+        return frame[column].astype("object").to_numpy()
+
+    def _routes(self, matrix: np.ndarray, frame: pd.DataFrame | None) -> dict[str, np.ndarray]:
         """Row positions per booster key."""
         n = len(matrix)
         if self.route_by is None:
             return {ALL: np.arange(n)}
-        keys = self._level_values(matrix, self.route_by)
+        keys = self._route_keys(matrix, frame)
         out: dict[str, np.ndarray] = {}
         unrouted = np.ones(n, dtype=bool)
         for key in self.boosters:
@@ -261,25 +287,34 @@ class ScoringModel:
     def _threads(n: int) -> int:
         return 1 if n <= SMALL_BATCH else 0
 
-    def _offset(self, matrix: np.ndarray) -> np.ndarray:
+    def _offset(self, matrix: np.ndarray, frame: pd.DataFrame | None) -> np.ndarray:
+        """The offset per row, read like ``_route_keys`` reads its column."""
         if self.offset is None:
             return np.zeros(len(matrix))
         column = self.offset.column
-        codes = matrix[:, self.feature_set.names.index(column)]
-        return self.offset.apply_codes(codes, self._levels[column])
+        i = self._category_position(column)
+        if i is not None:
+            return self.offset.apply_codes(matrix[:, i], self._levels[column])
+        if frame is None:
+            raise ValueError(f"{column!r} is not a categorical feature of this model: "
+                             "score a DataFrame that holds it")
+        return self.offset.apply(frame)
 
-    def _parts(self, matrix: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    def _parts(
+        self, matrix: np.ndarray, frame: pd.DataFrame | None
+    ) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(booster key, row positions, float matrix of those rows)."""
         return [
             (key, idx, matrix if idx.size == len(matrix) else matrix[idx])
-            for key, idx in self._routes(matrix).items()
+            for key, idx in self._routes(matrix, frame).items()
         ]
 
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds: the booster(s) plus the offset, if any."""
-        matrix = self._matrix(self._check(X))
-        raw = self._offset(matrix)
-        for key, idx, m in self._parts(matrix):
+        X = self._check(X)
+        matrix = self._matrix(X)
+        raw = self._offset(matrix, X)
+        for key, idx, m in self._parts(matrix, X):
             raw[idx] += self.boosters[key].predict(
                 m, raw_score=True, num_threads=self._threads(len(idx))
             )
@@ -293,19 +328,24 @@ class ScoringModel:
         One float matrix serves both, so a request that wants reasons pays for reading
         its features once. The contributions are as :meth:`contributions` returns them.
         """
-        return self.score_matrix(self._matrix(self._check(X)), contributions)
+        X = self._check(X)
+        return self.score_matrix(self._matrix(X), contributions, frame=X)
 
     def score_matrix(
-        self, matrix: np.ndarray, contributions: bool = False
+        self, matrix: np.ndarray, contributions: bool = False, frame: pd.DataFrame | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`score` of a float matrix from ``_matrix`` or :meth:`column_matrix`."""
+        """:meth:`score` of a float matrix from ``_matrix`` or :meth:`column_matrix`.
+
+        ``frame`` (the scored DataFrame) is needed only when the routing or offset column
+        is not a categorical feature of the model.
+        """
         n = len(matrix)
         proba = np.empty(n, dtype=float)
         contrib = (
             np.empty((n, len(self.feature_set.names) + 1), dtype=float) if contributions else None
         )
-        offset = self._offset(matrix)
-        for key, idx, m in self._parts(matrix):
+        offset = self._offset(matrix, frame)
+        for key, idx, m in self._parts(matrix, frame):
             booster, threads = self.boosters[key], self._threads(len(idx))
             raw = np.asarray(booster.predict(m, raw_score=True, num_threads=threads))
             proba[idx] = self.calibrators[key].apply(raw + offset[idx])
@@ -330,13 +370,13 @@ class ScoringModel:
         matrix = self._matrix(X)
         names = self.feature_set.names
         out = np.empty((len(X), len(names) + 1), dtype=float)
-        for key, idx, m in self._parts(matrix):
+        for key, idx, m in self._parts(matrix, X):
             out[idx] = np.asarray(
                 self.boosters[key].predict(
                     m, pred_contrib=True, num_threads=self._threads(len(idx))
                 )
             )
-        out[:, -1] += self._offset(matrix)
+        out[:, -1] += self._offset(matrix, X)
         return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
 
     # -- persistence ---------------------------------------------------------------

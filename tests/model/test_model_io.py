@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_features, feature_columns
+from features.declarations import FeatureSet, FeatureSpec
 from features.schema import OPEN_STAGES, CRMTables
 from features.sets import DEAL_V1, LEAD_V1
 from features.snapshots import deal_snapshots
@@ -135,3 +136,52 @@ def test_column_matrix_maps_codes_to_the_boosters_own_levels(
     np.testing.assert_array_equal(matrix, model._matrix(model._check(frame)))
     stage = matrix[:, DEAL_V1.names.index("stage")]
     assert np.isnan(stage).any() and (stage == 0).any()
+
+
+def test_feature_sets_of_other_crms_train_and_score_frames() -> None:
+    """A category feature without fixed levels in features.sets (the public datasets'
+    sets declare such) trains, saves and scores DataFrames; only the serving-only
+    ``column_matrix`` refuses it, with a reason."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    agent = rng.choice(["ann", "bob", "cyd", "dee"], n)
+    price = rng.uniform(0, 100, n)
+    logit = np.where(agent == "ann", 1.0, -0.5) + (price - 50) / 40
+    frame = pd.DataFrame({
+        "opportunity_id": [f"O{i}" for i in range(n)],
+        "as_of": pd.Timestamp("2024-01-01", tz="UTC")
+        + pd.to_timedelta(np.sort(rng.uniform(0, 365, n)), unit="D"),
+        "label": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int64"),
+        "sales_agent": pd.Categorical(agent),
+        "sales_price": price,
+    })
+    fs = FeatureSet("other_crm", 1, "deal_close", "opportunity_id",
+                    (FeatureSpec("sales_agent", "deal", "category", "agent {value}"),
+                     FeatureSpec("sales_price", "deal", "float", "price {value}")))
+    cfg = EvaluationConfig(params=QUICK, gap_days=0, rate_column="sales_agent")
+    model = fit_and_evaluate(frame, "deal_close", fs, cfg).model
+    p = model.predict_proba(frame[fs.names])
+    assert p.shape == (n,) and np.all((p > 0) & (p < 1))
+    with pytest.raises(ValueError, match="sales_agent.*no fixed levels"):
+        model.column_matrix({"sales_agent": np.zeros(1, dtype=np.int32),
+                             "sales_price": np.zeros(1)})
+
+
+@pytest.mark.parametrize(("kind", "offset"), [("single", True), ("per_stage", False)])
+def test_stage_offset_and_routing_work_when_stage_is_not_a_feature(
+    kind: str, offset: bool, deal_frame: pd.DataFrame
+) -> None:
+    """The offset and the per-stage routing read the frame's stage column when the
+    feature set leaves it out, as they did before scoring went through the matrix."""
+    no_stage = FeatureSet("deal_no_stage", 1, "deal_close", "opportunity_id",
+                          tuple(f for f in DEAL_V1.features if f.name != "stage"))
+    cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, deal_offset=offset,
+                           deal_censor_days=60)
+    model = fit_and_evaluate(deal_frame, "deal_close", no_stage, cfg).model
+    assert (model.offset is not None) == offset
+    assert (model.route_by == "stage") == (kind == "per_stage")
+    X = deal_frame.head(200)
+    p, contrib = model.score(X, contributions=True)
+    assert contrib is not None
+    np.testing.assert_allclose(contrib.sum(axis=1), model.raw_score(X), atol=1e-9)
+    assert np.all((p > 0) & (p < 1))

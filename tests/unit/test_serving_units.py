@@ -38,11 +38,12 @@ from serving.schemas import (
     DealIn,
     Direction,
     HistoryRow,
+    LeadBatch,
     LeadIn,
     OpportunityIn,
     Stage,
 )
-from serving.scoring import Grading, rows_to_table, to_score
+from serving.scoring import Grading, lead_tables, rows_to_table, to_score
 from serving.settings import get_scoring_settings, get_serving_settings
 
 DIGEST = hashlib.sha256(b"k1").hexdigest()
@@ -352,3 +353,22 @@ def test_shared_socket_lets_asyncio_disable_nagle() -> None:
     finally:
         listener.close()
 
+
+
+def test_a_repeated_activity_id_counts_once_with_or_without_context() -> None:
+    """As the loader keeps the first row of a repeated id, so do a request's tables,
+    whether or not context rows came with it (they used to differ)."""
+    now = datetime(2025, 3, 1, tzinfo=UTC)
+    acts = [{"activity_id": "X1", "occurred_at": now.replace(day=d), "type": "demo",
+             "direction": "inbound"} for d in (1, 2)]
+    lead = {"lead_id": "L1", "account_id": "A1", "created_at": now.replace(month=1),
+            "activities": acts}
+    other = {"activity_id": "Z9", "occurred_at": now, "account_id": "A2", "type": "call",
+             "direction": "outbound"}
+    alone = lead_tables(LeadBatch.model_validate({"leads": [lead]})).activities
+    with_context = lead_tables(
+        LeadBatch.model_validate({"leads": [lead], "context": {"activities": [other]}})
+    ).activities
+    assert alone["activity_id"].tolist() == ["X1"]
+    assert with_context["activity_id"].tolist() == ["X1", "Z9"]
+    assert alone["occurred_at"][0] == with_context["occurred_at"][0]
