@@ -19,21 +19,9 @@ import numpy as np
 import pandas as pd
 
 from features.build import category_dtype, feature_columns
-from features.columns import (
-    AnyTables,
-    ColumnTable,
-    ColumnTables,
-    epoch_ns,
-    first_per_key,
-    table_from_rows,
-)
+from features.columns import AnyTables, ColumnTable, ColumnTables, epoch_ns, tables_from_rows
 from features.declarations import FeatureSet
 from features.schema import (
-    ACCOUNTS,
-    ACTIVITIES,
-    LEADS,
-    OPPORTUNITIES,
-    OPPORTUNITY_HISTORY,
     PANDAS_DTYPES,
     TABLES,
     Table,
@@ -175,11 +163,7 @@ def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> Co
     overrides what the request itself says.
     """
     ctx = _context_rows(context)
-    out = {}
-    for table in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES):
-        built = table_from_rows(own.get(table.name, []) + ctx[table.name], table)
-        out[table.name] = first_per_key(built, table.key)
-    return ColumnTables(**out)
+    return tables_from_rows({name: own.get(name, []) + rows for name, rows in ctx.items()})
 
 
 def lead_tables(batch: LeadBatch) -> ColumnTables:
