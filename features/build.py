@@ -65,14 +65,21 @@ def category_dtype(name: str) -> pd.CategoricalDtype:
     return pd.CategoricalDtype(categories=pd.Index(CATEGORY_LEVELS[name], dtype=object))
 
 
-def _plain(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """A computed column in its plain form (see ``feature_columns``).
+def _code_dtype(name: str) -> type[np.signedinteger]:
+    """The smallest signed integer type holding a category feature's codes (and -1).
 
-    Category codes are int32: a training set holds every column at once before it is
-    typed, and int64 codes of millions of rows would double that memory for nothing.
+    A training set holds every category column through the engagement counts, the
+    build's peak: as int64 codes, five columns of 6.6M rows cost 0.26 GB more than as
+    the int8 codes of a typed Categorical.
     """
+    n = len(CATEGORY_LEVELS[name])
+    return np.int8 if n < 2**7 else np.int16 if n < 2**15 else np.int32
+
+
+def _plain(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A computed column in its plain form (see ``feature_columns``)."""
     if spec.dtype == "category":
-        return np.asarray(values, dtype=np.int32)
+        return np.asarray(values, dtype=_code_dtype(spec.name))
     if spec.dtype == "int":
         return np.asarray(values, dtype=np.int64)
     return np.asarray(values, dtype=np.float64)
@@ -102,7 +109,7 @@ def _category(
     """A string column at row positions as codes of the feature's fixed categories
     (-1: unseen, missing or not yet known)."""
     levels = _pit.codes(keys(frame, column), category_dtype(name).categories)
-    return _pick(levels, rows, visible)
+    return _pick(levels, rows, visible).astype(_code_dtype(name))
 
 
 def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -455,7 +462,7 @@ def feature_columns(
 
     One array per declared feature, in ``feature_set.names`` order, one value per snapshot
     in snapshot order: float64 for numbers and yes/no answers (NaN: not known), int64 for
-    counts, and for categories int32 codes into the feature's fixed levels
+    counts, and for categories small signed integer codes into the feature's fixed levels
     (``category_dtype(name).categories``; -1: not known). Serving scores these directly;
     ``tables`` and ``snapshots`` may be DataFrames or ``features.columns`` tables.
     """
