@@ -90,7 +90,8 @@ def epoch_ns(value: datetime) -> int:
     return ((value - _EPOCH) // _MICROSECOND) * 1000
 
 
-def _array(values: list[Any], kind: str) -> np.ndarray:
+def column_array(values: Sequence[Any], kind: str) -> np.ndarray:
+    """Python values (None: missing) of one contract column kind in the form above."""
     if kind == "timestamp":
         return np.array([NAT if v is None else epoch_ns(v) for v in values], dtype=np.int64)
     if kind in _FLOAT_KINDS:
@@ -103,7 +104,7 @@ def _array(values: list[Any], kind: str) -> np.ndarray:
 def table_from_rows(rows: Sequence[Mapping[str, Any]], table: Table) -> ColumnTable:
     """A contract table from validated rows (``None``: missing; extra keys are ignored)."""
     return ColumnTable(
-        {c.name: _array([r.get(c.name) for r in rows], c.kind) for c in table.columns},
+        {c.name: column_array([r.get(c.name) for r in rows], c.kind) for c in table.columns},
         len(rows),
     )
 

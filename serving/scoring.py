@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from features.build import category_dtype, feature_columns
-from features.columns import AnyTables, ColumnTable, ColumnTables, epoch_ns, tables_from_rows
+from features.columns import (
+    AnyTables,
+    ColumnTable,
+    ColumnTables,
+    column_array,
+    epoch_ns,
+    tables_from_rows,
+)
 from features.declarations import FeatureSet
 from features.schema import (
     PANDAS_DTYPES,
@@ -93,7 +100,6 @@ def _empty(table_name: str) -> pd.DataFrame:
 
 _DTYPES: dict[str, Any] = {kind: pd.api.types.pandas_dtype(d) for kind, d in PANDAS_DTYPES.items()}
 """The contract's dtypes as objects: a dtype named by a string is looked up on every use."""
-_NAT = np.iinfo(np.int64).min
 
 
 def _column(values: list[Any], kind: str) -> Any:
@@ -103,10 +109,10 @@ def _column(values: list[Any], kind: str) -> Any:
     the datetime objects, which counts at a few rows a request.
     """
     if kind == "timestamp":
-        ns = np.array([_NAT if v is None else epoch_ns(v) for v in values], dtype=np.int64)
+        ns = column_array(values, kind)
         return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
     if kind == "float":
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+        return column_array(values, kind)
     return pd.array(values, dtype=_DTYPES[kind])
 
 
