@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             frame, "deal_close", fs,
             # Maven's cycles run 1-138 days (SOURCE.md): deals engaged in the last 140
             # days before the data's end are left out, so outcomes are not censored.
-            EvaluationConfig(seed=args.seed, params=params, gap_days=0, deal_censor_days=140,
+            EvaluationConfig(seed=args.seed, params=params, gap_days=0, censor_days=140,
                              rate_column="sales_agent"),
         )
         report("maven_crm: closed deals won, as of engagement", ev.metrics,

@@ -235,8 +235,10 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
     from features.columns import ColumnTable, epoch_ns
     from features.sets import LEAD_V1
     from serving.models import LoadedModel
+    from serving.requests import lead_tables
+    from serving.results import Grading, lead_results
     from serving.schemas import LeadBatch
-    from serving.scoring import Grading, lead_results, lead_tables, score_tables
+    from serving.scoring import score_tables
 
     loaded = LoadedModel(task="lead_qualification", model=model, name="bench", version="1")
     batch = LeadBatch.model_validate(body)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.sets import feature_set_for_task
+from features.tasks import task_spec
 
 TASKS = ("lead_qualification", "deal_close")
 ORACLE_RANGE = {"lead_qualification": (0.80, 0.93), "deal_close": (0.75, 0.92)}
@@ -53,7 +53,7 @@ def training_frame(data: Path, task: str) -> pd.DataFrame:
         build_training_set(tables, task).to_parquet(cache)
         print(f"built {task} in {time.perf_counter() - t:.1f} s")
     frame = pd.read_parquet(cache)
-    key = feature_set_for_task(task).entity_key
+    key = task_spec(task).entity_key
     frame = frame.loc[frame["label"].notna()].copy()
     frame["label"] = frame["label"].astype("int64")
     return frame.sort_values(["as_of", key], kind="mergesort").reset_index(drop=True)
@@ -70,7 +70,8 @@ def acceptance(data: Path, leads: int, seed: int, deal_model: str) -> bool:
         frame = training_frame(data, task)
         t = time.perf_counter()
         cfg = EvaluationConfig(seed=seed, deal_model=deal_model)  # type: ignore[arg-type]
-        ev = fit_and_evaluate(frame, task, feature_set_for_task(task), cfg, truth=truth)
+        spec = task_spec(task)
+        ev = fit_and_evaluate(frame, task, spec.feature_set, cfg, oracle=spec.oracle_for(truth))
         secs = time.perf_counter() - t
         m = ev.metrics
         print(f"\n## {task}: {len(frame):,} labelled snapshots, rows {ev.model.metadata['rows']}, "
@@ -115,8 +116,9 @@ def deal_models(data: Path, leads: int, seed: int) -> None:
     for kind in ("single", "per_stage"):
         t = time.perf_counter()
         cfg = EvaluationConfig(seed=seed, deal_model=kind)  # type: ignore[arg-type]
-        m = fit_and_evaluate(frame, "deal_close", feature_set_for_task("deal_close"), cfg,
-                             truth=truth).metrics
+        spec = task_spec("deal_close")
+        m = fit_and_evaluate(frame, "deal_close", spec.feature_set, cfg,
+                             oracle=spec.oracle_for(truth)).metrics
         stages = {k.removeprefix("test_roc_auc_"): round(v, 3) for k, v in m.items()
                   if k.startswith("test_roc_auc_") and not k.endswith("ratio")}
         print(f"{kind:10s} {m['test_roc_auc']:8.4f} {m['test_log_loss']:9.4f} "
@@ -134,7 +136,7 @@ def timing(rows: int, data: Path, seed: int) -> None:
         print(f"note: only {len(frame):,} labelled snapshots; timing those")
     frame = frame.head(rows)
     t = time.perf_counter()
-    ev = fit_and_evaluate(frame, "lead_qualification", feature_set_for_task("lead_qualification"),
+    ev = fit_and_evaluate(frame, "lead_qualification", task_spec("lead_qualification").feature_set,
                           EvaluationConfig(seed=seed))
     secs = time.perf_counter() - t
     print(f"fit + calibrate + baselines + test metrics on {len(frame):,} lead snapshots: "

@@ -39,8 +39,8 @@ from features import _pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES, CRMTables
-from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, feature_set_for_task
-from features.snapshots import deal_snapshots, lead_snapshots
+from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS
+from features.tasks import task_spec
 
 Columns = dict[str, np.ndarray]
 Step = Callable[[str], None]
@@ -450,6 +450,22 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     return out
 
 
+@dataclass(frozen=True)
+class EntityFeatures:
+    """How the features of one kind of entity are computed, and in how many steps."""
+
+    compute: Callable[[AnyTables, Frame, Step], Columns]
+    steps: int
+    """How many times ``compute`` calls its step callback."""
+
+
+ENTITY_FEATURES: dict[str, EntityFeatures] = {
+    "lead_id": EntityFeatures(_lead_columns, steps=5),
+    "opportunity_id": EntityFeatures(_deal_columns, steps=6),
+}
+"""Feature computation per entity key (a feature set's ``entity_key``)."""
+
+
 def feature_columns(
     tables: AnyTables,
     snapshots: Frame,
@@ -471,12 +487,10 @@ def feature_columns(
     missing = {key, "as_of"} - set(snapshots.columns)
     if missing:
         raise ValueError(f"snapshots lack columns {sorted(missing)}")
-    if key == "lead_id":
-        columns = _lead_columns(tables, snapshots, step)
-    elif key == "opportunity_id":
-        columns = _deal_columns(tables, snapshots, step)
-    else:
+    entity = ENTITY_FEATURES.get(key)
+    if entity is None:
         raise ValueError(f"no features for entity key {key!r}")
+    columns = entity.compute(tables, snapshots, step)
     unknown = [name for name in feature_set.names if name not in columns]
     if unknown:
         raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
@@ -512,50 +526,25 @@ def build_features(
     return pd.DataFrame(data, index=index, copy=False)
 
 
-def snapshots_for_task(
-    tables: CRMTables,
-    task: str,
-    *,
-    horizon_days: int = 30,
-    every_days: int = 7,
-    max_per_entity: int | None = None,
-    data_end: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """The snapshots of a task, with its default cap per entity."""
-    if task == "lead_qualification":
-        return lead_snapshots(
-            tables,
-            horizon_days=horizon_days,
-            every_days=every_days,
-            max_per_lead=max_per_entity or 12,
-            data_end=data_end,
-        )
-    if task == "deal_close":
-        return deal_snapshots(
-            tables, every_days=every_days, max_per_deal=max_per_entity or 40, data_end=data_end
-        )
-    raise ValueError(f"unknown task {task!r}")
-
-
 def build_training_set(
     tables: CRMTables,
     task: str,
     *,
-    horizon_days: int = 30,
-    every_days: int = 7,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
     max_per_entity: int | None = None,
     data_end: pd.Timestamp | None = None,
     feature_set: FeatureSet | None = None,
     on_step: Step | None = None,
 ) -> pd.DataFrame:
     """Snapshots of a task with their labels and features: entity key, as_of, label, features."""
-    fs = feature_set or feature_set_for_task(task)
+    spec = task_spec(task)
+    fs = feature_set or spec.feature_set
     if fs.task != task:
         raise ValueError(f"feature set {fs.name} is for {fs.task}, not {task}")
     step = on_step or _noop
-    snaps = snapshots_for_task(
+    snaps = spec.take_snapshots(
         tables,
-        task,
         horizon_days=horizon_days,
         every_days=every_days,
         max_per_entity=max_per_entity,
@@ -567,8 +556,9 @@ def build_training_set(
     return out
 
 
-BUILD_STEPS = {"lead_qualification": 6, "deal_close": 7}
-"""How many times ``build_training_set`` calls ``on_step`` per task (for progress bars)."""
+def build_steps(task: str) -> int:
+    """How many times ``build_training_set`` calls ``on_step`` for a task (progress bars)."""
+    return 1 + ENTITY_FEATURES[task_spec(task).entity_key].steps
 
 
 @dataclass(frozen=True)
@@ -679,8 +669,8 @@ def build_training_file(
     task: str,
     out: Path,
     *,
-    horizon_days: int = 30,
-    every_days: int = 7,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
     max_per_entity: int | None = None,
     on_step: Step | None = None,
 ) -> BuildReport:
@@ -694,7 +684,7 @@ def build_training_file(
     step = on_step or _noop
     loaded = load_crm(Path(data_dir))
     step("loaded")
-    fs = feature_set_for_task(task)
+    fs = task_spec(task).feature_set
     frame = build_training_set(
         loaded.tables,
         task,

@@ -251,14 +251,3 @@ DEAL_V1 = FeatureSet(
 )
 
 FEATURE_SETS: dict[str, FeatureSet] = {fs.name: fs for fs in (LEAD_V1, DEAL_V1)}
-TASK_FEATURE_SETS: dict[str, FeatureSet] = {fs.task: fs for fs in (LEAD_V1, DEAL_V1)}
-
-
-def feature_set_for_task(task: str) -> FeatureSet:
-    """The current feature set of a task (``lead_qualification`` or ``deal_close``)."""
-    try:
-        return TASK_FEATURE_SETS[task]
-    except KeyError:
-        raise ValueError(
-            f"unknown task {task!r}; expected one of {sorted(TASK_FEATURE_SETS)}"
-        ) from None

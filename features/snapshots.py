@@ -68,7 +68,7 @@ def lead_snapshots(
     *,
     horizon_days: int = 30,
     every_days: int = 7,
-    max_per_lead: int = 12,
+    max_per_entity: int = 12,
     data_end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One snapshot at lead creation, then every ``every_days`` while the lead is open.
@@ -88,8 +88,8 @@ def lead_snapshots(
         np.where(qualified == _pit.NAT, never, qualified),
         np.where(disqualified == _pit.NAT, never, disqualified),
     )
-    step = np.arange(max_per_lead, dtype=np.int64) * every_days * _pit.NS_PER_DAY
-    rows = np.repeat(np.arange(n), max_per_lead)
+    step = np.arange(max_per_entity, dtype=np.int64) * every_days * _pit.NS_PER_DAY
+    rows = np.repeat(np.arange(n), max_per_entity)
     as_of = created[rows] + SNAPSHOT_LAG.value + np.tile(step, n)
     keep = (as_of < closes[rows]) & (as_of <= end) & (created[rows] != _pit.NAT)
     rows, as_of = rows[keep], as_of[keep]
@@ -109,7 +109,7 @@ def deal_snapshots(
     tables: CRMTables,
     *,
     every_days: int = 7,
-    max_per_deal: int = 40,
+    max_per_entity: int = 40,
     data_end: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One snapshot at each entry into an open stage, and every ``every_days`` while open.
@@ -127,7 +127,7 @@ def deal_snapshots(
     closes = np.where(closed == _pit.NAT, never, closed)
 
     # Weekly from creation (the first one is the creation snapshot).
-    weeks = max(max_per_deal, 1)
+    weeks = max(max_per_entity, 1)
     step = np.arange(weeks, dtype=np.int64) * every_days * _pit.NS_PER_DAY
     w_rows = np.repeat(np.arange(n), weeks)
     w_as_of = created[w_rows] + SNAPSHOT_LAG.value + np.tile(step, n)
@@ -152,7 +152,7 @@ def deal_snapshots(
     keep = (as_of < closes[rows]) & (as_of <= end) & (as_of > created[rows])
     rows, as_of = rows[keep], as_of[keep]
 
-    # Sort by deal then time, drop duplicates, keep the first ``max_per_deal`` of each deal.
+    # Sort by deal then time, drop duplicates, keep the first ``max_per_entity`` of each deal.
     order = np.lexsort((as_of, rows))
     rows, as_of = rows[order], as_of[order]
     dup = ~(_pit.changes(rows) | _pit.changes(as_of))
@@ -160,7 +160,7 @@ def deal_snapshots(
     starts = _pit.changes(rows)
     group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
     rank = np.arange(len(rows)) - group_start
-    keep = rank < max_per_deal
+    keep = rank < max_per_entity
     rows, as_of = rows[keep], as_of[keep]
 
     # Keep only snapshots whose stage at as_of is open.

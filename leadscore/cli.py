@@ -6,6 +6,13 @@ from pathlib import Path
 
 import typer
 
+from features.tasks import TASKS
+
+TASK_HELP = "One of: " + ", ".join(TASKS) + "."
+HORIZON_HELP = "Label horizon in days, for tasks with one (default: the task's; " + ", ".join(
+    f"{t.name} {t.label.horizon_days}" for t in TASKS.values() if t.label.horizon_days
+) + ")."
+
 app = typer.Typer(
     name="leadscore",
     help="Calibrated lead and deal scores from your CRM history.",
@@ -88,7 +95,7 @@ def serve(
 
 @app.command()
 def score(
-    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    task: str = typer.Option(..., help=TASK_HELP),
     input: str = typer.Option(..., "--input", help="CSV or Parquet of leads or deals."),
     output: str = typer.Option(..., "--output", help="Where to write results (.csv/.parquet)."),
     data: str = typer.Option(
@@ -150,29 +157,31 @@ def generate(
 
 @app.command()
 def build(
-    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    task: str = typer.Option(..., help=TASK_HELP),
     data: Path = typer.Option(..., "--data", help="Folder with one CSV or Parquet file per table."),
     out: Path = typer.Option(..., "--out", help="Parquet file to write the training set to."),
-    horizon_days: int = typer.Option(30, min=1, help="Lead label: qualified within H days."),
-    every_days: int = typer.Option(7, min=1, help="Days between snapshots of an open entity."),
+    horizon_days: int = typer.Option(None, min=1, help=HORIZON_HELP),
+    every_days: int = typer.Option(
+        None, min=1, help="Days between snapshots of an open entity (default: the task's, 7)."
+    ),
 ) -> None:
     """Build a point-in-time training set: one row per snapshot, label, declared features."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
-    from features.build import BUILD_STEPS, build_training_file
+    from features.build import build_steps, build_training_file
     from features.loader import DataContractError
     from leadscore.memory import reuse_freed_memory
 
     reuse_freed_memory()
-    if task not in BUILD_STEPS:
-        typer.echo(f"unknown task {task!r}; use one of {', '.join(BUILD_STEPS)}", err=True)
+    if task not in TASKS:
+        typer.echo(f"unknown task {task!r}; use one of {', '.join(TASKS)}", err=True)
         raise typer.Exit(2)
     console = Console()
     try:
         with Progress(console=console, transient=True) as bar:
-            job = bar.add_task(f"building {task}", total=BUILD_STEPS[task] + 1)
+            job = bar.add_task(f"building {task}", total=build_steps(task) + 1)
 
             def advance(what: str) -> None:
                 bar.update(job, advance=1, description=f"{task}: {what}")
@@ -206,11 +215,11 @@ def build(
 
 @app.command()
 def train(
-    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    task: str = typer.Option(..., help=TASK_HELP),
     data: Path = typer.Option(
         ..., "--data", help="Folder of the contract's tables, or a training-set Parquet file."
     ),
-    horizon_days: int = typer.Option(30, min=1, help="Lead label: qualified within H days."),
+    horizon_days: int = typer.Option(None, min=1, help=HORIZON_HELP),
     seed: int = typer.Option(7, help="Seed: same data and seed, same metrics."),
     deal_model: str = typer.Option(
         None, help="deal_close: 'single' (stage as a feature) or 'per_stage' boosters."
@@ -254,7 +263,7 @@ def train(
 
 @app.command()
 def evaluate(
-    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    task: str = typer.Option(..., help=TASK_HELP),
     data: Path = typer.Option(..., "--data", help="Folder of tables or a training-set Parquet."),
     alias: str = typer.Option("champion", help="Registry alias to evaluate."),
     version: str = typer.Option(None, help="A version number instead of the alias."),
@@ -272,7 +281,7 @@ def evaluate(
 
 @app.command()
 def promote(
-    task: str = typer.Option(..., help="lead_qualification or deal_close."),
+    task: str = typer.Option(..., help=TASK_HELP),
     version: str = typer.Option(..., help="The registered version to make champion."),
 ) -> None:
     """Make a version the champion by hand (the previous champion becomes challenger)."""
@@ -291,8 +300,8 @@ def promote(
 def demo(
     data: Path = typer.Option(Path("data/sample"), help="Sample folder (generated if absent)."),
 ) -> None:
-    """Load or generate the sample, validate it, train and register both models, show metrics."""
-    from training.commands import run_demo
+    """Load or generate the sample, validate it, train and register a model per task."""
+    from leadscore.demo import run_demo
 
     run_demo(data)
 

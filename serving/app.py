@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 from fastapi import FastAPI
 
+from features.sets import FEATURE_SETS
+from features.tasks import task_spec
 from leadscore import __version__
+from serving.endpoints import Endpoint
 from serving.errors import install_error_handlers
 from serving.metrics import create_metrics
 from serving.middleware import BodyLimitMiddleware, ObservabilityMiddleware
@@ -31,37 +34,10 @@ from serving.models import (
     source_from_settings,
 )
 from serving.routes import ops, v1
-from serving.schemas import ActivityIn, DealBatch, DealIn, HistoryIn, LeadBatch, LeadIn
-from serving.scoring import deal_tables, lead_tables, score_tables
+from serving.scoring import score_tables
 from serving.settings import TASKS, ServingSettings
 
 log = logging.getLogger("leadscore.serving")
-
-
-def _smoke_batch(task: str, now: datetime) -> tuple[LeadBatch | DealBatch, list[str]]:
-    created = now - timedelta(days=20)
-    activity = ActivityIn(
-        activity_id="smoke-a1",
-        occurred_at=now - timedelta(days=2),
-        account_id="smoke-acc",
-        contact_id="smoke-c1",
-        type="pricing_page_visit",
-        direction="inbound",
-    )
-    if task == "lead_qualification":
-        lead = LeadIn(
-            lead_id="smoke-lead", account_id="smoke-acc", created_at=created,
-            source="web_form", seniority="manager", employees=250, activities=[activity],
-        )
-        return LeadBatch(leads=[lead]), ["smoke-lead"]
-    deal = DealIn(
-        opportunity_id="smoke-deal", account_id="smoke-acc", owner_id="smoke-owner",
-        created_at=created, amount=10_000.0, close_date=now + timedelta(days=30),
-        history=[HistoryIn(changed_at=created, stage="prospecting", amount=10_000.0,
-                           close_date=now + timedelta(days=30))],
-        activities=[activity],
-    )
-    return DealBatch(deals=[deal]), ["smoke-deal"]
 
 
 def check_model(loaded: LoadedModel) -> None:
@@ -71,8 +47,6 @@ def check_model(loaded: LoadedModel) -> None:
     model's matrix, probabilities and contributions); a corrupt or mismatched version
     fails here, before it is swapped in.
     """
-    from features.sets import FEATURE_SETS
-
     fs = loaded.model.feature_set
     known = FEATURE_SETS.get(fs.name)
     if known is None:
@@ -83,9 +57,11 @@ def check_model(loaded: LoadedModel) -> None:
     if known.task != loaded.task:
         raise ValueError(f"feature set {fs.name!r} is for {known.task}, not {loaded.task}")
     now = datetime.now(UTC)
-    batch, ids = _smoke_batch(loaded.task, now)
-    tables = lead_tables(batch) if isinstance(batch, LeadBatch) else deal_tables(batch)
-    scored = score_tables(loaded, tables, ids, now, explain=True)
+    spec = task_spec(loaded.task)
+    endpoint: Endpoint = spec.endpoint.load()
+    batch = endpoint.smoke(now)
+    ids = [str(getattr(item, spec.entity_key)) for item in endpoint.items(batch)]
+    scored = score_tables(loaded, endpoint.tables(batch), ids, now, explain=True)
     p = scored.probabilities
     if p.shape != (1,) or not np.all(np.isfinite(p)) or not np.all((p >= 0) & (p <= 1)):
         raise ValueError(f"model gave probabilities {p!r} for a plain entity")

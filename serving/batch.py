@@ -20,27 +20,17 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from features.schema import (
-    ACCOUNTS,
-    ACTIVITIES,
-    LEADS,
-    OPPORTUNITIES,
-    OPPORTUNITY_HISTORY,
     TABLES,
     CRMTables,
     Table,
     coerce_dtypes,
 )
+from features.tasks import TASKS, TaskSpec
+from serving.endpoints import Endpoint
 from serving.errors import validation_items
 from serving.models import LoadedModel, source_from_settings
-from serving.schemas import LeadIn, OpportunityIn
-from serving.scoring import (
-    deal_results,
-    grading,
-    lead_results,
-    risk_rules,
-    rows_to_table,
-    score_tables,
-)
+from serving.requests import rows_to_table
+from serving.scoring import score_tables
 from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.batch")
@@ -89,10 +79,17 @@ def _records(frame: pd.DataFrame, table: Table) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in rec.items()} for rec in sub.to_dict(orient="records")]
 
 
+def _task(task: str) -> tuple[TaskSpec, Endpoint]:
+    spec = TASKS.get(task)
+    if spec is None:
+        raise BatchInputError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+    return spec, spec.endpoint.load()
+
+
 def validated_rows(frame: pd.DataFrame, task: str, source: str) -> list[dict[str, Any]]:
     """Check every row with the API's schema; raise with each bad row, field and reason."""
-    table = LEADS if task == "lead_qualification" else OPPORTUNITIES
-    model = LeadIn if task == "lead_qualification" else OpportunityIn
+    spec, endpoint = _task(task)
+    table, model = TABLES[spec.table], endpoint.record
     missing = [c.name for c in table.columns if not c.nullable and c.name not in frame.columns]
     if missing:
         raise BatchInputError(f"{source}: missing required columns {missing}")
@@ -137,19 +134,16 @@ def batch_tables(
     rows: list[dict[str, Any]], task: str, context: dict[str, pd.DataFrame]
 ) -> CRMTables:
     """The entities' own rows on top of whatever tables the data folder holds."""
-    table = LEADS if task == "lead_qualification" else OPPORTUNITIES
+    table = TABLES[TASKS[task].table]
     entity = _combine(rows_to_table(rows, table), table, context)
-    frames = {
-        t.name: context.get(t.name, rows_to_table([], t))
-        for t in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES)
-    }
+    frames = {t.name: context.get(t.name, rows_to_table([], t)) for t in TABLES.values()}
     frames[table.name] = entity
     return CRMTables(**frames)
 
 
 def _open_mask(rows: list[dict[str, Any]], task: str, as_of: pd.Timestamp) -> np.ndarray:
     """Entities created by ``as_of`` and still open then: closed ones have nothing to predict."""
-    cols = ("qualified_at", "disqualified_at") if task == "lead_qualification" else ("closed_at",)
+    cols = TASKS[task].closed_by
     out = np.ones(len(rows), dtype=bool)
     for i, row in enumerate(rows):
         if pd.Timestamp(row["created_at"]) > as_of:
@@ -191,20 +185,15 @@ def score_frame(
 ) -> pd.DataFrame:
     """Score validated entity rows in chunks; one output row per entity, input order kept."""
     task = model.task
-    key = "lead_id" if task == "lead_qualification" else "opportunity_id"
+    spec, endpoint = _task(task)
+    key = spec.entity_key
     tables = batch_tables(rows, task, context)
     ids = [str(r[key]) for r in rows]
     out: list[dict[str, Any]] = []
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]
         scored = score_tables(model, tables, chunk, as_of, explain)
-        if task == "lead_qualification":
-            results: list[Any] = lead_results(model, scored, grading(settings))
-        else:
-            results = deal_results(
-                model, scored, scored.amounts(), grading(settings), risk_rules(settings)
-            )
-        out += [_flatten(r) for r in results]
+        out += [_flatten(r) for r in endpoint.file_results(model, scored, settings)]
         if progress is not None:
             progress(len(chunk))
     return pd.DataFrame(out)
@@ -227,16 +216,15 @@ def score_file(
     ``data_dir`` holds the other contract tables (activities, opportunity_history,
     accounts...) the features read; deals need their opportunity_history there.
     """
-    if task not in ("lead_qualification", "deal_close"):
-        raise BatchInputError(f"unknown task {task!r}: lead_qualification or deal_close")
+    spec, endpoint = _task(task)
     stamp = pd.Timestamp(as_of or datetime.now(UTC))
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     rows = validated_rows(read_table_file(input_path), task, str(input_path))
     context = read_context(data_dir)
-    if task == "deal_close" and context.get("opportunity_history") is None:
-        raise BatchInputError(
-            "deals need their stage history: pass --data with opportunity_history.csv/.parquet"
-        )
+    missing = [name for name in endpoint.needs if context.get(name) is None]
+    if missing:
+        files = ", ".join(f"{name}.csv/.parquet" for name in missing)
+        raise BatchInputError(f"{spec.plural} need {', '.join(missing)}: pass --data with {files}")
     keep = _open_mask(rows, task, stamp)
     open_rows = [r for r, k in zip(rows, keep, strict=True) if k]
     if model is None:

@@ -14,9 +14,8 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.auth import check_key
-from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
-from serving.models import LoadedModel, ModelStore
+from serving.models import ModelStore
 from serving.settings import ServingSettings
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -59,21 +58,3 @@ async def require_api_key(
     if not key and header_key and header_key.strip():
         key = header_key.strip()
     check_key(key or None, settings.api_key_hashes, enabled=not settings.insecure_no_auth)
-
-
-async def lead_model(store: StoreDep) -> LoadedModel:
-    loaded = store.get("lead_qualification")
-    if loaded is None:
-        raise ModelUnavailable("lead_qualification")
-    return loaded
-
-
-async def deal_model(store: StoreDep) -> LoadedModel:
-    loaded = store.get("deal_close")
-    if loaded is None:
-        raise ModelUnavailable("deal_close")
-    return loaded
-
-
-LeadModelDep = Annotated[LoadedModel, Depends(lead_model)]
-DealModelDep = Annotated[LoadedModel, Depends(deal_model)]

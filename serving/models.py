@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import FeatureSet
+from modeling.artifact import ScoringModel, lightgbm
 from serving.settings import TASKS, ScoringSettings
 
 log = logging.getLogger("leadscore.serving.models")
 
 
 class Scorer(Protocol):
-    """What serving needs from a trained model (training/model.py's ScoringModel)."""
+    """What serving needs from a trained model (modeling.artifact's ScoringModel)."""
 
     task: str
     feature_set: FeatureSet
@@ -93,7 +94,7 @@ class RegistrySource:
         self.pinned = pinned
 
     def current_version(self, task: str) -> str | None:
-        from training.registry import resolve_alias
+        from modeling.registry import resolve_alias
 
         if self.pinned is not None:
             return self.pinned
@@ -101,8 +102,9 @@ class RegistrySource:
         return None if version is None else str(version)
 
     def load(self, task: str, version: str | None = None) -> LoadedModel:
-        from training.registry import load_model_version
+        from modeling.registry import load_model_version
 
+        lightgbm(without_sklearn=True)
         version = version or self.pinned
         model, info = load_model_version(
             task, alias=self.alias, tracking_uri=self.tracking_uri, version=version
@@ -128,8 +130,7 @@ class PathSource:
         return "file" if task in self.paths else None
 
     def load(self, task: str, version: str | None = None) -> LoadedModel:
-        from training.model import ScoringModel
-
+        lightgbm(without_sklearn=True)
         model = ScoringModel.load(Path(self.paths[task]))
         return LoadedModel(
             task=task,
@@ -313,9 +314,8 @@ def source_for_uri(task: str, uri: str, tracking_uri: str | None) -> ModelSource
 def source_from_settings(settings: ScoringSettings) -> ModelSource:
     """Per task: the model URI settings give, else the registry alias (``champion``)."""
     registry = RegistrySource(alias=settings.model_alias, tracking_uri=settings.tracking_uri)
-    uris = {"lead_qualification": settings.lead_model_uri, "deal_close": settings.deal_model_uri}
     by_task: dict[str, ModelSource] = {
-        task: source_for_uri(task, uri, settings.tracking_uri) if (uri := uris.get(task))
+        task: source_for_uri(task, uri, settings.tracking_uri) if (uri := settings.model_uri(task))
         else registry
         for task in TASKS
     }

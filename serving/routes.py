@@ -8,8 +8,11 @@ threadpool so one large batch does not stall every other caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -17,36 +20,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.deps import (
-    DealModelDep,
-    LeadModelDep,
-    MetricsDep,
-    NowDep,
-    SettingsDep,
-    StoreDep,
-    require_api_key,
-)
+from features.tasks import TASKS, TaskSpec
+from serving.deps import MetricsDep, NowDep, SettingsDep, StoreDep, require_api_key
+from serving.endpoints import Endpoint
+from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
-from serving.schemas import (
-    DealBatch,
-    DealScores,
-    ErrorBody,
-    LeadBatch,
-    LeadScores,
-    ModelDescription,
-    ModelList,
-)
-from serving.scoring import (
-    context_warnings,
-    deal_results,
-    deal_tables,
-    grading,
-    lead_results,
-    lead_tables,
-    request_problems,
-    risk_rules,
-    score_tables,
-)
+from serving.models import LoadedModel, ModelStore
+from serving.requests import request_problems
+from serving.schemas import ErrorBody, ModelDescription, ModelList
 from serving.settings import ServingSettings
 
 T = TypeVar("T")
@@ -81,58 +62,79 @@ def _observe(metrics: Metrics, task: str, scores: list[int]) -> None:
         histogram.observe(s)
 
 
-@v1.post("/leads/score", response_model=LeadScores, summary="Score a batch of leads")
-async def score_leads(
-    batch: LeadBatch,
-    model: LeadModelDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    now: NowDep,
-    explain: bool = ExplainQuery,
-) -> LeadScores:
-    """P(qualified within the model's horizon), a 0-100 score, a grade and reasons."""
-    problems = request_problems(batch, now)
-    if problems:
-        raise RequestValidationError(problems)
-    ids = [lead.lead_id for lead in batch.leads]
+def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[LoadedModel]]]:
+    """A dependency: the loaded model of each task, in order, or 503 for the first missing."""
 
-    def work() -> LeadScores:
-        scored = score_tables(model, lead_tables(batch), ids, now, explain)
-        return LeadScores(results=lead_results(model, scored, grading(settings)))
+    async def models(store: StoreDep) -> list[LoadedModel]:
+        out = []
+        for task in tasks:
+            loaded = store.get(task)
+            if loaded is None:
+                raise ModelUnavailable(task)
+            out.append(loaded)
+        return out
 
-    out = await _run(len(ids), settings, work)
-    _observe(metrics, "lead_qualification", [r.score for r in out.results])
-    return out
+    return models
 
 
-@v1.post("/deals/score", response_model=DealScores, summary="Score a batch of open deals")
-async def score_deals(
-    batch: DealBatch,
-    model: DealModelDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    now: NowDep,
-    explain: bool = ExplainQuery,
-) -> DealScores:
-    """P(won), score, grade, expected value, risk flags with evidence, and reasons."""
-    problems = request_problems(batch, now)
-    if problems:
-        raise RequestValidationError(problems)
-    ids = [deal.opportunity_id for deal in batch.deals]
+def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> None:
+    """``POST route`` for the tasks that share it (one entity), from their declarations."""
+    endpoint: Endpoint = specs[0].endpoint.load()
+    spec = specs[0]
+    tasks = [s.name for s in specs]
+    key, name = spec.entity_key, spec.plural
 
-    def work() -> DealScores:
-        scored = score_tables(model, deal_tables(batch), ids, now, explain)
-        amounts = [
-            deal.amount if deal.amount is not None else a
-            for deal, a in zip(batch.deals, scored.amounts(), strict=True)
-        ]
-        results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings),
-                               context_warnings(batch))
-        return DealScores(results=results)
+    async def score(
+        batch: Any,
+        models: list[LoadedModel],
+        settings: ServingSettings,
+        metrics: Metrics,
+        now: datetime,
+        explain: bool = True,
+    ) -> Any:
+        items = endpoint.items(batch)
+        problems = request_problems(items, name, key, now)
+        if problems:
+            raise RequestValidationError(problems)
+        ids = [str(getattr(item, key)) for item in items]
 
-    out = await _run(len(ids), settings, work)
-    _observe(metrics, "deal_close", [r.score for r in out.results])
-    return out
+        def work() -> Any:
+            return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, explain,
+                                    settings)
+
+        out = await _run(len(ids), settings, work)
+        for task, scores in zip(tasks, endpoint.scores(out), strict=True):
+            _observe(metrics, task, scores)
+        return out
+
+    # FastAPI reads the body schema, the injected values and the query from the signature.
+    param = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    score.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            param("batch", annotation=endpoint.batch),
+            param("models", annotation=Annotated[list[LoadedModel], Depends(models_for(tasks))]),
+            param("settings", annotation=SettingsDep),
+            param("metrics", annotation=MetricsDep),
+            param("now", annotation=NowDep),
+            param("explain", annotation=bool, default=ExplainQuery),
+        ],
+        return_annotation=endpoint.response,
+    )
+    score.__name__ = f"score_{name}"
+    score.__doc__ = endpoint.description
+    router.add_api_route(route.removeprefix(router.prefix), score, methods=["POST"],
+                         response_model=endpoint.response, summary=endpoint.summary)
+
+
+def _routes() -> dict[str, list[TaskSpec]]:
+    by_route: dict[str, list[TaskSpec]] = {}
+    for spec in TASKS.values():
+        by_route.setdefault(spec.route, []).append(spec)
+    return by_route
+
+
+for _route, _specs in _routes().items():
+    add_scoring_route(v1, _route, _specs)
 
 
 def _test_metrics(metadata: dict[str, Any]) -> dict[str, float]:

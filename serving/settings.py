@@ -13,7 +13,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-TASKS: tuple[str, ...] = ("lead_qualification", "deal_close")
+from features.tasks import TASKS as REGISTERED
+
+TASKS: tuple[str, ...] = tuple(REGISTERED)
+"""Every registered task is served."""
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -30,6 +33,14 @@ class ScoringSettings(BaseSettings):
     """Instead of the alias: ``models:/lead_qualification@<alias>``, a pinned
     ``models:/lead_qualification/<version>``, or a saved-model folder (no reload)."""
     deal_model_uri: str | None = None
+    model_uris: dict[str, str] = Field(default_factory=dict)
+    """Per task, as JSON (``LEADSCORE_MODEL_URIS='{"deal_close": "models:/deal_close/3"}'``):
+    the same forms as ``lead_model_uri``, for any task. The two fields above win for theirs."""
+
+    def model_uri(self, task: str) -> str | None:
+        """The model URI settings give for a task (None: follow the registry alias)."""
+        legacy = {"lead_qualification": self.lead_model_uri, "deal_close": self.deal_model_uri}
+        return legacy.get(task) or self.model_uris.get(task)
 
     grade_cutoffs: tuple[int, int, int] = (75, 50, 25)
     """Minimum score for grades A, B and C; anything lower is D."""

@@ -1,66 +1,19 @@
-"""Probability calibration that round-trips through JSON (no pickle).
+"""Fitting probability calibration, and choosing its method.
 
-Calibrators map LightGBM's raw score (log-odds) to a probability. Sigmoid (Platt)
-scaling is two floats; isotonic is a pair of threshold arrays applied with
-``np.interp``. Which one a model uses is chosen by held-out log loss on the
-validation period (see :func:`choose_calibrator`).
+The fitted maps (:class:`modeling.calibrator.Calibrator`) round-trip through JSON, no
+pickle. Which one a model uses is chosen by held-out log loss on the validation period
+(see :func:`choose_calibrator`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-Method = Literal["sigmoid", "isotonic", "none"]
-EPS = 1e-6
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return out
-
-
-@dataclass
-class Calibrator:
-    """A fitted map from raw score (log-odds) to calibrated probability."""
-
-    method: Method
-    a: float = 1.0
-    b: float = 0.0
-    x: list[float] = field(default_factory=list)
-    y: list[float] = field(default_factory=list)
-
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities for raw scores, clipped away from 0 and 1."""
-        raw = np.asarray(raw, dtype=float)
-        if self.method == "isotonic":
-            p = np.interp(raw, np.asarray(self.x), np.asarray(self.y))
-        elif self.method == "sigmoid":
-            p = _sigmoid(self.a * raw + self.b)
-        else:
-            p = _sigmoid(raw)
-        clipped: np.ndarray = np.clip(p, EPS, 1.0 - EPS)
-        return clipped
-
-    def to_json(self) -> dict[str, Any]:
-        if self.method == "isotonic":
-            return {"method": "isotonic", "x": self.x, "y": self.y}
-        if self.method == "sigmoid":
-            return {"method": "sigmoid", "a": self.a, "b": self.b}
-        return {"method": "none"}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Calibrator:
-        method = data["method"]
-        if method == "isotonic":
-            return cls("isotonic", x=[float(v) for v in data["x"]], y=[float(v) for v in data["y"]])
-        if method == "sigmoid":
-            return cls("sigmoid", a=float(data["a"]), b=float(data["b"]))
-        return cls("none")
+from modeling.calibrator import EPS, Calibrator, Method, sigmoid
 
 
 def fit_sigmoid(raw: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -136,11 +89,11 @@ def choose_calibrator(
             continue
         for m in candidates:
             if len(np.unique(y[train])) < 2:
-                oof[m][test] = _sigmoid(raw[test])
+                oof[m][test] = sigmoid(raw[test])
                 continue
             oof[m][test] = fit_calibrator(m, raw[train], y[train]).apply(raw[test])
     cv: dict[str, float] = {m: log_loss(y, oof[m]) for m in candidates}
-    cv["none"] = log_loss(y, _sigmoid(raw))
+    cv["none"] = log_loss(y, sigmoid(raw))
     best: Method = min(candidates, key=lambda m: (cv[m], m))
     if cv[best] > cv["none"] * (1.0 + keep_raw_margin) or len(np.unique(y)) < 2:
         best = "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from features.tasks import task_spec
 from training.evaluate import Evaluation
 
 SCORERS = (
@@ -25,14 +26,12 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
     """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
     md = ev.model.metadata
     m = ev.metrics
-    task_words = {
-        "lead_qualification": f"P(the lead is qualified within {md['horizon_days']} days)",
-        "deal_close": "P(the open deal ends closed_won), given what is known at the snapshot",
-    }
+    spec = task_spec(ev.task)
     lines = [
         f"# Model card: {ev.task}" + (f" v{version}" if version else ""),
         "",
-        f"**Predicts** {task_words.get(ev.task, ev.task)}.",
+        f"**Predicts** {spec.describe_label(md.get('horizon_days'))}, for each {spec.entity} "
+        f"scored {spec.snapshots.description}.",
         "",
         "## Data",
         "",
@@ -54,16 +53,16 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         f"(best iteration {ev.best_iterations}), monotone constraints from the feature "
         f"declarations",
     ]
-    if ev.task == "deal_close":
+    if spec.stage_column is not None:
         kind = {"single": "one booster with the stage as a feature",
                 "per_stage": "one booster per stage (a pooled one for rare stages)"}
         lines.append(f"- Deal model: {kind.get(str(md.get('deal_model')), md.get('deal_model'))}")
-        censor = ev.params.get("deal_censor_days")
-        if censor:
-            lines.append(
-                f"- Deals first seen in the last {censor} days of the data are left out of every "
-                "period: only the quick closers among them have an outcome yet"
-            )
+    censor = ev.params.get("deal_censor_days")
+    if censor:
+        lines.append(
+            f"- {spec.plural.capitalize()} first seen in the last {censor} days of the data are "
+            "left out of every period: only the quick ones among them have an outcome yet"
+        )
     cal = ev.calibration
     for key, choice in cal.items():
         cv = ", ".join(f"{k} {v:.4f}" for k, v in sorted(choice.cv_log_loss.items()))

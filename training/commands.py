@@ -1,4 +1,4 @@
-"""What the `train`, `evaluate`, `promote` and `demo` commands do, with their console output.
+"""What the `train`, `evaluate` and `promote` commands do, with their console output.
 
 The CLI (``leadscore/cli.py``) only parses flags and calls these functions.
 """
@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from training.registry import CHAMPION
+from features.tasks import task_spec
+from modeling.registry import CHAMPION
 from training.train import TrainResult, TrainSettings, train
 
 TRAIN_STEPS = 9
@@ -94,7 +95,7 @@ def print_result(result: TrainResult, console: Console) -> None:
     if entities < 500:
         console.print(
             f"[yellow]note:[/yellow] the test period holds only {entities:,} "
-            f"{'deals' if ev.task == 'deal_close' else 'leads'}; these metrics are noisy "
+            f"{task_spec(ev.task).plural}; these metrics are noisy "
             "(a few hundredths of AUC either way). Train on more history for a firm comparison."
         )
     console.print(f"report (plots, model card): {result.report_dir}")
@@ -129,14 +130,16 @@ def run_evaluate(
     console: Console | None = None,
 ) -> dict[str, float]:
     """Score a registered version on a data folder's test period (or every labelled row)."""
+    from modeling.registry import load_model_version
     from training.data import load_training_inputs
     from training.metrics import binary_metrics
-    from training.registry import load_model_version
     from training.split import time_split
 
     console = console or Console()
+    spec = task_spec(task)
     model, info = load_model_version(task, alias, tracking_uri, version=version)
-    horizon = int(model.metadata.get("horizon_days", 30))
+    stored_horizon = model.metadata.get("horizon_days")
+    horizon = int(stored_horizon) if stored_horizon else spec.label.horizon_days
     with console.status(f"{task}: loading {data}"):
         inputs = load_training_inputs(data, task, horizon, feature_set=model.feature_set)
     rows = inputs.frame
@@ -144,7 +147,7 @@ def run_evaluate(
         rows = time_split(
             rows,
             model.feature_set.entity_key,
-            gap_days=horizon if task == "lead_qualification" else 0,
+            gap_days=spec.label.gap_days(horizon),
             censor_days=int(model.metadata.get("deal_censor_days", 0) or 0),
         ).test
         # Only rows after everything the model was fit or calibrated on are out of sample.
@@ -159,61 +162,11 @@ def run_evaluate(
     prefix = "all" if all_rows else "test"
     y = rows["label"].to_numpy(dtype=int)
     metrics = {f"{prefix}_{k}": v for k, v in binary_metrics(y, model.predict_proba(rows)).items()}
-    if inputs.truth is not None:
-        from leadscore.truth import truth_probabilities
-
-        oracle = truth_probabilities(inputs.truth, task, rows[[model.feature_set.entity_key,
-                                                               "as_of"]], horizon)
+    if inputs.oracle is not None:
+        oracle = inputs.oracle(rows[[model.feature_set.entity_key, "as_of"]])
         metrics.update({f"oracle_{prefix}_{k}": v for k, v in binary_metrics(y, oracle).items()})
     where = "every labelled row" if all_rows else "the test period"
     console.print(metrics_table(task, metrics,
                                 f"{task} version {info.version} on {where} of {data} "
                                 f"({len(rows):,} rows)", period=prefix))
     return metrics
-
-
-def run_demo(
-    data: Path = Path("data/sample"),
-    tracking_uri: str | None = None,
-    console: Console | None = None,
-    sample_leads: int = 5000,
-    seed: int = 7,
-) -> dict[str, TrainResult]:
-    """Generate or load the sample, validate it, show the funnel, train and register both tasks."""
-    from features.loader import load_crm
-    from leadscore.funnel import funnel_summary
-    from training.train import train_settings
-
-    console = console or Console()
-    if not (data / "leads.parquet").exists() and not (data / "leads.csv").exists():
-        from leadscore.generate_cmd import run_generate
-
-        console.print(f"no sample in {data}: generating {sample_leads:,} leads (seed {seed})")
-        run_generate(out=data, n_leads=sample_leads, seed=seed, start="2024-01-01", months=24,
-                     console=console)
-    with console.status(f"validating {data}"):
-        loaded = load_crm(data)
-    summary = loaded.summary()
-    table = Table(title=f"validation of {data}")
-    for name in ("table", "read", "valid", "rejected"):
-        table.add_column(name, justify="left" if name == "table" else "right")
-    for rec in summary.to_dict("records"):
-        table.add_row(str(rec["table"]), *(f"{rec[k]:,}" for k in ("read", "valid", "rejected")))
-    console.print(table)
-    f = funnel_summary(loaded.tables)
-    console.print(
-        f"{f.leads:,} leads, {f.qualification_rate:.1%} qualified; {f.opportunities:,} deals, "
-        f"win rate {f.win_rate:.1%} of {f.closed:,} closed; median won cycle "
-        f"{f.median_won_cycle_days:.0f} days"
-    )
-    funnel = Table(title="deals reaching each stage, and median days in it")
-    for name in ("stage", "deals", "median days"):
-        funnel.add_column(name, justify="left" if name == "stage" else "right")
-    for stage, n in f.reached.items():
-        funnel.add_row(stage, f"{n:,}", f"{f.median_days_in_stage.get(stage, math.nan):.1f}")
-    console.print(funnel)
-    results = {}
-    for task in ("lead_qualification", "deal_close"):
-        settings = train_settings(task=task, data=data, tracking_uri=tracking_uri, seed=seed)
-        results[task] = run_train(settings, console)
-    return results

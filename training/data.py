@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.declarations import FeatureSet
 from features.schema import TABLES, CRMTables, coerce_dtypes
+from features.tasks import TRUTH, task_spec
 
 Step = Callable[[str], None]
 
@@ -25,8 +26,9 @@ class TrainingInputs:
     """Labelled snapshots: entity key, as_of, label (0/1), features."""
     feature_set: FeatureSet
     tables: CRMTables | None
-    truth: Any | None
-    """The generator's ground truth when the folder has one (``_truth/``), else None."""
+    oracle: Callable[[pd.DataFrame], np.ndarray] | None
+    """The true probability of rows of (key, as_of) when the folder holds the generator's
+    hidden state (``_truth/``), else None."""
     unlabelled_rows: int
     rejected_rows: int
 
@@ -62,7 +64,7 @@ def read_tables_unvalidated(data_dir: Path) -> CRMTables:
 def load_training_inputs(
     data: Path,
     task: str,
-    horizon_days: int = 30,
+    horizon_days: int | None = None,
     feature_set: FeatureSet | None = None,
     on_step: Step | None = None,
 ) -> TrainingInputs:
@@ -70,10 +72,9 @@ def load_training_inputs(
 
     Unlabelled snapshots (too recent to know their outcome) are counted and left out.
     """
-    from features.sets import feature_set_for_task
-
+    spec = task_spec(task)
     step = on_step or _noop
-    fs = feature_set or feature_set_for_task(task)
+    fs = feature_set or spec.feature_set
     data = Path(data)
     tables: CRMTables | None = None
     truth = None
@@ -91,9 +92,7 @@ def load_training_inputs(
 
         frame = build_training_set(tables, task, horizon_days=horizon_days, feature_set=fs)
         step("built snapshots and features")
-        from leadscore.truth import load_truth
-
-        truth = load_truth(data)
+        truth = TRUTH.load()(data)
     missing = [c for c in (fs.entity_key, "as_of", "label", *fs.names) if c not in frame.columns]
     if missing:
         raise ValueError(f"training set lacks columns {missing}")
@@ -105,7 +104,7 @@ def load_training_inputs(
         frame=out,
         feature_set=fs,
         tables=tables,
-        truth=truth,
+        oracle=spec.oracle_for(truth, horizon_days),
         unlabelled_rows=int((~labelled).sum()),
         rejected_rows=rejected,
     )

@@ -16,11 +16,12 @@ from threadpoolctl import threadpool_limits
 
 from features.declarations import FeatureSet
 from features.schema import OPEN_STAGES, CRMTables
+from features.tasks import task_spec
+from modeling.artifact import ALL, ScoringModel
 from training.baselines import crm_default_table, fit_rate_table, make_lr_pipeline
 from training.calibration import CalibrationChoice
 from training.fit import BoosterParams, fit_scoring_model
 from training.metrics import binary_metrics
-from training.model import ALL, ScoringModel
 from training.split import TimeSplit, time_split
 
 Step = Callable[[str], None]
@@ -33,23 +34,26 @@ def _noop(_: str) -> None:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    horizon_days: int = 30
+    horizon_days: int | None = None
+    """The label's horizon, for tasks that have one; None: the task's default."""
     seed: int = 7
     validation_fraction: float = 0.15
     test_fraction: float = 0.2
     deal_model: DealModel = "single"
     params: BoosterParams = field(default_factory=BoosterParams)
     gap_days: int | None = None
-    """Rows dropped before each period boundary; None: the horizon for leads, 0 for deals."""
-    deal_censor_days: int = 240
-    """Deals first seen this close to the data's end are left out of every period: only
-    the quick closers among them have an outcome yet, and losses close faster than wins.
-    Measured on generated data (benchmarks/README.md): the oracle's own test ECE is 0.044
-    with 120 days, 0.020 with 180 and 0.016 with 240 (won deals there take up to ~270 days)."""
+    """Rows dropped before each period boundary; None: the task's label rule."""
+    censor_days: int | None = None
+    """Entities first seen this close to the data's end are left out of every period; None:
+    the task's (deals: 240, since only the quick closers among them have an outcome yet
+    and losses close faster than wins. Measured on generated data, benchmarks/README.md:
+    the oracle's own test ECE is 0.044 with 120 days, 0.020 with 180 and 0.016 with 240;
+    won deals there take up to ~270 days)."""
     deal_offset: bool = True
-    """deal_close: boost from the training period's per-stage win rates (see model.Offset)."""
+    """Tasks with a stage: boost from the training period's per-stage win rates (see
+    modeling.artifact.Offset)."""
     rate_column: str | None = None
-    """Column of the CRM-rate baseline; defaults to ``source`` (leads) / ``stage`` (deals)."""
+    """Column of the CRM-rate baseline; None: the task's."""
 
 
 @dataclass
@@ -127,29 +131,29 @@ def fit_and_evaluate(
     feature_set: FeatureSet,
     config: EvaluationConfig,
     tables: CRMTables | None = None,
-    truth: Any | None = None,
+    oracle: Callable[[pd.DataFrame], np.ndarray] | None = None,
     on_step: Step | None = None,
     on_iteration: Callable[[int], None] | None = None,
     data_end: pd.Timestamp | None = None,
 ) -> Evaluation:
     """Split by time, fit + calibrate LightGBM and the baselines, score the test period."""
     step = on_step or _noop
+    spec = task_spec(task)
     key = feature_set.entity_key
     # A canonical row order: the same rows in any order give the same model and metrics.
     frame = frame.sort_values(["as_of", key], kind="mergesort").reset_index(drop=True)
-    is_deal = task == "deal_close"
-    has_stage = is_deal and "stage" in frame.columns
-    if config.gap_days is not None:
-        gap = config.gap_days
-    else:
-        gap = config.horizon_days if task == "lead_qualification" else 0
+    stage = spec.stage_column
+    has_stage = stage is not None and stage in frame.columns
+    horizon = config.horizon_days or spec.label.horizon_days
+    gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
+    censor = config.censor_days if config.censor_days is not None else spec.label.censor_days
     split = time_split(
         frame,
         key,
         validation_fraction=config.validation_fraction,
         test_fraction=config.test_fraction,
         gap_days=gap,
-        censor_days=config.deal_censor_days if is_deal else 0,
+        censor_days=censor,
         data_end=data_end,
     )
     for name, part in (("train", split.train), ("validation", split.validation),
@@ -161,18 +165,18 @@ def fit_and_evaluate(
         "task": task,
         "feature_set": feature_set.name,
         "feature_set_version": feature_set.version,
-        "horizon_days": config.horizon_days,
+        "horizon_days": horizon,
         "trained_from": split.train["as_of"].min().isoformat(),
         "trained_to": split.validation["as_of"].max().isoformat(),
         "test_from": split.test["as_of"].min().isoformat(),
         "test_to": split.test["as_of"].max().isoformat(),
         "seed": config.seed,
     }
-    route_by = "stage" if has_stage and config.deal_model == "per_stage" else None
+    route_by = stage if has_stage and config.deal_model == "per_stage" else None
     fitted = fit_scoring_model(
         task, feature_set, split.train, split.validation, config.params, config.seed,
         route_by=route_by, metadata=metadata, on_iteration=on_iteration,
-        offset_column="stage" if has_stage and config.deal_offset else None,
+        offset_column=stage if has_stage and config.deal_offset else None,
     )
     model = fitted.model
     step("fitted LightGBM and calibrated")
@@ -187,11 +191,13 @@ def fit_and_evaluate(
     with threadpool_limits(limits=1):
         lr.fit(split.train[feature_set.names], split.train["label"].to_numpy(dtype=int))
         scores["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
-    rate_col = config.rate_column or ("stage" if has_stage else "source")
+    baselines = spec.baselines
+    rate_col = config.rate_column or baselines.rate_column
     if rate_col in test.columns:
-        rate = fit_rate_table(split.train, rate_col, entity_key=key if is_deal else None)
+        per_entity = key if baselines.rate_per_entity else None
+        rate = fit_rate_table(split.train, rate_col, entity_key=per_entity)
         scores["baseline_rate"] = rate.predict(test)
-        if has_stage and rate_col == "stage":
+        if baselines.crm_default and rate_col == baselines.rate_column:
             scores["baseline_crm_default"] = crm_default_table(rate.prior).predict(test)
     step("fitted baselines")
 
@@ -201,12 +207,8 @@ def fit_and_evaluate(
         m = binary_metrics(y, p)
         keys = None if name == "model" else ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
         metrics.update(_prefixed(prefix, m, keys))
-    if truth is not None:
-        from leadscore.truth import truth_probabilities
-
-        oracle = truth_probabilities(truth, task, test[[key, "as_of"]],
-                                     horizon_days=config.horizon_days)
-        scores["oracle"] = np.asarray(oracle, dtype=float)
+    if oracle is not None:
+        scores["oracle"] = oracle(test[[key, "as_of"]])
         om = binary_metrics(y, scores["oracle"])
         metrics.update(
             _prefixed("oracle_test_", om, ("roc_auc", "pr_auc", "log_loss", "brier", "ece"))
@@ -214,7 +216,7 @@ def fit_and_evaluate(
         if om["roc_auc"] > 0:
             metrics["test_roc_auc_oracle_ratio"] = metrics["test_roc_auc"] / om["roc_auc"]
     if has_stage:
-        stages = test["stage"].astype("object").to_numpy()
+        stages = test[stage].astype("object").to_numpy()
         for s in OPEN_STAGES:
             mask = stages == s
             if mask.sum() and len(np.unique(y[mask])) == 2:
@@ -240,9 +242,9 @@ def fit_and_evaluate(
     metadata["calibration_method"] = fitted.calibration[ALL].calibrator.method
     metadata["rows"] = {"train": len(split.train), "validation": len(split.validation),
                         "test": len(test)}
-    if is_deal:
+    if stage is not None:
         metadata["deal_model"] = config.deal_model
-        metadata["deal_censor_days"] = config.deal_censor_days
+        metadata["deal_censor_days"] = censor
         if has_stage:
             metadata["stage_win_rates"] = stage_win_rates(split.train, key)
             metadata["won_stage_days_p75"] = (
@@ -256,13 +258,13 @@ def fit_and_evaluate(
         "task": task,
         "feature_set": feature_set.name,
         "feature_set_version": feature_set.version,
-        "horizon_days": config.horizon_days,
+        "horizon_days": horizon,
         "seed": config.seed,
         "validation_fraction": config.validation_fraction,
         "test_fraction": config.test_fraction,
-        "deal_model": config.deal_model if is_deal else "n/a",
-        "deal_censor_days": config.deal_censor_days if is_deal else 0,
-        "deal_offset": config.deal_offset if is_deal else False,
+        "deal_model": config.deal_model if stage is not None else "n/a",
+        "deal_censor_days": censor,
+        "deal_offset": config.deal_offset if stage is not None else False,
         "calibration_method": metadata["calibration_method"],
         "best_iteration": fitted.best_iterations[ALL],
         **{f"lgb_{k}": v for k, v in config.params.lgb_params(config.seed, []).items()

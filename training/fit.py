@@ -1,6 +1,6 @@
 """Fit LightGBM (native categoricals, early stopping, monotone constraints) and calibrate.
 
-Pure functions from frames to a :class:`~training.model.ScoringModel`; no I/O.
+Pure functions from frames to a :class:`~modeling.artifact.ScoringModel`; no I/O.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import FeatureSet
+from modeling.artifact import ALL, Offset, ScoringModel
 from training.calibration import CalibrationChoice, choose_calibrator
-from training.model import ALL, Offset, ScoringModel
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,7 @@
-"""MLflow tracking and model registry: where runs and model versions live.
+"""Logging runs and models to MLflow, the promotion gate, and moving aliases.
 
-Embedded by default: ``sqlite:///models/mlflow.db`` with artifacts in
-``models/artifacts``, both relative to the current directory (the project root when
-run from there). ``MLFLOW_TRACKING_URI`` or an explicit ``tracking_uri`` overrides
-it. Nothing is configured at import; every function resolves the URI when called.
-
-Versions are registered as ``lead_qualification`` / ``deal_close``; the aliases
-``champion`` and ``challenger`` mark which one serves (registry aliases, not the
-deprecated stages).
+Where the store is and how a version is found and loaded is ``modeling.registry``'s,
+shared with serving; this module adds what only training does.
 """
 
 from __future__ import annotations
@@ -16,60 +10,28 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
 
 import pandas as pd
 
-from training.model import ScoringModel
+import modeling
+from modeling.artifact import ScoringModel
+from modeling.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_ARTIFACT,
+    SCORING_MODEL_KEY,
+    _client,
+    _sqlite_path,
+    artifact_root,
+    resolve_alias,
+    resolve_tracking_uri,
+)
 
-DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-MODEL_ARTIFACT = "model"
-SCORING_MODEL_KEY = "scoring_model"
 AUC_TOLERANCE = 0.002
-
-
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store.
-
-    A relative SQLite path is made absolute against the current directory, so a run
-    and a later load agree on the file whatever MLflow does with the cwd.
-    """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    path = _sqlite_path(uri)
-    if path is not None and not path.is_absolute():
-        uri = f"sqlite:///{(Path.cwd() / path).resolve()}"
-    return uri
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///"):])
-
-
-def artifact_root(tracking_uri: str) -> str | None:
-    """Artifacts beside a SQLite store (``<db folder>/artifacts``); the server decides otherwise."""
-    path = _sqlite_path(tracking_uri)
-    if path is None:
-        return None
-    return (path.parent / "artifacts").resolve().as_uri()
-
-
-def _client(tracking_uri: str | None) -> Any:
-    from mlflow import MlflowClient
-
-    uri = resolve_tracking_uri(tracking_uri)
-    path = _sqlite_path(uri)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
@@ -165,8 +127,8 @@ def log_scoring_model(
     """
     import mlflow
 
-    entry = Path(__file__).with_name("pyfunc_entry.py")
-    root = Path(__file__).resolve().parent.parent
+    entry = Path(modeling.__file__).with_name("pyfunc_entry.py")
+    root = Path(modeling.__file__).resolve().parent.parent
     sample = _signature_frame(example[model.feature_set.names].head(5))
     signature = model_signature(model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,7 +138,7 @@ def log_scoring_model(
             name=MODEL_ARTIFACT,
             python_model=str(entry),
             artifacts={SCORING_MODEL_KEY: str(model_dir)},
-            code_paths=[str(root / "training"), str(root / "features")],
+            code_paths=[str(root / "modeling"), str(root / "features")],
             signature=signature,
             input_example=sample,
             pip_requirements=pip_requirements(),
@@ -185,74 +147,6 @@ def log_scoring_model(
     if registered_name is None:
         return None
     return str(info.registered_model_version)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What serving needs to know about the version it loaded."""
-
-    name: str
-    version: str
-    alias: str | None
-    run_id: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_alias(task: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> str | None:
-    """The version an alias points at, or None (cheap: one registry query)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = _client(tracking_uri).get_model_version_by_alias(task, alias)
-    except MlflowException:
-        return None
-    return str(mv.version)
-
-
-def load_model_version(
-    task: str,
-    alias: str | None = CHAMPION,
-    tracking_uri: str | None = None,
-    version: str | None = None,
-) -> tuple[ScoringModel, ModelInfo]:
-    """Download a registered version (by alias, or an explicit version) and load it.
-
-    Raises ``LookupError`` when the alias or version does not exist.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    uri = resolve_tracking_uri(tracking_uri)
-    client = _client(uri)
-    try:
-        if version is not None:
-            mv = client.get_model_version(task, str(version))
-        elif alias is not None:
-            mv = client.get_model_version_by_alias(task, alias)
-        else:
-            raise LookupError("give an alias or a version")
-    except MlflowException as exc:
-        what = f"version {version}" if version is not None else f"alias {alias!r}"
-        raise LookupError(f"no registered model {task!r} with {what}") from exc
-    source = client.get_model_version_download_uri(task, str(mv.version))
-    parsed = urlparse(source)
-    if parsed.scheme == "file":
-        # Local artifacts (the embedded default): read in place, no copy.
-        model = ScoringModel.load(Path(url2pathname(parsed.path)) / "artifacts" / SCORING_MODEL_KEY)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=uri
-            )
-            model = ScoringModel.load(Path(local) / "artifacts" / SCORING_MODEL_KEY)
-    info = ModelInfo(
-        name=task,
-        version=str(mv.version),
-        alias=alias if version is None else None,
-        run_id=mv.run_id,
-        metadata=model.metadata,
-    )
-    return model, info
 
 
 def set_alias(task: str, version: str, alias: str, tracking_uri: str | None = None) -> None:

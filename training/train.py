@@ -13,13 +13,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.tasks import TASKS
+from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
 from training.card import model_card
 from training.data import load_training_inputs
@@ -27,19 +29,14 @@ from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_e
 from training.fit import BoosterParams
 from training.metrics import binary_metrics
 from training.registry import (
-    CHALLENGER,
-    CHAMPION,
     GateDecision,
     ensure_experiment,
-    load_model_version,
     log_scoring_model,
     promotion_gate,
-    resolve_alias,
     set_alias,
     tracking,
 )
 
-Task = Literal["lead_qualification", "deal_close"]
 Step = Callable[[str], None]
 
 DEFAULT_DEAL_MODEL: DealModel = "single"
@@ -51,15 +48,18 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LEADSCORE_TRAIN_", extra="forbid")
 
-    task: Task
+    task: str
+    """A registered task (``features.tasks.TASKS``)."""
     data: Path
-    horizon_days: int = Field(30, ge=1)
+    horizon_days: int | None = Field(None, ge=1)
+    """The label's horizon for tasks with one; None: the task's default."""
     seed: int = 7
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     deal_model: DealModel = DEFAULT_DEAL_MODEL
-    deal_censor_days: int = Field(240, ge=0)
-    """Leave out deals first seen this many days before the data's end (see evaluate.py)."""
+    deal_censor_days: int | None = Field(None, ge=0)
+    """Leave out entities first seen this many days before the data's end; None: the
+    task's (deals: 240, see evaluate.py)."""
     tracking_uri: str | None = None
     experiment: str | None = None
     register_model: bool = True
@@ -72,6 +72,13 @@ class TrainSettings(BaseSettings):
     early_stopping_rounds: int = Field(100, ge=1)
     num_threads: int = Field(2, ge=1)
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown task {value!r}; expected one of {', '.join(TASKS)}")
+        return value
+
     def evaluation_config(self) -> EvaluationConfig:
         return EvaluationConfig(
             horizon_days=self.horizon_days,
@@ -79,7 +86,7 @@ class TrainSettings(BaseSettings):
             validation_fraction=self.validation_fraction,
             test_fraction=self.test_fraction,
             deal_model=self.deal_model,
-            deal_censor_days=self.deal_censor_days,
+            censor_days=self.deal_censor_days,
             params=BoosterParams(
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
@@ -195,7 +202,7 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         inputs.feature_set,
         settings.evaluation_config(),
         tables=inputs.tables,
-        truth=inputs.truth,
+        oracle=inputs.oracle,
         on_step=step,
         on_iteration=on_iteration,
     )

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.generator import generate_crm, write_crm
-from training.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
+from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 
 QUICK_FLAGS = ["--num-boost-round", "60"]
 

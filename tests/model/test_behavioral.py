@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from features.sets import DEAL_V1, LEAD_V1
+from modeling.artifact import ScoringModel
 from training.evaluate import Evaluation, EvaluationConfig, fit_and_evaluate
-from training.model import ScoringModel
 
 from .conftest import QUICK
 
@@ -26,7 +26,7 @@ def lead_eval(lead_frame: pd.DataFrame) -> Evaluation:
 
 @pytest.fixture(scope="module", params=["single", "per_stage"])
 def deal_model(request: pytest.FixtureRequest, deal_frame: pd.DataFrame) -> ScoringModel:
-    cfg = EvaluationConfig(params=QUICK, seed=3, deal_model=request.param, deal_censor_days=60)
+    cfg = EvaluationConfig(params=QUICK, seed=3, deal_model=request.param, censor_days=60)
     return fit_and_evaluate(deal_frame, "deal_close", DEAL_V1, cfg).model
 
 

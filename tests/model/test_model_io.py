@@ -13,8 +13,8 @@ from features.declarations import FeatureSet, FeatureSpec
 from features.schema import OPEN_STAGES, CRMTables
 from features.sets import DEAL_V1, LEAD_V1
 from features.snapshots import deal_snapshots
+from modeling.artifact import ALL, ScoringModel, _recode_tables
 from training.evaluate import EvaluationConfig, fit_and_evaluate
-from training.model import ALL, ScoringModel, _recode_tables
 
 from .conftest import QUICK
 
@@ -23,7 +23,7 @@ from .conftest import QUICK
 def deal_models(deal_frame: pd.DataFrame) -> dict[str, ScoringModel]:
     out = {}
     for kind in ("single", "per_stage"):
-        cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, deal_censor_days=60)
+        cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, censor_days=60)
         out[kind] = fit_and_evaluate(deal_frame, "deal_close", DEAL_V1, cfg).model
     return out
 
@@ -176,7 +176,7 @@ def test_stage_offset_and_routing_work_when_stage_is_not_a_feature(
     no_stage = FeatureSet("deal_no_stage", 1, "deal_close", "opportunity_id",
                           tuple(f for f in DEAL_V1.features if f.name != "stage"))
     cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, deal_offset=offset,
-                           deal_censor_days=60)
+                           censor_days=60)
     model = fit_and_evaluate(deal_frame, "deal_close", no_stage, cfg).model
     assert (model.offset is not None) == offset
     assert (model.route_by == "stage") == (kind == "per_stage")

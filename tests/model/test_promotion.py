@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from features.sets import LEAD_V1
+from modeling.registry import CHALLENGER, CHAMPION, resolve_alias
 from training.evaluate import EvaluationConfig, fit_and_evaluate
-from training.registry import CHALLENGER, CHAMPION, resolve_alias
 from training.train import TrainResult, log_and_register, train_settings
 
 from .conftest import QUICK

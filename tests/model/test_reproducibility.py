@@ -23,7 +23,7 @@ def test_same_seed_same_metrics(lead_frame: pd.DataFrame) -> None:
 
 
 def test_row_order_of_the_input_does_not_matter(deal_frame: pd.DataFrame) -> None:
-    cfg = EvaluationConfig(params=QUICK, seed=13, deal_censor_days=60)
+    cfg = EvaluationConfig(params=QUICK, seed=13, censor_days=60)
     a = fit_and_evaluate(deal_frame, "deal_close", DEAL_V1, cfg)
     shuffled = deal_frame.sample(frac=1.0, random_state=1)
     b = fit_and_evaluate(shuffled.reset_index(drop=True), "deal_close", DEAL_V1, cfg)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import BUILD_STEPS, build_features, build_training_set, category_dtype
+from features.build import build_features, build_steps, build_training_set, category_dtype
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -118,7 +118,7 @@ def test_labels_use_nothing_after_an_explicit_data_end() -> None:
 
 def test_lead_snapshots_respect_the_cap() -> None:
     tables = crm([lead("L1")])
-    snaps = lead_snapshots(tables, max_per_lead=3, data_end=day(300))
+    snaps = lead_snapshots(tables, max_per_entity=3, data_end=day(300))
     assert len(snaps) == 3
 
 
@@ -378,7 +378,7 @@ def test_training_set_columns_and_progress_steps() -> None:
     calls: list[str] = []
     out = build_training_set(_deal_crm(), "deal_close", on_step=calls.append)
     assert list(out.columns) == ["opportunity_id", "as_of", "label", *DEAL_V1.names]
-    assert len(calls) == BUILD_STEPS["deal_close"]
+    assert len(calls) == build_steps("deal_close")
     calls.clear()
     build_training_set(crm([lead("L1")]), "lead_qualification", on_step=calls.append)
-    assert len(calls) == BUILD_STEPS["lead_qualification"]
+    assert len(calls) == build_steps("lead_qualification")

@@ -10,8 +10,8 @@ from features.sets import (
     DEAL_V1,
     FEATURE_SETS,
     LEAD_V1,
-    feature_set_for_task,
 )
+from features.tasks import task_spec
 
 SAMPLE = {"float": 12.5, "int": 3, "bool": True, "category": "referral"}
 
@@ -20,9 +20,9 @@ def test_registry_and_tasks() -> None:
     assert FEATURE_SETS == {"lead_v1": LEAD_V1, "deal_v1": DEAL_V1}
     assert (LEAD_V1.task, LEAD_V1.entity_key) == ("lead_qualification", "lead_id")
     assert (DEAL_V1.task, DEAL_V1.entity_key) == ("deal_close", "opportunity_id")
-    assert feature_set_for_task("deal_close") is DEAL_V1
-    with pytest.raises(ValueError):
-        feature_set_for_task("churn")
+    assert task_spec("deal_close").feature_set is DEAL_V1
+    with pytest.raises(ValueError, match="unknown task 'churn'; expected one of"):
+        task_spec("churn")
 
 
 @pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)

@@ -30,6 +30,8 @@ from serving.errors import field_path, validation_items
 from serving.explain import describe, plain_value, top_factors
 from serving.logs import JsonFormatter, request_id_var
 from serving.metrics import create_metrics
+from serving.requests import lead_tables, rows_to_table
+from serving.results import Grading, to_score
 from serving.risk import RiskRules, risk_flags, risk_level
 from serving.schemas import (
     AccountIn,
@@ -43,7 +45,6 @@ from serving.schemas import (
     OpportunityIn,
     Stage,
 )
-from serving.scoring import Grading, lead_tables, rows_to_table, to_score
 from serving.settings import get_scoring_settings, get_serving_settings
 
 DIGEST = hashlib.sha256(b"k1").hexdigest()

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from modeling.artifact import Offset
 from training.fit import fit_offset
-from training.model import Offset
 
 LEVELS = ["prospecting", "qualification", "proposal"]
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.registry import DEFAULT_TRACKING_URI, artifact_root, resolve_tracking_uri, tracking
+from modeling.registry import DEFAULT_TRACKING_URI, artifact_root, resolve_tracking_uri
+from training.registry import tracking
 
 
 def test_default_is_the_embedded_sqlite_store_under_models(

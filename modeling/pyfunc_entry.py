@@ -23,7 +23,7 @@ class LeadscorePyfunc(PythonModel):
     """Calibrated P(label=1) per row, from the ScoringModel stored as an artifact."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        from training.model import ScoringModel
+        from modeling.artifact import ScoringModel
 
         self.model = ScoringModel.load(Path(context.artifacts[ARTIFACT_KEY]))
 

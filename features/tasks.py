@@ -1,0 +1,223 @@
+"""The prediction tasks, each declared once: the table every layer reads.
+
+A task says what is predicted, for which entity, from which snapshots, with which label
+rule, feature set and baselines, where the generator's oracle for it lives, and which
+HTTP route serves it. Training, the promotion gate, the model card, batch scoring, the
+API (routes, readiness, ``/v1/models``) and the demo iterate over :data:`TASKS` instead
+of comparing task names, so adding a task is one entry here, its snapshot rule and
+feature set, and its serving endpoint.
+
+Pieces that live in higher layers (the oracle in the generator's package, the request
+and result schemas in ``serving``) are named by :class:`Ref`, resolved only by the layer
+that uses them: this module imports nothing above ``features``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.declarations import FeatureSet
+from features.schema import CRMTables
+from features.sets import DEAL_V1, LEAD_V1
+from features.snapshots import deal_snapshots, lead_snapshots
+
+
+@dataclass(frozen=True)
+class Ref:
+    """``module:attribute``, imported when first asked for (like an entry point)."""
+
+    target: str
+
+    def load(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """When an entity is scored in training: ``take(tables, ...)`` gives (key, as_of, label)."""
+
+    take: Callable[..., pd.DataFrame]
+    """The snapshot function; it accepts ``every_days``, ``max_per_entity``, ``data_end``
+    and, for labels with a horizon, ``horizon_days``."""
+    max_per_entity: int
+    every_days: int = 7
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Label:
+    """What the label means, and how far the time split keeps periods apart."""
+
+    description: str
+    """For the model card; ``{horizon_days}`` is filled in."""
+    horizon_days: int | None = None
+    """Days after the snapshot within which the event must happen (None: no horizon, the
+    entity's own outcome, whenever it comes)."""
+    gap: Literal["horizon"] | int = 0
+    """Rows dropped before each period boundary: ``"horizon"`` (a label that looks
+    ``horizon_days`` ahead would otherwise see into the next period) or a number of days."""
+    censor_days: int = 0
+    """Entities first seen this close to the data's end are left out of every period:
+    only the quick ones among them have an outcome yet."""
+
+    def gap_days(self, horizon_days: int | None) -> int:
+        if self.gap == "horizon":
+            return int(horizon_days if horizon_days is not None else self.horizon_days or 0)
+        return int(self.gap)
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The rates a CRM uses today, fitted in the same run and reported beside the model."""
+
+    rate_column: str
+    """The column whose training-period rate is the CRM baseline (lead source, stage)."""
+    rate_per_entity: bool = False
+    """Count each entity once per level (deals are seen in a stage many times)."""
+    crm_default: bool = False
+    """Also report the CRM's default stage probabilities (10/20/40/60/80 %)."""
+    rate_label: str = "CRM rate"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One prediction task, declared once."""
+
+    name: str
+    entity: str
+    """What is scored, in words (``lead``, ``deal``)."""
+    plural: str
+    table: str
+    """The contract table that holds one row per entity."""
+    closed_by: tuple[str, ...]
+    """Columns of that table whose value ends the entity's life: nothing left to predict."""
+    feature_set: FeatureSet
+    snapshots: Snapshots
+    label: Label
+    baselines: Baselines
+    route: str
+    """The HTTP route that scores it (several tasks of one entity may share a route)."""
+    endpoint: Ref
+    """The serving endpoint: request and result schemas and how results are built."""
+    oracle: Ref | None = None
+    """``(truth, snapshots, horizon_days) -> probabilities`` on generated data."""
+    stage_column: str | None = None
+    """A pipeline-stage feature: per-stage metrics, stage win rates, the stage offset."""
+
+    @property
+    def entity_key(self) -> str:
+        return self.feature_set.entity_key
+
+    def take_snapshots(
+        self,
+        tables: CRMTables,
+        *,
+        horizon_days: int | None = None,
+        every_days: int | None = None,
+        max_per_entity: int | None = None,
+        data_end: pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """The task's snapshots with their labels (NA where the outcome is not known yet)."""
+        kwargs: dict[str, Any] = {
+            "every_days": every_days or self.snapshots.every_days,
+            "max_per_entity": max_per_entity or self.snapshots.max_per_entity,
+            "data_end": data_end,
+        }
+        if self.label.horizon_days is not None:
+            kwargs["horizon_days"] = horizon_days or self.label.horizon_days
+        return self.snapshots.take(tables, **kwargs)
+
+    def oracle_for(
+        self, truth: Any | None, horizon_days: int | None = None
+    ) -> Callable[[pd.DataFrame], np.ndarray] | None:
+        """The oracle's probabilities for rows of (key, as_of), or None without a truth."""
+        if truth is None or self.oracle is None:
+            return None
+        hook = self.oracle.load()
+        kwargs: dict[str, Any] = {}
+        if self.label.horizon_days is not None:
+            kwargs["horizon_days"] = horizon_days or self.label.horizon_days
+
+        def oracle(snapshots: pd.DataFrame) -> np.ndarray:
+            return np.asarray(hook(truth, snapshots, **kwargs), dtype=float)
+
+        return oracle
+
+    def describe_label(self, horizon_days: int | None = None) -> str:
+        return self.label.description.format(
+            horizon_days=horizon_days or self.label.horizon_days
+        )
+
+
+TRUTH = Ref("leadscore.truth:load_truth")
+"""Reads the generator's hidden state beside a data folder (None for real data)."""
+
+TASKS: dict[str, TaskSpec] = {
+    spec.name: spec
+    for spec in (
+        TaskSpec(
+            name="lead_qualification",
+            entity="lead",
+            plural="leads",
+            table="leads",
+            closed_by=("qualified_at", "disqualified_at"),
+            feature_set=LEAD_V1,
+            snapshots=Snapshots(
+                lead_snapshots,
+                max_per_entity=12,
+                description="at lead creation, then weekly while the lead is open",
+            ),
+            label=Label(
+                "P(the lead is qualified within {horizon_days} days)",
+                horizon_days=30,
+                gap="horizon",
+            ),
+            baselines=Baselines(rate_column="source", rate_label="lead source's rate"),
+            route="/v1/leads/score",
+            endpoint=Ref("serving.endpoints:LEADS"),
+            oracle=Ref("leadscore.truth:lead_truth"),
+        ),
+        TaskSpec(
+            name="deal_close",
+            entity="deal",
+            plural="deals",
+            table="opportunities",
+            closed_by=("closed_at",),
+            feature_set=DEAL_V1,
+            snapshots=Snapshots(
+                deal_snapshots,
+                max_per_entity=40,
+                description="at each entry into an open stage, and weekly while open",
+            ),
+            label=Label(
+                "P(the open deal ends closed_won), given what is known at the snapshot",
+                censor_days=240,
+            ),
+            baselines=Baselines(
+                rate_column="stage",
+                rate_per_entity=True,
+                crm_default=True,
+                rate_label="stage win rate",
+            ),
+            route="/v1/deals/score",
+            endpoint=Ref("serving.endpoints:DEALS"),
+            oracle=Ref("leadscore.truth:deal_truth"),
+            stage_column="stage",
+        ),
+    )
+}
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The declaration of a task, or a ValueError naming the ones there are."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None

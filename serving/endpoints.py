@@ -1,0 +1,164 @@
+"""The serving side of each task's declaration: request and result schemas, and how a
+request becomes scores and results.
+
+``features.tasks`` names an endpoint per task (``Ref("serving.endpoints:LEADS")``); the
+routes, batch scoring of files and the load-time check read everything entity-specific
+from here, so neither branches on task names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from features.columns import AnyTables, ColumnTables
+from serving.models import LoadedModel
+from serving.requests import deal_tables, lead_tables
+from serving.results import context_warnings, deal_results, grading, lead_results, risk_rules
+from serving.schemas import (
+    ActivityIn,
+    DealBatch,
+    DealIn,
+    DealScores,
+    HistoryIn,
+    LeadBatch,
+    LeadIn,
+    LeadScores,
+    OpportunityIn,
+)
+from serving.scoring import score_tables
+from serving.settings import ScoringSettings
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One scoring route's schemas and the steps between a request and its answer."""
+
+    summary: str
+    description: str
+    batch: type[BaseModel]
+    """The request body."""
+    response: type[BaseModel]
+    record: type[BaseModel]
+    """One row of the entity's table in a batch file (``leadscore score``)."""
+    items: Callable[[Any], Sequence[Any]]
+    """The batch's entities, in order."""
+    tables: Callable[[Any], ColumnTables]
+    """The batch as the contract's tables."""
+    respond: Callable[..., BaseModel]
+    """``(batch, models, tables, ids, now, explain, settings) -> response``; ``models`` in
+    the order of the route's tasks."""
+    scores: Callable[[Any], list[list[int]]]
+    """The 0-100 scores of a response, per task (for the metrics)."""
+    file_results: Callable[..., Sequence[BaseModel]]
+    """``(model, scored, settings) -> results`` for a batch file, one task at a time."""
+    smoke: Callable[[datetime], Any]
+    """A plain made-up batch of one entity: a model that cannot score it is refused."""
+    needs: tuple[str, ...] = ()
+    """Contract tables a batch file's ``--data`` must hold."""
+
+
+def _smoke_activity(now: datetime) -> ActivityIn:
+    return ActivityIn(
+        activity_id="smoke-a1",
+        occurred_at=now - timedelta(days=2),
+        account_id="smoke-acc",
+        contact_id="smoke-c1",
+        type="pricing_page_visit",
+        direction="inbound",
+    )
+
+
+def _lead_smoke(now: datetime) -> LeadBatch:
+    lead = LeadIn(
+        lead_id="smoke-lead", account_id="smoke-acc", created_at=now - timedelta(days=20),
+        source="web_form", seniority="manager", employees=250,
+        activities=[_smoke_activity(now)],
+    )
+    return LeadBatch(leads=[lead])
+
+
+def _deal_smoke(now: datetime) -> DealBatch:
+    created = now - timedelta(days=20)
+    deal = DealIn(
+        opportunity_id="smoke-deal", account_id="smoke-acc", owner_id="smoke-owner",
+        created_at=created, amount=10_000.0, close_date=now + timedelta(days=30),
+        history=[HistoryIn(changed_at=created, stage="prospecting", amount=10_000.0,
+                           close_date=now + timedelta(days=30))],
+        activities=[_smoke_activity(now)],
+    )
+    return DealBatch(deals=[deal])
+
+
+def _lead_response(
+    batch: LeadBatch,
+    models: list[LoadedModel],
+    tables: AnyTables,
+    ids: list[str],
+    now: datetime,
+    explain: bool,
+    settings: ScoringSettings,
+) -> LeadScores:
+    (model,) = models
+    scored = score_tables(model, tables, ids, now, explain)
+    return LeadScores(results=lead_results(model, scored, grading(settings)))
+
+
+def _deal_response(
+    batch: DealBatch,
+    models: list[LoadedModel],
+    tables: AnyTables,
+    ids: list[str],
+    now: datetime,
+    explain: bool,
+    settings: ScoringSettings,
+) -> DealScores:
+    (model,) = models
+    scored = score_tables(model, tables, ids, now, explain)
+    amounts = [
+        deal.amount if deal.amount is not None else a
+        for deal, a in zip(batch.deals, scored.amounts(), strict=True)
+    ]
+    results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings),
+                           context_warnings(batch))
+    return DealScores(results=results)
+
+
+def _one_task_scores(out: LeadScores | DealScores) -> list[list[int]]:
+    return [[r.score for r in out.results]]
+
+
+LEADS = Endpoint(
+    summary="Score a batch of leads",
+    description="P(qualified within the model's horizon), a 0-100 score, a grade and reasons.",
+    batch=LeadBatch,
+    response=LeadScores,
+    record=LeadIn,
+    items=lambda batch: batch.leads,
+    tables=lead_tables,
+    respond=_lead_response,
+    scores=_one_task_scores,
+    file_results=lambda model, scored, settings: lead_results(model, scored, grading(settings)),
+    smoke=_lead_smoke,
+)
+
+DEALS = Endpoint(
+    summary="Score a batch of open deals",
+    description="P(won), score, grade, expected value, risk flags with evidence, and reasons.",
+    batch=DealBatch,
+    response=DealScores,
+    record=OpportunityIn,
+    items=lambda batch: batch.deals,
+    tables=deal_tables,
+    respond=_deal_response,
+    scores=_one_task_scores,
+    file_results=lambda model, scored, settings: deal_results(
+        model, scored, scored.amounts(), grading(settings), risk_rules(settings)
+    ),
+    smoke=_deal_smoke,
+    needs=("opportunity_history",),
+)

@@ -1,0 +1,173 @@
+"""Requests -> the data contract's tables: what the API (and batch files) hand to features.
+
+Requests are turned into the contract's tables as numpy column tables
+(``features.columns``), which for a handful of rows cost far less than DataFrames; batch
+files become contract DataFrames through :func:`rows_to_table`. A key seen twice keeps
+its first row, as the loader does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from features.columns import ColumnTables, column_array, tables_from_rows
+from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
+from serving.schemas import Context, DealBatch, LeadBatch
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+"""How far past the server's clock a record's creation may be (clock skew), not more."""
+
+
+@functools.cache
+def _empty(table_name: str) -> pd.DataFrame:
+    """Empty tables are built once: feature code never mutates its inputs."""
+    return empty_frame(TABLES[table_name])
+
+
+_DTYPES: dict[str, Any] = {kind: pd.api.types.pandas_dtype(d) for kind, d in PANDAS_DTYPES.items()}
+"""The contract's dtypes as objects: a dtype named by a string is looked up on every use."""
+
+
+def _column(values: list[Any], kind: str) -> Any:
+    """One column in the contract's dtype, straight from Python values (None: missing).
+
+    Timestamps go through integer nanoseconds: a third faster than letting pandas parse
+    the datetime objects, which counts at a few rows a request.
+    """
+    if kind == "timestamp":
+        ns = column_array(values, kind)
+        return pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+    if kind == "float":
+        return column_array(values, kind)
+    return pd.array(values, dtype=_DTYPES[kind])
+
+
+def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
+    """A contract DataFrame from validated rows, typed as ``coerce_dtypes`` types it (batch
+    scoring of files; requests become ``features.columns`` tables instead).
+
+    Built column by column: four times faster than a DataFrame plus ``coerce_dtypes``.
+    """
+    if not rows:
+        return _empty(table.name)
+    return pd.DataFrame(
+        {c.name: _column([r.get(c.name) for r in rows], c.kind) for c in table.columns}
+    )
+
+
+def _row(model: Any, **fill: Any) -> dict[str, Any]:
+    """A validated record's fields as a row (the schemas declare every contract column;
+    extra fields such as nested activities are ignored by ``rows_to_table``)."""
+    row = dict(model.__dict__)
+    for key, value in fill.items():
+        if row.get(key) is None:
+            row[key] = value
+    return row
+
+
+def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {
+        "accounts": [], "leads": [], "opportunities": [], "opportunity_history": [],
+        "activities": [],
+    }
+    if context is None:
+        return rows
+    rows["accounts"] = [_row(a) for a in context.accounts]
+    for lead in context.leads:
+        rows["leads"].append(_row(lead))
+        rows["activities"] += [
+            _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
+            for a in lead.activities
+        ]
+    rows["opportunities"] = [_row(o) for o in context.opportunities]
+    rows["opportunity_history"] = [
+        _row(h) for h in context.opportunity_history
+    ]
+    rows["activities"] += [_row(a) for a in context.activities]
+    return rows
+
+
+def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> ColumnTables:
+    """The request's rows as numpy column tables (no DataFrames: see ``features.columns``).
+
+    A key seen twice keeps its first row, as the loader keeps the first occurrence of a
+    repeated id in a file; request rows come before context rows, so context never
+    overrides what the request itself says.
+    """
+    ctx = _context_rows(context)
+    return tables_from_rows({name: own.get(name, []) + rows for name, rows in ctx.items()})
+
+
+def lead_tables(batch: LeadBatch) -> ColumnTables:
+    """The contract tables holding the batch's leads, their activities and any context."""
+    leads, activities = [], []
+    for lead in batch.leads:
+        leads.append(_row(lead))
+        activities += [
+            _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
+            for a in lead.activities
+        ]
+    return _tables({"leads": leads, "activities": activities}, batch.context)
+
+
+def deal_tables(batch: DealBatch) -> ColumnTables:
+    """The contract tables holding the batch's deals, their history, activities and context."""
+    deals, history, activities = [], [], []
+    for deal in batch.deals:
+        deals.append(_row(deal))
+        history += [
+            _row(h, opportunity_id=deal.opportunity_id)
+            for h in deal.history
+        ]
+        activities += [
+            _row(
+                a,
+                opportunity_id=deal.opportunity_id,
+                account_id=deal.account_id,
+            )
+            for a in deal.activities
+        ]
+    return _tables(
+        {"opportunities": deals, "opportunity_history": history, "activities": activities},
+        batch.context,
+    )
+
+
+def request_problems(
+    items: Sequence[Any], name: str, key: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Errors pydantic cannot see alone: repeated ids, records created in the future.
+
+    ``items`` are the batch's records under ``name`` (``leads``, ``deals``...), each with
+    its id under ``key`` and a ``created_at``. Each error is a validation error dict with
+    a ``loc`` so it reads like the others.
+    """
+    problems: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    latest = now.astimezone(UTC) + FUTURE_TOLERANCE
+    for i, item in enumerate(items):
+        ident, created_at = getattr(item, key), item.created_at
+        if ident in seen:
+            problems.append(
+                {
+                    "loc": ("body", name, i, key),
+                    "msg": f"duplicate of {name}.{seen[ident]}.{key}; each id may appear once",
+                    "type": "duplicate_id",
+                }
+            )
+        else:
+            seen[ident] = i
+        if created_at > latest:
+            problems.append(
+                {
+                    "loc": ("body", name, i, "created_at"),
+                    "msg": "created_at is in the future",
+                    "type": "future_timestamp",
+                }
+            )
+    return problems

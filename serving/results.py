@@ -1,0 +1,177 @@
+"""Scores -> what a rep reads: probability, 0-100 score, grade, reasons, risk and warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from features.declarations import FeatureSet
+from serving.explain import Factor, plain_value, top_factors
+from serving.models import LoadedModel
+from serving.risk import RiskRules, risk_flags, risk_level
+from serving.schemas import (
+    DealBatch,
+    DealResult,
+    LeadResult,
+    ModelRef,
+    Reason,
+    Reasons,
+    Risk,
+    RiskFlag,
+)
+from serving.scoring import Scored
+from serving.settings import ScoringSettings
+
+
+@dataclass(frozen=True)
+class Grading:
+    """Score cut-offs for grades A, B and C (anything lower is D)."""
+
+    a: int = 75
+    b: int = 50
+    c: int = 25
+
+    def grade(self, score: int) -> str:
+        if score >= self.a:
+            return "A"
+        if score >= self.b:
+            return "B"
+        return "C" if score >= self.c else "D"
+
+
+def grading(settings: ScoringSettings) -> Grading:
+    a, b, c = settings.grade_cutoffs
+    return Grading(a=a, b=b, c=c)
+
+
+def risk_rules(settings: ScoringSettings) -> RiskRules:
+    return RiskRules(
+        no_activity_days=settings.risk_no_activity_days,
+        probability_ratio=settings.risk_probability_ratio,
+        amount_cut_ratio=settings.risk_amount_cut_ratio,
+    )
+
+
+def to_score(probability: float) -> int:
+    """0-100, rounded half up, so 0.745 is 75 on every platform."""
+    return int(np.floor(probability * 100.0 + 0.5))
+
+
+def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSet) -> Reasons:
+    """Top factors of one row; ``values`` is that row's feature values in declared order.
+
+    Built with ``model_construct``: the values are ours, and FastAPI validates the whole
+    response against its model once more on the way out.
+    """
+    if scored.contributions is None:
+        return Reasons.model_construct(up=[], down=[])
+    up, down = top_factors(scored.contributions[row], values, list(feature_set.features))
+
+    def reason(f: Factor) -> Reason:
+        return Reason.model_construct(
+            feature=f.feature, value=f.value, contribution=f.contribution, text=f.text
+        )
+
+    return Reasons.model_construct(up=[reason(f) for f in up], down=[reason(f) for f in down])
+
+
+def model_ref(model: LoadedModel) -> ModelRef:
+    fs = model.model.feature_set
+    return ModelRef(name=model.name, version=model.version, feature_set=f"{fs.name}@{fs.version}")
+
+
+def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[LeadResult]:
+    """One result per lead, in the order of ``scored.ids``."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    values = scored.values()
+    out = []
+    for i, lead_id in enumerate(scored.ids):
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        out.append(
+            LeadResult(
+                lead_id=lead_id,
+                probability=p,
+                score=score,
+                grade=grading.grade(score),  # type: ignore[arg-type]
+                reasons=_reasons(scored, list(values[i]), i, fs),
+                model=ref,
+            )
+        )
+    return out
+
+
+def context_warnings(batch: DealBatch) -> list[list[str]]:
+    """Per deal, what the request left out that training always had.
+
+    In training a deal's account firmographics, its account's other deals and its owner's
+    closed deals come from the full CRM; over HTTP only from ``context``. Missing, they
+    read as unknown or "no history" and the probability moves (by 0.07 on average on
+    the test models), so the answer says so instead of passing it silently.
+    """
+    ctx = batch.context
+    accounts = {a.account_id for a in ctx.accounts} if ctx else set()
+    others = ctx.opportunities if ctx else []
+    owners = {o.owner_id for o in others}
+    with_deals = {o.account_id for o in others}
+    out = []
+    for deal in batch.deals:
+        said = []
+        if deal.account_id not in accounts:
+            said.append(f"account {deal.account_id} not in context: its industry, size "
+                        "and country were read as unknown")
+        if deal.owner_id not in owners:
+            said.append(f"no deals of owner {deal.owner_id} in context: the owner's win "
+                        "rate was read as no history")
+        if deal.account_id not in with_deals:
+            said.append(f"no other deals of account {deal.account_id} in context: the "
+                        "account's deal history was read as none")
+        out.append(said)
+    return out
+
+
+def deal_results(
+    model: LoadedModel,
+    scored: Scored,
+    amounts: list[float | None],
+    grading: Grading,
+    rules: RiskRules,
+    warnings: list[list[str]] | None = None,
+) -> list[DealResult]:
+    """One result per deal, with expected value and risk flags, in order of ``scored.ids``."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
+    values = scored.values()
+    names = fs.names
+    out = []
+    for i, deal_id in enumerate(scored.ids):
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        row = {str(k): plain_value(v) for k, v in zip(names, values[i], strict=True)}
+        flags = risk_flags(row, p, metadata, rules)
+        amount = amounts[i]
+        out.append(
+            DealResult(
+                opportunity_id=deal_id,
+                stage=str(row.get("stage") or ""),
+                probability=p,
+                score=score,
+                grade=grading.grade(score),  # type: ignore[arg-type]
+                expected_value=None if amount is None else round(float(amount) * p, 2),
+                risk=Risk(
+                    level=risk_level(flags),
+                    flags=[
+                        RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
+                        for f in flags
+                    ],
+                ),
+                reasons=_reasons(scored, list(values[i]), i, fs),
+                model=ref,
+                warnings=warnings[i] if warnings else [],
+            )
+        )
+    return out
