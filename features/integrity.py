@@ -1,4 +1,4 @@
-"""The checks across tables: references that resolve, and history inside its deal's life.
+"""The checks across tables: references that resolve, and rows inside their parent's life.
 
 Run once every table went through its own rules, so that a parent rejected by them takes
 its children with it. The output keeps referential integrity: every non-null reference in
@@ -12,7 +12,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.parsing import np_mask
-from features.report import AFTER_DEAL_CLOSED, BEFORE_DEAL_CREATED, ORPHAN_FK, iso, joined, quoted
+from features.report import (
+    AFTER_DEAL_CLOSED,
+    BEFORE_ACCOUNT_CREATED,
+    BEFORE_DEAL_CREATED,
+    ORPHAN_FK,
+    iso,
+    joined,
+    quoted,
+)
 from features.rules import CheckedTable
 from features.schema import TABLES, ForeignKey
 
@@ -22,7 +30,8 @@ def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
 
     Each foreign key is re-checked only when its parent lost rows since the last check,
     always taking the first such key in dependency order: accounts before leads and
-    opportunities (whose mutual references settle first), then history and activities.
+    opportunities (whose mutual references settle first), then history, activities and
+    signals.
     """
     fks: list[tuple[str, ForeignKey]] = [
         (name, fk) for name, t in TABLES.items() for fk in t.foreign_keys
@@ -87,3 +96,32 @@ def check_history_dates(checked: dict[str, CheckedTable]) -> None:
                 ),
             )
 
+
+def check_signal_dates(checked: dict[str, CheckedTable]) -> None:
+    """Reject account signals observed before their account was created.
+
+    As with a deal's history: an account cannot be watched before it exists, so such a row
+    is a broken export, and features would see it before the account was there to score.
+    """
+    signals, accounts = checked["account_signals"], checked["accounts"]
+    if signals.n_rows == 0:
+        return
+    keep = pa.array(accounts.valid)
+    pos = pc.index_in(
+        signals.values("account_id"), value_set=accounts.values("account_id").filter(keep)
+    )
+    created = accounts.values("created_at").filter(keep).take(pos)
+    observed = signals.values("observed_at")
+    wrong = np_mask(pc.less(observed, created))
+    if wrong.any():
+        m = pa.array(wrong)
+        signals.reject(
+            wrong,
+            "observed_at",
+            joined(
+                f"{BEFORE_ACCOUNT_CREATED}: observed_at ",
+                iso(observed.filter(m)),
+                " is before the account's created_at ",
+                iso(created.filter(m)),
+            ),
+        )

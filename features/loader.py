@@ -1,6 +1,7 @@
 """Read a folder of CRM tables, validate every row, and report what was rejected.
 
-A folder holds one file per table, named after it (``leads.parquet`` or ``leads.csv``).
+A folder holds one file per table, named after it (``leads.parquet`` or ``leads.csv``);
+an optional table (``account_signals``) may be left out and then loads as an empty table.
 ``load_crm`` returns the valid rows, typed per ``features/schema.py``, and a rejection
 report with one line per problem: ``table, row, column, reason``. ``row`` is the 0-based
 position of the data row in the file as read. Nothing is dropped without a line in the
@@ -9,7 +10,7 @@ report; a file that cannot be read at all raises one ``DataContractError`` namin
 Why plain vectorised checks on Arrow arrays and not pandera: the column checks pandera
 would take over (dtype, nullability, allowed values) are a few lines each here, while the
 work that matters is outside what it does: parsing strings cell by cell so that one bad
-value rejects one row and not the file, foreign keys across five tables with a
+value rejects one row and not the file, foreign keys across the tables with a
 leads <-> opportunities cycle and a cascade of rejections, history rows checked against
 their deal's dates, and a row number that is the position in the file. At the target
 scale (about 1M leads and 20M activities) it would also cost a pandas conversion of every
@@ -25,11 +26,14 @@ and writes the report; this module runs them in order.
 
 The rules, with the reason each one writes (text before the first colon is the code):
 
-- ``bad type``: a value that is not a number, integer, boolean or ISO 8601 timestamp.
+- ``bad type``: a value that is not a number, integer, boolean or ISO 8601 timestamp
+  (or a fraction where a signal is a whole number: a severity, an NPS or CSAT answer).
   Timestamps without an offset are taken as UTC, as the contract says.
 - ``missing required value``: a non-nullable column is empty.
 - ``unknown value``: a category column outside its allowed values (stage, activity type,
-  direction).
+  direction, account signal).
+- ``value out of range``: an account signal's value outside its signal's range
+  (``SIGNAL_RANGES``; the reason names the signal and the range).
 - ``negative value``: a count or an amount below zero.
 - ``date order``: an outcome dated before the row's creation (a lead qualified or
   disqualified before it was created, a deal closed before it was created).
@@ -38,11 +42,12 @@ The rules, with the reason each one writes (text before the first colon is the c
 - ``duplicate id``: a key seen earlier in the file; the first occurrence is kept.
 - ``orphan foreign key``: a non-null reference to a row that is absent or was rejected.
   Parents are resolved before children and the leads <-> opportunities cycle is iterated
-  until nothing changes, so a rejected account takes its leads, deals, history and
-  activities with it, each reported.
+  until nothing changes, so a rejected account takes its leads, deals, history,
+  activities and signals with it, each reported.
 - ``inconsistent outcome``: a deal with ``is_won`` but no ``closed_at``, or the reverse.
 - ``before deal created`` / ``after deal closed``: an opportunity_history row dated
   outside its deal's life.
+- ``before account created``: an account signal observed before its account was created.
 
 The output keeps referential integrity: every non-null reference in the valid tables
 resolves to a valid row. That includes the back-reference ``leads.opportunity_id``, so a
@@ -58,7 +63,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.integrity import check_foreign_keys, check_history_dates
+from features.integrity import check_foreign_keys, check_history_dates, check_signal_dates
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
@@ -84,6 +89,7 @@ from features.rules import (
     PLANNED_DATE_COLUMNS,
     CheckedTable,
     check_rows,
+    no_rows,
 )
 from features.schema import TABLES, CRMTables
 
@@ -135,13 +141,16 @@ class LoadResult:
         """Per table: rows read, valid and rejected (a row with several problems counts once)."""
         rejected = self.rejections.groupby("table", sort=False)["row"].nunique()
         rows = []
-        for name in TABLES:
+        for name, table in TABLES.items():
             n_rej = int(rejected.get(name, 0))
+            n_valid = len(self.tables.get(name))
+            if table.optional and name not in self.rows_read and n_rej + n_valid == 0:
+                continue  # an optional table the folder does not have: nothing to count
             rows.append(
                 {
                     "table": name,
-                    "read": int(self.rows_read.get(name, n_rej + len(self.tables.get(name)))),
-                    "valid": len(self.tables.get(name)),
+                    "read": int(self.rows_read.get(name, n_rej + n_valid)),
+                    "valid": n_valid,
                     "rejected": n_rej,
                 }
             )
@@ -173,8 +182,9 @@ def load_crm(
     now: pd.Timestamp | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Read and validate the five tables in ``data_dir``.
+    """Read and validate the contract's tables in ``data_dir``.
 
+    An optional table without a file loads as an empty table and is not counted as read.
     ``now`` (default: the current time) is the latest an event may be dated. ``progress``
     is told which step runs, for a status line on large folders.
     """
@@ -183,24 +193,29 @@ def load_crm(
     files = find_table_files(Path(data_dir))
     checked: dict[str, CheckedTable] = {}
     absent: dict[str, tuple[str, ...]] = {}
-    for name, path in files.items():
+    for name, table in TABLES.items():
+        path = files.get(name)
+        if path is None:  # an optional table left out
+            checked[name] = no_rows(table)
+            continue
         say(f"reading {path.name}")
-        tbl, missing = read_table_file(path, TABLES[name])
+        tbl, missing = read_table_file(path, table)
         if missing:
             absent[name] = missing
         say(f"checking {name}")
-        checked[name] = check_rows(tbl, TABLES[name], path, now_utc)
+        checked[name] = check_rows(tbl, table, path, now_utc)
         del tbl
     say("checking foreign keys")
     check_foreign_keys(checked)
     check_history_dates(checked)
+    check_signal_dates(checked)
     say("collecting valid rows")
     rejections = sorted_rejections([c.rejections() for c in checked.values()])
     frames = {name: c.frame() for name, c in checked.items()}
     return LoadResult(
         tables=CRMTables(**frames),
         rejections=rejections,
-        rows_read={name: c.n_rows for name, c in checked.items()},
+        rows_read={name: checked[name].n_rows for name in files},
         missing_columns=absent,
     )
 

@@ -1,9 +1,10 @@
 """Find a folder's table files and read each one as Arrow, header checks included.
 
 A folder holds one file per table, named after it (``leads.parquet`` or ``leads.csv``);
-other files and sub-folders are ignored. CSV is read with every column as text so that
-one bad cell rejects one row later on, not the file here; Parquet is read as typed. A
-file that cannot be read at all raises one ``DataContractError`` naming it.
+an optional table may have none. Other files and sub-folders are ignored. CSV is read
+with every column as text so that one bad cell rejects one row later on, not the file
+here; Parquet is read as typed. A file that cannot be read at all raises one
+``DataContractError`` naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ class DataContractError(ValueError):
 
 
 def find_table_files(data_dir: Path) -> dict[str, Path]:
-    """The one file per table in ``data_dir``; other files and sub-folders are ignored."""
+    """The one file per table in ``data_dir``; other files and sub-folders are ignored.
+
+    An optional table without a file is left out of the result; any other is an error.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataContractError(f"{data_dir}: not a folder")
@@ -38,6 +42,8 @@ def find_table_files(data_dir: Path) -> dict[str, Path]:
                 f"{data_dir}: both {present[0].name} and {present[1].name} exist; "
                 f"keep one file per table"
             )
+        if not present and TABLES[name].optional:
+            continue
         if not present:
             raise DataContractError(
                 f"{data_dir}: missing table file {name}.parquet or {name}.csv"

@@ -29,6 +29,8 @@ ORPHAN_FK = "orphan foreign key"
 BEFORE_DEAL_CREATED = "before deal created"
 AFTER_DEAL_CLOSED = "after deal closed"
 OUTCOME_MISMATCH = "inconsistent outcome"
+VALUE_OUT_OF_RANGE = "value out of range"
+BEFORE_ACCOUNT_CREATED = "before account created"
 
 REJECTION_COLUMNS = ["table", "row", "column", "reason"]
 

@@ -25,13 +25,14 @@ from features.report import (
     NEGATIVE_VALUE,
     OUTCOME_MISMATCH,
     UNKNOWN_VALUE,
+    VALUE_OUT_OF_RANGE,
     empty_rejections,
     iso,
     iso_scalar,
     joined,
     quoted,
 )
-from features.schema import PANDAS_DTYPES, Table
+from features.schema import INTEGER_SIGNALS, PANDAS_DTYPES, SIGNAL_RANGES, SIGNALS, Table
 
 # Counts and amounts cannot be negative (in every table that has them).
 NON_NEGATIVE_COLUMNS = frozenset({"employees", "annual_revenue", "amount", "timeline_days"})
@@ -46,6 +47,9 @@ DATE_ORDER_RULES: tuple[tuple[str, str, str], ...] = (
 # (table, a, b): both filled or both empty. A closed deal is won or lost, and only a
 # closed one is.
 PAIRED_COLUMNS: tuple[tuple[str, str, str], ...] = (("opportunities", "is_won", "closed_at"),)
+# (table, signal column, value column): the value must lie in its signal's range in
+# SIGNAL_RANGES, and be a whole number for the INTEGER_SIGNALS.
+SIGNAL_VALUE_RULES: tuple[tuple[str, str, str], ...] = (("account_signals", "signal", "value"),)
 
 _KIND_WORDS = {"int": "integer", "float": "number", "bool": "boolean", "timestamp": "timestamp"}
 
@@ -117,6 +121,12 @@ def _pandas_type(typ: pa.DataType) -> object:
     return None
 
 
+def no_rows(table: Table) -> CheckedTable:
+    """An optional table the folder left out: no rows, every column in its contract type."""
+    columns = {c.name: absent_column(0, c) for c in table.columns}
+    return CheckedTable(table, 0, columns, np.ones(0, dtype=bool))
+
+
 def check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> CheckedTable:
     """Parse every column and apply the checks that need no other table."""
     n = tbl.num_rows
@@ -185,9 +195,58 @@ def check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> Ch
             lone = np_mask(pc.is_valid(parsed[one].values)) & parsed[other].missing
             checked.reject(lone, one, f"{OUTCOME_MISMATCH}: {one} is set but {other} is empty")
 
+    for name, signal, value in SIGNAL_VALUE_RULES:
+        if name == table.name:
+            _check_signal_values(checked, signal, value)
+
     if table.key is not None:
         _check_duplicates(checked, table.key)
     return checked
+
+
+def _check_signal_values(checked: CheckedTable, signal: str, value: str) -> None:
+    """Reject values outside their signal's range, and fractions where a grade belongs.
+
+    A row whose signal is unknown or whose value is missing has no range to check: it is
+    rejected for that already, once.
+    """
+    signals, values = checked.values(signal), checked.values(value)
+    pos = pc.index_in(signals, value_set=pa.array(SIGNALS))
+    lows = pa.array([SIGNAL_RANGES[s][0] for s in SIGNALS], pa.float64())
+    highs = pa.array([SIGNAL_RANGES[s][1] for s in SIGNALS], pa.float64())
+    outside = np_mask(
+        pc.or_(pc.less(values, pc.take(lows, pos)), pc.greater(values, pc.take(highs, pos)))
+    )
+    if outside.any():
+        m = pa.array(outside)
+        # Bounds printed as Arrow prints the values, so 1e7 reads 10000000 on both sides.
+        ranges = joined(pc.cast(lows, pa.string()), " to ", pc.cast(highs, pa.string()))
+        checked.reject(
+            outside,
+            value,
+            joined(
+                f"{VALUE_OUT_OF_RANGE}: ",
+                signals.filter(m),
+                " ",
+                pc.cast(values.filter(m), pa.string()),
+                " is outside ",
+                pc.take(ranges, pos.filter(m)),
+            ),
+        )
+    whole = pc.is_in(signals, value_set=pa.array(sorted(INTEGER_SIGNALS)))
+    fraction = np_mask(pc.and_(whole, pc.not_equal(values, pc.floor(values))))
+    if fraction.any():
+        m = pa.array(fraction)
+        checked.reject(
+            fraction,
+            value,
+            joined(
+                f"{BAD_TYPE}: expected integer for ",
+                signals.filter(m),
+                ", got ",
+                quoted(values.filter(m)),
+            ),
+        )
 
 
 def _strictly_increasing(ids: pa.ChunkedArray) -> bool:
