@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from features.loader import DataContractError, LoadResult, load_crm
 from features.schema import TABLES, CRMTables
+from features.snapshots import crm_as_of
 from leadscore.cli import app
 from tests.data.crm_builder import NOW, set_cell, valid_signals, valid_tables, write_folder
 
@@ -247,3 +248,9 @@ def test_crm_tables_built_without_signals_get_an_empty_typed_table() -> None:
     assert list(crm.account_signals.columns) == TABLES["account_signals"].column_names
     assert _dtypes(crm.account_signals) == SIGNAL_DTYPES
 
+
+def test_crm_as_of_drops_signals_observed_at_or_after_the_cutoff(tmp_path: Path) -> None:
+    tables = _load(_with_signals(), tmp_path, "parquet").tables
+    past = crm_as_of(tables, pd.Timestamp("2024-06-01", tz="UTC"))  # S4 is observed then
+    assert past.account_signals["signal_id"].tolist() == ["S1", "S2", "S3"]
+    assert len(tables.account_signals) == 6  # the input is not changed
