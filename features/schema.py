@@ -1,4 +1,4 @@
-"""The CRM data contract: five tables, declared once.
+"""The CRM data contract: five tables and one optional one, declared once.
 
 Every loader, generator and feature function reads these declarations instead of
 repeating column names. Timestamps are UTC (``datetime64[ns, UTC]``).
@@ -48,6 +48,19 @@ ACTIVITY_TYPES: tuple[str, ...] = (
 )
 DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
 
+# What customer success watches after a sale: each signal's lowest and highest value,
+# both allowed.
+SIGNAL_RANGES: dict[str, tuple[float, float]] = {
+    "active_users": (0.0, 1e7),  # product usage: active users in the week
+    "logins": (0.0, 1e9),  # logins in the week
+    "ticket_opened": (1.0, 4.0),  # a support ticket opened; value = severity, 1 low to 4 urgent
+    "nps": (0.0, 10.0),  # a survey answer
+    "csat": (1.0, 5.0),  # a satisfaction answer
+}
+# Signals whose value is a grade or a score: whole numbers only.
+INTEGER_SIGNALS: frozenset[str] = frozenset({"ticket_opened", "nps", "csat"})
+SIGNALS: tuple[str, ...] = tuple(SIGNAL_RANGES)
+
 Kind = Literal["string", "int", "float", "bool", "timestamp", "category"]
 
 
@@ -74,6 +87,8 @@ class Table:
     key: str | None
     time_column: str
     foreign_keys: tuple[ForeignKey, ...] = field(default_factory=tuple)
+    # A folder may leave an optional table out: it then loads as an empty table.
+    optional: bool = False
 
     @property
     def column_names(self) -> list[str]:
@@ -189,8 +204,28 @@ ACTIVITIES = Table(
     ),
 )
 
+ACCOUNT_SIGNALS = Table(
+    name="account_signals",
+    key="signal_id",
+    time_column="observed_at",
+    optional=True,
+    foreign_keys=(ForeignKey("account_id", "accounts", "account_id"),),
+    columns=(
+        Column("signal_id", "string", nullable=False),
+        Column("account_id", "string", nullable=False),
+        Column("observed_at", "timestamp", nullable=False,
+               description="when the signal was observed"),
+        Column("signal", "category", nullable=False, allowed=SIGNALS),
+        Column("value", "float", nullable=False,
+               description="within the signal's range in SIGNAL_RANGES"),
+        Column("detail", "string", description="free text: the ticket's subject, a comment"),
+    ),
+)
+
+# The order the rejection report and the summary list tables in.
 TABLES: dict[str, Table] = {
-    t.name: t for t in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES)
+    t.name: t
+    for t in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACCOUNT_SIGNALS)
 }
 
 PANDAS_DTYPES: dict[str, str] = {
@@ -205,13 +240,14 @@ PANDAS_DTYPES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class CRMTables:
-    """The five tables of one CRM, as validated DataFrames."""
+    """The tables of one CRM, as validated DataFrames (an optional one left out is empty)."""
 
     accounts: pd.DataFrame
     leads: pd.DataFrame
     opportunities: pd.DataFrame
     opportunity_history: pd.DataFrame
     activities: pd.DataFrame
+    account_signals: pd.DataFrame = field(default_factory=lambda: empty_frame(ACCOUNT_SIGNALS))
 
     def get(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self, name)

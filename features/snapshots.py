@@ -215,4 +215,5 @@ def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:
         opportunities=coerce_dtypes(opps, OPPORTUNITIES),
         opportunity_history=hist,
         activities=activities,
+        account_signals=before(tables.account_signals, "observed_at"),
     )

@@ -55,6 +55,8 @@ def read_tables_unvalidated(data_dir: Path) -> CRMTables:
             frame = pd.read_parquet(parquet)
         elif csv.exists():
             frame = pd.read_csv(csv)
+        elif table.optional:
+            continue  # left out: CRMTables has it empty
         else:
             raise FileNotFoundError(f"no {name}.parquet or {name}.csv in {data_dir}")
         frames[name] = coerce_dtypes(frame, table)

@@ -1,8 +1,9 @@
 """A tiny, hand-checked valid CRM for data-contract tests, and a way to spoil one cell.
 
 Small enough to read: three accounts, four leads, three deals with their stage history,
-five activities. Every reference resolves, every date is in order, and the open deal O2
-has an expected close date after ``NOW`` (a plan, which the contract allows).
+five activities, and (apart, as the table is optional) six account signals. Every
+reference resolves, every date is in order, and the open deal O2 has an expected close
+date after ``NOW`` (a plan, which the contract allows).
 """
 
 from __future__ import annotations
@@ -273,6 +274,65 @@ def valid_tables() -> dict[str, pd.DataFrame]:
         "opportunity_history": _frame("opportunity_history", history),
         "activities": _frame("activities", activities),
     }
+
+
+def valid_signals() -> pd.DataFrame:
+    """An ``account_signals`` table for ``valid_tables``' accounts, one row per signal kind.
+
+    Values sit on their ranges' edges where they can (0 active users, severity 4, NPS 10,
+    CSAT 1), so a check that got a bound wrong rejects a valid row.
+    """
+    rows: list[dict[str, Any]] = [
+        {
+            "signal_id": "S1",
+            "account_id": "A1",
+            "observed_at": "2024-04-01T00:00:00Z",
+            "signal": "active_users",
+            "value": 0.0,
+            "detail": None,
+        },
+        {
+            "signal_id": "S2",
+            "account_id": "A1",
+            "observed_at": "2024-04-08T00:00:00Z",
+            "signal": "logins",
+            "value": 410.0,
+            "detail": None,
+        },
+        {
+            "signal_id": "S3",
+            "account_id": "A1",
+            "observed_at": "2024-05-02T10:15:00Z",
+            "signal": "ticket_opened",
+            "value": 4.0,
+            "detail": "export fails",
+        },
+        {
+            "signal_id": "S4",
+            "account_id": "A2",
+            "observed_at": "2024-06-01T00:00:00Z",
+            "signal": "nps",
+            "value": 10.0,
+            "detail": "survey Q2",
+        },
+        {
+            "signal_id": "S5",
+            "account_id": "A3",
+            "observed_at": "2024-06-15T00:00:00Z",
+            "signal": "csat",
+            "value": 1.0,
+            "detail": None,
+        },
+        {
+            "signal_id": "S6",
+            "account_id": "A3",
+            "observed_at": "2024-07-01T00:00:00Z",
+            "signal": "active_users",
+            "value": 12.5,
+            "detail": "weekly average",
+        },
+    ]
+    return _frame("account_signals", rows)
 
 
 def as_text(series: pd.Series) -> pd.Series:

@@ -1,0 +1,127 @@
+"""The checks across tables: references that resolve, and rows inside their parent's life.
+
+Run once every table went through its own rules, so that a parent rejected by them takes
+its children with it. The output keeps referential integrity: every non-null reference in
+the valid rows resolves to a valid row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.parsing import np_mask
+from features.report import (
+    AFTER_DEAL_CLOSED,
+    BEFORE_ACCOUNT_CREATED,
+    BEFORE_DEAL_CREATED,
+    ORPHAN_FK,
+    iso,
+    joined,
+    quoted,
+)
+from features.rules import CheckedTable
+from features.schema import TABLES, ForeignKey
+
+
+def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
+    """Reject rows whose references are absent or rejected, until nothing changes.
+
+    Each foreign key is re-checked only when its parent lost rows since the last check,
+    always taking the first such key in dependency order: accounts before leads and
+    opportunities (whose mutual references settle first), then history, activities and
+    signals.
+    """
+    fks: list[tuple[str, ForeignKey]] = [
+        (name, fk) for name, t in TABLES.items() for fk in t.foreign_keys
+    ]
+    version = dict.fromkeys(TABLES, 0)
+    checked_at = [-1] * len(fks)
+    reported = [np.zeros(checked[name].n_rows, dtype=bool) for name, _ in fks]
+    while True:
+        stale = [i for i, (_, fk) in enumerate(fks) if checked_at[i] != version[fk.table]]
+        if not stale:
+            return
+        i = stale[0]
+        child_name, fk = fks[i]
+        checked_at[i] = version[fk.table]
+        child, parent = checked[child_name], checked[fk.table]
+        refs = child.values(fk.column)
+        all_keys = parent.values(fk.ref_column)
+        valid_keys = all_keys.filter(pa.array(parent.valid))
+        orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
+        orphan &= ~reported[i]
+        if not orphan.any():
+            continue
+        reported[i] |= orphan
+        missing = refs.filter(pa.array(orphan))
+        existed = pc.is_in(missing, all_keys)
+        target = f"{fk.table}.{fk.ref_column}"
+        reason = pc.if_else(
+            existed,
+            joined(f"{ORPHAN_FK}: {target} ", quoted(missing), " was rejected"),
+            joined(f"{ORPHAN_FK}: no {target} ", quoted(missing)),
+        )
+        if child.reject(orphan, fk.column, reason):
+            version[child_name] += 1
+
+
+def check_history_dates(checked: dict[str, CheckedTable]) -> None:
+    """Reject history rows dated before their deal was created or after it closed."""
+    hist, opps = checked["opportunity_history"], checked["opportunities"]
+    keep = pa.array(opps.valid)
+    opp_ids = opps.values("opportunity_id").filter(keep)
+    created = opps.values("created_at").filter(keep)
+    closed = opps.values("closed_at").filter(keep)
+    pos = pc.index_in(hist.values("opportunity_id"), value_set=opp_ids)
+    deal_created = created.take(pos)
+    deal_closed = closed.take(pos)
+    changed = hist.values("changed_at")
+    for code, cmp, bound, word in (
+        (BEFORE_DEAL_CREATED, pc.less, deal_created, "created_at"),
+        (AFTER_DEAL_CLOSED, pc.greater, deal_closed, "closed_at"),
+    ):
+        wrong = np_mask(cmp(changed, bound))
+        if wrong.any():
+            m = pa.array(wrong)
+            hist.reject(
+                wrong,
+                "changed_at",
+                joined(
+                    f"{code}: changed_at ",
+                    iso(changed.filter(m)),
+                    f" is {'before' if cmp is pc.less else 'after'} the deal's {word} ",
+                    iso(bound.filter(m)),
+                ),
+            )
+
+
+def check_signal_dates(checked: dict[str, CheckedTable]) -> None:
+    """Reject account signals observed before their account was created.
+
+    As with a deal's history: an account cannot be watched before it exists, so such a row
+    is a broken export, and features would see it before the account was there to score.
+    """
+    signals, accounts = checked["account_signals"], checked["accounts"]
+    if signals.n_rows == 0:
+        return
+    keep = pa.array(accounts.valid)
+    pos = pc.index_in(
+        signals.values("account_id"), value_set=accounts.values("account_id").filter(keep)
+    )
+    created = accounts.values("created_at").filter(keep).take(pos)
+    observed = signals.values("observed_at")
+    wrong = np_mask(pc.less(observed, created))
+    if wrong.any():
+        m = pa.array(wrong)
+        signals.reject(
+            wrong,
+            "observed_at",
+            joined(
+                f"{BEFORE_ACCOUNT_CREATED}: observed_at ",
+                iso(observed.filter(m)),
+                " is before the account's created_at ",
+                iso(created.filter(m)),
+            ),
+        )
