@@ -51,6 +51,12 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     assert _digest(a) != _digest(c)
 
 
+def test_a_crm_too_small_for_any_deal_still_generates() -> None:
+    crm = generate_crm(1, seed=1)
+    assert crm.arrow["opportunities"].num_rows == 0
+    assert len(crm.tables.leads) == 1
+
+
 def test_tables_follow_the_contract_and_hide_the_truth(crm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     for name, tbl in crm.arrow.items():
         assert tbl.column_names == TABLES[name].column_names
