@@ -28,7 +28,7 @@ write_crm(generate_crm(int(sys.argv[1]), seed=7), Path(sys.argv[2]))
 BUILD = """
 import json, sys, time
 from pathlib import Path
-from features.build import build_training_set
+from features.training_set import build_training_set
 from features.loader import load_crm
 from leadscore.memory import reuse_freed_memory
 import os

@@ -93,8 +93,8 @@ def train_and_register(n_leads: int, uri: str) -> dict[str, Any]:
     """Train both models on a generated CRM and register them as champions."""
     import mlflow
 
-    from features.build import build_training_set
     from features.sets import DEAL_V1, LEAD_V1
+    from features.training_set import build_training_set
     from leadscore.generator import generate_crm
     from training.evaluate import stage_win_rates, won_stage_days_p75_from_history
     from training.fit import BoosterParams, fit_scoring_model

@@ -45,7 +45,7 @@ def ensure_data(data: Path, leads: int, seed: int) -> None:
 def training_frame(data: Path, task: str) -> pd.DataFrame:
     cache = data / f"_{task}.parquet"
     if not cache.exists():
-        from features.build import build_training_set
+        from features.training_set import build_training_set
         from training.data import read_tables
 
         t = time.perf_counter()

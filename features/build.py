@@ -11,7 +11,7 @@ Why vectorised pandas/numpy rather than DuckDB: every feature is either a static
 of the entity, its latest state before t, or a count of its events before t (minus the
 count before t - w for a window). With events sorted once by (entity, time), each of those
 is one search of the snapshot points in a sorted array, for all snapshots at once (see
-``features._pit``), with no join fan-out. DuckDB would express the windows as ASOF or
+``features.point_in_time``), with no join fan-out. DuckDB would express the windows as ASOF or
 range joins per activity type and window (36 of them), materialising the joined rows, and
 it would add a dependency and a hand-over of the rows into its tables on every call, where
 the whole computation for one serving request takes about 0.35 ms here. DuckDB is not
@@ -30,22 +30,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from features import _pit
+from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
-from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES, CRMTables
+from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS
-from features.tasks import task_spec
 
 Columns = dict[str, np.ndarray]
 Step = Callable[[str], None]
 
-_DAY = _pit.NS_PER_DAY
+_DAY = pit.NS_PER_DAY
 _ACTIVITY_TYPES = ACTIVITY_TYPES
 _ACTIVITY_INDEX = pd.Index(ACTIVITY_TYPES)
 _STAGE_INDEX = pd.Index(STAGES)
@@ -108,7 +106,7 @@ def _category(
 ) -> np.ndarray:
     """A string column at row positions as codes of the feature's fixed categories
     (-1: unseen, missing or not yet known)."""
-    levels = _pit.codes(keys(frame, column), category_dtype(name).categories)
+    levels = pit.codes(keys(frame, column), category_dtype(name).categories)
     return _pick(levels, rows, visible).astype(_code_dtype(name))
 
 
@@ -131,8 +129,8 @@ def _engagement(
     entity_column: str,
     entity_vocab: pd.Series | np.ndarray,
     account_vocab: pd.Series | np.ndarray,
-    ent: _pit.Queries,
-    acc: _pit.Queries,
+    ent: pit.Queries,
+    acc: pit.Queries,
     step: Step,
 ) -> Columns:
     """Activity counts by type and window, recency, trend, inbound share, contacts.
@@ -142,17 +140,17 @@ def _engagement(
     """
     acts = tables.activities
     a_ent = _relevant(
-        _pit.codes(keys(acts, entity_column), entity_vocab), ent.keys, len(entity_vocab)
+        pit.codes(keys(acts, entity_column), entity_vocab), ent.keys, len(entity_vocab)
     )
     a_acc = _relevant(
-        _pit.codes(keys(acts, "account_id"), account_vocab), acc.keys, len(account_vocab)
+        pit.codes(keys(acts, "account_id"), account_vocab), acc.keys, len(account_vocab)
     )
     a_time = times(acts, "occurred_at")
-    keep = np.flatnonzero(((a_ent >= 0) | (a_acc >= 0)) & (a_time != _pit.NAT))
+    keep = np.flatnonzero(((a_ent >= 0) | (a_acc >= 0)) & (a_time != pit.NAT))
     a_ent, a_acc, a_time = a_ent[keep], a_acc[keep], a_time[keep]
-    type_code = _pit.codes(keys(acts, "type"), _ACTIVITY_INDEX)[keep]
+    type_code = pit.codes(keys(acts, "type"), _ACTIVITY_INDEX)[keep]
     inbound = equals(acts, "direction", "inbound")[keep]
-    contact = _pit.id_codes(keys(acts, "contact_id"))[keep]
+    contact = pit.id_codes(keys(acts, "contact_id"))[keep]
     out: Columns = {}
     t = ent.times
 
@@ -160,18 +158,18 @@ def _engagement(
     # activity times shared by all indexes, so the window thresholds are computed once.
     # Each cut is one search in that index; the count of a type (or of inbound activities)
     # before a cut is a gather of the type's running count at the cut's position.
-    ranked = _pit.rank_times(a_time)
+    ranked = pit.rank_times(a_time)
     cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 90)}
-    every = _pit.index_events(a_ent, a_time, ranked)
+    every = pit.index_events(a_ent, a_time, ranked)
     at = {d: ent.positions(every, c) for d, c in cut.items()}
     start = ent.starts(every)
     every_type = type_code[every.rows]
-    if len(every) <= _pit.SMALL:
+    if len(every) <= pit.SMALL:
         totals = _counts_by_type_small(every_type, at, out)
     else:
         totals = {w: np.zeros(len(t), dtype=np.int64) for w in ENGAGEMENT_WINDOWS}
         for j, kind in enumerate(_ACTIVITY_TYPES):
-            seen = _pit.running_count(every_type == j)
+            seen = pit.running_count(every_type == j)
             now = seen[at[0]]
             for w in ENGAGEMENT_WINDOWS:
                 count = now - seen[at[w]]
@@ -183,27 +181,27 @@ def _engagement(
     # Recency and trend over all activities of the entity.
     now, week, fortnight = at[0], at[7], at[14]
     last = np.where(now > start, now - 1, -1)
-    out["days_since_last_activity"] = _pit.days_between(t, _take_time(every.times, last))
+    out["days_since_last_activity"] = pit.days_between(t, _take_time(every.times, last))
     out["activity_trend_7d"] = (now - week) - (week - fortnight)
 
     is_inbound = inbound[every.rows]
-    inbound_seen = _pit.running_count(is_inbound)
+    inbound_seen = pit.running_count(is_inbound)
     i_now = inbound_seen[now]
     i_last = np.where(i_now > inbound_seen[start], i_now - 1, -1)
     inbound_times = every.times[is_inbound]
-    out["days_since_last_inbound"] = _pit.days_between(t, _take_time(inbound_times, i_last))
+    out["days_since_last_inbound"] = pit.days_between(t, _take_time(inbound_times, i_last))
     inbound_90 = i_now - inbound_seen[at[90]]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["inbound_share_90d"] = np.where(totals[90] > 0, inbound_90 / totals[90], np.nan)
-    firsts = _pit.running_count(_first_sightings(every, contact))
+    firsts = pit.running_count(_first_sightings(every, contact))
     out["contacts_engaged"] = firsts[now] - firsts[start]
     step("recency and contacts")
 
     # The whole account.
-    acc_idx = _pit.index_events(a_acc, a_time, ranked)
+    acc_idx = pit.index_events(a_acc, a_time, ranked)
     acc_now = acc.positions(acc_idx, cut[0])
     out["account_activities_30d"] = acc_now - acc.positions(acc_idx, cut[30])
-    firsts = _pit.running_count(_first_sightings(acc_idx, contact))
+    firsts = pit.running_count(_first_sightings(acc_idx, contact))
     out["account_contacts_engaged"] = firsts[acc_now] - firsts[acc.starts(acc_idx)]
     step("account engagement")
     return out
@@ -234,11 +232,11 @@ def _counts_by_type_small(
 def _take_time(times: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """Event times at index positions, NaT (int64 min) where the position is -1."""
     if len(times) == 0:
-        return np.full(len(positions), _pit.NAT, dtype=np.int64)
-    return np.where(positions >= 0, times[np.where(positions >= 0, positions, 0)], _pit.NAT)
+        return np.full(len(positions), pit.NAT, dtype=np.int64)
+    return np.where(positions >= 0, times[np.where(positions >= 0, positions, 0)], pit.NAT)
 
 
-def _first_sightings(index: _pit.EventIndex, contact: np.ndarray) -> np.ndarray:
+def _first_sightings(index: pit.EventIndex, contact: np.ndarray) -> np.ndarray:
     """Where (in index order) each pair (entity, contact) appears for the first time.
 
     ``index`` holds the entity's activities sorted by (entity, time) and ``contact`` the
@@ -252,7 +250,7 @@ def _first_sightings(index: _pit.EventIndex, contact: np.ndarray) -> np.ndarray:
         return first
     span = int(c[ok].max()) + 1
     pair = (index.composite[ok] // index.width) * span + c[ok]
-    if len(pair) <= _pit.SMALL:
+    if len(pair) <= pit.SMALL:
         # np.unique's index is each value's first position; a sort beats hashing here.
         first[ok[np.unique(pair, return_index=True)[1]]] = True
     else:
@@ -261,7 +259,7 @@ def _first_sightings(index: _pit.EventIndex, contact: np.ndarray) -> np.ndarray:
 
 
 def _deal_outcomes(
-    tables: AnyTables, group_codes: np.ndarray, queries: _pit.Queries
+    tables: AnyTables, group_codes: np.ndarray, queries: pit.Queries
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per owner or account (``group_codes`` per deal row): won, lost, created, closed before t."""
     opps = tables.opportunities
@@ -273,10 +271,10 @@ def _deal_outcomes(
     created = times(opps, "created_at")
     won = floats(opps, "is_won")
     return (
-        queries.count(_pit.index_events(np.where(won == 1.0, g, -1), closed)),
-        queries.count(_pit.index_events(np.where(won == 0.0, g, -1), closed)),
-        queries.count(_pit.index_events(g, created)),
-        queries.count(_pit.index_events(g, closed)),
+        queries.count(pit.index_events(np.where(won == 1.0, g, -1), closed)),
+        queries.count(pit.index_events(np.where(won == 0.0, g, -1), closed)),
+        queries.count(pit.index_events(g, created)),
+        queries.count(pit.index_events(g, closed)),
     )
 
 
@@ -290,25 +288,25 @@ def _vocab(values: pd.Series | np.ndarray) -> pd.Index | np.ndarray:
 def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
     t = times(snapshots, "as_of")
-    row = _pit.codes(keys(snapshots, "lead_id"), keys(leads, "lead_id"))
+    row = pit.codes(keys(snapshots, "lead_id"), keys(leads, "lead_id"))
     created = _take_time(times(leads, "created_at"), row)
-    visible = (row >= 0) & (created != _pit.NAT) & (created < t)
+    visible = (row >= 0) & (created != pit.NAT) & (created < t)
     out: Columns = {}
     for col in ("source", "industry", "country", "seniority", "job_function"):
         out[col] = _category(leads, col, row, visible, col)
     for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated"):
         out[col] = _numeric(leads, col, row, visible)
     out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
-    out["lead_age_days"] = np.where(visible, _pit.days_between(t, created), np.nan)
+    out["lead_age_days"] = np.where(visible, pit.days_between(t, created), np.nan)
 
     accounts = keys(tables.accounts, "account_id")
-    lead_account = _pit.codes(keys(leads, "account_id"), accounts)
-    ent = _pit.Queries(row, t)
-    acc = _pit.Queries(_pick(lead_account, row, visible), t)
+    lead_account = pit.codes(keys(leads, "account_id"), accounts)
+    ent = pit.Queries(row, t)
+    acc = pit.Queries(_pick(lead_account, row, visible), t)
     step("lead attributes")
 
     out.update(_engagement(tables, "lead_id", keys(leads, "lead_id"), accounts, ent, acc, step))
-    opp_account = _pit.codes(keys(tables.opportunities, "account_id"), accounts)
+    opp_account = pit.codes(keys(tables.opportunities, "account_id"), accounts)
     won, lost, created_n, closed_n = _deal_outcomes(tables, opp_account, acc)
     out["account_won_deals"] = won
     out["account_lost_deals"] = lost
@@ -328,34 +326,34 @@ def _ffill_in_group(
 
 
 def _deal_history(
-    tables: AnyTables, vocab: pd.Series | np.ndarray, ent: _pit.Queries
+    tables: AnyTables, vocab: pd.Series | np.ndarray, ent: pit.Queries
 ) -> Columns:
     """Stage, amount and close date as of t, with the moves that led there."""
     hist = tables.opportunity_history
     t = ent.times
-    h_key = _relevant(_pit.codes(keys(hist, "opportunity_id"), vocab), ent.keys, len(vocab))
-    idx = _pit.index_events(h_key, times(hist, "changed_at"))
+    h_key = _relevant(pit.codes(keys(hist, "opportunity_id"), vocab), ent.keys, len(vocab))
+    idx = pit.index_events(h_key, times(hist, "changed_at"))
     n = len(idx)
     opp = idx.composite // idx.width if n else np.empty(0, dtype=np.int64)
-    first = _pit.changes(opp)
+    first = pit.changes(opp)
     group_start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else first
 
     # Stage codes follow STAGES, whose first entries are the open stages in order.
-    stage = _pit.codes(keys(hist, "stage"), _STAGE_INDEX)[idx.rows]
+    stage = pit.codes(keys(hist, "stage"), _STAGE_INDEX)[idx.rows]
     raw_amount = floats(hist, "amount")[idx.rows]
     amount = _ffill_in_group(raw_amount, ~np.isnan(raw_amount), group_start, np.nan)
     raw_close = times(hist, "close_date")[idx.rows]
-    close_i = _ffill_in_group(raw_close, raw_close != _pit.NAT, group_start, _pit.NAT)
+    close_i = _ffill_in_group(raw_close, raw_close != pit.NAT, group_start, pit.NAT)
 
-    entered = first | _pit.changes(stage)
+    entered = first | pit.changes(stage)
     entered_at = (
         idx.times[np.maximum.accumulate(np.where(entered, np.arange(n), 0))] if n else idx.times
     )
     n_open = len(OPEN_STAGES)
     rank = np.where((stage >= 0) & (stage < n_open), stage, n_open)
-    back = ~first & (_pit.previous(rank, 0) > rank)
-    prev_close = _pit.previous(close_i, _pit.NAT)
-    pushed = ~first & (prev_close != _pit.NAT) & (close_i > prev_close)
+    back = ~first & (pit.previous(rank, 0) > rank)
+    prev_close = pit.previous(close_i, pit.NAT)
+    pushed = ~first & (prev_close != pit.NAT) & (close_i > prev_close)
     push_days = np.where(pushed, (close_i - prev_close) / _DAY, 0.0)
 
     def running(x: np.ndarray) -> np.ndarray:
@@ -387,7 +385,7 @@ def _deal_history(
     at = np.where(have, last, 0)
     now_stage = np.where(have & (rank[at] < n_open), rank[at], -1)
     out["stage"] = now_stage
-    out["days_in_stage"] = np.where(have, _pit.days_between(t, entered_at[at]), np.nan)
+    out["days_in_stage"] = np.where(have, pit.days_between(t, entered_at[at]), np.nan)
     out["stage_moves_back"] = np.where(have, moves_back[at], 0)
     out["close_date_pushes"] = np.where(have, pushes[at], 0)
     out["close_date_push_days"] = np.where(have, push_total[at], np.nan)
@@ -395,7 +393,7 @@ def _deal_history(
     with np.errstate(divide="ignore", invalid="ignore"):
         change = amount[at] / first_amount[at] - 1.0
     out["amount_change_pct"] = np.where(have & np.isfinite(change), change, np.nan)
-    out["days_to_close"] = np.where(have, _pit.days_between(close_i[at], t), np.nan)
+    out["days_to_close"] = np.where(have, pit.days_between(close_i[at], t), np.nan)
     return out
 
 
@@ -403,18 +401,18 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     opps = tables.opportunities
     t = times(snapshots, "as_of")
     vocab = keys(opps, "opportunity_id")
-    row = _pit.codes(keys(snapshots, "opportunity_id"), vocab)
+    row = pit.codes(keys(snapshots, "opportunity_id"), vocab)
     created = _take_time(times(opps, "created_at"), row)
-    visible = (row >= 0) & (created != _pit.NAT) & (created < t)
-    ent = _pit.Queries(row, t)
+    visible = (row >= 0) & (created != pit.NAT) & (created < t)
+    ent = pit.Queries(row, t)
     out: Columns = _deal_history(tables, vocab, ent)
-    out["days_since_created"] = np.where(visible, _pit.days_between(t, created), np.nan)
+    out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
     out["product"] = _category(opps, "product", row, visible, "product")
     step("deal state as of t")
 
     owner_vocab = _vocab(keys(opps, "owner_id"))
-    owner_code = _pit.codes(keys(opps, "owner_id"), owner_vocab)
-    owners = _pit.Queries(_pick(owner_code, row, visible), t)
+    owner_code = pit.codes(keys(opps, "owner_id"), owner_vocab)
+    owners = pit.Queries(_pick(owner_code, row, visible), t)
     won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
     closed = won + lost
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -423,23 +421,23 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
 
     accounts = tables.accounts
     account_vocab = keys(accounts, "account_id")
-    opp_account = _pit.codes(keys(opps, "account_id"), account_vocab)
+    opp_account = pit.codes(keys(opps, "account_id"), account_vocab)
     a_row = _pick(opp_account, row, visible)
     a_created = _take_time(times(accounts, "created_at"), a_row)
-    a_visible = (a_row >= 0) & (a_created != _pit.NAT) & (a_created < t)
+    a_visible = (a_row >= 0) & (a_created != pit.NAT) & (a_created < t)
     out["industry"] = _category(accounts, "industry", a_row, a_visible, "industry")
     out["country"] = _category(accounts, "country", a_row, a_visible, "country")
     out["employees"] = _numeric(accounts, "employees", a_row, a_visible)
 
     leads = tables.leads
-    lead_row_of_opp = _pit.codes(keys(opps, "lead_id"), keys(leads, "lead_id"))
+    lead_row_of_opp = pit.codes(keys(opps, "lead_id"), keys(leads, "lead_id"))
     q_lead = _pick(lead_row_of_opp, row, visible)
     l_created = _take_time(times(leads, "created_at"), q_lead)
-    l_visible = (q_lead >= 0) & (l_created != _pit.NAT) & (l_created < t)
+    l_visible = (q_lead >= 0) & (l_created != pit.NAT) & (l_created < t)
     out["source"] = _category(leads, "source", q_lead, l_visible, "source")
     step("owner and account")
 
-    acc = _pit.Queries(a_row, t)
+    acc = pit.Queries(a_row, t)
     out.update(_engagement(tables, "opportunity_id", vocab, account_vocab, ent, acc, step))
     won, lost, created_n, closed_n = _deal_outcomes(tables, opp_account, acc)
     out["account_won_deals"] = won
@@ -524,181 +522,3 @@ def build_features(
     for spec in feature_set.features:
         data[spec.name] = _cast(columns.pop(spec.name), spec)
     return pd.DataFrame(data, index=index, copy=False)
-
-
-def build_training_set(
-    tables: CRMTables,
-    task: str,
-    *,
-    horizon_days: int | None = None,
-    every_days: int | None = None,
-    max_per_entity: int | None = None,
-    data_end: pd.Timestamp | None = None,
-    feature_set: FeatureSet | None = None,
-    on_step: Step | None = None,
-) -> pd.DataFrame:
-    """Snapshots of a task with their labels and features: entity key, as_of, label, features."""
-    spec = task_spec(task)
-    fs = feature_set or spec.feature_set
-    if fs.task != task:
-        raise ValueError(f"feature set {fs.name} is for {fs.task}, not {task}")
-    step = on_step or _noop
-    snaps = spec.take_snapshots(
-        tables,
-        horizon_days=horizon_days,
-        every_days=every_days,
-        max_per_entity=max_per_entity,
-        data_end=data_end,
-    )
-    step("snapshots")
-    out = build_features(tables, snaps, fs, on_step=step)
-    out.insert(2, "label", snaps["label"])
-    return out
-
-
-def build_steps(task: str) -> int:
-    """How many times ``build_training_set`` calls ``on_step`` for a task (progress bars)."""
-    return 1 + ENTITY_FEATURES[task_spec(task).entity_key].steps
-
-
-@dataclass(frozen=True)
-class TrainingSetSummary:
-    """Rows, labels and missing values of a training set, for a report."""
-
-    rows: int
-    entities: int
-    labelled: int
-    unlabelled: int
-    label_rate: float
-    missing: dict[str, int]
-
-
-def summarize(training_set: pd.DataFrame, feature_set: FeatureSet) -> TrainingSetSummary:
-    """Rows, labelled rows, label rate and missing values per feature, for a report."""
-    label = training_set["label"]
-    labelled = int(label.notna().sum())
-    rate = float(label.dropna().astype(bool).mean()) if labelled else float("nan")
-    return TrainingSetSummary(
-        rows=len(training_set),
-        entities=int(training_set[feature_set.entity_key].nunique()),
-        labelled=labelled,
-        unlabelled=len(training_set) - labelled,
-        label_rate=rate,
-        missing={name: int(training_set[name].isna().sum()) for name in feature_set.names},
-    )
-
-
-def _isin(frame: pd.DataFrame, column: str, values: pd.Series | list[str]) -> pd.Series:
-    wanted = set(pd.Series(values, dtype=object).dropna())
-    return frame[column].isin(wanted) & frame[column].notna()
-
-
-def entity_tables(tables: CRMTables, feature_set: FeatureSet, entity_id: str) -> CRMTables:
-    """Only the rows one entity's features read: what a serving request has to supply.
-
-    For a lead: its row, its account, the activities of the lead or its account, and the
-    account's deals. For a deal: its row and history, its account and lead, the activities
-    of the deal or its account, and the deals of its owner and of its account.
-    """
-    key = feature_set.entity_key
-    if key == "lead_id":
-        lead = tables.leads.loc[tables.leads["lead_id"] == entity_id]
-        account_ids = lead["account_id"]
-        opps = tables.opportunities.loc[_isin(tables.opportunities, "account_id", account_ids)]
-        acts = tables.activities
-        own = (acts["lead_id"] == entity_id).fillna(False)
-        acts = acts.loc[own | _isin(acts, "account_id", account_ids)]
-        return CRMTables(
-            accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", account_ids)],
-            leads=lead,
-            opportunities=opps,
-            opportunity_history=tables.opportunity_history.iloc[0:0],
-            activities=acts,
-        )
-    if key == "opportunity_id":
-        opps = tables.opportunities
-        deal = opps.loc[opps["opportunity_id"] == entity_id]
-        account_ids, owner_ids = deal["account_id"], deal["owner_id"]
-        related = opps.loc[
-            _isin(opps, "account_id", account_ids) | _isin(opps, "owner_id", owner_ids)
-        ]
-        hist = tables.opportunity_history
-        acts = tables.activities
-        own = (acts["opportunity_id"] == entity_id).fillna(False)
-        acts = acts.loc[own | _isin(acts, "account_id", account_ids)]
-        return CRMTables(
-            accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", account_ids)],
-            leads=tables.leads.loc[_isin(tables.leads, "lead_id", deal["lead_id"])],
-            opportunities=related,
-            opportunity_history=hist.loc[hist["opportunity_id"] == entity_id],
-            activities=acts,
-        )
-    raise ValueError(f"no features for entity key {key!r}")
-
-
-def features_at(
-    tables: CRMTables, feature_set: FeatureSet, entity_id: str, as_of: pd.Timestamp
-) -> pd.DataFrame:
-    """One entity's features at one time (serving: ``as_of`` = now), through ``build_features``.
-
-    ``tables`` may hold the whole CRM or only the entity's own rows (see ``entity_tables``);
-    the result is the same.
-    """
-    stamp = pd.Timestamp(as_of)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    snapshot = pd.DataFrame(
-        {
-            feature_set.entity_key: pd.array([entity_id], dtype="string"),
-            "as_of": pd.DatetimeIndex([stamp]).astype("datetime64[ns, UTC]"),
-        }
-    )
-    return build_features(tables, snapshot, feature_set)
-
-
-@dataclass(frozen=True)
-class BuildReport:
-    """What ``build_training_file`` wrote, for the command line's summary."""
-
-    out: Path
-    summary: TrainingSetSummary
-    rejected_rows: int
-
-
-def build_training_file(
-    data_dir: Path,
-    task: str,
-    out: Path,
-    *,
-    horizon_days: int | None = None,
-    every_days: int | None = None,
-    max_per_entity: int | None = None,
-    on_step: Step | None = None,
-) -> BuildReport:
-    """Load and validate a CRM folder, build a task's training set and write it as Parquet.
-
-    Rows the loader rejects are left out (and counted); run ``leadscore validate`` for the
-    row-by-row report.
-    """
-    from features.loader import load_crm
-
-    step = on_step or _noop
-    loaded = load_crm(Path(data_dir))
-    step("loaded")
-    fs = task_spec(task).feature_set
-    frame = build_training_set(
-        loaded.tables,
-        task,
-        horizon_days=horizon_days,
-        every_days=every_days,
-        max_per_entity=max_per_entity,
-        feature_set=fs,
-        on_step=step,
-    )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False)
-    return BuildReport(
-        out=out,
-        summary=summarize(frame, fs),
-        rejected_rows=int(loaded.rejections[["table", "row"]].drop_duplicates().shape[0]),
-    )

@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from features._pit import NAT, ns
+from features.point_in_time import NAT, ns
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -176,7 +176,7 @@ def floats(frame: Frame, column: str) -> np.ndarray:
 
 
 def keys(frame: Frame, column: str) -> pd.Series | np.ndarray:
-    """An id or text column as the id helpers in ``features._pit`` take it."""
+    """An id or text column as the id helpers in ``features.point_in_time`` take it."""
     return frame[column]
 
 

@@ -35,10 +35,6 @@ class FeatureSet:
     features: tuple[FeatureSpec, ...]
 
     @property
-    def id(self) -> str:
-        return f"{self.name}"
-
-    @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 

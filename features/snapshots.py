@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features import _pit
+from features import point_in_time as pit
 from features.schema import (
     LEADS,
     OPEN_STAGES,
@@ -77,28 +77,28 @@ def lead_snapshots(
     horizon ends before the data does, or the lead was disqualified without being qualified
     within it; NA otherwise.
     """
-    end = _pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    end = pit.ns(pd.Index([_utc(data_end, tables)]))[0]
     leads = tables.leads
     n = len(leads)
-    created = _pit.ns(leads["created_at"])
-    qualified = _pit.ns(leads["qualified_at"])
-    disqualified = _pit.ns(leads["disqualified_at"])
+    created = pit.ns(leads["created_at"])
+    qualified = pit.ns(leads["qualified_at"])
+    disqualified = pit.ns(leads["disqualified_at"])
     never = np.iinfo(np.int64).max
     closes = np.minimum(
-        np.where(qualified == _pit.NAT, never, qualified),
-        np.where(disqualified == _pit.NAT, never, disqualified),
+        np.where(qualified == pit.NAT, never, qualified),
+        np.where(disqualified == pit.NAT, never, disqualified),
     )
-    step = np.arange(max_per_entity, dtype=np.int64) * every_days * _pit.NS_PER_DAY
+    step = np.arange(max_per_entity, dtype=np.int64) * every_days * pit.NS_PER_DAY
     rows = np.repeat(np.arange(n), max_per_entity)
     as_of = created[rows] + SNAPSHOT_LAG.value + np.tile(step, n)
-    keep = (as_of < closes[rows]) & (as_of <= end) & (created[rows] != _pit.NAT)
+    keep = (as_of < closes[rows]) & (as_of <= end) & (created[rows] != pit.NAT)
     rows, as_of = rows[keep], as_of[keep]
 
-    horizon = as_of + horizon_days * _pit.NS_PER_DAY
+    horizon = as_of + horizon_days * pit.NS_PER_DAY
     q, d = qualified[rows], disqualified[rows]
     # Only what is known by ``end`` counts, when ``data_end`` is set before the data's end.
-    won = (q != _pit.NAT) & (q <= horizon) & (q <= end)
-    known = won | (horizon <= end) | ((d != _pit.NAT) & (d <= horizon) & (d <= end))
+    won = (q != pit.NAT) & (q <= horizon) & (q <= end)
+    known = won | (horizon <= end) | ((d != pit.NAT) & (d <= horizon) & (d <= end))
     label = pd.array(np.where(known, won, False), dtype="boolean")
     label[~known] = pd.NA
     ids = leads["lead_id"].to_numpy(dtype=object)[rows]
@@ -117,31 +117,31 @@ def deal_snapshots(
     Only snapshots whose stage at ``as_of`` (from opportunity_history) is open are kept.
     Label: the deal ends ``closed_won``; NA while it is still open at the data's end.
     """
-    end = _pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    end = pit.ns(pd.Index([_utc(data_end, tables)]))[0]
     opps = tables.opportunities
     n = len(opps)
     ids = opps["opportunity_id"].to_numpy(dtype=object)
-    created = _pit.ns(opps["created_at"])
-    closed = _pit.ns(opps["closed_at"])
+    created = pit.ns(opps["created_at"])
+    closed = pit.ns(opps["closed_at"])
     never = np.iinfo(np.int64).max
-    closes = np.where(closed == _pit.NAT, never, closed)
+    closes = np.where(closed == pit.NAT, never, closed)
 
     # Weekly from creation (the first one is the creation snapshot).
     weeks = max(max_per_entity, 1)
-    step = np.arange(weeks, dtype=np.int64) * every_days * _pit.NS_PER_DAY
+    step = np.arange(weeks, dtype=np.int64) * every_days * pit.NS_PER_DAY
     w_rows = np.repeat(np.arange(n), weeks)
     w_as_of = created[w_rows] + SNAPSHOT_LAG.value + np.tile(step, n)
 
     # Stage entries from the history.
     hist = tables.opportunity_history
     vocab = pd.Index(ids)
-    h_key = _pit.codes(hist["opportunity_id"], vocab)
-    h_time = _pit.ns(hist["changed_at"])
-    h_index = _pit.index_events(h_key, h_time)
+    h_key = pit.codes(hist["opportunity_id"], vocab)
+    h_time = pit.ns(hist["changed_at"])
+    h_index = pit.index_events(h_key, h_time)
     h_stage = hist["stage"].to_numpy(dtype=object)[h_index.rows]
     h_opp = h_index.composite // h_index.width
-    first = _pit.changes(h_opp)
-    entered = first | _pit.changes(h_stage)
+    first = pit.changes(h_opp)
+    entered = first | pit.changes(h_stage)
     is_open = np.isin(h_stage, OPEN_STAGES)
     e_pick = entered & is_open
     e_rows = h_opp[e_pick]
@@ -155,22 +155,22 @@ def deal_snapshots(
     # Sort by deal then time, drop duplicates, keep the first ``max_per_entity`` of each deal.
     order = np.lexsort((as_of, rows))
     rows, as_of = rows[order], as_of[order]
-    dup = ~(_pit.changes(rows) | _pit.changes(as_of))
+    dup = ~(pit.changes(rows) | pit.changes(as_of))
     rows, as_of = rows[~dup], as_of[~dup]
-    starts = _pit.changes(rows)
+    starts = pit.changes(rows)
     group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
     rank = np.arange(len(rows)) - group_start
     keep = rank < max_per_entity
     rows, as_of = rows[keep], as_of[keep]
 
     # Keep only snapshots whose stage at as_of is open.
-    last = _pit.last_before(h_index, rows, as_of)
+    last = pit.last_before(h_index, rows, as_of)
     stage_now = h_stage[np.where(last >= 0, last, 0)] if len(h_stage) else np.full(len(last), "")
     keep = np.isin(stage_now, OPEN_STAGES) & (last >= 0)
     rows, as_of = rows[keep], as_of[keep]
 
     won = opps["is_won"].to_numpy(dtype="float64", na_value=np.nan)[rows]
-    known = (closed[rows] != _pit.NAT) & (closed[rows] <= end) & ~np.isnan(won)
+    known = (closed[rows] != pit.NAT) & (closed[rows] <= end) & ~np.isnan(won)
     label = pd.array(np.where(known, won == 1.0, False), dtype="boolean")
     label[~known] = pd.NA
     return _frame("opportunity_id", ids[rows], as_of, label)

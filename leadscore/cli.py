@@ -170,8 +170,9 @@ def build(
     from rich.progress import Progress
     from rich.table import Table
 
-    from features.build import build_steps, build_training_file
     from features.loader import DataContractError
+    from features.training_set import build_steps
+    from leadscore.build_cmd import build_training_file
     from leadscore.memory import reuse_freed_memory
 
     reuse_freed_memory()

@@ -18,17 +18,6 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def key_from_headers(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The presented key, from ``Authorization: Bearer <key>`` or ``X-API-Key``."""
-    if authorization:
-        scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer" and credentials.strip():
-            return credentials.strip()
-    if x_api_key and x_api_key.strip():
-        return x_api_key.strip()
-    return None
-
-
 def key_matches(key: str, digests: Iterable[str]) -> bool:
     """True when the key's digest equals one of the digests; every digest is compared."""
     presented = hash_api_key(key).encode("ascii")

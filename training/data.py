@@ -90,7 +90,7 @@ def load_training_inputs(
         except ImportError:  # loader not available: read the files as they are
             tables = read_tables_unvalidated(data)
         step("loaded tables")
-        from features.build import build_training_set
+        from features.training_set import build_training_set
 
         frame = build_training_set(tables, task, horizon_days=horizon_days, feature_set=fs)
         step("built snapshots and features")

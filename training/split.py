@@ -23,17 +23,6 @@ class TimeSplit:
     validation_start: pd.Timestamp
     test_start: pd.Timestamp
 
-    def summary(self) -> dict[str, object]:
-        """Row counts and date ranges, for logging and the model card."""
-        out: dict[str, object] = {}
-        for name, part in (("train", self.train), ("validation", self.validation),
-                           ("test", self.test)):
-            out[f"{name}_rows"] = len(part)
-            if len(part):
-                out[f"{name}_from"] = part["as_of"].min().isoformat()
-                out[f"{name}_to"] = part["as_of"].max().isoformat()
-        return out
-
 
 def time_split(
     frame: pd.DataFrame,

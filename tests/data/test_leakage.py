@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features._toy import toy_crm
 from features.build import build_features
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, CRMTables
 from features.sets import DEAL_V1, LEAD_V1
 from features.snapshots import crm_as_of, deal_snapshots, lead_snapshots
+from tests.data.toy_crm import toy_crm
 
 SETTINGS = settings(
     max_examples=25,

@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features import _pit
-from features._toy import toy_crm
-from features.build import build_features, entity_tables, feature_columns, features_at
+from features import point_in_time as pit
+from features.build import build_features, feature_columns
 from features.columns import ColumnTable, tables_from_frames
 from features.declarations import FeatureSet
 from features.schema import CRMTables
 from features.sets import DEAL_V1, LEAD_V1
 from features.snapshots import deal_snapshots, lead_snapshots
+from tests.data.entity_rows import entity_tables, features_at
+from tests.data.toy_crm import toy_crm
 
 MakeSnapshots = Callable[[CRMTables], pd.DataFrame]
 CASES = [(LEAD_V1, lead_snapshots), (DEAL_V1, deal_snapshots)]
@@ -73,9 +74,9 @@ def test_column_tables_give_the_dataframes_features(
     feature_set: FeatureSet, make: MakeSnapshots, lookups: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Serving's numpy column tables (``features.columns``) and training's DataFrames give
-    identical features, through both id-matching paths of ``features._pit``."""
+    identical features, through both id-matching paths of ``features.point_in_time``."""
     if lookups == "arrow":
-        monkeypatch.setattr(_pit, "SMALL", 0)
+        monkeypatch.setattr(pit, "SMALL", 0)
     crm = toy_crm(13, n_leads=40)
     key = feature_set.entity_key
     snaps = make(crm)[[key, "as_of"]]
@@ -84,7 +85,7 @@ def test_column_tables_give_the_dataframes_features(
     pd.testing.assert_frame_equal(build_features(columns, snaps, feature_set), expected)
     ids = np.empty(len(snaps), dtype=object)
     ids[:] = snaps[key].tolist()
-    column_snaps = ColumnTable({key: ids, "as_of": _pit.ns(snaps["as_of"])}, len(snaps))
+    column_snaps = ColumnTable({key: ids, "as_of": pit.ns(snaps["as_of"])}, len(snaps))
     pd.testing.assert_frame_equal(
         build_features(columns, column_snaps, feature_set), expected.reset_index(drop=True)
     )
@@ -112,7 +113,7 @@ def test_feature_columns_are_build_features_before_typing(
 def test_small_input_branches_equal_the_large_input_code(
     feature_set: FeatureSet, make: MakeSnapshots, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Below ``_pit.SMALL`` rows the feature code takes shortcuts (Python look-ups, one
+    """Below ``pit.SMALL`` rows the feature code takes shortcuts (Python look-ups, one
     count matrix for every activity type, np.unique); the code for millions of rows must
     give the same features, with and without other deals in the tables."""
     crm = toy_crm(15, n_leads=40)
@@ -123,7 +124,7 @@ def test_small_input_branches_equal_the_large_input_code(
     for tables in (crm, no_deals):
         small = build_features(tables, snaps, feature_set)
         with monkeypatch.context() as m:
-            m.setattr(_pit, "SMALL", 0)
+            m.setattr(pit, "SMALL", 0)
             large = build_features(tables, snaps, feature_set)
         pd.testing.assert_frame_equal(small, large)
         built.append(small)

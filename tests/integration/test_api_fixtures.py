@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from features.build import build_features, build_training_set
+from features.build import build_features
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -25,10 +25,13 @@ from features.schema import (
     Table,
 )
 from features.sets import DEAL_V1, LEAD_V1
+from features.tasks import task_spec
+from features.training_set import build_training_set
 from leadscore.generator import generate_crm
 from serving.auth import hash_api_key
 from serving.models import LoadedModel
 from serving.settings import ServingSettings, get_serving_settings
+from tests.data.entity_rows import entity_tables
 from training.evaluate import stage_win_rates, won_stage_days_p75_from_history
 from training.fit import BoosterParams, fit_scoring_model
 from training.split import time_split
@@ -109,45 +112,9 @@ def rows(frame: pd.DataFrame, table: Table, drop: tuple[str, ...] = ()) -> list[
     ]
 
 
-def _isin(frame: pd.DataFrame, column: str, values: pd.Series) -> pd.Series:
-    wanted = set(values.dropna().astype(str))
-    return frame[column].astype(object).isin(wanted) & frame[column].notna()
-
-
 def entity_rows(tables: CRMTables, task: str, entity_id: str) -> CRMTables:
-    """The rows a request for one entity carries: the rows its features read.
-
-    A lead: its row, its account, the activities of the lead or its account, and the
-    account's deals. A deal: its row and history, its account and lead, the activities of
-    the deal or its account, and the other deals of its owner and of its account.
-    """
-    opps, acts, hist = tables.opportunities, tables.activities, tables.opportunity_history
-    if task == "lead_qualification":
-        lead = tables.leads.loc[tables.leads["lead_id"] == entity_id]
-        accounts = lead["account_id"]
-        return CRMTables(
-            accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", accounts)],
-            leads=lead,
-            opportunities=opps.loc[_isin(opps, "account_id", accounts)],
-            opportunity_history=hist.iloc[0:0],
-            activities=acts.loc[
-                (acts["lead_id"] == entity_id).fillna(False) | _isin(acts, "account_id", accounts)
-            ],
-        )
-    deal = opps.loc[opps["opportunity_id"] == entity_id]
-    accounts = deal["account_id"]
-    return CRMTables(
-        accounts=tables.accounts.loc[_isin(tables.accounts, "account_id", accounts)],
-        leads=tables.leads.loc[_isin(tables.leads, "lead_id", deal["lead_id"])],
-        opportunities=opps.loc[
-            _isin(opps, "account_id", accounts) | _isin(opps, "owner_id", deal["owner_id"])
-        ],
-        opportunity_history=hist.loc[hist["opportunity_id"] == entity_id],
-        activities=acts.loc[
-            (acts["opportunity_id"] == entity_id).fillna(False)
-            | _isin(acts, "account_id", accounts)
-        ],
-    )
+    """The rows a request for one entity carries: the rows its features read."""
+    return entity_tables(tables, task_spec(task).feature_set, entity_id)
 
 
 def offline_features(

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import build_training_set
 from features.schema import CRMTables
+from features.training_set import build_training_set
 from leadscore.generator import GeneratedCRM, generate_crm, write_crm
 from training.fit import BoosterParams
 

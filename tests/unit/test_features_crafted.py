@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, build_steps, build_training_set, category_dtype
+from features.build import build_features, category_dtype
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -21,6 +21,7 @@ from features.schema import (
 )
 from features.sets import DEAL_V1, LEAD_V1
 from features.snapshots import SNAPSHOT_LAG, deal_snapshots, lead_snapshots
+from features.training_set import build_steps, build_training_set
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
 

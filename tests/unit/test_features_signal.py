@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.build import build_training_set
 from features.declarations import FeatureSet
 from features.sets import DEAL_V1, LEAD_V1
+from features.training_set import build_training_set
 
 generator = pytest.importorskip("leadscore.generator")
 

@@ -25,7 +25,7 @@ from features.schema import (
     STAGES,
     coerce_dtypes,
 )
-from serving.auth import check_key, hash_api_key, key_from_headers, key_matches
+from serving.auth import check_key, hash_api_key, key_matches
 from serving.errors import field_path, validation_items
 from serving.explain import describe, plain_value, top_factors
 from serving.logs import JsonFormatter, request_id_var
@@ -100,14 +100,6 @@ def test_key_hashing_and_matching() -> None:
     assert key_matches("k1", [hash_api_key("x"), DIGEST])
     assert not key_matches("k1 ", [DIGEST])
     assert not key_matches("k1", [])
-
-
-def test_key_from_headers() -> None:
-    assert key_from_headers("Bearer abc", None) == "abc"
-    assert key_from_headers("bearer  abc ", None) == "abc"
-    assert key_from_headers("Basic abc", "xyz") == "xyz"
-    assert key_from_headers(None, " xyz ") == "xyz"
-    assert key_from_headers("Bearer ", "") is None
 
 
 def test_check_key_statuses() -> None:

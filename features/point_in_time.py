@@ -301,20 +301,6 @@ def index_events(
     )
 
 
-def subset(index: EventIndex, keep: np.ndarray) -> EventIndex:
-    """The events of an index for which ``keep`` (aligned with the sorted order) holds.
-
-    A subset of a sorted index is still sorted, so per-type indexes need no sort of their own.
-    """
-    return EventIndex(
-        composite=index.composite[keep],
-        rows=index.rows[keep],
-        times=index.times[keep],
-        distinct_times=index.distinct_times,
-        width=index.width,
-    )
-
-
 def running_count(flags: np.ndarray) -> np.ndarray:
     """``out[p]`` = how many of the first ``p`` flags are set (length ``len(flags) + 1``).
 
@@ -370,16 +356,6 @@ def position_before(index: EventIndex, keys: np.ndarray, times: np.ndarray) -> n
     their count is 0.
     """
     return position_at(index, keys, threshold(index, times))
-
-
-def count_before(
-    index: EventIndex, keys: np.ndarray, times: np.ndarray, start: np.ndarray | None = None
-) -> np.ndarray:
-    """Number of the entity's events with time strictly before t."""
-    if start is None:
-        start = block_start(index, keys)
-    start = np.where(keys >= 0, start, 0)
-    return position_before(index, keys, times) - start
 
 
 def last_before(

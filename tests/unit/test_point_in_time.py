@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import _pit
+from features import point_in_time as pit
 
 
 def _brute(keys: np.ndarray, times: np.ndarray, qk: np.ndarray, qt: np.ndarray) -> np.ndarray:
@@ -30,18 +30,17 @@ def test_counts_match_brute_force(
     rng = np.random.default_rng(seed)
     keys = rng.integers(-1, 5, n_events)
     times = rng.integers(0, 20, n_events).astype(np.int64)
-    times[rng.random(n_events) < 0.1] = _pit.NAT
+    times[rng.random(n_events) < 0.1] = pit.NAT
     qk = rng.integers(-1, 5, n_queries)
     qt = rng.integers(0, 22, n_queries).astype(np.int64)
     if sort_queries:
         order = np.lexsort((qt, qk))
         qk, qt = qk[order], qt[order]
-    index = _pit.index_events(keys, times)
-    queries = _pit.Queries(qk, qt)
-    valid = times != _pit.NAT
+    index = pit.index_events(keys, times)
+    queries = pit.Queries(qk, qt)
+    valid = times != pit.NAT
     expected = _brute(keys[valid], times[valid], qk, qt - shift)
     np.testing.assert_array_equal(queries.count(index, shift), expected)
-    np.testing.assert_array_equal(_pit.count_before(index, qk, qt - shift), expected)
     last = queries.last(index)
     for i in range(n_queries):
         mine = valid & (keys == qk[i]) & (times < qt[i]) & (qk[i] >= 0)
@@ -51,28 +50,15 @@ def test_counts_match_brute_force(
             assert last[i] == -1
 
 
-def test_subset_of_an_index_counts_like_an_index_of_the_subset() -> None:
-    rng = np.random.default_rng(3)
-    keys, times = rng.integers(0, 4, 200), rng.integers(0, 50, 200).astype(np.int64)
-    kind = rng.integers(0, 3, 200)
-    ranked = _pit.rank_times(times)
-    every = _pit.index_events(keys, times, ranked)
-    queries = _pit.Queries(rng.integers(0, 4, 30), rng.integers(0, 55, 30).astype(np.int64))
-    for j in range(3):
-        via_subset = _pit.subset(every, kind[every.rows] == j)
-        direct = _pit.index_events(np.where(kind == j, keys, -1), times)
-        np.testing.assert_array_equal(queries.count(via_subset), queries.count(direct))
-
-
 @pytest.mark.parametrize("dtype", ["string[pyarrow]", "string[python]", "object"])
 def test_codes_and_factorize_agree_between_small_and_large_paths(
     dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     values = pd.Series(["a", "b", None, "zz", "a", "c"], dtype=dtype)
     vocab = pd.Series(["c", "b", "a", "b"], dtype=dtype)
-    small = (_pit.codes(values, vocab), _pit.factorize(values))
-    monkeypatch.setattr(_pit, "SMALL", 0)
-    large = (_pit.codes(values, vocab), _pit.factorize(values))
+    small = (pit.codes(values, vocab), pit.factorize(values))
+    monkeypatch.setattr(pit, "SMALL", 0)
+    large = (pit.codes(values, vocab), pit.factorize(values))
     np.testing.assert_array_equal(small[0], [2, 1, -1, -1, 2, 0])
     np.testing.assert_array_equal(small[0], large[0])
     np.testing.assert_array_equal(small[1], large[1])
@@ -88,7 +74,7 @@ def test_index_order_is_the_stable_order_of_key_then_time(
     times = rng.integers(0, 10, n).astype(np.int64)
     if time_sorted:
         times = np.sort(times)
-    distinct, rank = _pit.rank_times(times)
+    distinct, rank = pit.rank_times(times)
     np.testing.assert_array_equal(distinct[rank], times)
     expected = np.argsort(keys * (len(distinct) + 1) + rank, kind="stable")
-    np.testing.assert_array_equal(_pit._order_by_key_then_rank(keys, rank), expected)
+    np.testing.assert_array_equal(pit._order_by_key_then_rank(keys, rank), expected)

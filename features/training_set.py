@@ -1,0 +1,78 @@
+"""A task's training set: its snapshots with their labels and features, and a summary.
+
+Snapshots come from the task's declaration (``features.tasks``), features from
+``features.build``; nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.build import ENTITY_FEATURES, Step, build_features
+from features.declarations import FeatureSet
+from features.schema import CRMTables
+from features.tasks import task_spec
+
+
+def build_training_set(
+    tables: CRMTables,
+    task: str,
+    *,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
+    max_per_entity: int | None = None,
+    data_end: pd.Timestamp | None = None,
+    feature_set: FeatureSet | None = None,
+    on_step: Step | None = None,
+) -> pd.DataFrame:
+    """Snapshots of a task with their labels and features: entity key, as_of, label, features."""
+    spec = task_spec(task)
+    fs = feature_set or spec.feature_set
+    if fs.task != task:
+        raise ValueError(f"feature set {fs.name} is for {fs.task}, not {task}")
+    step = on_step or (lambda _: None)
+    snaps = spec.take_snapshots(
+        tables,
+        horizon_days=horizon_days,
+        every_days=every_days,
+        max_per_entity=max_per_entity,
+        data_end=data_end,
+    )
+    step("snapshots")
+    out = build_features(tables, snaps, fs, on_step=step)
+    out.insert(2, "label", snaps["label"])
+    return out
+
+
+def build_steps(task: str) -> int:
+    """How many times ``build_training_set`` calls ``on_step`` for a task (progress bars)."""
+    return 1 + ENTITY_FEATURES[task_spec(task).entity_key].steps
+
+
+@dataclass(frozen=True)
+class TrainingSetSummary:
+    """Rows, labels and missing values of a training set, for a report."""
+
+    rows: int
+    entities: int
+    labelled: int
+    unlabelled: int
+    label_rate: float
+    missing: dict[str, int]
+
+
+def summarize(training_set: pd.DataFrame, feature_set: FeatureSet) -> TrainingSetSummary:
+    """Rows, labelled rows, label rate and missing values per feature, for a report."""
+    label = training_set["label"]
+    labelled = int(label.notna().sum())
+    rate = float(label.dropna().astype(bool).mean()) if labelled else float("nan")
+    return TrainingSetSummary(
+        rows=len(training_set),
+        entities=int(training_set[feature_set.entity_key].nunique()),
+        labelled=labelled,
+        unlabelled=len(training_set) - labelled,
+        label_rate=rate,
+        missing={name: int(training_set[name].isna().sum()) for name in feature_set.names},
+    )
