@@ -34,11 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features import contracts
 from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
-from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS
+from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
 Step = Callable[[str], None]
@@ -448,6 +449,167 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     return out
 
 
+def _running_sum(index: pit.EventIndex, values: np.ndarray) -> np.ndarray:
+    """``out[p]`` = the sum of the first ``p`` values in index order (``running_count``'s
+    analogue for amounts and signal values)."""
+    out = np.zeros(len(index) + 1, dtype=np.float64)
+    if len(index):
+        np.cumsum(np.nan_to_num(values[index.rows]), out=out[1:])
+    return out
+
+
+def _window(
+    queries: pit.Queries, index: pit.EventIndex, days: int, until_days: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index positions bounding each entity's events in [t - days, t - until_days)."""
+    lo = queries.positions(index, queries.thresholds(index.distinct_times, days * _DAY))
+    hi = queries.positions(index, queries.thresholds(index.distinct_times, until_days * _DAY))
+    return lo, hi
+
+
+def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
+                    acc: pit.Queries) -> Columns:
+    """Usage, tickets and survey answers of each account before t."""
+    sig = tables.account_signals
+    s_account = _relevant(pit.codes(keys(sig, "account_id"), accounts), acc.keys, len(accounts))
+    s_time = times(sig, "observed_at")
+    value = floats(sig, "value")
+    kind = keys(sig, "signal")
+    ranked = pit.rank_times(s_time)
+    t = acc.times
+    out: Columns = {}
+
+    def index(name: str, where: np.ndarray | None = None) -> pit.EventIndex:
+        mask = equals(sig, "signal", name) if len(kind) else np.zeros(0, dtype=bool)
+        if where is not None:
+            mask &= where
+        return pit.index_events(np.where(mask, s_account, -1), s_time, ranked)
+
+    def mean(idx: pit.EventIndex, days: int, until: int = 0) -> np.ndarray:
+        lo, hi = _window(acc, idx, days, until)
+        total = _running_sum(idx, value)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(hi > lo, (total[hi] - total[lo]) / (hi - lo), np.nan)
+
+    def last(idx: pit.EventIndex) -> tuple[np.ndarray, np.ndarray]:
+        at = acc.last(idx)
+        found = at >= 0
+        rows = idx.rows[np.where(found, at, 0)] if len(idx) else np.zeros(len(at), np.int64)
+        got = value[rows] if len(value) else np.full(len(at), np.nan)
+        when = _take_time(idx.times, at)
+        return np.where(found, got, np.nan), pit.days_between(t, when)
+
+    for name in ("active_users", "logins"):
+        idx = index(name)
+        recent, before = mean(idx, 30), mean(idx, 90, 30)
+        out[f"{name}_30d"] = recent
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"{name}_trend"] = np.where(before > 0, recent / before - 1.0, np.nan)
+    out["active_users_last"], _ = last(index("active_users"))
+    tickets = index("ticket_opened")
+    for days in (30, 90):
+        lo, hi = _window(acc, tickets, days)
+        out[f"tickets_{days}d"] = hi - lo
+    severe = index("ticket_opened", value >= 3 if len(value) else None)
+    lo, hi = _window(acc, severe, 90)
+    out["severe_tickets_90d"] = hi - lo
+    out["nps_last"], out["days_since_nps"] = last(index("nps"))
+    out["csat_last"], _ = last(index("csat"))
+    return out
+
+
+def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
+    accounts_table = tables.accounts
+    accounts = keys(accounts_table, "account_id")
+    t = times(snapshots, "as_of")
+    row = pit.codes(keys(snapshots, "account_id"), accounts)
+    created = _take_time(times(accounts_table, "created_at"), row)
+    visible = (row >= 0) & (created != pit.NAT) & (created < t)
+    acc = pit.Queries(np.where(visible, row, -1), t)
+    out: Columns = {
+        "industry": _category(accounts_table, "industry", row, visible, "industry"),
+        "employees": _numeric(accounts_table, "employees", row, visible),
+    }
+    small, large = SEGMENT_EMPLOYEES
+    employees = out["employees"]
+    out["segment"] = np.where(
+        np.isnan(employees), -1, np.where(employees >= large, 2, np.where(employees >= small, 1, 0))
+    )
+
+    # Terms of contract known at t: started before t; ended (renewal closed, or no
+    # renewal within the grace) before t.
+    c = contracts.read_contracts(tables, accounts)
+    ends = c.ends()
+    starts_idx = pit.index_events(c.account, c.start)
+    ends_idx = pit.index_events(c.account, ends)
+    begun, ended = acc.count(starts_idx), acc.count(ends_idx)
+    out["active_contracts"] = begun - ended
+    value_in = _running_sum(starts_idx, c.amount)
+    value_out = _running_sum(ends_idx, c.amount)
+    out["contract_value"] = (
+        value_in[acc.positions(starts_idx, acc.thresholds(starts_idx.distinct_times))]
+        - value_out[acc.positions(ends_idx, acc.thresholds(ends_idx.distinct_times))]
+    )
+    first = acc.starts(starts_idx)
+    first_start = _take_time(starts_idx.times, np.where(begun > 0, first, -1))
+    out["tenure_days"] = pit.days_between(t, first_start)
+
+    # The next renewal: the earliest-started term still running at t (terms sorted by
+    # account then start, so by due date too).
+    term = np.full(len(t), -1, dtype=np.int64)
+    width = int(np.max(begun)) if len(begun) else 0
+    term_rows = starts_idx.rows
+    for j in range(width):
+        pos = first + j
+        ok = (term < 0) & (j < begun)
+        cand = term_rows[np.where(ok, pos, 0)] if len(term_rows) else pos
+        running = ok & (ends[cand] >= t) if len(term_rows) else ok
+        term = np.where(running, cand, term)
+    has_term = term >= 0
+    at = np.maximum(term, 0)
+    out["days_to_renewal"] = np.where(
+        has_term, pit.days_between(c.due[at], t) if len(c) else np.nan, np.nan
+    )
+    out["term_amount"] = np.where(has_term, c.amount[at] if len(c) else np.nan, np.nan)
+    renewal = np.where(has_term & (c.renewal_created[at] < t) if len(c) else has_term,
+                       c.renewal[at] if len(c) else -1, -1)
+    deal_vocab = keys(tables.opportunities, "opportunity_id")
+    history = _deal_history(tables, deal_vocab, pit.Queries(renewal, t))
+    out["renewal_stage"] = history["stage"]
+    out["renewal_days_in_stage"] = history["days_in_stage"]
+    step("contracts")
+
+    opps = tables.opportunities
+    o_account = pit.codes(keys(opps, "account_id"), accounts)
+    for product, name in ((contracts.RENEWAL_PRODUCT, "renewals"),
+                          (contracts.EXPANSION_PRODUCT, "expansions")):
+        group = np.where(equals(opps, "product", product), o_account, -1)
+        won, lost, created_n, _ = _deal_outcomes(tables, group, acc)
+        out[f"{name}_won"] = won
+        out[f"{name}_lost"] = lost
+        out[f"{name}_opened"] = created_n
+    expansions = pit.index_events(
+        np.where(equals(opps, "product", contracts.EXPANSION_PRODUCT), o_account, -1),
+        times(opps, "created_at"),
+    )
+    out["days_since_expansion"] = pit.days_between(t, _take_time(expansions.times,
+                                                                 acc.last(expansions)))
+    step("renewals and expansions")
+
+    out.update(_engagement(tables, "account_id", accounts, accounts, acc, acc, step))
+    activities = pit.index_events(
+        pit.codes(keys(tables.activities, "account_id"), accounts),
+        times(tables.activities, "occurred_at"),
+    )
+    lo, hi = _window(acc, activities, 90)
+    out["activities_90d"] = hi - lo
+    recent, prior = _window(acc, activities, 30)[0], _window(acc, activities, 60, 30)[0]
+    out["activity_trend_30d"] = (hi - recent) - (recent - prior)
+    out.update(_signal_columns(tables, accounts, acc))
+    step("signals")
+    return out
+
+
 @dataclass(frozen=True)
 class EntityFeatures:
     """How the features of one kind of entity are computed, and in how many steps."""
@@ -460,6 +622,7 @@ class EntityFeatures:
 ENTITY_FEATURES: dict[str, EntityFeatures] = {
     "lead_id": EntityFeatures(_lead_columns, steps=5),
     "opportunity_id": EntityFeatures(_deal_columns, steps=6),
+    "account_id": EntityFeatures(_account_columns, steps=6),
 }
 """Feature computation per entity key (a feature set's ``entity_key``)."""
 

@@ -18,7 +18,7 @@ both forms to identical features.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -27,6 +27,7 @@ import pandas as pd
 
 from features.point_in_time import NAT, ns
 from features.schema import (
+    ACCOUNT_SIGNALS,
     ACCOUNTS,
     ACTIVITIES,
     LEADS,
@@ -69,13 +70,16 @@ Frame: TypeAlias = pd.DataFrame | ColumnTable
 
 @dataclass(frozen=True)
 class ColumnTables:
-    """The five contract tables as :class:`ColumnTable` s (what a request becomes)."""
+    """The contract tables as :class:`ColumnTable` s (what a request becomes)."""
 
     accounts: ColumnTable
     leads: ColumnTable
     opportunities: ColumnTable
     opportunity_history: ColumnTable
     activities: ColumnTable
+    account_signals: ColumnTable = field(
+        default_factory=lambda: table_from_rows([], ACCOUNT_SIGNALS)
+    )
 
 
 AnyTables: TypeAlias = CRMTables | ColumnTables
@@ -142,11 +146,11 @@ def table_from_frame(frame: pd.DataFrame, table: Table) -> ColumnTable:
     )
 
 
-CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES)
+CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACCOUNT_SIGNALS)
 
 
 def tables_from_rows(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> ColumnTables:
-    """The five tables from rows per table name (absent names: empty tables)."""
+    """The contract's tables from rows per table name (absent names: empty tables)."""
     return ColumnTables(
         **{t.name: first_per_key(table_from_rows(list(rows.get(t.name, ())), t), t.key)
            for t in CONTRACT}

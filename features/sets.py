@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from features.declarations import Entity, FeatureSet, FeatureSpec
+from features.declarations import Entity, FeatureDtype, FeatureSet, FeatureSpec
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES
 
 # Category levels, in a fixed order. Values outside them encode as missing.
@@ -54,7 +54,12 @@ CATEGORY_LEVELS: dict[str, tuple[str, ...]] = {
     "country": ("US", "CA", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "AU", "IN", "JP", "BR", "SG"),
     "product": ("starter", "professional", "enterprise", "renewal", "expansion"),
     "stage": OPEN_STAGES,
+    "renewal_stage": OPEN_STAGES,
+    "segment": ("smb", "mid_market", "enterprise"),
 }
+
+SEGMENT_EMPLOYEES: tuple[int, int] = (100, 1000)
+"""Employees at which an account moves from SMB to mid-market, and to enterprise."""
 
 # How each activity type reads in a sentence, and whether more of it is known to help.
 _ACTIVITY_WORDS: dict[str, tuple[str, Literal[-1, 0, 1]]] = {
@@ -250,4 +255,78 @@ DEAL_V1 = FeatureSet(
     ),
 )
 
-FEATURE_SETS: dict[str, FeatureSet] = {fs.name: fs for fs in (LEAD_V1, DEAL_V1)}
+
+
+def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
+    """A customer account as of t: its contracts, engagement since the sale, product usage,
+    support tickets and survey answers. ``monotone`` gives the task's known directions."""
+
+    def spec(name: str, dtype: FeatureDtype, text: str, window: int | None = None) -> FeatureSpec:
+        return FeatureSpec(name, "account", dtype, text, window_days=window,
+                           monotone=monotone.get(name, 0))
+
+    return (
+        spec("industry", "category", "industry: {value}"),
+        spec("employees", "float", "company of {value:,.0f} employees"),
+        spec("segment", "category", "segment: {value}"),
+        spec("tenure_days", "float", "a customer for {value:.0f} days"),
+        spec("active_contracts", "int", "{value:.0f} contracts running"),
+        spec("contract_value", "float", "${value:,.0f} of contracts running"),
+        spec("days_to_renewal", "float", "next renewal due in {value:.0f} days"),
+        spec("term_amount", "float", "the renewing contract is worth ${value:,.0f}"),
+        spec("renewal_stage", "category", "the renewal deal is at {value}"),
+        spec("renewal_days_in_stage", "float", "{value:.0f} days in the renewal deal's stage"),
+        spec("renewals_won", "int", "{value:.0f} earlier renewals won"),
+        spec("renewals_lost", "int", "{value:.0f} earlier renewals lost"),
+        spec("expansions_opened", "int", "{value:.0f} expansion deals opened before"),
+        spec("expansions_won", "int", "{value:.0f} expansions bought before"),
+        spec("days_since_expansion", "float", "{value:.0f} days since the last expansion deal"),
+        spec("activities_30d", "int", "{value:.0f} activities with the account in the last "
+             "30 days", 30),
+        spec("activities_90d", "int", "{value:.0f} activities with the account in the last "
+             "90 days", 90),
+        spec("activity_trend_30d", "int", "{value:+.0f} activities in the last 30 days against "
+             "the 30 before", 60),
+        spec("days_since_last_activity", "float", "{value:.0f} days since the last activity"),
+        spec("days_since_last_inbound", "float", "{value:.0f} days since the customer last "
+             "reached out"),
+        spec("contacts_engaged", "int", "{value:.0f} contacts engaged"),
+        spec("meeting_90d", "int", "{value:.0f} meetings in the last 90 days", 90),
+        spec("call_90d", "int", "{value:.0f} calls in the last 90 days", 90),
+        spec("email_replied_90d", "int", "{value:.0f} email replies in the last 90 days", 90),
+        spec("active_users_30d", "float", "{value:,.0f} weekly active users (30-day average)",
+             30),
+        spec("active_users_trend", "float", "active users {value:+.0%} against the two months "
+             "before", 90),
+        spec("active_users_last", "float", "{value:,.0f} active users last week"),
+        spec("logins_30d", "float", "{value:,.0f} weekly logins (30-day average)", 30),
+        spec("logins_trend", "float", "logins {value:+.0%} against the two months before", 90),
+        spec("tickets_30d", "int", "{value:.0f} support tickets in the last 30 days", 30),
+        spec("tickets_90d", "int", "{value:.0f} support tickets in the last 90 days", 90),
+        spec("severe_tickets_90d", "int", "{value:.0f} high-severity tickets in the last 90 "
+             "days", 90),
+        spec("nps_last", "float", "last NPS answer {value:.0f} of 10"),
+        spec("days_since_nps", "float", "{value:.0f} days since the last NPS answer"),
+        spec("csat_last", "float", "last satisfaction answer {value:.0f} of 5"),
+    )
+
+
+ACCOUNT_RENEWAL_V1 = FeatureSet(
+    name="account_renewal_v1",
+    version=1,
+    task="account_renewal",
+    entity_key="account_id",
+    features=_account({"severe_tickets_90d": -1, "renewals_lost": -1}),
+)
+
+ACCOUNT_EXPANSION_V1 = FeatureSet(
+    name="account_expansion_v1",
+    version=1,
+    task="account_expansion",
+    entity_key="account_id",
+    features=_account({}),
+)
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    fs.name: fs for fs in (LEAD_V1, DEAL_V1, ACCOUNT_RENEWAL_V1, ACCOUNT_EXPANSION_V1)
+}

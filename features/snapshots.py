@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features import contracts
 from features import point_in_time as pit
 from features.schema import (
     LEADS,
@@ -22,6 +23,8 @@ from features.schema import (
     coerce_dtypes,
 )
 
+RENEWAL_WINDOW_DAYS = 120
+"""A renewal is scored from this many days before its due date."""
 SNAPSHOT_LAG = pd.Timedelta(minutes=1)
 """How long after the triggering event a snapshot is taken."""
 
@@ -174,6 +177,119 @@ def deal_snapshots(
     label = pd.array(np.where(known, won == 1.0, False), dtype="boolean")
     label[~known] = pd.NA
     return _frame("opportunity_id", ids[rows], as_of, label)
+
+
+def _account_frame(
+    accounts: pd.Series | np.ndarray, account: np.ndarray, as_of: np.ndarray,
+    label: pd.api.extensions.ExtensionArray,
+) -> pd.DataFrame:
+    ids = np.asarray(accounts, dtype=object)[account] if len(account) else np.array([], object)
+    return _frame("account_id", ids, as_of, label)
+
+
+def _most_per_account(account: np.ndarray) -> int:
+    """The largest number of rows any one account has (``account`` sorted)."""
+    if not len(account):
+        return 0
+    starts = np.flatnonzero(pit.changes(account))
+    return int(np.max(np.diff(np.append(starts, len(account)))))
+
+
+def renewal_snapshots(
+    tables: CRMTables,
+    *,
+    every_days: int = 7,
+    max_per_entity: int = 26,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Weekly from ``RENEWAL_WINDOW_DAYS`` before a term's due date until its renewal closes
+    (or the grace after the due date runs out with no renewal deal).
+
+    One row per (account, as_of): with several terms due, the one due first. Label: the
+    term's renewal deal closed won; False when it closed lost or no renewal deal came
+    within the grace; NA while that is not known at the data's end.
+    """
+    end = pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    accounts = tables.accounts["account_id"]
+    c = contracts.read_contracts(tables, accounts, known_by=end)
+    n = len(c)
+    step = np.arange(max_per_entity, dtype=np.int64) * every_days * pit.NS_PER_DAY
+    rows = np.repeat(np.arange(n), max_per_entity)
+    first = c.due - RENEWAL_WINDOW_DAYS * pit.NS_PER_DAY + SNAPSHOT_LAG.value
+    as_of = first[rows] + np.tile(step, n)
+    ends = c.ends()
+    keep = (as_of > c.start[rows]) & (as_of < ends[rows]) & (as_of <= end)
+    rows, as_of = rows[keep], as_of[keep]
+    # The account's next renewal: a snapshot of a term is kept only while no term of the
+    # account due earlier still runs (terms are sorted by account, then start and due).
+    blocked = np.zeros(len(rows), dtype=bool)
+    for j in range(1, _most_per_account(c.account) + 1):
+        p = rows - j
+        safe = np.maximum(p, 0)
+        blocked |= (
+            (p >= 0) & (c.account[safe] == c.account[rows]) & (c.start[safe] < as_of)
+            & (ends[safe] >= as_of)
+        )
+    rows, as_of = rows[~blocked], as_of[~blocked]
+    order = np.lexsort((as_of, c.account[rows]))
+    rows, as_of = rows[order], as_of[order]
+
+    won = c.renewal_won[rows]
+    decided = ~np.isnan(won)
+    lapsed = (c.renewal[rows] < 0) & (c.due[rows] + contracts.GRACE_DAYS * pit.NS_PER_DAY <= end)
+    known = decided | lapsed
+    label = pd.array(np.where(decided, won == 1.0, False), dtype="boolean")
+    label[~known] = pd.NA
+    return _account_frame(accounts, c.account[rows], as_of, label)
+
+
+def expansion_snapshots(
+    tables: CRMTables,
+    *,
+    horizon_days: int = 90,
+    every_days: int = 30,
+    max_per_entity: int = 60,
+    data_end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Every ``every_days`` from an account's first won deal, while it is a customer.
+
+    Label: an expansion deal (product ``expansion``) is created for the account within
+    ``horizon_days`` after ``as_of``; NA when the horizon runs past the data's end.
+    """
+    end = pit.ns(pd.Index([_utc(data_end, tables)]))[0]
+    accounts = tables.accounts["account_id"]
+    c = contracts.read_contracts(tables, accounts, known_by=end)
+    n_acc = len(accounts)
+    started = np.full(n_acc, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(started, c.account, c.start)
+    customers = np.flatnonzero(started < np.iinfo(np.int64).max)
+    step = np.arange(max_per_entity, dtype=np.int64) * every_days * pit.NS_PER_DAY
+    account = np.repeat(customers, max_per_entity)
+    as_of = started[account] + SNAPSHOT_LAG.value + np.tile(step, len(customers))
+    keep = as_of <= end
+    account, as_of = account[keep], as_of[keep]
+
+    # A customer at t: a term started before t and not ended by then.
+    queries = pit.Queries(account, as_of)
+    begun = queries.count(pit.index_events(c.account, c.start))
+    ended = queries.count(pit.index_events(c.account, c.ends()), shift_ns=-1)
+    keep = begun > ended
+    account, as_of = account[keep], as_of[keep]
+
+    opps = tables.opportunities
+    created = pit.ns(opps["created_at"])
+    is_expansion = opps["product"].eq(contracts.EXPANSION_PRODUCT).fillna(False).to_numpy(bool)
+    e_account = pit.codes(opps["account_id"], accounts)
+    e_account = np.where(is_expansion & (created <= end), e_account, -1)
+    index = pit.index_events(e_account, created)
+    horizon = horizon_days * pit.NS_PER_DAY
+    queries = pit.Queries(account, as_of)
+    # Created in (as_of, as_of + horizon]: before (t + h) + 1 ns, minus before t + 1 ns.
+    within = queries.count(index, shift_ns=-(horizon + 1)) - queries.count(index, shift_ns=-1)
+    known = (within > 0) | (as_of + horizon <= end)
+    label = pd.array(within > 0, dtype="boolean")
+    label[~known] = pd.NA
+    return _account_frame(accounts, account, as_of, label)
 
 
 def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:

@@ -6,6 +6,8 @@ import pytest
 
 from features.declarations import FeatureSet
 from features.sets import (
+    ACCOUNT_EXPANSION_V1,
+    ACCOUNT_RENEWAL_V1,
     CATEGORY_LEVELS,
     DEAL_V1,
     FEATURE_SETS,
@@ -17,7 +19,9 @@ SAMPLE = {"float": 12.5, "int": 3, "bool": True, "category": "referral"}
 
 
 def test_registry_and_tasks() -> None:
-    assert FEATURE_SETS == {"lead_v1": LEAD_V1, "deal_v1": DEAL_V1}
+    assert FEATURE_SETS == {"lead_v1": LEAD_V1, "deal_v1": DEAL_V1,
+                            "account_renewal_v1": ACCOUNT_RENEWAL_V1,
+                            "account_expansion_v1": ACCOUNT_EXPANSION_V1}
     assert (LEAD_V1.task, LEAD_V1.entity_key) == ("lead_qualification", "lead_id")
     assert (DEAL_V1.task, DEAL_V1.entity_key) == ("deal_close", "opportunity_id")
     assert task_spec("deal_close").feature_set is DEAL_V1
@@ -25,7 +29,7 @@ def test_registry_and_tasks() -> None:
         task_spec("churn")
 
 
-@pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)
+@pytest.mark.parametrize("fs", list(FEATURE_SETS.values()), ids=lambda f: f.name)
 def test_names_unique_and_descriptions_format(fs: FeatureSet) -> None:
     assert len(fs.names) == len(set(fs.names))
     assert not {"as_of", "label", fs.entity_key} & set(fs.names)
