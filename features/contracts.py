@@ -46,6 +46,7 @@ class Contracts:
     start: np.ndarray
     due: np.ndarray
     amount: np.ndarray
+    """What the won deal was worth when it closed, from its history."""
     renewal: np.ndarray
     """Row of the matched renewal deal, or -1."""
     renewal_created: np.ndarray
@@ -105,12 +106,28 @@ def read_contracts(
         deal=term,
         start=start,
         due=due,
-        amount=floats(opps, "amount")[term],
+        amount=_amount_at_close(tables, term, start),
         renewal=renewal,
         renewal_created=_at(created, safe, has, pit.NAT),
         renewal_closed=_at(closed, safe, has, pit.NAT),
         renewal_won=_at(won, safe, has, np.nan),
     )
+
+
+def _amount_at_close(tables: AnyTables, deals: np.ndarray, closed: np.ndarray) -> np.ndarray:
+    """Each won deal's amount as its history had it when it closed (NaN without one).
+
+    The opportunities row holds the latest amount, which a CRM lets anyone edit later;
+    what the account bought is what the deal said when it was won.
+    """
+    hist = tables.opportunity_history
+    amount = floats(hist, "amount")
+    code = pit.codes(keys(hist, "opportunity_id"), keys(tables.opportunities, "opportunity_id"))
+    index = pit.index_events(np.where(np.isnan(amount), -1, code), times(hist, "changed_at"))
+    last = pit.Queries(deals, closed + 1).last(index)
+    if not len(index):
+        return np.full(len(deals), np.nan)
+    return np.where(last >= 0, amount[index.rows[np.maximum(last, 0)]], np.nan)
 
 
 def _at(values: np.ndarray, rows: np.ndarray, has: np.ndarray, fill: float | int) -> np.ndarray:

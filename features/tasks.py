@@ -24,8 +24,14 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from features.schema import CRMTables
-from features.sets import DEAL_V1, LEAD_V1
-from features.snapshots import deal_snapshots, lead_snapshots
+from features.sets import ACCOUNT_EXPANSION_V1, ACCOUNT_RENEWAL_V1, DEAL_V1, LEAD_V1
+from features.snapshots import (
+    RENEWAL_WINDOW_DAYS,
+    deal_snapshots,
+    expansion_snapshots,
+    lead_snapshots,
+    renewal_snapshots,
+)
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,46 @@ TASKS: dict[str, TaskSpec] = {
             endpoint=Ref("serving.endpoints:DEALS"),
             oracle=Ref("leadscore.truth:deal_truth"),
             stage_column="stage",
+        ),
+        TaskSpec(
+            name="account_renewal",
+            entity="customer account",
+            plural="accounts",
+            table="accounts",
+            closed_by=(),
+            feature_set=ACCOUNT_RENEWAL_V1,
+            snapshots=Snapshots(
+                renewal_snapshots,
+                max_per_entity=26,
+                description=f"weekly from {RENEWAL_WINDOW_DAYS} days before a renewal is due "
+                "until it closes",
+            ),
+            label=Label("P(the account's next renewal closes won)", censor_days=180),
+            baselines=Baselines(rate_column="segment", rate_label="segment's renewal rate"),
+            route="/v1/accounts/score",
+            endpoint=Ref("serving.endpoints:ACCOUNTS"),
+        ),
+        TaskSpec(
+            name="account_expansion",
+            entity="customer account",
+            plural="accounts",
+            table="accounts",
+            closed_by=(),
+            feature_set=ACCOUNT_EXPANSION_V1,
+            snapshots=Snapshots(
+                expansion_snapshots,
+                max_per_entity=60,
+                every_days=30,
+                description="monthly while the account is a customer",
+            ),
+            label=Label(
+                "P(an expansion deal is created for the account within {horizon_days} days)",
+                horizon_days=90,
+                gap="horizon",
+            ),
+            baselines=Baselines(rate_column="segment", rate_label="segment's expansion rate"),
+            route="/v1/accounts/score",
+            endpoint=Ref("serving.endpoints:ACCOUNTS"),
         ),
     )
 }

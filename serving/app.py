@@ -35,7 +35,7 @@ from serving.models import (
 )
 from serving.routes import ops, v1
 from serving.scoring import score_tables
-from serving.settings import TASKS, ServingSettings
+from serving.settings import ServingSettings
 
 log = logging.getLogger("leadscore.serving")
 
@@ -82,7 +82,7 @@ def create_app(
     ``source`` (default: the registry alias, or paths in settings) at startup, and the
     source is polled every ``settings.reload_interval_s`` seconds for a new version.
     """
-    store = ModelStore(TASKS)
+    store = ModelStore(settings.tasks)
     metrics = create_metrics()
     store.on_failure = lambda task: metrics.model_load_failures.labels(task).inc()
     for loaded in models or []:
@@ -94,7 +94,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller: asyncio.Task[None] | None = None
         if source is not None:
-            for task in TASKS:
+            for task in settings.tasks:
                 if store.get(task) is None:
                     await asyncio.to_thread(load_into, store, source, task, check)
             if settings.reload_interval_s > 0:

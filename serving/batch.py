@@ -156,7 +156,11 @@ def _open_mask(rows: list[dict[str, Any]], task: str, as_of: pd.Timestamp) -> np
 
 
 def _flatten(result: Any) -> dict[str, Any]:
-    data = result.model_dump(mode="json")
+    return _flatten_dict(result.model_dump(mode="json"))
+
+
+def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A result as one flat row: reasons and risk flags as JSON text."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key == "reasons":
@@ -169,6 +173,9 @@ def _flatten(result: Any) -> dict[str, Any]:
         elif key == "risk":
             flat["risk_level"] = value["level"]
             flat["risk_flags"] = json.dumps(value["flags"])
+        elif key in ("renewal", "expansion"):
+            if value is not None:
+                flat.update(_flatten_dict(value))
         else:
             flat[key] = value
     return flat

@@ -17,20 +17,38 @@ from pydantic import BaseModel
 
 from features.columns import AnyTables, ColumnTables
 from serving.models import LoadedModel
-from serving.requests import deal_tables, lead_tables
-from serving.results import context_warnings, deal_results, grading, lead_results, risk_rules
+from serving.requests import account_tables, deal_tables, lead_tables
+from serving.results import (
+    account_warnings,
+    context_warnings,
+    deal_results,
+    expansion_results,
+    grading,
+    lead_results,
+    renewal_results,
+    risk_rules,
+)
 from serving.schemas import (
+    AccountBatch,
+    AccountDealIn,
+    AccountIn,
+    AccountResult,
+    AccountScores,
     ActivityIn,
+    CustomerAccountIn,
     DealBatch,
     DealIn,
     DealScores,
+    ExpansionResult,
     HistoryIn,
     LeadBatch,
     LeadIn,
     LeadScores,
     OpportunityIn,
+    RenewalResult,
+    SignalIn,
 )
-from serving.scoring import score_tables
+from serving.scoring import Scored, score_tables
 from serving.settings import ScoringSettings
 
 
@@ -128,6 +146,75 @@ def _deal_response(
     return DealScores(results=results)
 
 
+def _account_smoke(now: datetime) -> AccountBatch:
+    won = now - timedelta(days=300)
+    account = CustomerAccountIn(
+        account_id="smoke-acc", created_at=now - timedelta(days=400), industry="software",
+        employees=250,
+        deals=[AccountDealIn(opportunity_id="smoke-deal", created_at=won - timedelta(days=40),
+                             product="professional", amount=10_000.0, closed_at=won,
+                             is_won=True)],
+        activities=[_smoke_activity(now)],
+        signals=[SignalIn(signal_id="smoke-s1", observed_at=now - timedelta(days=3),
+                          signal="active_users", value=40.0)],
+    )
+    return AccountBatch(accounts=[account])
+
+
+def _account_parts(
+    models: list[LoadedModel], tables: AnyTables, ids: list[str], now: datetime, explain: bool,
+    settings: ScoringSettings,
+) -> tuple[list[RenewalResult | None], list[ExpansionResult | None], Scored]:
+    parts: dict[str, Any] = {}
+    scored: Scored | None = None
+    for model in models:
+        scored = score_tables(model, tables, ids, now, explain)
+        if model.task == "account_renewal":
+            parts["renewal"] = renewal_results(model, scored, grading(settings),
+                                               risk_rules(settings))
+        else:
+            parts["expansion"] = expansion_results(model, scored, grading(settings))
+    assert scored is not None
+    return parts["renewal"], parts["expansion"], scored
+
+
+def _account_response(
+    batch: AccountBatch,
+    models: list[LoadedModel],
+    tables: AnyTables,
+    ids: list[str],
+    now: datetime,
+    explain: bool,
+    settings: ScoringSettings,
+) -> AccountScores:
+    renewals, expansions, scored = _account_parts(models, tables, ids, now, explain, settings)
+    warnings = account_warnings(renewals, expansions, scored)
+    return AccountScores(results=[
+        AccountResult(account_id=i, renewal=r, expansion=e, warnings=w)
+        for i, r, e, w in zip(ids, renewals, expansions, warnings, strict=True)
+    ])
+
+
+def _account_scores(out: AccountScores) -> list[list[int]]:
+    return [
+        [r.renewal.score for r in out.results if r.renewal is not None],
+        [r.expansion.score for r in out.results if r.expansion is not None],
+    ]
+
+
+def _account_file_results(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings
+) -> list[AccountResult]:
+    """One task's part of each account's answer; accounts it does not apply to are left out."""
+    if model.task == "account_renewal":
+        renewals = renewal_results(model, scored, grading(settings), risk_rules(settings))
+        return [AccountResult(account_id=i, renewal=r, expansion=None)
+                for i, r in zip(scored.ids, renewals, strict=True) if r is not None]
+    expansions = expansion_results(model, scored, grading(settings))
+    return [AccountResult(account_id=i, renewal=None, expansion=e)
+            for i, e in zip(scored.ids, expansions, strict=True) if e is not None]
+
+
 def _one_task_scores(out: LeadScores | DealScores) -> list[list[int]]:
     return [[r.score for r in out.results]]
 
@@ -161,4 +248,20 @@ DEALS = Endpoint(
     ),
     smoke=_deal_smoke,
     needs=("opportunity_history",),
+)
+
+ACCOUNTS = Endpoint(
+    summary="Score customer accounts: renewal and expansion",
+    description="Per account, P(its next renewal is won) with churn-risk flags, and P(an "
+    "expansion deal within 90 days), each with a score, a grade and reasons.",
+    batch=AccountBatch,
+    response=AccountScores,
+    record=AccountIn,
+    items=lambda batch: batch.accounts,
+    tables=account_tables,
+    respond=_account_response,
+    scores=_account_scores,
+    file_results=_account_file_results,
+    smoke=_account_smoke,
+    needs=("opportunities",),
 )

@@ -24,7 +24,7 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from modeling.artifact import ScoringModel, lightgbm
-from serving.settings import TASKS, ScoringSettings
+from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.models")
 
@@ -317,6 +317,6 @@ def source_from_settings(settings: ScoringSettings) -> ModelSource:
     by_task: dict[str, ModelSource] = {
         task: source_for_uri(task, uri, settings.tracking_uri) if (uri := settings.model_uri(task))
         else registry
-        for task in TASKS
+        for task in settings.tasks
     }
     return CombinedSource(by_task)

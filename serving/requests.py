@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.columns import ColumnTables, column_array, tables_from_rows
 from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
-from serving.schemas import Context, DealBatch, LeadBatch
+from serving.schemas import AccountBatch, Context, DealBatch, LeadBatch
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far past the server's clock a record's creation may be (clock skew), not more."""
@@ -136,6 +136,23 @@ def deal_tables(batch: DealBatch) -> ColumnTables:
         {"opportunities": deals, "opportunity_history": history, "activities": activities},
         batch.context,
     )
+
+
+def account_tables(batch: AccountBatch) -> ColumnTables:
+    """The contract tables of the batch's accounts: the accounts, their deals and the deals'
+    history, their activities and their signals."""
+    accounts, deals, history, activities, signals = [], [], [], [], []
+    for account in batch.accounts:
+        accounts.append(_row(account))
+        for deal in account.deals:
+            deals.append(_row(deal, account_id=account.account_id))
+            history += [_row(h, opportunity_id=deal.opportunity_id) for h in deal.history]
+        activities += [_row(a, account_id=account.account_id) for a in account.activities]
+        signals += [_row(s, account_id=account.account_id) for s in account.signals]
+    return tables_from_rows({
+        "accounts": accounts, "opportunities": deals, "opportunity_history": history,
+        "activities": activities, "account_signals": signals,
+    })
 
 
 def request_problems(

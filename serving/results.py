@@ -8,16 +8,19 @@ from typing import Any
 import numpy as np
 
 from features.declarations import FeatureSet
+from features.snapshots import RENEWAL_WINDOW_DAYS
 from serving.explain import Factor, plain_value, top_factors
 from serving.models import LoadedModel
-from serving.risk import RiskRules, risk_flags, risk_level
+from serving.risk import RiskRules, renewal_flags, risk_flags, risk_level
 from serving.schemas import (
     DealBatch,
     DealResult,
+    ExpansionResult,
     LeadResult,
     ModelRef,
     Reason,
     Reasons,
+    RenewalResult,
     Risk,
     RiskFlag,
 )
@@ -174,4 +177,90 @@ def deal_results(
                 warnings=warnings[i] if warnings else [],
             )
         )
+    return out
+
+
+def _eligible(scored: Scored, name: str, test: Any) -> list[bool]:
+    col = scored.columns.get(name)
+    if col is None:
+        return [False] * len(scored.ids)
+    return [bool(test(v)) for v in col.tolist()]
+
+
+def renewal_results(
+    model: LoadedModel, scored: Scored, grading: Grading, rules: RiskRules
+) -> list[RenewalResult | None]:
+    """Per account, its renewal's score with churn-risk flags; None when no contract of
+    the account is due within the renewal window (the model was trained on those only)."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    values = scored.values()
+    due = _eligible(scored, "days_to_renewal", lambda v: v == v and v <= RENEWAL_WINDOW_DAYS)
+    out: list[RenewalResult | None] = []
+    for i in range(len(scored.ids)):
+        if not due[i]:
+            out.append(None)
+            continue
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        row = {str(k): plain_value(v) for k, v in zip(fs.names, values[i], strict=True)}
+        flags = renewal_flags(row, rules)
+        out.append(RenewalResult(
+            probability=p,
+            score=score,
+            grade=grading.grade(score),  # type: ignore[arg-type]
+            days_to_renewal=float(scored.columns["days_to_renewal"][i]),
+            reasons=_reasons(scored, list(values[i]), i, fs),
+            risk=Risk(level=risk_level(flags), flags=[
+                RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
+                for f in flags
+            ]),
+            model=ref,
+        ))
+    return out
+
+
+def expansion_results(
+    model: LoadedModel, scored: Scored, grading: Grading
+) -> list[ExpansionResult | None]:
+    """Per account, its expansion score; None when it is not a customer (no contract runs)."""
+    ref = model_ref(model)
+    fs = model.model.feature_set
+    values = scored.values()
+    customer = _eligible(scored, "active_contracts", lambda v: v > 0)
+    out: list[ExpansionResult | None] = []
+    for i in range(len(scored.ids)):
+        if not customer[i]:
+            out.append(None)
+            continue
+        p = float(scored.probabilities[i])
+        score = to_score(p)
+        out.append(ExpansionResult(
+            probability=p,
+            score=score,
+            grade=grading.grade(score),  # type: ignore[arg-type]
+            reasons=_reasons(scored, list(values[i]), i, fs),
+            model=ref,
+        ))
+    return out
+
+
+def account_warnings(
+    renewals: list[RenewalResult | None], expansions: list[ExpansionResult | None],
+    scored: Scored,
+) -> list[list[str]]:
+    """Why a part of an account's answer is missing, in words."""
+    due = scored.columns.get("days_to_renewal")
+    out = []
+    for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
+        said = []
+        if expansion is None:
+            said.append("not a customer: no contract of the account is running (no won deal "
+                        "in its last term), so neither renewal nor expansion is scored")
+        elif renewal is None:
+            days = None if due is None or due[i] != due[i] else float(due[i])
+            when = "" if days is None else f" (the next is due in {days:.0f} days)"
+            said.append(f"no renewal due within {RENEWAL_WINDOW_DAYS} days{when}: renewal "
+                        "is scored from then on")
+        out.append(said)
     return out

@@ -20,6 +20,11 @@ WEIGHTS: dict[str, int] = {
     "amount_cut": 1,
     "single_threaded": 1,
     "low_probability": 2,
+    "usage_falling": 1,
+    "tickets_rising": 1,
+    "detractor": 1,
+    "silent_before_renewal": 1,
+    "one_contact": 1,
 }
 """How much each flag counts toward the level: 0 is low, 1-2 medium, 3 or more high."""
 
@@ -29,6 +34,10 @@ class RiskRules:
     no_activity_days: int = 14
     probability_ratio: float = 0.5
     amount_cut_ratio: float = 0.1
+    usage_drop_ratio: float = 0.2
+    """Renewals: flagged when active users fell by more than this share."""
+    renewal_silence_days: int = 30
+    """Renewals: flagged when nothing happened with the account for this long before it."""
 
 
 @dataclass(frozen=True)
@@ -152,3 +161,55 @@ def risk_level(flags: list[Flag]) -> RiskLevel:
     if weight == 0:
         return "low"
     return "medium" if weight <= 2 else "high"
+
+
+def renewal_flags(features: dict[str, Any], rules: RiskRules) -> list[Flag]:
+    """The churn-risk flags of one renewal, from the account's feature row."""
+    flags: list[Flag] = []
+    trend = _num(features, "active_users_trend")
+    if trend is not None and trend < -rules.usage_drop_ratio:
+        flags.append(Flag(
+            "usage_falling",
+            f"active users down {-trend:.0%} against the two months before",
+            {"active_users_trend": round(trend, 4),
+             "active_users_30d": _num(features, "active_users_30d")},
+        ))
+    recent, quarter = _num(features, "tickets_30d"), _num(features, "tickets_90d")
+    if recent is not None and quarter is not None:
+        before = quarter - recent
+        if recent >= 2 and recent > before / 2:
+            flags.append(Flag(
+                "tickets_rising",
+                f"{recent:.0f} support tickets in the last 30 days against {before:.0f} in "
+                "the 60 days before",
+                {"tickets_30d": int(recent), "tickets_prior_60d": int(before),
+                 "severe_tickets_90d": _num(features, "severe_tickets_90d")},
+            ))
+    nps = _num(features, "nps_last")
+    if nps is not None and nps <= 6:
+        flags.append(Flag(
+            "detractor",
+            f"last NPS answer {nps:.0f} of 10 (a detractor)",
+            {"nps_last": nps, "days_since_nps": _num(features, "days_since_nps")},
+        ))
+    idle = _num(features, "days_since_last_activity")
+    due = _num(features, "days_to_renewal")
+    if due is not None and (idle is None or idle >= rules.renewal_silence_days):
+        flags.append(Flag(
+            "silent_before_renewal",
+            f"renewal due in {due:.0f} days and "
+            + ("no activity recorded with the account" if idle is None
+               else f"no activity for {idle:.0f} days"),
+            {"days_to_renewal": round(due, 1),
+             "days_since_last_activity": None if idle is None else round(idle, 1),
+             "threshold_days": rules.renewal_silence_days},
+        ))
+    contacts = _num(features, "contacts_engaged")
+    if contacts is not None and contacts <= 1:
+        flags.append(Flag(
+            "one_contact",
+            "only one contact engaged at the account" if contacts == 1
+            else "no contact engaged at the account",
+            {"contacts_engaged": int(contacts)},
+        ))
+    return flags

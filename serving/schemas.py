@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import OPEN_STAGES
+from features.schema import INTEGER_SIGNALS, OPEN_STAGES, SIGNAL_RANGES
 
 ActivityType = Literal[
     "email_sent",
@@ -40,6 +40,7 @@ Stage = Literal[
     "closed_lost",
     "post_purchase",
 ]
+SignalType = Literal["active_users", "logins", "ticket_opened", "nps", "csat"]
 Grade = Literal["A", "B", "C", "D"]
 RiskLevel = Literal["low", "medium", "high"]
 
@@ -204,6 +205,54 @@ class Context(_Strict):
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
 
 
+class SignalIn(_Strict):
+    """What customer success watches: product usage, a support ticket, a survey answer."""
+
+    signal_id: Id
+    observed_at: Timestamp
+    account_id: Id | None = Field(default=None, description="defaults to the enclosing account")
+    signal: SignalType
+    value: float = Field(allow_inf_nan=False, description="in the signal's range: active_users "
+                         "and logins >= 0, ticket_opened severity 1-4, nps 0-10, csat 1-5")
+    detail: Text | None = None
+
+    @model_validator(mode="after")
+    def _in_range(self) -> SignalIn:
+        low, high = SIGNAL_RANGES[self.signal]
+        if not low <= self.value <= high:
+            raise ValueError(f"value {self.value:g} is outside {self.signal}'s range "
+                             f"{low:g} to {high:g}")
+        if self.signal in INTEGER_SIGNALS and self.value != int(self.value):
+            raise ValueError(f"{self.signal} takes whole numbers, not {self.value:g}")
+        return self
+
+
+class AccountDealIn(_Strict):
+    """One of the account's deals: won ones start contract terms, renewals renew them."""
+
+    opportunity_id: Id
+    owner_id: Id = Field(default="unknown", description="the rep who owns the deal")
+    created_at: Timestamp
+    product: Text | None = Field(default=None, description="renewal and expansion deals say so")
+    amount: Money | None = None
+    close_date: Timestamp | None = None
+    closed_at: Timestamp | None = None
+    is_won: bool | None = None
+    history: list[HistoryIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+
+
+class CustomerAccountIn(AccountIn):
+    """An account with what its renewal and expansion scores read."""
+
+    deals: list[AccountDealIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    signals: list[SignalIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+
+
+class AccountBatch(_Strict):
+    accounts: list[CustomerAccountIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class LeadBatch(_Strict):
     leads: list[LeadIn] = Field(min_length=1, max_length=MAX_BATCH)
     context: Context | None = None
@@ -246,7 +295,8 @@ class LeadResult(BaseModel):
 class RiskFlag(BaseModel):
     flag: Literal[
         "stalled", "no_activity", "close_date_pushed", "amount_cut", "single_threaded",
-        "low_probability",
+        "low_probability", "usage_falling", "tickets_rising", "detractor",
+        "silent_before_renewal", "one_contact",
     ]
     reason: str
     evidence: dict[str, Any]
@@ -272,6 +322,40 @@ class DealResult(BaseModel):
         description="inputs the model had to read as unknown because the request left them "
         "out (send them in `context` for the score training would give)",
     )
+
+
+class RenewalResult(BaseModel):
+    probability: float = Field(ge=0.0, le=1.0, description="calibrated P(the next renewal is won)")
+    score: int = Field(ge=0, le=100)
+    grade: Grade
+    days_to_renewal: float = Field(description="days until the renewing contract is due")
+    reasons: Reasons
+    risk: Risk
+    model: ModelRef
+
+
+class ExpansionResult(BaseModel):
+    probability: float = Field(ge=0.0, le=1.0,
+                               description="calibrated P(an expansion deal within H days)")
+    score: int = Field(ge=0, le=100)
+    grade: Grade
+    reasons: Reasons
+    model: ModelRef
+
+
+class AccountResult(BaseModel):
+    account_id: str
+    renewal: RenewalResult | None = Field(
+        description="null unless a contract of the account is due within the renewal window"
+    )
+    expansion: ExpansionResult | None = Field(
+        description="null unless the account is a customer (a contract running)"
+    )
+    warnings: list[str] = Field(default_factory=list)
+
+
+class AccountScores(BaseModel):
+    results: list[AccountResult]
 
 
 class LeadScores(BaseModel):

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from features.tasks import TASKS as REGISTERED
 
 TASKS: tuple[str, ...] = tuple(REGISTERED)
-"""Every registered task is served."""
+"""Every registered task, served unless ``LEADSCORE_TASKS`` names fewer."""
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -29,6 +29,9 @@ class ScoringSettings(BaseSettings):
     tracking_uri: str | None = None
     """MLflow tracking URI; None means MLFLOW_TRACKING_URI or the embedded default."""
     model_alias: str = "champion"
+    tasks: Annotated[tuple[str, ...], NoDecode] = TASKS
+    """The tasks to serve (comma-separated): each needs a model before ``/readyz`` says
+    ready; a route whose model is not served answers 503."""
     lead_model_uri: str | None = None
     """Instead of the alias: ``models:/lead_qualification@<alias>``, a pinned
     ``models:/lead_qualification/<version>``, or a saved-model folder (no reload)."""
@@ -50,6 +53,21 @@ class ScoringSettings(BaseSettings):
     """A deal is flagged when its probability is below this share of its stage's win rate."""
     risk_amount_cut_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     """A deal is flagged when its amount fell by more than this share since it was created."""
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _split_tasks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [t for t in value if t not in REGISTERED]
+        if unknown or not value:
+            raise ValueError(f"unknown tasks {unknown}; serve some of {', '.join(REGISTERED)}")
+        return value
 
     @field_validator("grade_cutoffs")
     @classmethod

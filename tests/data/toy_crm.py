@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import (
+    ACCOUNT_SIGNALS,
     ACCOUNTS,
     ACTIVITIES,
     ACTIVITY_TYPES,
@@ -21,6 +22,8 @@ from features.schema import (
     OPEN_STAGES,
     OPPORTUNITIES,
     OPPORTUNITY_HISTORY,
+    SIGNAL_RANGES,
+    SIGNALS,
     CRMTables,
     coerce_dtypes,
 )
@@ -37,8 +40,13 @@ def _choice(rng: np.random.Generator, options: Sequence[Any]) -> Any:
     return options[int(rng.integers(len(options)))]
 
 
-def toy_crm(seed: int, n_leads: int = 30, days: int = 240) -> CRMTables:
-    """A random CRM of ``n_leads`` leads over ``days`` days, at one-second resolution."""
+def toy_crm(seed: int, n_leads: int = 30, days: int = 240, post_sale: bool = False) -> CRMTables:
+    """A random CRM of ``n_leads`` leads over ``days`` days, at one-second resolution.
+
+    ``post_sale`` adds life after the sale to every won deal: renewal deals around its
+    anniversary (won, lost or open), expansion deals, and account signals (usage, tickets,
+    survey answers); the rest is drawn exactly as without it.
+    """
     rng = np.random.default_rng(seed)
 
     def pick(options: Sequence[Any]) -> Any:
@@ -151,6 +159,9 @@ def toy_crm(seed: int, n_leads: int = 30, days: int = 240) -> CRMTables:
                     "direction": pick(["inbound", "outbound"]),
                 }
             )
+    signals: list[dict[str, Any]] = []
+    if post_sale:
+        _post_sale(rng, opps, hist, acts, signals)
     activities = pd.DataFrame(
         acts, columns=[c for c in ACTIVITIES.column_names if c != "activity_id"]
     )
@@ -164,4 +175,55 @@ def toy_crm(seed: int, n_leads: int = 30, days: int = 240) -> CRMTables:
         ),
         opportunity_history=coerce_dtypes(history, OPPORTUNITY_HISTORY),
         activities=coerce_dtypes(activities, ACTIVITIES),
+        account_signals=coerce_dtypes(
+            pd.DataFrame(signals, columns=ACCOUNT_SIGNALS.column_names), ACCOUNT_SIGNALS
+        ),
     )
+
+
+def _post_sale(
+    rng: np.random.Generator,
+    opps: list[dict[str, Any]],
+    hist: list[tuple[Any, ...]],
+    acts: list[dict[str, Any]],
+    signals: list[dict[str, Any]],
+) -> None:
+    """Renewals, expansions, account activities and signals after every won deal."""
+    for deal in list(opps):
+        if not deal["is_won"]:
+            continue
+        won_at, account = deal["closed_at"], deal["account_id"]
+        for kind, offset, spread in (("renewal", 320, 80), ("expansion", 30, 300)):
+            if rng.random() < 0.3 and kind == "expansion":
+                continue
+            opp_id = f"{deal['opportunity_id']}-{kind[:3]}"
+            created = _when(rng, won_at + pd.Timedelta(days=offset), spread)
+            fate = rng.random()
+            closed: Any = _when(rng, created, 60) if fate < 0.8 else pd.NaT
+            is_won = None if pd.isna(closed) else bool(fate < 0.6)
+            opps.append({
+                "opportunity_id": opp_id, "account_id": account, "lead_id": None,
+                "owner_id": deal["owner_id"], "created_at": created, "product": kind,
+                "amount": deal["amount"], "close_date": created + pd.Timedelta(days=45),
+                "closed_at": closed, "is_won": is_won,
+            })
+            hist.append((opp_id, created, "proposal", deal["amount"], created))
+            if not pd.isna(closed):
+                stage = "closed_won" if is_won else "closed_lost"
+                hist.append((opp_id, closed, stage, deal["amount"], created))
+        for _ in range(int(rng.integers(0, 15))):
+            acts.append({
+                "occurred_at": _when(rng, won_at, 500), "account_id": account,
+                "lead_id": None, "opportunity_id": None,
+                "contact_id": f"K{account}-{rng.integers(3)}", "type": _choice(rng, ACTIVITY_TYPES),
+                "direction": _choice(rng, ["inbound", "outbound"]),
+            })
+        for _ in range(int(rng.integers(0, 30))):
+            name = _choice(rng, SIGNALS)
+            low, high = SIGNAL_RANGES[name]
+            value = float(rng.integers(int(low), int(min(high, 200)) + 1))
+            signals.append({
+                "signal_id": f"S{len(signals)}", "account_id": account,
+                "observed_at": _when(rng, won_at, 500), "signal": name, "value": value,
+                "detail": None,
+            })

@@ -84,6 +84,7 @@ def settings(**overrides: Any) -> ServingSettings:
     base: dict[str, Any] = {
         "api_key_hashes": f"{hash_api_key(API_KEY)},{hash_api_key(OTHER_KEY)}",
         "reload_interval_s": 0,
+        "tasks": ("lead_qualification", "deal_close"),
     }
     base.update(overrides)
     return get_serving_settings(**base)

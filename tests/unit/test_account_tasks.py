@@ -129,8 +129,13 @@ def test_account_features_read_only_what_came_before_t() -> None:
 
     base = crm(
         [],
-        opps=[won("W1", 0, amount=12_000.0), renewal("R1", TERM - 40)],
-        hist=[{"opportunity_id": "R1", "changed_at": day(TERM - 40), "stage": "proposal",
+        # The deal's row says 99,000 (edited after the sale): its history says 12,000.
+        opps=[won("W1", 0, amount=99_000.0), renewal("R1", TERM - 40)],
+        hist=[{"opportunity_id": "W1", "changed_at": day(-30), "stage": "prospecting",
+               "amount": 9_000.0, "close_date": day(0)},
+              {"opportunity_id": "W1", "changed_at": day(0), "stage": "closed_won",
+               "amount": 12_000.0, "close_date": day(0)},
+              {"opportunity_id": "R1", "changed_at": day(TERM - 40), "stage": "proposal",
                "amount": 12_000.0, "close_date": day(TERM)}],
         acts=[{"occurred_at": day(300), "account_id": "A1", "type": "meeting",
                "direction": "outbound", "contact_id": "C1"}],

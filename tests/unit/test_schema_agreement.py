@@ -15,3 +15,7 @@ def test_activity_types_and_directions_match_the_contract() -> None:
 
 def test_stages_match_the_contract() -> None:
     assert set(get_args(schemas.Stage)) == set(schema.STAGES)
+
+
+def test_signals_match_the_contract() -> None:
+    assert set(get_args(schemas.SignalType)) == set(schema.SIGNALS)
