@@ -1,4 +1,8 @@
-"""Every activity row: which contact it touched, which way it went, in time order."""
+"""Every activity row: which contact it touched, which way it went, in time order.
+
+Contact ids: one per lead (the lead is its own contact), then each deal's other contacts
+(deal by deal), then each customer account's post-sale contacts.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from leadscore.synth.vocab import INBOUND_SHARE
 
 @dataclass(frozen=True)
 class ActivityRows:
-    """Activities before the data's end, sorted by time (indices; -1 for no lead / deal)."""
+    """Activities (indices; -1 for no lead / deal). ``merge_activities`` sorts them by time."""
 
     time: np.ndarray
     kind: np.ndarray
@@ -21,38 +25,42 @@ class ActivityRows:
     account: np.ndarray
     contact: np.ndarray
     inbound: np.ndarray
-    n_contacts: int
-    """Contact ids in use: one per lead, then each deal's other contacts."""
 
 
-def activity_rows(
-    rng: np.random.Generator,
-    lead_acts: tuple[np.ndarray, np.ndarray, np.ndarray],
-    deal_acts: tuple[np.ndarray, np.ndarray, np.ndarray],
-    lead_account: np.ndarray,
-    deals: Deals,
-    deal_contacts: np.ndarray,
-    days: float,
-) -> ActivityRows:
-    """A lead is one contact; a deal's activities spread over its ``deal_contacts``."""
+def inbound(rng: np.random.Generator, kind: np.ndarray) -> np.ndarray:
+    """Whether each activity came from the contact (by type: opens in, sends out...)."""
+    return np.asarray(rng.random(kind.size) < INBOUND_SHARE[kind])
+
+
+def lead_activity_rows(rng: np.random.Generator,
+                       lead_acts: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       lead_account: np.ndarray) -> ActivityRows:
     la_lead, la_time, la_type = lead_acts
+    return ActivityRows(la_time, la_type, la_lead, np.full(la_time.size, -1),
+                        lead_account[la_lead], la_lead, inbound(rng, la_type))
+
+
+def deal_activity_rows(rng: np.random.Generator,
+                       deal_acts: tuple[np.ndarray, np.ndarray, np.ndarray], deals: Deals,
+                       contact_base: np.ndarray, deal_contacts: np.ndarray,
+                       n_leads: int) -> ActivityRows:
+    """A deal's activities spread over its contacts; the first is the lead's own, if any.
+
+    ``contact_base`` is each deal's first contact id minus ``n_leads``.
+    """
     da_deal, da_time, da_type = deal_acts
-    n_leads = lead_account.size
-    n_la, n_da = la_time.size, da_time.size
-    a_time = np.concatenate([la_time, da_time])
-    a_type = np.concatenate([la_type, da_type])
-    a_lead = np.concatenate([la_lead, deals.lead[da_deal]])
-    a_deal = np.concatenate([np.full(n_la, -1), da_deal])
-    a_acc = np.concatenate([lead_account[la_lead], deals.account[da_deal]])
-    contact_base = np.concatenate([[0], np.cumsum(deal_contacts)])
-    da_contact = n_leads + contact_base[da_deal] + (
-        rng.random(n_da) * deal_contacts[da_deal]).astype(np.int64)
-    # The lead's own contact is the deal's first contact.
-    first_is_lead = (deals.lead[da_deal] >= 0) & (da_contact == n_leads + contact_base[da_deal])
-    da_contact = np.where(first_is_lead, deals.lead[da_deal], da_contact)
-    a_contact = np.concatenate([la_lead, da_contact])
-    a_inbound = rng.random(a_time.size) < INBOUND_SHARE[a_type]
-    keep = a_time < days
-    sel = np.flatnonzero(keep)[np.argsort(a_time[keep], kind="stable")]
-    return ActivityRows(a_time[sel], a_type[sel], a_lead[sel], a_deal[sel], a_acc[sel],
-                        a_contact[sel], a_inbound[sel], n_leads + int(contact_base[-1]))
+    lead = deals.lead[da_deal]
+    first = n_leads + contact_base[da_deal]
+    contact = first + (rng.random(da_deal.size) * deal_contacts[da_deal]).astype(np.int64)
+    contact = np.where((lead >= 0) & (contact == first), lead, contact)
+    return ActivityRows(da_time, da_type, lead, da_deal, deals.account[da_deal], contact,
+                        inbound(rng, da_type))
+
+
+def merge_activities(parts: list[ActivityRows], days: float) -> ActivityRows:
+    """The parts in one table, cut at the data's end and sorted by time (ties keep order)."""
+    fields = ActivityRows.__dataclass_fields__
+    rows = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
+    keep = rows["time"] < days
+    sel = np.flatnonzero(keep)[np.argsort(rows["time"][keep], kind="stable")]
+    return ActivityRows(**{f: v[sel] for f, v in rows.items()})

@@ -138,5 +138,9 @@ def simulate_deals(
         active = active[keep]
     if active.size:  # a deal that never settles is closed lost by its owner
         closed_at[active] = t[active]
+    if not segs:
+        empty_int, empty_float = np.array([], dtype=np.int64), np.array([])
+        return DealRun(empty_int, empty_float, empty_float, empty_int, empty_int, empty_int,
+                       closed_at, won)
     cols = [np.concatenate(c) for c in zip(*segs, strict=True)]
     return DealRun(cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], closed_at, won)

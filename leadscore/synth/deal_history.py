@@ -59,23 +59,33 @@ class DealHistory:
     close: np.ndarray  # day offset of the expected close date
 
 
-def price_deals(rng: np.random.Generator, deals: Deals,
-                employees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Initial amount and expected close date (day offset) of every deal."""
-    n_opp = deals.n
-    emp = employees[deals.account].astype(float)
-    base_amt = PRODUCT_BASE_AMOUNT[deals.product] * (emp / 200.0) ** 0.25
-    amount0 = np.round(base_amt * np.exp(rng.normal(0.0, 0.4, n_opp)), -2)
-    # Renewals and expansions take their amount from the deal they follow; parents sit in
-    # earlier rounds, so resolving round by round sees every parent's amount first.
-    factor = np.where(deals.product == RENEWAL, 0.9 + 0.25 * rng.random(n_opp),
-                      0.2 + 0.3 * rng.random(n_opp))
-    for k in range(1, int(deals.round.max(initial=0)) + 1):
-        idx = np.flatnonzero(deals.round == k)
-        amount0[idx] = np.maximum(100.0, np.round(amount0[deals.parent[idx]] * factor[idx], -2))
-    close0 = np.floor(deals.created + 45.0 + 75.0 * rng.random(n_opp)
-                      - 10.0 * deals.start_stage)
-    return amount0, close0
+def price_new_business(rng: np.random.Generator, deals: Deals, employees: np.ndarray,
+                       idx: np.ndarray, amount0: np.ndarray, close0: np.ndarray) -> None:
+    """Initial amount (by product and company size) and expected close date of ``idx``."""
+    emp = employees[deals.account[idx]].astype(float)
+    base_amt = PRODUCT_BASE_AMOUNT[deals.product[idx]] * (emp / 200.0) ** 0.25
+    amount0[idx] = np.round(base_amt * np.exp(rng.normal(0.0, 0.4, idx.size)), -2)
+    close0[idx] = _close_dates(rng, deals, idx)
+
+
+def price_follow_ons(rng: np.random.Generator, deals: Deals, idx: np.ndarray,
+                     amount0: np.ndarray, close0: np.ndarray) -> None:
+    """Renewals and expansions take their amount from the deal they follow.
+
+    Parents sit at a lower depth, so resolving depth by depth sees every parent's amount first.
+    """
+    factor = np.where(deals.product[idx] == RENEWAL, 0.9 + 0.25 * rng.random(idx.size),
+                      0.2 + 0.3 * rng.random(idx.size))
+    for d in range(1, int(deals.depth[idx].max(initial=0)) + 1):
+        at = deals.depth[idx] == d
+        amount0[idx[at]] = np.maximum(
+            100.0, np.round(amount0[deals.parent[idx[at]]] * factor[at], -2))
+    close0[idx] = _close_dates(rng, deals, idx)
+
+
+def _close_dates(rng: np.random.Generator, deals: Deals, idx: np.ndarray) -> np.ndarray:
+    return np.floor(deals.created[idx] + 45.0 + 75.0 * rng.random(idx.size)
+                    - 10.0 * deals.start_stage[idx])
 
 
 def contact_counts(rng: np.random.Generator, quality: np.ndarray) -> np.ndarray:
@@ -83,30 +93,40 @@ def contact_counts(rng: np.random.Generator, quality: np.ndarray) -> np.ndarray:
     return 1 + rng.poisson(0.2 + 2.5 * sigmoid(1.5 * quality), quality.size)
 
 
-def emit_deal_activities(rng: np.random.Generator,
-                         deals: Deals) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(deal, time, type) of every activity in every spell: busier when healthy and good."""
+def emit_deal_activities(rng: np.random.Generator, deals: Deals,
+                         which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(deal, time, type) of every activity in the spells of the deals ``which`` selects:
+    busier when healthy and good."""
     seg = deals.segments
-    act_rates = DEAL_RATES[seg.stage] * (np.where(
-        seg.regime == 1, TROUBLED_ACTIVITY_FACTOR, 1.0) * np.exp(0.8 * deals.quality[seg.deal]))[
+    sel = np.flatnonzero(which[seg.deal])
+    deal = seg.deal[sel]
+    act_rates = DEAL_RATES[seg.stage[sel]] * (np.where(
+        seg.regime[sel] == 1, TROUBLED_ACTIVITY_FACTOR, 1.0) * np.exp(0.8 * deals.quality[deal]))[
         :, None]
-    a_seg, time, kind = emit(rng, seg.start, seg.end, act_rates)
-    return seg.deal[a_seg], time, kind
+    a_seg, time, kind = emit(rng, seg.start[sel], seg.end[sel], act_rates)
+    return deal[a_seg], time, kind
 
 
-def emit_deal_events(rng: np.random.Generator, deals: Deals) -> DealEvents:
+def emit_deal_events(rng: np.random.Generator, deals: Deals, which: np.ndarray) -> DealEvents:
     """Pushes and amount changes at regime-dependent rates, with their sizes."""
     seg = deals.segments
+    sel = np.flatnonzero(which[seg.deal])
+    regime = seg.regime[sel]
     ev_rates = np.stack([
-        np.take(PUSH_RATE, seg.regime), np.take(CUT_RATE, seg.regime),
-        np.take(RAISE_RATE, seg.regime)], axis=1)
-    e_seg, ev_time, ev_kind = emit(rng, seg.start, seg.end, ev_rates)
+        np.take(PUSH_RATE, regime), np.take(CUT_RATE, regime), np.take(RAISE_RATE, regime)],
+        axis=1)
+    e_seg, ev_time, ev_kind = emit(rng, seg.start[sel], seg.end[sel], ev_rates)
     n_ev = ev_kind.size
     push_days = np.where(ev_kind == 0, np.round(7 + 38 * rng.random(n_ev)), 0.0)
     amt_factor = np.where(ev_kind == 1, 1.0 - (0.1 + 0.3 * rng.random(n_ev)),
                           np.where(ev_kind == 2, 1.0 + (0.05 + 0.25 * rng.random(n_ev)), 1.0))
-    return DealEvents(seg.deal[e_seg], ev_time, ev_kind, seg.stage[e_seg], push_days,
+    return DealEvents(seg.deal[sel][e_seg], ev_time, ev_kind, seg.stage[sel][e_seg], push_days,
                       amt_factor)
+
+
+def concat_events(parts: list[DealEvents]) -> DealEvents:
+    fields = DealEvents.__dataclass_fields__
+    return DealEvents(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields})
 
 
 def history_rows(deals: Deals, events: DealEvents, amount0: np.ndarray,

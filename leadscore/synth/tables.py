@@ -21,6 +21,8 @@ from leadscore.synth.config import GeneratorConfig
 from leadscore.synth.deal_history import DealHistory
 from leadscore.synth.deals import Deals
 from leadscore.synth.leads import Leads
+from leadscore.synth.post_sale import Customers
+from leadscore.synth.signals import SIGNALS, TICKET_TOPICS, Signals
 from leadscore.synth.vocab import (
     COUNTRIES,
     FUNCTION_LABEL,
@@ -33,6 +35,7 @@ from leadscore.synth.vocab import (
 )
 
 STAGE_NAMES = tuple(OPEN_STAGES) + ("closed_won", "closed_lost")
+SIGNAL_COLUMNS = ("signal_id", "account_id", "observed_at", "signal", "value", "detail")
 
 
 @dataclass(frozen=True)
@@ -176,4 +179,18 @@ def activities_table(cfg: GeneratorConfig, rows: ActivityRows, id_: Ids) -> pa.T
         "type": pa.array(ACTIVITY_TYPES).take(pa.array(rows.kind)),
         "direction": pc.if_else(pa.array(rows.inbound), pa.scalar("inbound"),
                                 pa.scalar("outbound")),
+    })
+
+
+def signals_table(cfg: GeneratorConfig, signals: Signals, customers: Customers,
+                  id_: Ids) -> pa.Table:
+    """``account_signals``: usage, tickets and surveys of customer accounts, in time order."""
+    topics = take_ids(pa.array(list(TICKET_TOPICS)), signals.detail)
+    return pa.table({
+        "signal_id": ids("S", signals.time.size, 7),
+        "account_id": id_.accounts.take(pa.array(customers.account[signals.customer])),
+        "observed_at": timestamps(cfg.start_ns, signals.time),
+        "signal": pa.array(list(SIGNALS)).take(pa.array(signals.signal)),
+        "value": pa.array(signals.value, type=pa.float64()),
+        "detail": topics,
     })

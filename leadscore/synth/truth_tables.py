@@ -6,18 +6,20 @@ import numpy as np
 import pyarrow as pa
 
 from features.schema import OPEN_STAGES
-from leadscore.synth.columns import timestamps
+from leadscore.synth.columns import take_ids, timestamps
 from leadscore.synth.config import GeneratorConfig
 from leadscore.synth.deal_chain import deal_win_probabilities
 from leadscore.synth.deals import Deals
+from leadscore.synth.health import HEALTH_STATES
 from leadscore.synth.leads import Leads
+from leadscore.synth.post_sale import PostSale
 from leadscore.synth.tables import STAGE_NAMES, Ids
 
 
-def truth_tables(cfg: GeneratorConfig, leads: Leads, deals: Deals,
+def truth_tables(cfg: GeneratorConfig, leads: Leads, deals: Deals, post: PostSale,
                  id_: Ids) -> dict[str, pa.Table]:
     """Leads' intent and chain times; deals' quality, outcome and win probability per state;
-    every deal's stage x regime spells; what was generated."""
+    every deal's stage x regime spells; customers' health and contracts; what was generated."""
     start_ns = cfg.start_ns
     n_opp = deals.n
     p_win = deal_win_probabilities(deals.quality) if n_opp else np.zeros((0, 5, 2))
@@ -49,4 +51,41 @@ def truth_tables(cfg: GeneratorConfig, leads: Leads, deals: Deals,
                      "value": [str(cfg.n_leads), str(cfg.seed), cfg.start, str(cfg.months),
                                cfg.end_ts.isoformat()]})
     return {"leads": truth_leads, "deals": truth_deals, "deal_states": truth_states,
-            "meta": meta}
+            **post_sale_truth(cfg, post, id_), "meta": meta}
+
+
+def post_sale_truth(cfg: GeneratorConfig, post: PostSale, id_: Ids) -> dict[str, pa.Table]:
+    """``customers`` (constants, the health generator and expansion rates), ``health`` (every
+    spell in a state) and ``contracts`` (due dates, renewals, P(win) by health at creation)."""
+    start_ns = cfg.start_ns
+    cu, co, path = post.customers, post.contracts, post.customers.path
+    acc = id_.accounts.take(pa.array(cu.account))
+    rates = {f"rate_{a}_to_{b}": pa.array(cu.generator[:, i, j])
+             for i, a in enumerate(HEALTH_STATES) for j, b in enumerate(HEALTH_STATES) if i != j}
+    customers = pa.table({
+        "account_id": acc,
+        "sale_at": timestamps(start_ns, cu.sale),
+        "first_opportunity_id": id_.opportunities.take(pa.array(cu.anchor)),
+        "fit": pa.array(cu.constants.fit),
+        "adoption": pa.array(cu.constants.adoption),
+        "appetite": pa.array(cu.constants.appetite),
+        **rates,
+        **{f"expansion_rate_{s}": pa.array(cu.expansion[:, i])
+           for i, s in enumerate(HEALTH_STATES)},
+    })
+    health = pa.table({
+        "account_id": acc.take(pa.array(path.customer)),
+        "start": timestamps(start_ns, path.start),
+        "state": pa.array(list(HEALTH_STATES)).take(pa.array(path.state)),
+    })
+    contracts = pa.table({
+        "account_id": acc.take(pa.array(co.customer)),
+        "won_opportunity_id": id_.opportunities.take(pa.array(co.won_deal)),
+        "started_at": timestamps(start_ns, co.start),
+        "due_at": timestamps(start_ns, co.due),
+        "renewal_created_at": timestamps(start_ns, co.renewal_created),
+        "renewal_opportunity_id": take_ids(id_.opportunities, co.renewal_deal),
+        "renewal_base_quality": pa.array(co.base_quality),
+        **{f"p_renew_{s}": pa.array(co.p_renew[:, i]) for i, s in enumerate(HEALTH_STATES)},
+    })
+    return {"customers": customers, "health": health, "contracts": contracts}

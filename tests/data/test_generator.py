@@ -21,7 +21,12 @@ import pytest
 
 from features.schema import OPEN_STAGES, TABLES
 from leadscore.funnel import funnel_summary
-from leadscore.generator import deal_win_probabilities, generate_crm, write_crm
+from leadscore.generator import (
+    SIGNAL_COLUMNS,
+    deal_win_probabilities,
+    generate_crm,
+    write_crm,
+)
 from leadscore.truth import load_truth, truth_from_arrow, truth_probabilities
 
 N = 20_000
@@ -58,14 +63,14 @@ def test_a_crm_too_small_for_any_deal_still_generates() -> None:
 
 
 def test_tables_follow_the_contract_and_hide_the_truth(crm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    for name, tbl in crm.arrow.items():
-        assert tbl.column_names == TABLES[name].column_names
+    for name in TABLES:
+        assert crm.arrow[name].column_names == TABLES[name].column_names
     write_crm(crm, tmp_path)
     top = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert top == sorted(f"{n}.parquet" for n, t in TABLES.items() if not t.optional)
+    assert top == sorted(f"{n}.parquet" for n in TABLES)
     assert load_truth(tmp_path) is not None
-    hidden = {"z", "quality", "troubled", "t_hot", "t_dead"}
-    for name in crm.arrow:
+    hidden = {"z", "quality", "troubled", "t_hot", "t_dead", "adoption", "appetite", "state"}
+    for name in TABLES:
         assert hidden.isdisjoint(pd.read_parquet(tmp_path / f"{name}.parquet").columns)
 
 
