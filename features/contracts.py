@@ -1,15 +1,17 @@
 """Customer contracts, read from the opportunities: what the post-purchase tasks stand on.
 
 A CRM export has no contract table, so contracts are read from the deals: every won deal
-starts a term of :data:`TERM_DAYS`, due for renewal at its end. The renewal deal of a
+but an expansion (which adds to the running contract) starts a term of :data:`TERM_DAYS`,
+due for renewal at its end. The renewal deal of a
 term is the account's first renewal deal (product ``renewal``) created from
 :data:`RENEWAL_LEAD_DAYS` before the due date to :data:`GRACE_DAYS` after it that no
 earlier term took. Deals are matched in the order they were created, so the matching of
 the deals known at a time t never changes when later deals arrive: features as of t can
 use it, and labels can look further.
 
-A term ends when its renewal deal closes, or :data:`GRACE_DAYS` after its due date when
-no renewal deal came (the customer did not renew). An account is a customer at t while
+A term ends when its renewal deal closes (it runs on while that deal is open), or
+:data:`GRACE_DAYS` after its due date when no renewal deal came (the customer did not
+renew). An account is a customer at t while
 one of its terms has started and not ended.
 """
 
@@ -59,9 +61,11 @@ class Contracts:
         return len(self.account)
 
     def ends(self) -> np.ndarray:
-        """When each term ended: its renewal's close, else due date + grace."""
-        closed = self.renewal_closed != pit.NAT
-        return np.where(closed, self.renewal_closed, self.due + GRACE_DAYS * _DAY)
+        """When each term ended: its renewal deal's close (never, while that deal is
+        open), else, with no renewal deal, its due date + grace."""
+        never = np.iinfo(np.int64).max
+        open_renewal = np.where(self.renewal_closed != pit.NAT, self.renewal_closed, never)
+        return np.where(self.renewal >= 0, open_renewal, self.due + GRACE_DAYS * _DAY)
 
 
 def read_contracts(
@@ -81,7 +85,8 @@ def read_contracts(
         late = closed > known_by
         closed = np.where(late, pit.NAT, closed)
         won = np.where(late, np.nan, won)
-    is_term = (won == 1.0) & (closed != pit.NAT) & (account >= 0)
+    expansion = equals(opps, "product", EXPANSION_PRODUCT)
+    is_term = (won == 1.0) & (closed != pit.NAT) & (account >= 0) & ~expansion
     term = np.flatnonzero(is_term)
     order = np.lexsort((closed[term], account[term]))
     term = term[order]

@@ -234,6 +234,7 @@ TASKS: dict[str, TaskSpec] = {
             baselines=Baselines(rate_column="segment", rate_label="segment's renewal rate"),
             route="/v1/accounts/score",
             endpoint=Ref("serving.endpoints:ACCOUNTS"),
+            oracle=Ref("leadscore.truth:renewal_truth"),
         ),
         TaskSpec(
             name="account_expansion",
@@ -256,6 +257,7 @@ TASKS: dict[str, TaskSpec] = {
             baselines=Baselines(rate_column="segment", rate_label="segment's expansion rate"),
             route="/v1/accounts/score",
             endpoint=Ref("serving.endpoints:ACCOUNTS"),
+            oracle=Ref("leadscore.truth:expansion_truth"),
         ),
     )
 }

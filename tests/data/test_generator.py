@@ -22,7 +22,6 @@ import pytest
 from features.schema import OPEN_STAGES, TABLES
 from leadscore.funnel import funnel_summary
 from leadscore.generator import (
-    SIGNAL_COLUMNS,
     deal_win_probabilities,
     generate_crm,
     write_crm,

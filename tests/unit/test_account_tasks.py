@@ -94,6 +94,13 @@ def test_renewal_deals_match_terms_in_creation_order() -> None:
     assert not snaps.duplicated(["account_id", "as_of"]).any()
 
 
+def test_a_won_expansion_adds_to_the_contract_without_a_term_of_its_own() -> None:
+    tables = crm([], opps=[won("W1", 0), won("E1", 100, product="expansion")])
+    c = contracts.read_contracts(tables, tables.accounts["account_id"])
+    deals = tables.opportunities["opportunity_id"].to_numpy()
+    assert [deals[d] for d in c.deal] == ["W1"]
+
+
 def test_expansion_snapshots_monthly_while_a_customer_with_a_90_day_label() -> None:
     tables = crm([], opps=[
         won("W1", 0),
