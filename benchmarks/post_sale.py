@@ -2,8 +2,8 @@
 
 Usage: python -P benchmarks/post_sale.py [leads] [seed ...]  (default 30,000 leads, seed 1;
 ``-P`` keeps ``benchmarks/features.py`` from shadowing the ``features`` package).
-Snapshots as the tasks define them: renewal weekly from 120 days before a contract's due
-date until its renewal closes (label: the renewal was won, from the truth, so renewals
+Snapshots as the tasks define them: renewal weekly while the account's next renewal is due
+within 120 days, until it closes (label: that renewal was won, from the truth, so renewals
 closing after the data's end count too; renewals opening after the data's end are left
 out); expansion monthly from the sale while the account has a renewal ahead, up to 90 days
 before the data's end (label: an expansion deal created within the next 90 days).
@@ -19,23 +19,28 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from leadscore.generator import generate_crm
-from leadscore.truth import Truth, health_states, renewal_truth, truth_probabilities
+from leadscore.truth import (
+    Truth,
+    health_states,
+    next_renewals,
+    renewal_truth,
+    truth_probabilities,
+)
 
 DAY = pd.Timedelta(days=1)
 
 
 def renewal_snapshots(truth: Truth, end: pd.Timestamp) -> pd.DataFrame:
-    assert truth.contracts is not None
-    deals = truth.deals.set_index("opportunity_id")
-    rows = []
-    for c in truth.contracts[truth.contracts["renewal_opportunity_id"].notna()].itertuples():
-        close = deals.at[c.renewal_opportunity_id, "closed_at"]
-        won = bool(deals.at[c.renewal_opportunity_id, "won"])
-        t = max(c.due_at - 120 * DAY, c.started_at)
-        while t < close and t < end:
-            rows.append((c.account_id, t, won))
-            t += 7 * DAY
-    return pd.DataFrame(rows, columns=["account_id", "as_of", "label"])
+    """Each customer account weekly from its sale, kept while its next renewal is due within
+    120 days; label: that renewal was won (renewals opening after the data's end dropped)."""
+    assert truth.customers is not None
+    rows = [(c.account_id, c.sale_at + 7 * k * DAY) for c in truth.customers.itertuples()
+            for k in range(int((end - c.sale_at) / (7 * DAY)) + 1)]
+    snaps = pd.DataFrame(rows, columns=["account_id", "as_of"])
+    snaps = snaps[snaps["as_of"] < end].reset_index(drop=True)
+    nxt = next_renewals(truth, snaps)
+    keep = (nxt["due_at"] - snaps["as_of"] <= 120 * DAY) & nxt["won"].notna()
+    return snaps[keep].assign(label=nxt.loc[keep, "won"].astype(bool)).reset_index(drop=True)
 
 
 def expansion_snapshots(truth: Truth, opportunities: pd.DataFrame,

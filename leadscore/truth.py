@@ -269,6 +269,25 @@ def _next_renewals(truth: Truth, contracts: pd.DataFrame, account: pd.Series,
     return m.sort_values(["_row", "due_at"], kind="stable").drop_duplicates("_row")
 
 
+def next_renewals(truth: Truth, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """For rows of (account_id, as_of), the renewal ``renewal_truth`` is about: its
+    ``due_at``, ``renewal_opportunity_id`` (null if it opens after the data's end) and
+    whether it is ``won`` (from the truth, so also when it closes after the data's end);
+    null where the account has no renewal ahead. Aligned with ``snapshots`` by position."""
+    _, _, contracts = _require_post_sale(truth)
+    nxt = _next_renewals(truth, contracts, snapshots["account_id"].reset_index(drop=True),
+                         _utc(snapshots["as_of"]))
+    won = truth.deals.set_index(truth.deals["opportunity_id"].astype(str))["won"]
+    out = pd.DataFrame(index=pd.RangeIndex(len(snapshots)))
+    out["due_at"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
+    out.loc[nxt["_row"].to_numpy(), "due_at"] = _utc(nxt["due_at"]).to_numpy()
+    out["renewal_opportunity_id"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out.loc[nxt["_row"].to_numpy(), "renewal_opportunity_id"] = (
+        nxt["renewal_opportunity_id"].astype("string").to_numpy())
+    out["won"] = out["renewal_opportunity_id"].map(won).astype("boolean")
+    return out
+
+
 def renewal_truth(truth: Truth, snapshots: pd.DataFrame) -> np.ndarray:
     """P(the account's next renewal closes won) for rows of (account_id, as_of); NaN where
     the account has no renewal ahead (not a customer yet, or its last renewal was lost)."""

@@ -26,6 +26,7 @@ from leadscore.truth import (
     expm,
     health_states,
     load_truth,
+    next_renewals,
     renewal_truth,
     truth_from_arrow,
     truth_probabilities,
@@ -226,33 +227,45 @@ def test_expansions_arrive_mostly_when_healthy_and_never_once_churned(  # type: 
 # ---- the truth --------------------------------------------------------------------------------
 
 
+def _bought_once(truth, opportunities: pd.DataFrame) -> pd.Series:  # type: ignore[no-untyped-def]
+    """Contracts of accounts with one new-business win: their contracts follow one another,
+    so while a contract's renewal is pending it is the account's next renewal."""
+    new_business = opportunities.loc[opportunities["lead_id"].notna(), "opportunity_id"]
+    first = truth.contracts["won_opportunity_id"].isin(new_business)
+    return first.groupby(truth.contracts["account_id"]).transform("sum") == 1
+
+
 def _one_snapshot_per_renewal(  # type: ignore[no-untyped-def]
-        crm, truth, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
-    """A random time between 120 days before the due date and the renewal's close (one per
-    renewal, so rows are independent), and whether the renewal was won (from the truth:
-    renewals closing after the data's end count too)."""
+        crm, truth, opportunities, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most one snapshot per renewal, so rows are independent: a time drawn between 120
+    days before the due date and 30 days after it, kept while the contract has started and
+    the renewal is still open (what a snapshot may know; drawing the time up to the close
+    itself would peek at the outcome, since lost deals close sooner). The label is whether
+    the renewal was won, from the truth: renewals closing after the data's end count too."""
     deals = truth.deals.set_index("opportunity_id")
-    c = truth.contracts[truth.contracts["renewal_opportunity_id"].notna()]
+    c = truth.contracts[truth.contracts["renewal_opportunity_id"].notna()
+                        & _bought_once(truth, opportunities)]
     close = pd.Series(pd.to_datetime(deals.loc[c["renewal_opportunity_id"], "closed_at"]
                                      .to_numpy(), utc=True), index=c.index)
-    lo = np.maximum(c["due_at"] - 120 * DAY, c["started_at"])
-    hi = np.minimum(close, crm.config.end_ts)
-    as_of = lo + (hi - lo) * rng.random(len(c))
+    as_of = c["due_at"] - 120 * DAY + 150 * DAY * rng.random(len(c))
+    keep = (as_of >= c["started_at"]) & (as_of < close) & (as_of < crm.config.end_ts)
+    c, as_of = c[keep], as_of[keep]
     snaps = pd.DataFrame({"account_id": c["account_id"], "as_of": as_of}).reset_index(drop=True)
     return snaps, deals.loc[c["renewal_opportunity_id"], "won"].to_numpy(dtype=float)
 
 
-def test_renewal_truth_is_calibrated(crm, truth) -> None:  # type: ignore[no-untyped-def]
+def test_renewal_truth_is_calibrated(crm, truth, opportunities) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     p, y = [], []
     for _ in range(3):  # three independent draws of one snapshot per renewal
-        snaps, won = _one_snapshot_per_renewal(crm, truth, rng)
+        snaps, won = _one_snapshot_per_renewal(crm, truth, opportunities, rng)
+        assert len(snaps) > 500
         p.append(truth_probabilities(truth, "account_renewal", snaps))
         y.append(won)
         assert not np.isnan(p[-1]).any()
     for pi, yi in zip(p, y, strict=True):
         assert _calibration_gap(pi, yi) < 4.0
-    assert abs(np.mean(p) - np.mean(y)) < 0.02
+    assert abs(np.concatenate(p).mean() - np.concatenate(y).mean()) < 0.02
 
 
 def test_expansion_truth_is_calibrated(crm, truth, opportunities) -> None:  # type: ignore[no-untyped-def]
@@ -277,12 +290,8 @@ def test_expansion_truth_is_calibrated(crm, truth, opportunities) -> None:  # ty
 
 def test_renewal_truth_is_the_deal_truth_once_the_renewal_is_open(  # type: ignore[no-untyped-def]
         crm, truth, opportunities) -> None:
-    # Accounts that bought once: their contracts follow one another, so an open renewal is
-    # the account's next renewal until it closes.
-    new_business = opportunities.loc[opportunities["lead_id"].notna(), "opportunity_id"]
-    first = truth.contracts["won_opportunity_id"].isin(new_business)
-    bought_once = first.groupby(truth.contracts["account_id"]).transform("sum") == 1
-    c = truth.contracts[bought_once & truth.contracts["renewal_opportunity_id"].notna()]
+    c = truth.contracts[_bought_once(truth, opportunities)
+                        & truth.contracts["renewal_opportunity_id"].notna()]
     assert len(c) > 300
     deals = truth.deals.set_index("opportunity_id")
     close = pd.Series(pd.to_datetime(deals.loc[c["renewal_opportunity_id"], "closed_at"]
@@ -295,6 +304,9 @@ def test_renewal_truth_is_the_deal_truth_once_the_renewal_is_open(  # type: igno
         q = deal_truth(truth, pd.DataFrame({"opportunity_id": c["renewal_opportunity_id"]
                                             .to_numpy(), "as_of": as_of}))
         assert np.array_equal(p, q)
+        nxt = next_renewals(truth, snaps)
+        assert (nxt["renewal_opportunity_id"].to_numpy()
+                == c["renewal_opportunity_id"].to_numpy()).all()
     # A second before it opens: the mixture over the start regime at today's health.
     before = pd.DataFrame({"account_id": c["account_id"].to_numpy(),
                            "as_of": created - pd.Timedelta(seconds=1)})
