@@ -179,12 +179,28 @@ def deal_snapshots(
     return _frame("opportunity_id", ids[rows], as_of, label)
 
 
+EPISODE = "episode"
+"""Column of account snapshots naming what the time split keeps together: one renewal
+(account and due date), or for expansions each snapshot on its own."""
+
+
 def _account_frame(
     accounts: pd.Series | np.ndarray, account: np.ndarray, as_of: np.ndarray,
-    label: pd.api.extensions.ExtensionArray,
+    label: pd.api.extensions.ExtensionArray, episode: np.ndarray,
 ) -> pd.DataFrame:
+    """Account snapshots; ``episode`` numbers the renewal (or snapshot) within its account."""
     ids = np.asarray(accounts, dtype=object)[account] if len(account) else np.array([], object)
-    return _frame("account_id", ids, as_of, label)
+    out = _frame("account_id", ids, as_of, label)
+    number = pd.Series(np.asarray(episode, dtype=np.int64)).astype(str).to_numpy()
+    out[EPISODE] = pd.array(out["account_id"].astype(str).to_numpy() + "#" + number, "string")
+    return out
+
+
+def _ordinal(groups: np.ndarray) -> np.ndarray:
+    """Each element's position within its run of equal values (``groups`` sorted)."""
+    n = len(groups)
+    starts = np.maximum.accumulate(np.where(pit.changes(groups), np.arange(n), 0)) if n else groups
+    return np.arange(n) - starts
 
 
 def _most_per_account(account: np.ndarray) -> int:
@@ -240,7 +256,8 @@ def renewal_snapshots(
     known = decided | lapsed
     label = pd.array(np.where(decided, won == 1.0, False), dtype="boolean")
     label[~known] = pd.NA
-    return _account_frame(accounts, c.account[rows], as_of, label)
+    term_number = _ordinal(c.account)
+    return _account_frame(accounts, c.account[rows], as_of, label, term_number[rows])
 
 
 def expansion_snapshots(
@@ -289,7 +306,7 @@ def expansion_snapshots(
     known = (within > 0) | (as_of + horizon <= end)
     label = pd.array(within > 0, dtype="boolean")
     label[~known] = pd.NA
-    return _account_frame(accounts, account, as_of, label)
+    return _account_frame(accounts, account, as_of, label, _ordinal(account))
 
 
 def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:

@@ -26,6 +26,7 @@ from features.declarations import FeatureSet
 from features.schema import CRMTables
 from features.sets import ACCOUNT_EXPANSION_V1, ACCOUNT_RENEWAL_V1, DEAL_V1, LEAD_V1
 from features.snapshots import (
+    EPISODE,
     RENEWAL_WINDOW_DAYS,
     deal_snapshots,
     expansion_snapshots,
@@ -116,6 +117,14 @@ class TaskSpec:
     """``(truth, snapshots, horizon_days) -> probabilities`` on generated data."""
     stage_column: str | None = None
     """A pipeline-stage feature: per-stage metrics, stage win rates, the stage offset."""
+    split_key: str | None = None
+    """The snapshots' column the time split keeps together in one period (None: the
+    entity). A customer account lives for years: one renewal, or one snapshot, is the
+    unit, so every period holds old customers as well as new ones."""
+
+    @property
+    def split_column(self) -> str:
+        return self.split_key or self.entity_key
 
     @property
     def entity_key(self) -> str:
@@ -235,6 +244,7 @@ TASKS: dict[str, TaskSpec] = {
             route="/v1/accounts/score",
             endpoint=Ref("serving.endpoints:ACCOUNTS"),
             oracle=Ref("leadscore.truth:renewal_truth"),
+            split_key=EPISODE,
         ),
         TaskSpec(
             name="account_expansion",
@@ -249,15 +259,19 @@ TASKS: dict[str, TaskSpec] = {
                 every_days=30,
                 description="monthly while the account is a customer",
             ),
+            # A gap of the whole horizon would leave no validation period in two years of
+            # history; one snapshot interval keeps the validation labels mostly inside it.
+            # Test rows still come after every row the model was fit or calibrated on.
             label=Label(
                 "P(an expansion deal is created for the account within {horizon_days} days)",
                 horizon_days=90,
-                gap="horizon",
+                gap=30,
             ),
             baselines=Baselines(rate_column="segment", rate_label="segment's expansion rate"),
             route="/v1/accounts/score",
             endpoint=Ref("serving.endpoints:ACCOUNTS"),
             oracle=Ref("leadscore.truth:expansion_truth"),
+            split_key=EPISODE,
         ),
     )
 }

@@ -27,7 +27,8 @@ def build_training_set(
     feature_set: FeatureSet | None = None,
     on_step: Step | None = None,
 ) -> pd.DataFrame:
-    """Snapshots of a task with their labels and features: entity key, as_of, label, features."""
+    """Snapshots of a task with their labels and features: entity key, as_of, label, the
+    task's split key if it has one, then the features."""
     spec = task_spec(task)
     fs = feature_set or spec.feature_set
     if fs.task != task:
@@ -43,6 +44,8 @@ def build_training_set(
     step("snapshots")
     out = build_features(tables, snaps, fs, on_step=step)
     out.insert(2, "label", snaps["label"])
+    if spec.split_key is not None:
+        out.insert(3, spec.split_key, snaps[spec.split_key])
     return out
 
 

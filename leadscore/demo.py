@@ -28,7 +28,7 @@ def run_demo(
     console = console or Console()
     if not (data / "leads.parquet").exists() and not (data / "leads.csv").exists():
         console.print(f"no sample in {data}: generating {sample_leads:,} leads (seed {seed})")
-        run_generate(out=data, n_leads=sample_leads, seed=seed, start="2024-01-01", months=24,
+        run_generate(out=data, n_leads=sample_leads, seed=seed, start="2023-01-01", months=36,
                      console=console)
     with console.status(f"validating {data}"):
         loaded = load_crm(data)
