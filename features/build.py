@@ -528,6 +528,7 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     acc = pit.Queries(np.where(visible, row, -1), t)
     out: Columns = {
         "industry": _category(accounts_table, "industry", row, visible, "industry"),
+        "country": _category(accounts_table, "country", row, visible, "country"),
         "employees": _numeric(accounts_table, "employees", row, visible),
     }
     small, large = SEGMENT_EMPLOYEES
@@ -573,13 +574,21 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     out["term_amount"] = np.where(has_term, c.amount[at] if len(c) else np.nan, np.nan)
     renewal = np.where(has_term & (c.renewal_created[at] < t) if len(c) else has_term,
                        c.renewal[at] if len(c) else -1, -1)
-    deal_vocab = keys(tables.opportunities, "opportunity_id")
+    opps = tables.opportunities
+    term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
+    out["term_product"] = _category(opps, "product", term_deal, has_term, "term_product")
+    owner_vocab = _vocab(keys(opps, "owner_id"))
+    owner_code = pit.codes(keys(opps, "owner_id"), owner_vocab)
+    owners = pit.Queries(_pick(owner_code, term_deal, has_term), t)
+    won_n, lost_n, _, _ = _deal_outcomes(tables, owner_code, owners)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["owner_win_rate"] = np.where(won_n + lost_n > 0, won_n / (won_n + lost_n), np.nan)
+    deal_vocab = keys(opps, "opportunity_id")
     history = _deal_history(tables, deal_vocab, pit.Queries(renewal, t))
     out["renewal_stage"] = history["stage"]
     out["renewal_days_in_stage"] = history["days_in_stage"]
     step("contracts")
 
-    opps = tables.opportunities
     o_account = pit.codes(keys(opps, "account_id"), accounts)
     for product, name in ((contracts.RENEWAL_PRODUCT, "renewals"),
                           (contracts.EXPANSION_PRODUCT, "expansions")):

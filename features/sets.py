@@ -55,6 +55,7 @@ CATEGORY_LEVELS: dict[str, tuple[str, ...]] = {
     "product": ("starter", "professional", "enterprise", "renewal", "expansion"),
     "stage": OPEN_STAGES,
     "renewal_stage": OPEN_STAGES,
+    "term_product": ("starter", "professional", "enterprise", "renewal", "expansion"),
     "segment": ("smb", "mid_market", "enterprise"),
 }
 
@@ -267,6 +268,7 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
 
     return (
         spec("industry", "category", "industry: {value}"),
+        spec("country", "category", "country: {value}"),
         spec("employees", "float", "company of {value:,.0f} employees"),
         spec("segment", "category", "segment: {value}"),
         spec("tenure_days", "float", "a customer for {value:.0f} days"),
@@ -274,6 +276,9 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
         spec("contract_value", "float", "${value:,.0f} of contracts running"),
         spec("days_to_renewal", "float", "next renewal due in {value:.0f} days"),
         spec("term_amount", "float", "the renewing contract is worth ${value:,.0f}"),
+        spec("term_product", "category", "the renewing contract is for {value}"),
+        spec("owner_win_rate", "float", "the account's owner has won {value:.0%} of the deals "
+             "they closed"),
         spec("renewal_stage", "category", "the renewal deal is at {value}"),
         spec("renewal_days_in_stage", "float", "{value:.0f} days in the renewal deal's stage"),
         spec("renewals_won", "int", "{value:.0f} earlier renewals won"),

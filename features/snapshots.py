@@ -303,7 +303,9 @@ def expansion_snapshots(
     queries = pit.Queries(account, as_of)
     # Created in (as_of, as_of + horizon]: before (t + h) + 1 ns, minus before t + 1 ns.
     within = queries.count(index, shift_ns=-(horizon + 1)) - queries.count(index, shift_ns=-1)
-    known = (within > 0) | (as_of + horizon <= end)
+    # Only a horizon seen whole: keeping early positives of a horizon cut by the data's
+    # end, and not their negatives, would skew the last weeks' rate upwards.
+    known = as_of + horizon <= end
     label = pd.array(within > 0, dtype="boolean")
     label[~known] = pd.NA
     return _account_frame(accounts, account, as_of, label, _ordinal(account))

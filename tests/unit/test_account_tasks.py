@@ -173,3 +173,12 @@ def test_account_features_read_only_what_came_before_t() -> None:
     assert at["meeting_90d"] == 1 and at["contacts_engaged"] == 1
     e = build_features(tables, snaps, ACCOUNT_EXPANSION_V1)
     assert list(e.columns[2:]) == ACCOUNT_EXPANSION_V1.names
+
+
+def test_an_expansion_inside_a_horizon_cut_by_the_data_end_is_still_unknown() -> None:
+    """Keeping such early positives, and not their negatives, would skew the last weeks."""
+    tables = crm([], opps=[won("W1", 0), {**renewal("E1", 60), "product": "expansion"}])
+    snaps = expansion_snapshots(tables, data_end=day(100))
+    days = ((snaps["as_of"] - day(0)) / pd.Timedelta(days=1)).round().astype(int)
+    assert snaps.loc[days + 90 > 100, "label"].isna().all()
+    assert snaps.loc[days + 90 <= 100, "label"].eq(True).all()
