@@ -577,12 +577,6 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     opps = tables.opportunities
     term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
     out["term_product"] = _category(opps, "product", term_deal, has_term, "term_product")
-    owner_vocab = _vocab(keys(opps, "owner_id"))
-    owner_code = pit.codes(keys(opps, "owner_id"), owner_vocab)
-    owners = pit.Queries(_pick(owner_code, term_deal, has_term), t)
-    won_n, lost_n, _, _ = _deal_outcomes(tables, owner_code, owners)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["owner_win_rate"] = np.where(won_n + lost_n > 0, won_n / (won_n + lost_n), np.nan)
     deal_vocab = keys(opps, "opportunity_id")
     history = _deal_history(tables, deal_vocab, pit.Queries(renewal, t))
     out["renewal_stage"] = history["stage"]

@@ -120,7 +120,7 @@ def read_contracts(
 
 
 def _amount_at_close(tables: AnyTables, deals: np.ndarray, closed: np.ndarray) -> np.ndarray:
-    """Each won deal's amount as its history had it when it closed (NaN without one).
+    """Each won deal's amount as its history had it when it closed.
 
     The opportunities row holds the latest amount, which a CRM lets anyone edit later;
     what the account bought is what the deal said when it was won.
@@ -130,9 +130,14 @@ def _amount_at_close(tables: AnyTables, deals: np.ndarray, closed: np.ndarray) -
     code = pit.codes(keys(hist, "opportunity_id"), keys(tables.opportunities, "opportunity_id"))
     index = pit.index_events(np.where(np.isnan(amount), -1, code), times(hist, "changed_at"))
     last = pit.Queries(deals, closed + 1).last(index)
+    row_amount = floats(tables.opportunities, "amount")[deals]
     if not len(index):
-        return np.full(len(deals), np.nan)
-    return np.where(last >= 0, amount[index.rows[np.maximum(last, 0)]], np.nan)
+        return row_amount
+    # A deal with no history at all (a request that sends only the deal) is read at the
+    # amount its own row says; with history, the row's later edits are never read.
+    has_history = pit.Queries(deals, np.full(len(deals), np.iinfo(np.int64).max)).count(index) > 0
+    at_close = np.where(last >= 0, amount[index.rows[np.maximum(last, 0)]], np.nan)
+    return np.where(has_history, at_close, row_amount)
 
 
 def _at(values: np.ndarray, rows: np.ndarray, has: np.ndarray, fill: float | int) -> np.ndarray:

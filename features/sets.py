@@ -277,8 +277,6 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
         spec("days_to_renewal", "float", "next renewal due in {value:.0f} days"),
         spec("term_amount", "float", "the renewing contract is worth ${value:,.0f}"),
         spec("term_product", "category", "the renewing contract is for {value}"),
-        spec("owner_win_rate", "float", "the account's owner has won {value:.0%} of the deals "
-             "they closed"),
         spec("renewal_stage", "category", "the renewal deal is at {value}"),
         spec("renewal_days_in_stage", "float", "{value:.0f} days in the renewal deal's stage"),
         spec("renewals_won", "int", "{value:.0f} earlier renewals won"),

@@ -135,9 +135,11 @@ def score(
     except (BatchInputError, LookupError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    unscored = (f", {report.not_applicable} the task does not apply to"
+                if report.not_applicable else "")
     typer.echo(
-        f"scored {report.scored} ({report.skipped} closed or not yet created skipped) with "
-        f"{task} version {report.model_version} -> {report.output}"
+        f"scored {report.scored} ({report.skipped} closed or not yet created skipped"
+        f"{unscored}) with {task} version {report.model_version} -> {report.output}"
     )
 
 

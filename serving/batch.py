@@ -50,6 +50,9 @@ class BatchReport:
     skipped: int
     model_version: str
     output: Path
+    not_applicable: int = 0
+    """Open entities the task does not apply to (an account with no renewal due, or not a
+    customer): no output row."""
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -244,8 +247,9 @@ def score_file(
     write_table_file(result, output_path)
     return BatchReport(
         task=task,
-        scored=len(open_rows),
+        scored=len(result),
         skipped=len(rows) - len(open_rows),
         model_version=model.version,
         output=output_path,
+        not_applicable=len(open_rows) - len(result),
     )

@@ -197,9 +197,10 @@ def renewal_flags(features: dict[str, Any], rules: RiskRules) -> list[Flag]:
     if due is not None and (idle is None or idle >= rules.renewal_silence_days):
         flags.append(Flag(
             "silent_before_renewal",
-            f"renewal due in {due:.0f} days and "
-            + ("no activity recorded with the account" if idle is None
-               else f"no activity for {idle:.0f} days"),
+            (f"renewal due in {due:.0f} days" if due >= 0 else
+             f"renewal {-due:.0f} days past its due date")
+            + (" and no activity recorded with the account" if idle is None
+               else f" and no activity for {idle:.0f} days"),
             {"days_to_renewal": round(due, 1),
              "days_since_last_activity": None if idle is None else round(idle, 1),
              "threshold_days": rules.renewal_silence_days},

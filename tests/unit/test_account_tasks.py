@@ -182,3 +182,10 @@ def test_an_expansion_inside_a_horizon_cut_by_the_data_end_is_still_unknown() ->
     days = ((snaps["as_of"] - day(0)) / pd.Timedelta(days=1)).round().astype(int)
     assert snaps.loc[days + 90 > 100, "label"].isna().all()
     assert snaps.loc[days + 90 <= 100, "label"].eq(True).all()
+
+
+def test_a_won_deal_without_any_history_is_read_at_its_own_amount() -> None:
+    """What a request that sends only the deal gives; with history, the history wins."""
+    tables = crm([], opps=[won("W1", 0, amount=7_000.0)])
+    c = contracts.read_contracts(tables, tables.accounts["account_id"])
+    assert c.amount.tolist() == [7_000.0]
