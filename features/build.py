@@ -286,12 +286,20 @@ def _vocab(values: pd.Series | np.ndarray) -> pd.Index | np.ndarray:
     return pd.Index(pd.unique(values.dropna().astype(object)))
 
 
+def _rows_at(
+    table: Frame, key: str, snapshots: Frame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per snapshot: its time, its entity's row in ``table`` (-1: none), that row's
+    creation time, and whether the entity existed before the snapshot's time."""
+    t = times(snapshots, "as_of")
+    row = pit.codes(keys(snapshots, key), keys(table, key))
+    created = _take_time(times(table, "created_at"), row)
+    return t, row, created, (row >= 0) & (created != pit.NAT) & (created < t)
+
+
 def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
-    t = times(snapshots, "as_of")
-    row = pit.codes(keys(snapshots, "lead_id"), keys(leads, "lead_id"))
-    created = _take_time(times(leads, "created_at"), row)
-    visible = (row >= 0) & (created != pit.NAT) & (created < t)
+    t, row, created, visible = _rows_at(leads, "lead_id", snapshots)
     out: Columns = {}
     for col in ("source", "industry", "country", "seniority", "job_function"):
         out[col] = _category(leads, col, row, visible, col)
@@ -400,11 +408,8 @@ def _deal_history(
 
 def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     opps = tables.opportunities
-    t = times(snapshots, "as_of")
     vocab = keys(opps, "opportunity_id")
-    row = pit.codes(keys(snapshots, "opportunity_id"), vocab)
-    created = _take_time(times(opps, "created_at"), row)
-    visible = (row >= 0) & (created != pit.NAT) & (created < t)
+    t, row, created, visible = _rows_at(opps, "opportunity_id", snapshots)
     ent = pit.Queries(row, t)
     out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
@@ -521,10 +526,7 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
 def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     accounts_table = tables.accounts
     accounts = keys(accounts_table, "account_id")
-    t = times(snapshots, "as_of")
-    row = pit.codes(keys(snapshots, "account_id"), accounts)
-    created = _take_time(times(accounts_table, "created_at"), row)
-    visible = (row >= 0) & (created != pit.NAT) & (created < t)
+    t, row, _, visible = _rows_at(accounts_table, "account_id", snapshots)
     acc = pit.Queries(np.where(visible, row, -1), t)
     out: Columns = {
         "industry": _category(accounts_table, "industry", row, visible, "industry"),

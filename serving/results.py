@@ -180,6 +180,13 @@ def deal_results(
     return out
 
 
+def _graded(scored: Scored, i: int, grading: Grading) -> dict[str, Any]:
+    """Row ``i``'s calibrated probability, its 0-100 score and grade."""
+    p = float(scored.probabilities[i])
+    score = to_score(p)
+    return {"probability": p, "score": score, "grade": grading.grade(score)}
+
+
 def _eligible(scored: Scored, name: str, test: Any) -> list[bool]:
     col = scored.columns.get(name)
     if col is None:
@@ -201,14 +208,10 @@ def renewal_results(
         if not due[i]:
             out.append(None)
             continue
-        p = float(scored.probabilities[i])
-        score = to_score(p)
         row = {str(k): plain_value(v) for k, v in zip(fs.names, values[i], strict=True)}
         flags = renewal_flags(row, rules)
         out.append(RenewalResult(
-            probability=p,
-            score=score,
-            grade=grading.grade(score),  # type: ignore[arg-type]
+            **_graded(scored, i, grading),
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
             reasons=_reasons(scored, list(values[i]), i, fs),
             risk=Risk(level=risk_level(flags), flags=[
@@ -233,12 +236,8 @@ def expansion_results(
         if not customer[i]:
             out.append(None)
             continue
-        p = float(scored.probabilities[i])
-        score = to_score(p)
         out.append(ExpansionResult(
-            probability=p,
-            score=score,
-            grade=grading.grade(score),  # type: ignore[arg-type]
+            **_graded(scored, i, grading),
             reasons=_reasons(scored, list(values[i]), i, fs),
             model=ref,
         ))
