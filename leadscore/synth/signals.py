@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from features.schema import ACTIVITY_TYPES
 from leadscore.synth.activities import ActivityRows, inbound
 from leadscore.synth.health import CHURNED
 from leadscore.synth.post_sale import Customers
@@ -55,6 +56,11 @@ ACCOUNT_RATES = np.stack([
     activity_rates(email_sent=0.01),
 ])
 ENGAGED_CONTACT_SHARE = np.array([1.0, 1.0, 0.34, 0.0])  # at least one
+CURIOUS_TYPES = [ACTIVITY_TYPES.index(k) for k in
+                 ("web_visit", "pricing_page_visit", "content_download", "webinar_attended")]
+USAGE_APPETITE = 0.5  # log-effect of the hidden appetite on the share of users active
+USAGE_ADOPTION = 0.2  # and of adoption
+INBOUND_APPETITE = 0.8  # log-effect of appetite on the customer's inbound interest
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,10 @@ def emit_signals(rng: np.random.Generator, customers: Customers, employees: np.n
     # Weekly usage.
     u_cust, u_time = _regular(customers, 7.0, churn)
     u_state = path.state_at(u_cust, u_time)
-    active = rng.poisson(seats[u_cust] * ACTIVE_SHARE[u_state]
+    # Appetite for more shows as more of the team using the product, adoption as a
+    # steadier share of it: the hidden constants leave traces a CRM records.
+    reach = np.exp(USAGE_APPETITE * c.appetite + USAGE_ADOPTION * c.adoption)
+    active = rng.poisson(seats[u_cust] * ACTIVE_SHARE[u_state] * reach[u_cust]
                          * np.exp(rng.normal(0.0, 0.15, u_cust.size))).astype(float)
     logins = rng.poisson(active * LOGINS_PER_USER[u_state]).astype(float)
     # Tickets, and the satisfaction survey after some of them.
@@ -143,8 +152,11 @@ def emit_account_activities(rng: np.random.Generator, customers: Customers,
     c, path = customers.constants, customers.path
     n_contacts = 2 + rng.poisson(1.0 + 0.7 * np.maximum(c.size, 0.0))
     scale = np.exp(0.1 * c.size)[path.customer]
-    spell, time, kind = emit(rng, path.start, path.end,
-                             ACCOUNT_RATES[path.state] * scale[:, None])
+    rates = ACCOUNT_RATES[path.state] * scale[:, None]
+    # Customers with an appetite for more look around: visits, downloads, webinars.
+    curious = np.exp(INBOUND_APPETITE * c.appetite)[path.customer]
+    rates[:, CURIOUS_TYPES] *= curious[:, None]
+    spell, time, kind = emit(rng, path.start, path.end, rates)
     cust, state = path.customer[spell], path.state[spell]
     engaged = np.maximum(1, np.ceil(n_contacts[cust] * ENGAGED_CONTACT_SHARE[state]))
     j = (rng.random(spell.size) * engaged).astype(np.int64)
