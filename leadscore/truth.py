@@ -319,14 +319,13 @@ def renewal_truth(truth: Truth, snapshots: pd.DataFrame) -> np.ndarray:
 
 
 def truth_probabilities(truth: Truth, task: str, snapshots: pd.DataFrame,
-                        horizon_days: float = 30) -> np.ndarray:
-    """The oracle's probability for each snapshot row of a task."""
-    if task == "lead_qualification":
-        return lead_truth(truth, snapshots, horizon_days)
-    if task == "deal_close":
-        return deal_truth(truth, snapshots)
-    if task == "account_renewal":
-        return renewal_truth(truth, snapshots)
-    if task == "account_expansion":
-        return expansion_truth(truth, snapshots, horizon_days)
-    raise ValueError(f"unknown task {task!r}")
+                        horizon_days: float | None = None) -> np.ndarray:
+    """The oracle's probability for each snapshot row of a task, through the task's hook
+    (``features.tasks``); ``horizon_days`` defaults to the task's own horizon."""
+    from features.tasks import task_spec
+
+    oracle = task_spec(task).oracle_for(truth, None if horizon_days is None
+                                        else int(horizon_days))
+    if oracle is None:
+        raise ValueError(f"task {task!r} has no oracle")
+    return oracle(snapshots)
