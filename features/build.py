@@ -510,7 +510,8 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
         out[f"{name}_30d"] = recent
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_trend"] = np.where(before > 0, recent / before - 1.0, np.nan)
-    out["active_users_last"], _ = last(index("active_users"))
+        if name == "active_users":
+            out["active_users_last"], _ = last(idx)
     tickets = index("ticket_opened")
     for days in (30, 90):
         lo, hi = _window(acc, tickets, days)

@@ -130,12 +130,13 @@ def _amount_at_close(tables: AnyTables, deals: np.ndarray, closed: np.ndarray) -
     code = pit.codes(keys(hist, "opportunity_id"), keys(tables.opportunities, "opportunity_id"))
     index = pit.index_events(np.where(np.isnan(amount), -1, code), times(hist, "changed_at"))
     last = pit.Queries(deals, closed + 1).last(index)
-    row_amount = floats(tables.opportunities, "amount")[deals]
+    opp_amount = floats(tables.opportunities, "amount")
+    row_amount = opp_amount[deals]
     if not len(index):
         return row_amount
     # A deal with no history at all (a request that sends only the deal) is read at the
     # amount its own row says; with history, the row's later edits are never read.
-    has_history = pit.Queries(deals, np.full(len(deals), np.iinfo(np.int64).max)).count(index) > 0
+    has_history = np.bincount(code[code >= 0], minlength=len(opp_amount))[deals] > 0
     at_close = np.where(last >= 0, amount[index.rows[np.maximum(last, 0)]], np.nan)
     return np.where(has_history, at_close, row_amount)
 

@@ -15,7 +15,7 @@ that uses them: this module imports nothing above ``features``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,9 +122,10 @@ class TaskSpec:
     entity). A customer account lives for years: one renewal, or one snapshot, is the
     unit, so every period holds old customers as well as new ones."""
 
-    @property
-    def split_column(self) -> str:
-        return self.split_key or self.entity_key
+    def split_column(self, columns: Iterable[str]) -> str:
+        """What the time split groups by in a frame with ``columns``: the split key when the
+        frame has it (a training set built here), else the entity."""
+        return self.split_key if self.split_key in set(columns) else self.entity_key
 
     @property
     def entity_key(self) -> str:

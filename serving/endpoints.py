@@ -39,13 +39,11 @@ from serving.schemas import (
     DealBatch,
     DealIn,
     DealScores,
-    ExpansionResult,
     HistoryIn,
     LeadBatch,
     LeadIn,
     LeadScores,
     OpportunityIn,
-    RenewalResult,
     SignalIn,
 )
 from serving.scoring import Scored, score_tables
@@ -161,21 +159,35 @@ def _account_smoke(now: datetime) -> AccountBatch:
     return AccountBatch(accounts=[account])
 
 
+def _renewal_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
+    return renewal_results(model, scored, grading(settings), risk_rules(settings))
+
+
+def _expansion_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
+    return expansion_results(model, scored, grading(settings))
+
+
+Part = Callable[[LoadedModel, Scored, ScoringSettings], list[Any]]
+
+ACCOUNT_PARTS: dict[str, tuple[str, Part]] = {
+    "account_renewal": ("renewal", _renewal_part),
+    "account_expansion": ("expansion", _expansion_part),
+}
+"""Per task of the accounts route: the field of the answer it fills, and how."""
+
+
 def _account_parts(
     models: list[LoadedModel], tables: AnyTables, ids: list[str], now: datetime, explain: bool,
     settings: ScoringSettings,
-) -> tuple[list[RenewalResult | None], list[ExpansionResult | None], Scored]:
-    parts: dict[str, Any] = {}
+) -> tuple[dict[str, list[Any]], Scored]:
+    parts: dict[str, list[Any]] = {}
     scored: Scored | None = None
     for model in models:
         scored = score_tables(model, tables, ids, now, explain)
-        if model.task == "account_renewal":
-            parts["renewal"] = renewal_results(model, scored, grading(settings),
-                                               risk_rules(settings))
-        else:
-            parts["expansion"] = expansion_results(model, scored, grading(settings))
+        field, part = ACCOUNT_PARTS[model.task]
+        parts[field] = part(model, scored, settings)
     assert scored is not None
-    return parts["renewal"], parts["expansion"], scored
+    return parts, scored
 
 
 def _account_response(
@@ -187,7 +199,8 @@ def _account_response(
     explain: bool,
     settings: ScoringSettings,
 ) -> AccountScores:
-    renewals, expansions, scored = _account_parts(models, tables, ids, now, explain, settings)
+    parts, scored = _account_parts(models, tables, ids, now, explain, settings)
+    renewals, expansions = parts["renewal"], parts["expansion"]
     warnings = account_warnings(renewals, expansions, scored)
     return AccountScores(results=[
         AccountResult(account_id=i, renewal=r, expansion=e, warnings=w)
@@ -206,13 +219,10 @@ def _account_file_results(
     model: LoadedModel, scored: Scored, settings: ScoringSettings
 ) -> list[AccountResult]:
     """One task's part of each account's answer; accounts it does not apply to are left out."""
-    if model.task == "account_renewal":
-        renewals = renewal_results(model, scored, grading(settings), risk_rules(settings))
-        return [AccountResult(account_id=i, renewal=r, expansion=None)
-                for i, r in zip(scored.ids, renewals, strict=True) if r is not None]
-    expansions = expansion_results(model, scored, grading(settings))
-    return [AccountResult(account_id=i, renewal=None, expansion=e)
-            for i, e in zip(scored.ids, expansions, strict=True) if e is not None]
+    field, part = ACCOUNT_PARTS[model.task]
+    return [AccountResult(**{"account_id": i, "renewal": None, "expansion": None, field: r})
+            for i, r in zip(scored.ids, part(model, scored, settings), strict=True)
+            if r is not None]
 
 
 def _one_task_scores(out: LeadScores | DealScores) -> list[list[int]]:

@@ -146,7 +146,7 @@ def run_evaluate(
     if not all_rows:
         rows = time_split(
             rows,
-            spec.split_column if spec.split_column in rows.columns else spec.entity_key,
+            spec.split_column(rows.columns),
             gap_days=spec.label.gap_days(horizon),
             censor_days=int(model.metadata.get("deal_censor_days", 0) or 0),
         ).test

@@ -147,7 +147,7 @@ def fit_and_evaluate(
     horizon = config.horizon_days or spec.label.horizon_days
     gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
     censor = config.censor_days if config.censor_days is not None else spec.label.censor_days
-    split_by = spec.split_column if spec.split_column in frame.columns else key
+    split_by = spec.split_column(frame.columns)
     split = time_split(
         frame,
         split_by,

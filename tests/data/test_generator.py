@@ -27,6 +27,7 @@ from leadscore.generator import (
     write_crm,
 )
 from leadscore.truth import load_truth, truth_from_arrow, truth_probabilities
+from tests.data.calibration import calibration_gap
 
 N = 20_000
 
@@ -104,17 +105,6 @@ def test_crm_has_the_mess_real_crms_have(tables) -> None:  # type: ignore[no-unt
     assert (tables.opportunities["lead_id"].isna()).sum() > 0  # renewals and expansions
 
 
-def _calibration_gap(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Largest |observed - predicted| over equal-mass bins, in standard errors."""
-    order = np.argsort(p)
-    worst = 0.0
-    for chunk in np.array_split(order, bins):
-        mean_p = p[chunk].mean()
-        se = np.sqrt(max(mean_p * (1 - mean_p), 1e-4) / chunk.size)
-        worst = max(worst, abs(y[chunk].mean() - mean_p) / se)
-    return worst
-
-
 def test_lead_truth_is_calibrated(crm, tables) -> None:  # type: ignore[no-untyped-def]
     leads, end = tables.leads, crm.config.end_ts
     stop = leads[["qualified_at", "disqualified_at"]].min(axis=1).fillna(end)
@@ -129,7 +119,7 @@ def test_lead_truth_is_calibrated(crm, tables) -> None:  # type: ignore[no-untyp
     p = truth_probabilities(truth_from_arrow(crm.truth), "lead_qualification", snaps, 30)
     assert np.all((p >= 0) & (p <= 1))
     # 10 bins, each within 4 standard errors (a 1-in-1,500 miss per bin by chance).
-    assert _calibration_gap(p, y.to_numpy()) < 4.0
+    assert calibration_gap(p, y.to_numpy()) < 4.0
 
 
 def test_deal_truth_is_calibrated(tables, crm) -> None:  # type: ignore[no-untyped-def]
@@ -141,7 +131,7 @@ def test_deal_truth_is_calibrated(tables, crm) -> None:  # type: ignore[no-untyp
     p = truth_probabilities(truth_from_arrow(crm.truth), "deal_close", snaps)
     y = entries["is_won"].astype(bool).to_numpy()
     assert not np.isnan(p).any()
-    assert _calibration_gap(p, y) < 4.0
+    assert calibration_gap(p, y) < 4.0
 
 
 def test_win_probability_rises_with_stage_and_quality() -> None:

@@ -31,6 +31,7 @@ from leadscore.truth import (
     truth_from_arrow,
     truth_probabilities,
 )
+from tests.data.calibration import calibration_gap
 
 DAY = pd.Timedelta(days=1)
 
@@ -62,17 +63,6 @@ def _state_at(truth, account_id: pd.Series, when: pd.Series) -> np.ndarray:  # t
     names = health_states(truth, pd.DataFrame({"account_id": account_id.to_numpy(),
                                                "as_of": as_of}))
     return np.array([HEALTH_STATES.index(n) for n in names])
-
-
-def _calibration_gap(p: np.ndarray, y: np.ndarray, bins: int = 8) -> float:
-    """Largest |observed - predicted| over equal-mass bins, in standard errors."""
-    order = np.argsort(p)
-    worst = 0.0
-    for chunk in np.array_split(order, bins):
-        mean_p = p[chunk].mean()
-        se = np.sqrt(max(mean_p * (1 - mean_p), 1e-4) / chunk.size)
-        worst = max(worst, abs(y[chunk].mean() - mean_p) / se)
-    return worst
 
 
 # ---- the account_signals table ------------------------------------------------------------
@@ -264,7 +254,7 @@ def test_renewal_truth_is_calibrated(crm, truth, opportunities) -> None:  # type
         y.append(won)
         assert not np.isnan(p[-1]).any()
     for pi, yi in zip(p, y, strict=True):
-        assert _calibration_gap(pi, yi) < 4.0
+        assert calibration_gap(pi, yi, bins=8) < 4.0
     assert abs(np.concatenate(p).mean() - np.concatenate(y).mean()) < 0.02
 
 
@@ -285,7 +275,7 @@ def test_expansion_truth_is_calibrated(crm, truth, opportunities) -> None:  # ty
         ys.append(y.to_numpy(dtype=float))
     p, y = np.concatenate(ps), np.concatenate(ys)
     assert not np.isnan(p).any() and np.all((p >= 0) & (p <= 1))
-    assert _calibration_gap(p, y) < 4.0
+    assert calibration_gap(p, y, bins=8) < 4.0
 
 
 def test_renewal_truth_is_the_deal_truth_once_the_renewal_is_open(  # type: ignore[no-untyped-def]

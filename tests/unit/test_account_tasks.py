@@ -131,7 +131,6 @@ def _signal(i: int, when: float, signal: str, value: float) -> dict[str, Any]:
 
 
 def test_account_features_read_only_what_came_before_t() -> None:
-    from features.columns import CONTRACT  # noqa: F401  (signals are part of the contract)
     from features.schema import ACCOUNT_SIGNALS, coerce_dtypes
 
     base = crm(
