@@ -22,6 +22,7 @@ import pandas as pd
 
 from features.declarations import FeatureSet, FeatureSpec
 from modeling.calibrator import Calibrator
+from modeling.grading import Grading
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -31,6 +32,7 @@ ALL = "__all__"
 SMALL_BATCH = 256
 """Below this many rows, predict on one thread: thread start-up costs more than it saves."""
 FORMAT_VERSION = 1
+GRADING_FILE = "grading.json"
 
 
 def _feature_set_to_json(fs: FeatureSet) -> dict[str, Any]:
@@ -156,6 +158,10 @@ class ScoringModel:
     ``boosters`` and ``calibrators`` share their keys: either the single key
     :data:`ALL`, or one key per value of ``route_by`` (the deal's stage). Rows whose
     route has no model of its own fall back to :data:`ALL` when it exists.
+
+    ``grading`` (grade cut-offs and the reference distribution of percentiles) is learned
+    at training; None for a model saved before it was (serving grades those with fixed
+    cut-offs).
     """
 
     def __init__(
@@ -167,6 +173,7 @@ class ScoringModel:
         metadata: dict[str, Any] | None = None,
         route_by: str | None = None,
         offset: Offset | None = None,
+        grading: Grading | None = None,
     ) -> None:
         if set(boosters) != set(calibrators):
             raise ValueError("boosters and calibrators must have the same keys")
@@ -179,6 +186,7 @@ class ScoringModel:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.route_by = route_by
         self.offset = offset
+        self.grading = grading
         self._levels = _category_levels(feature_set, boosters)
         self._position = {name: i for i, name in enumerate(feature_set.names)}
         self._recode: dict[str, np.ndarray] | None = None
@@ -386,7 +394,10 @@ class ScoringModel:
     # -- persistence ---------------------------------------------------------------
 
     def save(self, path: Path) -> None:
-        """Write the model as a folder: one LightGBM text file per booster and JSON."""
+        """Write the model as a folder: one LightGBM text file per booster and JSON.
+
+        The boosters and the grading are checked against their SHA-256 on load.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         files: dict[str, str] = {}
@@ -396,6 +407,10 @@ class ScoringModel:
             booster.save_model(str(path / fname))
             files[key] = fname
             digests[fname] = hashlib.sha256((path / fname).read_bytes()).hexdigest()
+        if self.grading is not None:
+            text = json.dumps(self.grading.to_json(), indent=2, sort_keys=True)
+            (path / GRADING_FILE).write_bytes(text.encode("utf-8"))
+            digests[GRADING_FILE] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         spec = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
@@ -405,6 +420,7 @@ class ScoringModel:
             "calibrators": {k: c.to_json() for k, c in sorted(self.calibrators.items())},
             "feature_set": _feature_set_to_json(self.feature_set),
             "offset": self.offset.to_json() if self.offset is not None else None,
+            "grading": GRADING_FILE if self.grading is not None else None,
         }
         (path / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (path / "metadata.json").write_text(
@@ -425,6 +441,11 @@ class ScoringModel:
         calibrators = {k: Calibrator.from_json(c) for k, c in spec["calibrators"].items()}
         metadata_file = path / "metadata.json"
         metadata = json.loads(metadata_file.read_text()) if metadata_file.exists() else {}
+        grading_file = spec.get("grading")
+        grading = (
+            Grading.from_json(json.loads(_verified_text(path / grading_file, spec["sha256"])))
+            if grading_file else None
+        )
         return cls(
             task=spec["task"],
             feature_set=_feature_set_from_json(spec["feature_set"]),
@@ -433,6 +454,7 @@ class ScoringModel:
             metadata=metadata,
             route_by=spec["route_by"],
             offset=Offset.from_json(spec["offset"]) if spec.get("offset") else None,
+            grading=grading,
         )
 
 
@@ -461,7 +483,8 @@ def lightgbm(*, without_sklearn: bool = False) -> ModuleType:
 
 
 def _verified_text(file: Path, digests: dict[str, str]) -> str:
-    """A booster file's text, refused unless it is byte for byte what ``save`` wrote.
+    """A booster's (or the grading's) text, refused unless it is byte for byte what
+    ``save`` wrote.
 
     LightGBM aborts the whole process on a truncated or garbled model file instead of
     raising, so a damaged artifact must be caught before it reaches the parser: a server
