@@ -235,6 +235,10 @@ def train(
         None, min=0, help="deal_close: leave out deals first seen this many days before the "
         "data's end (their outcome is not known yet; default 240)."
     ),
+    grade_shares: str = typer.Option(
+        None, help="Shares of grades A, B and C among the validation period's scores, D the "
+        "rest (default 0.1,0.2,0.3: A the top 10 %, B the next 20 %, C the next 30 %)."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -253,6 +257,7 @@ def train(
             task=task, data=data, horizon_days=horizon_days, seed=seed, deal_model=deal_model,
             out_dir=out, experiment=experiment, register_model=register,
             num_boost_round=num_boost_round, deal_censor_days=deal_censor_days,
+            grade_shares=grade_shares,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)

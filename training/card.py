@@ -22,6 +22,33 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4f}"
 
 
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1%}"
+
+
+def grade_lines(ev: Evaluation) -> list[str]:
+    """The grades' cut-offs and, per grade on the test period, its count and observed rate."""
+    grading = ev.model.grading
+    if grading is None:
+        return []
+    lines = [
+        "",
+        "## Grades",
+        "",
+        f"- {grading.describe()}.",
+        "- `percentile` in each result is the share of those reference scores below the "
+        "entity's.",
+        "",
+        "| grade | scores | test rows | share | observed rate | mean probability |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    bounds = grading.ranges()
+    for r in ev.grades:
+        lines.append(f"| {r.grade} | {bounds[r.grade]} | {r.count:,} | {r.share:.1%} "
+                     f"| {_pct(r.observed_rate)} | {_pct(r.mean_probability)} |")
+    return lines
+
+
 def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None) -> str:
     """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
     md = ev.model.metadata
@@ -94,6 +121,9 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         for k in per_stage:
             s = k.removeprefix("test_roc_auc_")
             lines.append(f"| {s} | {_fmt(m[k])} | {_fmt(m.get('test_brier_' + s))} |")
+    lines += grade_lines(ev)
+    if ev.warnings:
+        lines += ["", "## Warnings", "", *(f"- {w}" for w in ev.warnings)]
     if gate_reason:
         lines += ["", "## Promotion", "", gate_reason]
     lines += [

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from features.tasks import task_spec
 from modeling.registry import CHAMPION
+from training.evaluate import Evaluation
 from training.train import TrainResult, TrainSettings, train
 
 TRAIN_STEPS = 9
@@ -49,6 +50,21 @@ def metrics_table(task: str, metrics: dict[str, float], title: str | None = None
             *(_f(metrics.get(prefix + k)) for k in ("roc_auc", "pr_auc", "log_loss", "brier",
                                                     "ece")),
         )
+    return table
+
+
+def grades_table(ev: Evaluation) -> Table | None:
+    """Per grade on the test period: its scores, rows, share and observed rate."""
+    grading = ev.model.grading
+    if grading is None or not ev.grades:
+        return None
+    table = Table(title=f"{ev.task}: grades on the test period")
+    for name in ("grade", "scores", "rows", "share", "observed rate"):
+        table.add_column(name, justify="left" if name == "grade" else "right")
+    bounds = grading.ranges()
+    for r in ev.grades:
+        rate = "–" if r.observed_rate is None else f"{r.observed_rate:.1%}"
+        table.add_row(r.grade, bounds[r.grade], f"{r.count:,}", f"{r.share:.1%}", rate)
     return table
 
 
@@ -91,6 +107,11 @@ def print_result(result: TrainResult, console: Console) -> None:
     )
     if "test_roc_auc_oracle_ratio" in m:
         console.print(f"ROC AUC is {m['test_roc_auc_oracle_ratio']:.3f} of the oracle's")
+    grades = grades_table(ev)
+    if grades is not None:
+        console.print(grades)
+    for warning in ev.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     entities = ev.split.test[ev.feature_set.entity_key].nunique()
     if entities < 500:
         console.print(

@@ -18,9 +18,11 @@ from features.declarations import FeatureSet
 from features.schema import OPEN_STAGES, CRMTables
 from features.tasks import task_spec
 from modeling.artifact import ALL, ScoringModel
+from modeling.grading import DEFAULT_SHARES
 from training.baselines import crm_default_table, fit_rate_table, make_lr_pipeline
 from training.calibration import CalibrationChoice
 from training.fit import BoosterParams, fit_scoring_model
+from training.grades import GradeRow, grade_metrics, grade_params, grade_table, grade_warnings
 from training.metrics import binary_metrics
 from training.split import TimeSplit, time_split
 
@@ -54,6 +56,8 @@ class EvaluationConfig:
     modeling.artifact.Offset)."""
     rate_column: str | None = None
     """Column of the CRM-rate baseline; None: the task's."""
+    grade_shares: tuple[float, float, float] = DEFAULT_SHARES
+    """Shares of grades A, B and C among the validation period's scores (D: the rest)."""
 
 
 @dataclass
@@ -71,6 +75,10 @@ class Evaluation:
     metrics: dict[str, float]
     """Flat, with the MLflow metric names (``test_roc_auc``, ``baseline_lr_test_log_loss``...)."""
     params: dict[str, Any]
+    grades: list[GradeRow] = field(default_factory=list)
+    """Per grade A-D on the test period: count and observed rate."""
+    warnings: list[str] = field(default_factory=list)
+    """What the run found wrong with its own model (shown by the command and the card)."""
 
 
 def stage_win_rates(train: pd.DataFrame, entity_key: str) -> dict[str, float]:
@@ -178,6 +186,7 @@ def fit_and_evaluate(
         task, feature_set, split.train, split.validation, config.params, config.seed,
         route_by=route_by, metadata=metadata, on_iteration=on_iteration,
         offset_column=stage if has_stage and config.deal_offset else None,
+        grade_shares=config.grade_shares,
     )
     model = fitted.model
     step("fitted LightGBM and calibrated")
@@ -224,6 +233,9 @@ def fit_and_evaluate(
                 ms = binary_metrics(y[mask], scores["model"][mask])
                 metrics[f"test_roc_auc_{s}"] = ms["roc_auc"]
                 metrics[f"test_brier_{s}"] = ms["brier"]
+    assert model.grading is not None
+    grades = grade_table(model.grading, scores["model"], y)
+    metrics.update(grade_metrics(grades))
     for k, choice in fitted.calibration.items():
         suffix = "" if k == ALL else f"_{k}"
         metrics[f"validation_log_loss_raw{suffix}"] = choice.fit_log_loss["none"]
@@ -274,6 +286,7 @@ def fit_and_evaluate(
         "data_to": str(frame["as_of"].max().isoformat()),
         "validation_start": split.validation_start.isoformat(),
         "test_start": split.test_start.isoformat(),
+        **grade_params(model.grading),
     }
     return Evaluation(
         task=task,
@@ -285,4 +298,6 @@ def fit_and_evaluate(
         test_scores=scores,
         metrics=metrics,
         params=params,
+        grades=grades,
+        warnings=grade_warnings(grades),
     )

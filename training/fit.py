@@ -15,7 +15,9 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from modeling.artifact import ALL, Offset, ScoringModel
+from modeling.grading import DEFAULT_SHARES
 from training.calibration import CalibrationChoice, choose_calibrator
+from training.grades import VALIDATION_REFERENCE, fit_grading
 
 
 @dataclass(frozen=True)
@@ -155,12 +157,17 @@ def fit_scoring_model(
     label: str = "label",
     on_iteration: Callable[[int], None] | None = None,
     offset_column: str | None = None,
+    grade_shares: tuple[float, float, float] = DEFAULT_SHARES,
 ) -> FittedModel:
-    """Fit booster(s) and a calibrator each, chosen by out-of-fold validation log loss.
+    """Fit booster(s) and a calibrator each, chosen by out-of-fold validation log loss,
+    then the grade cut-offs.
 
     With ``route_by`` (the deal's stage) one booster per value seen in training is
     fitted, plus a pooled booster (key ``ALL``) for values too rare to have their own.
     With ``offset_column``, boosting starts from that column's training-period rates.
+    Grades (A = the top ``grade_shares[0]``, ...) are cut on the validation period's
+    calibrated probabilities: rows the boosters were not fit on, from the period just
+    before the test period (see ``training.grades``).
     """
     entity_key = feature_set.entity_key
     offset = fit_offset(train, offset_column, label) if offset_column else None
@@ -202,6 +209,8 @@ def fit_scoring_model(
         route_by=route_by,
         offset=offset,
     )
+    model.grading = fit_grading(model.predict_proba(validation), grade_shares,
+                                source=VALIDATION_REFERENCE)
     return FittedModel(model=model, calibration=choices, best_iterations=best)
 
 

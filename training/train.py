@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.tasks import TASKS
+from modeling.grading import DEFAULT_SHARES
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
 from training.card import model_card
 from training.data import load_training_inputs
 from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_evaluate
 from training.fit import BoosterParams
+from training.grades import check_shares, grade_warnings
 from training.metrics import binary_metrics
 from training.registry import (
     GateDecision,
@@ -71,6 +73,21 @@ class TrainSettings(BaseSettings):
     num_boost_round: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     num_threads: int = Field(2, ge=1)
+    grade_shares: tuple[float, float, float] = DEFAULT_SHARES
+    """Shares of grades A, B and C among the validation period's scores, D the rest
+    (``0.1,0.2,0.3``: A the top 10 %, B the next 20 %, C the next 30 %)."""
+
+    @field_validator("grade_shares", mode="before")
+    @classmethod
+    def _split_shares(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("grade_shares")
+    @classmethod
+    def _check_shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        return check_shares(value)
 
     @field_validator("task")
     @classmethod
@@ -87,6 +104,7 @@ class TrainSettings(BaseSettings):
             test_fraction=self.test_fraction,
             deal_model=self.deal_model,
             censor_days=self.deal_censor_days,
+            grade_shares=self.grade_shares,
             params=BoosterParams(
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
@@ -150,6 +168,21 @@ def write_card(ev: Evaluation, out: Path, version: str | None = None,
     card = out / "model_card.md"
     card.write_text(model_card(ev, version, gate_reason))
     return card
+
+
+def write_grades(ev: Evaluation, out: Path) -> Path:
+    """Per grade on the test period (count, share, observed rate), with the cut-offs, as JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "grades.json"
+    grading = ev.model.grading
+    path.write_text(json.dumps({
+        "grading": None if grading is None else {
+            k: v for k, v in grading.to_json().items() if k != "reference"
+        },
+        "test_period": [asdict(r) for r in ev.grades],
+        "warnings": grade_warnings(ev.grades),
+    }, indent=2))
+    return path
 
 
 def champion_metrics_on(ev: Evaluation, tracking_uri: str | None) -> dict[str, float] | None:
@@ -232,6 +265,7 @@ def log_and_register(
     if plots:
         write_plots(ev, report_dir)
         step("wrote plots")
+    write_grades(ev, report_dir)
 
     experiment = settings.experiment or ev.task
     experiment_id = ensure_experiment(experiment, settings.tracking_uri)

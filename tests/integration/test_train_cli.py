@@ -5,6 +5,7 @@ Each test gets its own SQLite tracking store (tmp_path), so nothing touches mode
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ def test_train_registers_gates_and_promotes(crm_dir: Path, tmp_path: Path, store
         assert (tmp_path / "report" / name).stat().st_size > 0, name
     card = (tmp_path / "report" / "model_card.md").read_text()
     assert "oracle" in card and "logistic regression" in card
+    assert "## Grades" in card and "| observed rate |" in card
+    grades = json.loads((tmp_path / "report" / "grades.json").read_text())
+    assert [g["grade"] for g in grades["test_period"]] == list("ABCD")
+    assert grades["grading"]["shares"] == [0.1, 0.2, 0.3]
+    assert "grades on the test period" in " ".join(out.split())  # rich wraps long lines
     assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
 
     # The same data and seed again: same metrics, so log loss is not better -> challenger.
@@ -97,6 +103,11 @@ def _assert_run_contents(store: str) -> None:
     assert run.data.params["feature_set"] == "lead_v1"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert "report/reliability.png" in artifacts and "report/model_card.md" in artifacts
+    assert "report/grades.json" in artifacts
+    for grade in "abcd":
+        assert f"test_grade_{grade}_count" in names
+    assert run.data.params["grade_share_a"] == "0.1"
+    assert int(run.data.params["grade_cutoff_a"]) > int(run.data.params["grade_cutoff_b"])
 
 
 def test_gate_refuses_rows_the_champion_was_fit_on(crm_dir: Path, tmp_path: Path,
