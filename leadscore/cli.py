@@ -141,6 +141,8 @@ def score(
         f"scored {report.scored} ({report.skipped} closed or not yet created skipped"
         f"{unscored}) with {task} version {report.model_version} -> {report.output}"
     )
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 Rows are checked by the same request schemas as the API, turned into the contract's
 tables with the same code, and scored through the same ``score_tables``; the output holds
-the same fields as an API result, with reasons and risk flags as JSON text columns.
+the same fields as an API result (grade and percentile by the model's own cut-offs), with
+reasons and risk flags as JSON text columns.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from features.schema import (
 from features.tasks import TASKS, TaskSpec
 from serving.endpoints import Endpoint
 from serving.errors import validation_items
-from serving.models import LoadedModel, source_from_settings
+from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import rows_to_table
 from serving.scoring import score_tables
 from serving.settings import ScoringSettings
@@ -53,6 +54,7 @@ class BatchReport:
     not_applicable: int = 0
     """Open entities the task does not apply to (an account with no renewal due, or not a
     customer): no output row."""
+    warnings: tuple[str, ...] = ()
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -252,4 +254,5 @@ def score_file(
         model_version=model.version,
         output=output_path,
         not_applicable=len(open_rows) - len(result),
+        warnings=() if getattr(model.model, "grading", None) is not None else (GRADING_MISSING,),
     )

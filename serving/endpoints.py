@@ -121,7 +121,7 @@ def _lead_response(
 ) -> LeadScores:
     (model,) = models
     scored = score_tables(model, tables, ids, now, explain)
-    return LeadScores(results=lead_results(model, scored, grading(settings)))
+    return LeadScores(results=lead_results(model, scored, grading(model, settings)))
 
 
 def _deal_response(
@@ -139,7 +139,7 @@ def _deal_response(
         deal.amount if deal.amount is not None else a
         for deal, a in zip(batch.deals, scored.amounts(), strict=True)
     ]
-    results = deal_results(model, scored, amounts, grading(settings), risk_rules(settings),
+    results = deal_results(model, scored, amounts, grading(model, settings), risk_rules(settings),
                            context_warnings(batch))
     return DealScores(results=results)
 
@@ -160,11 +160,11 @@ def _account_smoke(now: datetime) -> AccountBatch:
 
 
 def _renewal_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
-    return renewal_results(model, scored, grading(settings), risk_rules(settings))
+    return renewal_results(model, scored, grading(model, settings), risk_rules(settings))
 
 
 def _expansion_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
-    return expansion_results(model, scored, grading(settings))
+    return expansion_results(model, scored, grading(model, settings))
 
 
 Part = Callable[[LoadedModel, Scored, ScoringSettings], list[Any]]
@@ -239,7 +239,9 @@ LEADS = Endpoint(
     tables=lead_tables,
     respond=_lead_response,
     scores=_one_task_scores,
-    file_results=lambda model, scored, settings: lead_results(model, scored, grading(settings)),
+    file_results=lambda model, scored, settings: lead_results(
+        model, scored, grading(model, settings)
+    ),
     smoke=_lead_smoke,
 )
 
@@ -254,7 +256,7 @@ DEALS = Endpoint(
     respond=_deal_response,
     scores=_one_task_scores,
     file_results=lambda model, scored, settings: deal_results(
-        model, scored, scored.amounts(), grading(settings), risk_rules(settings)
+        model, scored, scored.amounts(), grading(model, settings), risk_rules(settings)
     ),
     smoke=_deal_smoke,
     needs=("opportunity_history",),

@@ -24,9 +24,16 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from modeling.artifact import ScoringModel, lightgbm
+from modeling.grading import Grading
 from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.models")
+
+GRADING_MISSING = (
+    "the model was saved without learned grade cut-offs: it is graded with the fixed "
+    "cut-offs of LEADSCORE_GRADE_CUTOFFS (75/50/25 by default) and gives no percentile; "
+    "retrain it to learn them"
+)
 
 
 class Scorer(Protocol):
@@ -35,6 +42,8 @@ class Scorer(Protocol):
     task: str
     feature_set: FeatureSet
     metadata: dict[str, Any]
+    grading: Grading | None
+    """Learned grade cut-offs and percentile reference; None: saved before they were."""
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray: ...
 
@@ -247,6 +256,8 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker)
             "previous_version": None if old is None else old.version,
         },
     )
+    if getattr(loaded.model, "grading", None) is None:
+        log.warning(GRADING_MISSING, extra={"task": task, "version": loaded.version})
     return True
 
 

@@ -1,14 +1,13 @@
-"""Scores -> what a rep reads: probability, 0-100 score, grade, reasons, risk and warnings."""
+"""Scores -> what a rep reads: probability, 0-100 score, grade and percentile, reasons,
+risk and warnings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from features.declarations import FeatureSet
 from features.snapshots import RENEWAL_WINDOW_DAYS
+from modeling.grading import Grading, fixed_grading, to_score
 from serving.explain import Factor, plain_value, top_factors
 from serving.models import LoadedModel
 from serving.risk import RiskRules, renewal_flags, risk_flags, risk_level
@@ -28,25 +27,12 @@ from serving.scoring import Scored
 from serving.settings import ScoringSettings
 
 
-@dataclass(frozen=True)
-class Grading:
-    """Score cut-offs for grades A, B and C (anything lower is D)."""
-
-    a: int = 75
-    b: int = 50
-    c: int = 25
-
-    def grade(self, score: int) -> str:
-        if score >= self.a:
-            return "A"
-        if score >= self.b:
-            return "B"
-        return "C" if score >= self.c else "D"
-
-
-def grading(settings: ScoringSettings) -> Grading:
-    a, b, c = settings.grade_cutoffs
-    return Grading(a=a, b=b, c=c)
+def grading(model: LoadedModel, settings: ScoringSettings) -> Grading:
+    """The cut-offs and reference learned with the model; a model saved before they were
+    learned gets the settings' fixed cut-offs (``LEADSCORE_GRADE_CUTOFFS``) and no
+    percentile, which ``/v1/models`` and the load log state."""
+    learned: Grading | None = getattr(model.model, "grading", None)
+    return learned if learned is not None else fixed_grading(settings.grade_cutoffs)
 
 
 def risk_rules(settings: ScoringSettings) -> RiskRules:
@@ -55,11 +41,6 @@ def risk_rules(settings: ScoringSettings) -> RiskRules:
         probability_ratio=settings.risk_probability_ratio,
         amount_cut_ratio=settings.risk_amount_cut_ratio,
     )
-
-
-def to_score(probability: float) -> int:
-    """0-100, rounded half up, so 0.745 is 75 on every platform."""
-    return int(np.floor(probability * 100.0 + 0.5))
 
 
 def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSet) -> Reasons:
@@ -100,6 +81,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
                 probability=p,
                 score=score,
                 grade=grading.grade(score),  # type: ignore[arg-type]
+                percentile=grading.percentile(p),
                 reasons=_reasons(scored, list(values[i]), i, fs),
                 model=ref,
             )
@@ -164,6 +146,7 @@ def deal_results(
                 probability=p,
                 score=score,
                 grade=grading.grade(score),  # type: ignore[arg-type]
+                percentile=grading.percentile(p),
                 expected_value=None if amount is None else round(float(amount) * p, 2),
                 risk=Risk(
                     level=risk_level(flags),
@@ -181,10 +164,11 @@ def deal_results(
 
 
 def _graded(scored: Scored, i: int, grading: Grading) -> dict[str, Any]:
-    """Row ``i``'s calibrated probability, its 0-100 score and grade."""
+    """Row ``i``'s calibrated probability, its 0-100 score, grade and percentile."""
     p = float(scored.probabilities[i])
     score = to_score(p)
-    return {"probability": p, "score": score, "grade": grading.grade(score)}
+    return {"probability": p, "score": score, "grade": grading.grade(score),
+            "percentile": grading.percentile(p)}
 
 
 def _eligible(scored: Scored, name: str, test: Any) -> list[bool]:

@@ -27,7 +27,8 @@ from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelStore
 from serving.requests import request_problems
-from serving.schemas import ErrorBody, ModelDescription, ModelList
+from serving.results import grading
+from serving.schemas import ErrorBody, GradingDescription, ModelDescription, ModelList
 from serving.settings import ServingSettings
 
 T = TypeVar("T")
@@ -157,12 +158,14 @@ def _trained_period(metadata: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @v1.get("/models", response_model=ModelList, summary="The models being served")
-async def list_models(store: StoreDep) -> ModelList:
-    """Name, version, alias, training period, test metrics and feature set of each model."""
+async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
+    """Name, version, alias, training period, test metrics, feature set and grade cut-offs
+    of each model."""
     out = []
     for loaded in store.loaded():
         metadata = {**getattr(loaded.model, "metadata", {}), **loaded.metadata}
         fs = loaded.model.feature_set
+        grades = grading(loaded, settings)
         out.append(
             ModelDescription(
                 task=loaded.task,
@@ -173,6 +176,10 @@ async def list_models(store: StoreDep) -> ModelList:
                 feature_set=f"{fs.name}@{fs.version}",
                 trained_period=_trained_period(metadata),
                 test_metrics=_test_metrics(metadata),
+                grading=GradingDescription(
+                    cutoffs={"A": grades.a, "B": grades.b, "C": grades.c},
+                    learned=grades.learned, description=grades.describe(),
+                ),
                 loaded_at=loaded.loaded_at,
             )
         )

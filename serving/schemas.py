@@ -43,6 +43,11 @@ Stage = Literal[
 SignalType = Literal["active_users", "logins", "ticket_opened", "nps", "csat"]
 Grade = Literal["A", "B", "C", "D"]
 RiskLevel = Literal["low", "medium", "high"]
+Percentile = Annotated[float | None, Field(
+    ge=0.0, le=100.0,
+    description="share of the model's reference scores (its validation period) below this "
+    "one, in percent; null for a model saved without a reference",
+)]
 
 MAX_BATCH = 1000
 MAX_ROWS_PER_ENTITY = 5000
@@ -287,7 +292,9 @@ class LeadResult(BaseModel):
     lead_id: str
     probability: float = Field(ge=0.0, le=1.0, description="calibrated P(qualified within H days)")
     score: int = Field(ge=0, le=100)
-    grade: Grade
+    grade: Grade = Field(description="A-D, by the score cut-offs learned with the model "
+                         "(A: its top 10 % by default); see /v1/models")
+    percentile: Percentile
     reasons: Reasons
     model: ModelRef
 
@@ -312,7 +319,9 @@ class DealResult(BaseModel):
     stage: str
     probability: float = Field(ge=0.0, le=1.0, description="calibrated P(the deal is won)")
     score: int = Field(ge=0, le=100)
-    grade: Grade
+    grade: Grade = Field(description="A-D, by the score cut-offs learned with the model "
+                         "(A: its top 10 % by default); see /v1/models")
+    percentile: Percentile
     expected_value: float | None = Field(description="amount x probability; null without amount")
     risk: Risk
     reasons: Reasons
@@ -327,7 +336,9 @@ class DealResult(BaseModel):
 class RenewalResult(BaseModel):
     probability: float = Field(ge=0.0, le=1.0, description="calibrated P(the next renewal is won)")
     score: int = Field(ge=0, le=100)
-    grade: Grade
+    grade: Grade = Field(description="A-D, by the score cut-offs learned with the model "
+                         "(A: its top 10 % by default); see /v1/models")
+    percentile: Percentile
     days_to_renewal: float = Field(description="days until the renewing contract is due")
     reasons: Reasons
     risk: Risk
@@ -338,7 +349,9 @@ class ExpansionResult(BaseModel):
     probability: float = Field(ge=0.0, le=1.0,
                                description="calibrated P(an expansion deal within H days)")
     score: int = Field(ge=0, le=100)
-    grade: Grade
+    grade: Grade = Field(description="A-D, by the score cut-offs learned with the model "
+                         "(A: its top 10 % by default); see /v1/models")
+    percentile: Percentile
     reasons: Reasons
     model: ModelRef
 
@@ -366,6 +379,15 @@ class DealScores(BaseModel):
     results: list[DealResult]
 
 
+class GradingDescription(BaseModel):
+    cutoffs: dict[Literal["A", "B", "C"], int] = Field(
+        description="minimum score of grades A, B and C; lower scores are D"
+    )
+    learned: bool = Field(description="learned from the model's validation scores; false: "
+                          "a model saved without them, graded with fixed cut-offs")
+    description: str
+
+
 class ModelDescription(BaseModel):
     task: str
     name: str
@@ -375,6 +397,7 @@ class ModelDescription(BaseModel):
     feature_set: str
     trained_period: dict[str, Any] | None
     test_metrics: dict[str, float]
+    grading: GradingDescription
     loaded_at: datetime
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.tasks import TASKS as REGISTERED
+from modeling.grading import FIXED_CUTOFFS
 
 TASKS: tuple[str, ...] = tuple(REGISTERED)
 """Every registered task, served unless ``LEADSCORE_TASKS`` names fewer."""
@@ -45,8 +46,9 @@ class ScoringSettings(BaseSettings):
         legacy = {"lead_qualification": self.lead_model_uri, "deal_close": self.deal_model_uri}
         return legacy.get(task) or self.model_uris.get(task)
 
-    grade_cutoffs: tuple[int, int, int] = (75, 50, 25)
-    """Minimum score for grades A, B and C; anything lower is D."""
+    grade_cutoffs: tuple[int, int, int] = FIXED_CUTOFFS
+    """Minimum score for grades A, B and C (anything lower is D) of a model saved without
+    learned cut-offs; every model trained since learns its own (``training.grades``)."""
 
     risk_no_activity_days: int = Field(14, ge=1)
     risk_probability_ratio: float = Field(0.5, gt=0.0, lt=1.0)

@@ -130,6 +130,11 @@ def test_accounts_happy_path_with_renewal_risk(client: TestClient,
     assert renewal["model"]["name"] == "account_renewal"
     assert expansion["model"]["feature_set"] == "account_expansion_v1@1"
     assert renewal["reasons"]["up"] or renewal["reasons"]["down"]
+    for part, task in ((renewal, "account_renewal"), (expansion, "account_expansion")):
+        grading = account_models.models[task].model.grading
+        assert grading is not None and grading.learned
+        assert part["grade"] == grading.grade(part["score"])
+        assert part["percentile"] == grading.percentile(part["probability"])
 
 
 def test_account_without_a_renewal_due_gets_expansion_only_and_says_why(
