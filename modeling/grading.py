@@ -80,8 +80,12 @@ class Grading:
 
     def ranges(self) -> dict[str, str]:
         """Each grade's scores, in words: ``{"A": ">= 42", "B": "30-41", ...}``."""
-        return {"A": f">= {self.a}", "B": f"{self.b}-{self.a - 1}",
-                "C": f"{self.c}-{self.b - 1}", "D": f"< {self.c}"}
+
+        def span(low: int, high: int) -> str:
+            return str(low) if low == high else f"{low}-{high}"
+
+        return {"A": f">= {self.a}", "B": span(self.b, self.a - 1),
+                "C": span(self.c, self.b - 1), "D": f"< {self.c}"}
 
     def grades(self, probabilities: np.ndarray) -> np.ndarray:
         """The grade of each probability (through its score), as an array of letters."""

@@ -299,5 +299,5 @@ def fit_and_evaluate(
         metrics=metrics,
         params=params,
         grades=grades,
-        warnings=grade_warnings(grades),
+        warnings=grade_warnings(grades, grading=model.grading),
     )

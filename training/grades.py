@@ -18,6 +18,8 @@ from modeling.grading import DEFAULT_SHARES, GRADES, Grading, to_scores
 REFERENCE_QUANTILES = 1001
 """Quantiles of the reference stored with the model: percentiles to a tenth of a point."""
 VALIDATION_REFERENCE = "the validation period's calibrated probabilities"
+FEW_REFERENCE_ROWS = 200
+"""Below this many reference rows a grade's cut-off moves with a handful of rows: say so."""
 
 
 def check_shares(shares: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -96,9 +98,15 @@ def grade_table(grading: Grading, probabilities: np.ndarray, labels: np.ndarray)
     return out
 
 
-def grade_warnings(rows: list[GradeRow], period: str = "test period") -> list[str]:
-    """What a rep should know: an empty grade, or observed rates that do not fall A to D."""
-    out = [f"grade {r.grade} holds none of the {period}'s rows" for r in rows if not r.count]
+def grade_warnings(rows: list[GradeRow], period: str = "test period",
+                   grading: Grading | None = None) -> list[str]:
+    """What a rep should know: cut-offs learned on few rows, an empty grade, or observed
+    rates that do not fall strictly from A to D."""
+    out = []
+    if grading is not None and grading.learned and grading.rows < FEW_REFERENCE_ROWS:
+        out.append(f"the grade cut-offs were learned on only {grading.rows} rows of "
+                   f"{grading.source}: they move with a handful of rows")
+    out += [f"grade {r.grade} holds none of the {period}'s rows" for r in rows if not r.count]
     rates = [r.observed_rate for r in rows if r.observed_rate is not None]
     if any(later >= earlier for earlier, later in zip(rates, rates[1:], strict=False)):
         said = ", ".join(f"{r.grade} {r.observed_rate:.1%}" for r in rows

@@ -180,7 +180,7 @@ def write_grades(ev: Evaluation, out: Path) -> Path:
             k: v for k, v in grading.to_json().items() if k != "reference"
         },
         "test_period": [asdict(r) for r in ev.grades],
-        "warnings": grade_warnings(ev.grades),
+        "warnings": grade_warnings(ev.grades, grading=ev.model.grading),
     }, indent=2))
     return path
 

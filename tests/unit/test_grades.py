@@ -107,6 +107,22 @@ def test_percentile_reads_the_reference() -> None:
     assert fixed_grading().percentile(0.5) is None
 
 
+def test_few_reference_rows_are_reported() -> None:
+    few = fit_grading(np.linspace(0.1, 0.9, 71))
+    table = grade_table(few, np.array([0.9, 0.5, 0.3, 0.1]), np.array([1, 1, 0, 0]))
+    said = grade_warnings(table, grading=few)
+    assert said[0].startswith("the grade cut-offs were learned on only 71 rows of the valid")
+    assert said[1:] == grade_warnings(table)
+    many = fit_grading(np.linspace(0.1, 0.9, 500))
+    assert grade_warnings(table, grading=many) == grade_warnings(table)
+
+
+def test_ranges_name_each_grades_scores() -> None:
+    assert Grading(42, 30, 18).ranges() == {"A": ">= 42", "B": "30-41", "C": "18-29",
+                                            "D": "< 18"}
+    assert Grading(100, 99, 91).ranges()["B"] == "99"
+
+
 def test_grades_of_an_array_match_one_at_a_time() -> None:
     g = Grading(42, 30, 18)
     p = np.linspace(0, 1, 1001)
