@@ -235,6 +235,13 @@ def train(
         None, min=0, help="deal_close: leave out deals first seen this many days before the "
         "data's end (their outcome is not known yet; default 240)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Make this version champion even if the gate says no "
+        "(recorded on the run as promotion_forced=true)."
+    ),
+    strict_backtest: bool = typer.Option(
+        True, help="Also fit on labels known at the test start only, and report its figures."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -253,6 +260,7 @@ def train(
             task=task, data=data, horizon_days=horizon_days, seed=seed, deal_model=deal_model,
             out_dir=out, experiment=experiment, register_model=register,
             num_boost_round=num_boost_round, deal_censor_days=deal_censor_days,
+            force=force, strict_backtest=strict_backtest,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
