@@ -119,7 +119,7 @@ def print_result(result: TrainResult, console: Console) -> None:
         forced = ("; promoted by --force" if result.decision is not None
                   and result.decision.forced else "")
         console.print(
-            f"unchanged data, settings and code (fingerprint {result.fingerprint}): "
+            f"unchanged data, settings and code (fingerprint {(result.fingerprint or '')[:12]}): "
             f"version {result.version} kept{where}{forced}; nothing new registered"
         )
         if result.withheld:

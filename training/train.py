@@ -252,10 +252,11 @@ def decide(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
 def withheld_reason_for(ev: Evaluation, decision: GateDecision, version: str) -> str:
     """What a server says for a task that no version serves: none passed the gate."""
     spec = task_spec(ev.task)
+    lost = "; ".join(c.describe() for c in decision.lost) or decision.reason
     return (
         f"no {spec.entity} model has passed the promotion gate, so none is served: version "
-        f"{version} {decision.reason}. Keep using the CRM's own figures; train on more "
-        "history, or promote a version by hand (`leadscore promote`)"
+        f"{version} lost to {lost} on its test period. Keep using the CRM's own figures; "
+        "train on more history, or promote a version by hand (`leadscore promote`)"
     )
 
 
