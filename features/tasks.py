@@ -73,6 +73,21 @@ class Label:
     censor_days: int = 0
     """Entities first seen this close to the data's end are left out of every period:
     only the quick ones among them have an outcome yet."""
+    resolved_at: Callable[[pd.DataFrame, CRMTables], pd.Series] | None = None
+    """When each snapshot's label became known, ``(snapshots, tables) -> times``: the
+    strict backtest leaves out training rows not known by the test period's start. None:
+    at the latest the horizon's end, for labels with one; else not declared."""
+
+    def resolution_times(
+        self, snapshots: pd.DataFrame, tables: CRMTables | None, horizon_days: int | None = None
+    ) -> pd.Series | None:
+        """When each snapshot's label was known (None: cannot tell from what is given)."""
+        if self.resolved_at is not None:
+            return None if tables is None else self.resolved_at(snapshots, tables)
+        horizon = horizon_days or self.horizon_days
+        if horizon is None:
+            return None
+        return snapshots["as_of"] + pd.Timedelta(days=horizon)
 
     def gap_days(self, horizon_days: int | None) -> int:
         if self.gap == "horizon":
@@ -172,6 +187,13 @@ class TaskSpec:
         )
 
 
+def deal_closed_at(snapshots: pd.DataFrame, tables: CRMTables) -> pd.Series:
+    """A deal's label is known when it closes."""
+    opps = tables.opportunities
+    closed = pd.Series(opps["closed_at"].to_numpy(), index=opps["opportunity_id"].astype(str))
+    return snapshots["opportunity_id"].astype(str).map(closed)
+
+
 TRUTH = Ref("leadscore.truth:load_truth")
 """Reads the generator's hidden state beside a data folder (None for real data)."""
 
@@ -215,6 +237,7 @@ TASKS: dict[str, TaskSpec] = {
             label=Label(
                 "P(the open deal ends closed_won), given what is known at the snapshot",
                 censor_days=240,
+                resolved_at=deal_closed_at,
             ),
             baselines=Baselines(
                 rate_column="stage",

@@ -241,6 +241,13 @@ def train(
         None, help="Shares of grades A, B and C among the validation period's scores, D the "
         "rest (default 0.1,0.2,0.3: A the top 10 %, B the next 20 %, C the next 30 %)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Make this version champion even if the gate says no "
+        "(recorded on the run as promotion_forced=true)."
+    ),
+    strict_backtest: bool = typer.Option(
+        True, help="Also fit on labels known at the test start only, and report its figures."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -260,6 +267,7 @@ def train(
             out_dir=out, experiment=experiment, register_model=register,
             num_boost_round=num_boost_round, deal_censor_days=deal_censor_days,
             grade_shares=grade_shares,
+            force=force, strict_backtest=strict_backtest,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)

@@ -12,6 +12,7 @@ from features.loader import load_crm
 from features.tasks import TASKS
 from leadscore.funnel import funnel_summary
 from leadscore.generate_cmd import run_generate
+from modeling.registry import CHAMPION, resolve_alias
 from training.commands import run_train
 from training.train import TrainResult, train_settings
 
@@ -55,4 +56,27 @@ def run_demo(
     for task in TASKS:
         settings = train_settings(task=task, data=data, tracking_uri=tracking_uri, seed=seed)
         results[task] = run_train(settings, console)
+    console.print(served_table(results, tracking_uri))
     return results
+
+
+def served_table(results: dict[str, TrainResult], tracking_uri: str | None = None) -> Table:
+    """Per task, what `leadscore serve` would serve now and why."""
+    table = Table(title="what `leadscore serve` serves", show_lines=True)
+    table.add_column("task")
+    table.add_column("served")
+    table.add_column("why", overflow="fold")
+    for task, result in results.items():
+        champion = resolve_alias(task, CHAMPION, tracking_uri)
+        reason = result.decision.reason if result.decision else ""
+        if result.withheld:
+            table.add_row(task, "nothing (withheld)", result.withheld)
+        elif champion is None:
+            table.add_row(task, "nothing", "no version is registered as champion")
+        elif champion == result.version:
+            why = reason or "trained on the same data, settings and code as before"
+            table.add_row(task, f"version {champion}", why)
+        else:
+            table.add_row(task, f"version {champion} (kept)",
+                          f"the new version {result.version} is challenger: {reason}")
+    return table

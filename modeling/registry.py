@@ -28,6 +28,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 SCORING_MODEL_KEY = "scoring_model"
+WITHHELD_TAG = "withheld"
+"""Tag of a registered model that has no champion because no version passed the gate:
+its value says why (serving's ``/readyz`` and ``/v1/models`` repeat it)."""
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store.
@@ -86,6 +89,18 @@ def resolve_alias(task: str, alias: str = CHAMPION, tracking_uri: str | None = N
     except MlflowException:
         return None
     return str(mv.version)
+
+
+def withheld_reason(task: str, tracking_uri: str | None = None) -> str | None:
+    """Why no version of the task serves, when the promotion gate withheld it; else None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = _client(tracking_uri).get_registered_model(task)
+    except MlflowException:
+        return None
+    reason = (model.tags or {}).get(WITHHELD_TAG)
+    return None if reason is None else str(reason)
 
 
 def load_model_version(

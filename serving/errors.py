@@ -28,9 +28,11 @@ MAX_LISTED_ERRORS = 50
 class ModelUnavailable(Exception):
     """No model is loaded for the task the request needs."""
 
-    def __init__(self, task: str) -> None:
+    def __init__(self, task: str, withheld: str | None = None) -> None:
         super().__init__(task)
         self.task = task
+        self.withheld = withheld
+        """Why no version serves, when the promotion gate withheld the task."""
 
 
 def _printable(text: str, limit: int = 300) -> str:
@@ -116,6 +118,8 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelUnavailable)
+    if exc.withheld:
+        return error_response(503, "model_withheld", f"{exc.task} is not served: {exc.withheld}")
     return error_response(
         503, "model_unavailable", f"no model is loaded for {exc.task}", {"Retry-After": "5"}
     )

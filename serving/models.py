@@ -92,6 +92,13 @@ class ModelSource(Protocol):
         ...
 
 
+def withheld_by(source: ModelSource, task: str) -> str | None:
+    """Why the source serves nothing for ``task`` on purpose (the gate withheld it), if it
+    can say; sources without a registry cannot."""
+    ask = getattr(source, "withheld", None)
+    return None if ask is None else ask(task)
+
+
 class RegistrySource:
     """The registry's alias (``champion`` by default) for each task, or a pinned version."""
 
@@ -109,6 +116,15 @@ class RegistrySource:
             return self.pinned
         version = resolve_alias(task, self.alias, self.tracking_uri)
         return None if version is None else str(version)
+
+    def withheld(self, task: str) -> str | None:
+        """The gate's reason when no version of the task is champion (see
+        ``modeling.registry.WITHHELD_TAG``)."""
+        from modeling.registry import CHAMPION, withheld_reason
+
+        if self.pinned is not None or self.alias != CHAMPION:
+            return None
+        return withheld_reason(task, self.tracking_uri)
 
     def load(self, task: str, version: str | None = None) -> LoadedModel:
         from modeling.registry import load_model_version
@@ -163,6 +179,10 @@ class CombinedSource:
     def load(self, task: str, version: str | None = None) -> LoadedModel:
         return self.by_task[task].load(task, version)
 
+    def withheld(self, task: str) -> str | None:
+        source = self.by_task.get(task)
+        return None if source is None else withheld_by(source, task)
+
 
 @dataclass
 class LoadFailure:
@@ -182,6 +202,7 @@ class ModelStore:
         self.tasks = tasks
         self._models: dict[str, LoadedModel] = {}
         self._failures: dict[str, LoadFailure] = {}
+        self._withheld: dict[str, str] = {}
         self._lock = threading.Lock()
         self.on_failure: Callable[[str], None] | None = None
         """Called with the task after each failed load (the app counts them)."""
@@ -198,7 +219,20 @@ class ModelStore:
             old = self._models.get(loaded.task)
             self._models = {**self._models, loaded.task: loaded}
             self._failures.pop(loaded.task, None)
+            self._withheld.pop(loaded.task, None)
         return old
+
+    def withhold(self, task: str, reason: str | None) -> None:
+        """Record that no model serves ``task`` on purpose, and why (None: it no longer is)."""
+        with self._lock:
+            if reason is None:
+                self._withheld.pop(task, None)
+            else:
+                self._withheld[task] = reason
+
+    def withheld(self, task: str) -> str | None:
+        """Why ``task`` has no model, when the promotion gate withheld every version."""
+        return None if task in self._models else self._withheld.get(task)
 
     def record_failure(self, task: str, version: str | None, error: str) -> None:
         with self._lock:
@@ -210,7 +244,10 @@ class ModelStore:
         return self._failures.get(task)
 
     def ready(self) -> bool:
-        return all(t in self._models for t in self.tasks)
+        """Every task serves a model or is withheld by the gate with its reason: a task no
+        version passed the gate for answers 503 saying why, and does not keep the other
+        tasks out of a load balancer."""
+        return all(t in self._models or t in self._withheld for t in self.tasks)
 
 
 def freeze_heap() -> None:
@@ -232,6 +269,12 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker)
     try:
         version = source.current_version(task)
         if version is None:
+            reason = withheld_by(source, task)
+            store.withhold(task, reason)
+            if reason is not None:
+                log.warning("task withheld by the promotion gate",
+                            extra={"task": task, "reason": reason})
+                return False
             store.record_failure(task, None, "no model registered under the alias")
             log.warning("no model to load", extra={"task": task})
             return False
@@ -283,6 +326,12 @@ class Reloader:
                 log.error("alias lookup failed", extra={"task": task, "error": repr(exc)})
                 continue
             current = self.store.get(task)
+            if version is None and current is None:
+                try:
+                    self.store.withhold(task, withheld_by(self.source, task))
+                except Exception as exc:
+                    log.error("withheld lookup failed", extra={"task": task, "error": repr(exc)})
+                continue
             if version is None or (current is not None and current.version == version):
                 continue
             if self._failed.get(task) == version:

@@ -28,7 +28,13 @@ from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelStore
 from serving.requests import request_problems
 from serving.results import grading
-from serving.schemas import ErrorBody, GradingDescription, ModelDescription, ModelList
+from serving.schemas import (
+    ErrorBody,
+    GradingDescription,
+    ModelDescription,
+    ModelList,
+    WithheldTask,
+)
 from serving.settings import ServingSettings
 
 T = TypeVar("T")
@@ -71,7 +77,7 @@ def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[Loaded
         for task in tasks:
             loaded = store.get(task)
             if loaded is None:
-                raise ModelUnavailable(task)
+                raise ModelUnavailable(task, store.withheld(task))
             out.append(loaded)
         return out
 
@@ -183,7 +189,9 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
                 loaded_at=loaded.loaded_at,
             )
         )
-    return ModelList(models=out)
+    withheld = [WithheldTask(task=t, reason=reason) for t in store.tasks
+                if (reason := store.withheld(t)) is not None]
+    return ModelList(models=out, withheld=withheld)
 
 
 @ops.get("/healthz", summary="The process is alive")
@@ -191,9 +199,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@ops.get("/readyz", summary="A model is loaded for every task")
+@ops.get("/readyz", summary="A model is loaded for every task, or the task is withheld")
 async def readyz(store: StoreDep) -> JSONResponse:
-    """200 only when every task has a model; otherwise 503 with what is missing and why."""
+    """200 only when every task has a model or is withheld by the promotion gate (no version
+    beat the CRM's own rate; ``withheld`` says why and its route answers 503 with it);
+    otherwise 503 with what is missing and why."""
     tasks: dict[str, Any] = {}
     for task in store.tasks:
         loaded = store.get(task)
@@ -203,6 +213,7 @@ async def readyz(store: StoreDep) -> JSONResponse:
             "version": None if loaded is None else loaded.version,
             "last_error": None if failure is None else failure.error,
             "failed_version": None if failure is None else failure.version,
+            "withheld": store.withheld(task),
         }
     ready = store.ready()
     return JSONResponse({"ready": ready, "tasks": tasks}, status_code=200 if ready else 503)

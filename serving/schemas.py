@@ -401,8 +401,20 @@ class ModelDescription(BaseModel):
     loaded_at: datetime
 
 
+class WithheldTask(BaseModel):
+    """A task served by no model on purpose: no version passed the promotion gate."""
+
+    task: str
+    reason: str = Field(description="which comparison the best version lost, with its figures")
+
+
 class ModelList(BaseModel):
     models: list[ModelDescription]
+    withheld: list[WithheldTask] = Field(
+        default_factory=list,
+        description="tasks no version serves because none beat the CRM's own rate or the "
+        "other baselines on its test period",
+    )
 
 
 class ErrorItem(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from features.tasks import task_spec
-from training.evaluate import Evaluation
+from training.evaluate import WEAK_STAGE_AUC, Evaluation
 
 SCORERS = (
     ("model", "LightGBM", "test_"),
@@ -49,6 +49,35 @@ def grade_lines(ev: Evaluation) -> list[str]:
     return lines
 
 
+def _strict_section(m: dict[str, float], rows: dict[str, int]) -> list[str]:
+    """The strict backtest beside the ordinary split, as Markdown lines."""
+    if "strict_train_rows_dropped" not in m:
+        return []
+    lines = ["", "## Strict backtest", ""]
+    dropped = int(m["strict_train_rows_dropped"]), int(m["strict_validation_rows_dropped"])
+    lines.append(
+        "The split above keeps every training and validation row whose entity was first seen "
+        "before the next period, even when its label was only known later, inside the test "
+        "period. The strict backtest refits on the rows whose label was known at the test "
+        f"start: {dropped[0]:,} of {rows.get('train', 0):,} training and {dropped[1]:,} of "
+        f"{rows.get('validation', 0):,} validation rows left out."
+    )
+    if not any(dropped):
+        return [*lines, "", "Nothing to leave out: the figures above are already strict."]
+    if "strict_test_log_loss" not in m:
+        return [*lines, "", "Too little was known at the test start to fit a model."]
+    lines += ["", "| scorer | ROC AUC | strict ROC AUC | log loss | strict log loss |",
+              "| --- | --- | --- | --- | --- |"]
+    for _, label, prefix in SCORERS:
+        if f"strict_{prefix}log_loss" in m:
+            lines.append(
+                f"| {label} | {_fmt(m.get(prefix + 'roc_auc'))} "
+                f"| {_fmt(m[f'strict_{prefix}roc_auc'])} | {_fmt(m.get(prefix + 'log_loss'))} "
+                f"| {_fmt(m[f'strict_{prefix}log_loss'])} |"
+            )
+    return lines
+
+
 def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None) -> str:
     """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
     md = ev.model.metadata
@@ -80,6 +109,12 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         f"(best iteration {ev.best_iterations}), monotone constraints from the feature "
         f"declarations",
     ]
+    if ev.params.get("small_data"):
+        lines.append(
+            f"- Small data ({ev.params.get('train_entities'):,} {spec.plural} to train on): "
+            "smaller, smoother trees on half the features at a time "
+            "(`BoosterParams.for_small_data`)"
+        )
     if spec.stage_column is not None:
         kind = {"single": "one booster with the stage as a feature",
                 "per_stage": "one booster per stage (a pooled one for rare stages)"}
@@ -121,11 +156,20 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         for k in per_stage:
             s = k.removeprefix("test_roc_auc_")
             lines.append(f"| {s} | {_fmt(m[k])} | {_fmt(m.get('test_brier_' + s))} |")
+        weak = [k.removeprefix("test_roc_auc_") for k in per_stage
+                if m[k] < WEAK_STAGE_AUC]
+        if weak:
+            lines += ["", f"**Warning:** inside {', '.join(weak)} the model ranks "
+                      f"{spec.plural} little better than chance (ROC AUC below {WEAK_STAGE_AUC})."]
+    lines += _strict_section(m, md.get("rows") or {})
     lines += grade_lines(ev)
     if ev.warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in ev.warnings)]
     if gate_reason:
-        lines += ["", "## Promotion", "", gate_reason]
+        lines += ["", "## Promotion", "",
+                  "Champion only if, on these test rows, log loss is lower and ROC AUC not worse "
+                  "by more than 0.002 than the current champion, the "
+                  f"{spec.baselines.rate_label} and logistic regression.", "", gate_reason]
     lines += [
         "",
         "## Known limits",

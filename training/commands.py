@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from features.schema import OPEN_STAGES
 from features.tasks import task_spec
 from modeling.registry import CHAMPION
-from training.evaluate import Evaluation
+from training.evaluate import WEAK_STAGE_AUC, Evaluation
 from training.train import TrainResult, TrainSettings, train
 
 TRAIN_STEPS = 9
@@ -90,8 +91,55 @@ def run_train(settings: TrainSettings, console: Console | None = None) -> TrainR
     return result
 
 
+def weak_stages(metrics: dict[str, float]) -> dict[str, float]:
+    """Stages inside which the model's test ROC AUC is below :data:`WEAK_STAGE_AUC`."""
+    return {
+        s: metrics[f"test_roc_auc_{s}"] for s in OPEN_STAGES
+        if metrics.get(f"test_roc_auc_{s}", 1.0) < WEAK_STAGE_AUC
+    }
+
+
+def strict_table(metrics: dict[str, float], rows: dict[str, int]) -> Table | str | None:
+    """The strict backtest's figures beside the ordinary split's (None: not run; a line
+    when it had nothing to leave out or too little left to fit)."""
+    if "strict_train_rows_dropped" not in metrics:
+        return None
+    dropped = (int(metrics["strict_train_rows_dropped"]),
+               int(metrics["strict_validation_rows_dropped"]))
+    if not any(dropped):
+        return ("strict backtest: every training and validation label was known at the test "
+                "start; the figures above are already strict")
+    left_out = (f"{dropped[0]:,} of {rows.get('train', 0):,} training and {dropped[1]:,} of "
+                f"{rows.get('validation', 0):,} validation rows left out: their label was "
+                "not known at the test start")
+    if "strict_test_log_loss" not in metrics:
+        return f"strict backtest: {left_out}; too little was left to fit a model"
+    table = Table(title=f"strict backtest ({left_out})")
+    for name in ("scorer", "ROC AUC", "strict", "log loss", "strict "):
+        table.add_column(name, justify="left" if name == "scorer" else "right")
+    for label, prefix in (("LightGBM", "test_"), ("CRM rate", "baseline_rate_test_"),
+                          ("logistic regression", "baseline_lr_test_")):
+        if f"strict_{prefix}log_loss" in metrics:
+            table.add_row(label, _f(metrics.get(prefix + "roc_auc")),
+                          _f(metrics[f"strict_{prefix}roc_auc"]),
+                          _f(metrics.get(prefix + "log_loss")),
+                          _f(metrics[f"strict_{prefix}log_loss"]))
+    return table
+
+
 def print_result(result: TrainResult, console: Console) -> None:
     ev = result.evaluation
+    if ev is None:
+        where = f" as [bold]{result.alias}[/bold]" if result.alias else ""
+        forced = ("; promoted by --force" if result.decision is not None
+                  and result.decision.forced else "")
+        console.print(
+            f"unchanged data, settings and code (fingerprint {(result.fingerprint or '')[:12]}): "
+            f"version {result.version} kept{where}{forced}; nothing new registered"
+        )
+        if result.withheld:
+            console.print(f"[yellow]not served:[/yellow] {result.withheld}")
+        return
     console.print(metrics_table(ev.task, ev.metrics))
     m = ev.metrics
     calibration = ev.model.metadata.get("calibration") or {}
@@ -105,6 +153,11 @@ def print_result(result: TrainResult, console: Console) -> None:
         f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
         f"calibration: {methods or 'none'}; rows train / validation / test: {counts}"
     )
+    if ev.params.get("small_data"):
+        console.print(
+            f"small data ({ev.params['train_entities']:,} {task_spec(ev.task).plural} to train "
+            "on): smaller, smoother trees (BoosterParams.for_small_data)"
+        )
     if "test_roc_auc_oracle_ratio" in m:
         console.print(f"ROC AUC is {m['test_roc_auc_oracle_ratio']:.3f} of the oracle's")
     grades = grades_table(ev)
@@ -112,6 +165,14 @@ def print_result(result: TrainResult, console: Console) -> None:
         console.print(grades)
     for warning in ev.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
+    strict = strict_table(m, rows)
+    if strict is not None:
+        console.print(strict)
+    for stage, auc in weak_stages(m).items():
+        console.print(
+            f"[yellow]warning:[/yellow] inside {stage} the model ranks {task_spec(ev.task).plural}"
+            f" little better than chance (test ROC AUC {auc:.3f}, below {WEAK_STAGE_AUC})"
+        )
     entities = ev.split.test[ev.feature_set.entity_key].nunique()
     if entities < 500:
         console.print(
@@ -123,11 +184,17 @@ def print_result(result: TrainResult, console: Console) -> None:
     if result.version is None:
         console.print(f"run {result.run_id} logged; not registered")
         return
-    verdict = "champion" if result.decision and result.decision.promote else "challenger"
+    verdict = result.alias or ("champion" if result.decision and result.decision.promote
+                               else "challenger")
     reason = result.decision.reason if result.decision else ""
     console.print(
         f"registered {ev.task} version {result.version} as [bold]{verdict}[/bold]: {reason}"
     )
+    if result.decision is not None and result.decision.forced:
+        console.print("[yellow]forced:[/yellow] the gate said no; --force promoted it anyway "
+                      f"(MLflow tag promotion_forced=true on run {result.run_id})")
+    if result.withheld:
+        console.print(f"[yellow]not served:[/yellow] {result.withheld}")
 
 
 def run_promote(task: str, version: str, tracking_uri: str | None = None,

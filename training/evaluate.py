@@ -20,14 +20,18 @@ from features.tasks import task_spec
 from modeling.artifact import ALL, ScoringModel
 from modeling.grading import DEFAULT_SHARES
 from training.baselines import crm_default_table, fit_rate_table, make_lr_pipeline
-from training.calibration import CalibrationChoice
+from training.calibration import MIN_CALIBRATION_ENTITIES, CalibrationChoice
 from training.fit import BoosterParams, fit_scoring_model
 from training.grades import GradeRow, grade_metrics, grade_params, grade_table, grade_warnings
 from training.metrics import binary_metrics
-from training.split import TimeSplit, time_split
+from training.split import TimeSplit, strict_backtest, time_split
 
 Step = Callable[[str], None]
 DealModel = Literal["per_stage", "single"]
+
+WEAK_STAGE_AUC = 0.55
+"""Inside a stage, a test ROC AUC below this ranks deals little better than chance."""
+SCORED = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 
 
 def _noop(_: str) -> None:
@@ -58,6 +62,15 @@ class EvaluationConfig:
     """Column of the CRM-rate baseline; None: the task's."""
     grade_shares: tuple[float, float, float] = DEFAULT_SHARES
     """Shares of grades A, B and C among the validation period's scores (D: the rest)."""
+    small_data_entities: int | None = None
+    """Below this many entities in the training period, fit with
+    :meth:`BoosterParams.for_small_data`; None: never."""
+    min_calibration_entities: int = MIN_CALIBRATION_ENTITIES
+    """Fewest validation entities a calibrator is refitted on."""
+    strict_backtest: bool = True
+    """Also fit on the training and validation rows whose label was known when the test
+    period starts, and report those test figures as ``strict_*`` (tasks that declare when
+    a label is known, or have a horizon)."""
 
 
 @dataclass
@@ -133,6 +146,66 @@ def _prefixed(prefix: str, m: dict[str, float], keys: tuple[str, ...] | None = N
     return {f"{prefix}{k}": v for k, v in m.items() if keys is None or k in keys}
 
 
+def _baseline_scores(
+    train: pd.DataFrame, test: pd.DataFrame, task: str, feature_set: FeatureSet, rate_col: str
+) -> dict[str, np.ndarray]:
+    """Test-period probabilities of logistic regression and the CRM's rates, fit on ``train``."""
+    spec = task_spec(task)
+    out: dict[str, np.ndarray] = {}
+    lr = make_lr_pipeline(feature_set)
+    # One BLAS thread: multithreaded reductions are not bit-reproducible, and on a shared
+    # machine the threads mostly wait on each other.
+    with threadpool_limits(limits=1):
+        lr.fit(train[feature_set.names], train["label"].to_numpy(dtype=int))
+        out["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
+    baselines = spec.baselines
+    if rate_col in test.columns:
+        per_entity = feature_set.entity_key if baselines.rate_per_entity else None
+        rate = fit_rate_table(train, rate_col, entity_key=per_entity)
+        out["baseline_rate"] = rate.predict(test)
+        if baselines.crm_default and rate_col == baselines.rate_column:
+            out["baseline_crm_default"] = crm_default_table(rate.prior).predict(test)
+    return out
+
+
+def _strict_metrics(
+    strict: TimeSplit,
+    y: np.ndarray,
+    task: str,
+    feature_set: FeatureSet,
+    params: BoosterParams,
+    config: EvaluationConfig,
+    route_by: str | None,
+    offset_column: str | None,
+    rate_col: str,
+    train_rows: int,
+    validation_rows: int,
+) -> dict[str, float]:
+    """The strict backtest's test figures (``strict_*``) and how many rows it left out.
+
+    Nothing left out: the ordinary figures already are strict, and are not refit.
+    """
+    out: dict[str, float] = {
+        "strict_train_rows_dropped": float(train_rows - len(strict.train)),
+        "strict_validation_rows_dropped": float(validation_rows - len(strict.validation)),
+    }
+    if not out["strict_train_rows_dropped"] and not out["strict_validation_rows_dropped"]:
+        return out
+    if any(part["label"].nunique() < 2 for part in (strict.train, strict.validation)):
+        return out  # too little known at the test start to fit anything: no figures
+    fitted = fit_scoring_model(
+        task, feature_set, strict.train, strict.validation, params, config.seed,
+        route_by=route_by, offset_column=offset_column,
+        min_calibration_entities=config.min_calibration_entities,
+    )
+    scores = {"model": fitted.model.predict_proba(strict.test),
+              **_baseline_scores(strict.train, strict.test, task, feature_set, rate_col)}
+    for name, p in scores.items():
+        prefix = "strict_test_" if name == "model" else f"strict_{name}_test_"
+        out.update(_prefixed(prefix, binary_metrics(y, p), SCORED))
+    return out
+
+
 def fit_and_evaluate(
     frame: pd.DataFrame,
     task: str,
@@ -182,10 +255,14 @@ def fit_and_evaluate(
         "seed": config.seed,
     }
     route_by = stage if has_stage and config.deal_model == "per_stage" else None
+    train_entities = int(split.train[key].nunique())
+    small = config.small_data_entities is not None and train_entities < config.small_data_entities
+    booster_params = config.params.for_small_data() if small else config.params
+    offset_column = stage if has_stage and config.deal_offset else None
     fitted = fit_scoring_model(
-        task, feature_set, split.train, split.validation, config.params, config.seed,
+        task, feature_set, split.train, split.validation, booster_params, config.seed,
         route_by=route_by, metadata=metadata, on_iteration=on_iteration,
-        offset_column=stage if has_stage and config.deal_offset else None,
+        offset_column=offset_column, min_calibration_entities=config.min_calibration_entities,
         grade_shares=config.grade_shares,
     )
     model = fitted.model
@@ -195,20 +272,8 @@ def fit_and_evaluate(
     y = test["label"].to_numpy(dtype=int)
     scores: dict[str, np.ndarray] = {"model": model.predict_proba(test)}
 
-    lr = make_lr_pipeline(feature_set)
-    # One BLAS thread: multithreaded reductions are not bit-reproducible, and on a shared
-    # machine the threads mostly wait on each other.
-    with threadpool_limits(limits=1):
-        lr.fit(split.train[feature_set.names], split.train["label"].to_numpy(dtype=int))
-        scores["baseline_lr"] = lr.predict_proba(test[feature_set.names])[:, 1]
-    baselines = spec.baselines
-    rate_col = config.rate_column or baselines.rate_column
-    if rate_col in test.columns:
-        per_entity = key if baselines.rate_per_entity else None
-        rate = fit_rate_table(split.train, rate_col, entity_key=per_entity)
-        scores["baseline_rate"] = rate.predict(test)
-        if baselines.crm_default and rate_col == baselines.rate_column:
-            scores["baseline_crm_default"] = crm_default_table(rate.prior).predict(test)
+    rate_col = config.rate_column or spec.baselines.rate_column
+    scores.update(_baseline_scores(split.train, test, task, feature_set, rate_col))
     step("fitted baselines")
 
     metrics: dict[str, float] = {}
@@ -246,6 +311,14 @@ def fit_and_evaluate(
         for method, loss in choice.cv_log_loss.items():
             metrics[f"validation_log_loss_oof_{method}{suffix}"] = loss
     step("scored the test period")
+
+    resolved = (spec.label.resolution_times(frame, tables, horizon)
+                if config.strict_backtest else None)
+    if resolved is not None:
+        metrics.update(_strict_metrics(
+            strict_backtest(split, resolved), y, task, feature_set, booster_params, config,
+            route_by, offset_column, rate_col, len(split.train), len(split.validation),
+        ))
 
     metadata["test_metrics"] = {k: v for k, v in metrics.items() if k.startswith("test_")}
     metadata["baseline_metrics"] = {
@@ -287,6 +360,8 @@ def fit_and_evaluate(
         "validation_start": split.validation_start.isoformat(),
         "test_start": split.test_start.isoformat(),
         **grade_params(model.grading),
+        "small_data": small,
+        "train_entities": train_entities,
     }
     return Evaluation(
         task=task,

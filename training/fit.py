@@ -6,7 +6,7 @@ Pure functions from frames to a :class:`~modeling.artifact.ScoringModel`; no I/O
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -16,7 +16,7 @@ import pandas as pd
 from features.declarations import FeatureSet
 from modeling.artifact import ALL, Offset, ScoringModel
 from modeling.grading import DEFAULT_SHARES
-from training.calibration import CalibrationChoice, choose_calibrator
+from training.calibration import MIN_CALIBRATION_ENTITIES, CalibrationChoice, choose_calibrator
 from training.grades import VALIDATION_REFERENCE, fit_grading
 
 
@@ -38,6 +38,25 @@ class BoosterParams:
     early_stopping_rounds: int = 100
     num_threads: int = 2
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def for_small_data(self) -> BoosterParams:
+        """Settings for a training period of a few hundred entities: smaller, smoother trees
+        on half the features at a time, learnt slowly. Each only regularizes more than the
+        settings it starts from.
+
+        Measured on four generated CRMs of 5,000 leads over three years (the shipped sample
+        and seeds 1-3; about 460 training deals each), calibration kept as the booster's:
+        test log loss minus the stage win rate's -0.044 / +0.142 / -0.009 / -0.099 with
+        these, -0.045 / +0.158 / -0.003 / -0.069 with the defaults.
+        """
+        return replace(
+            self,
+            learning_rate=min(self.learning_rate, 0.02),
+            num_leaves=min(self.num_leaves, 7),
+            feature_fraction=min(self.feature_fraction, 0.5),
+            lambda_l2=max(self.lambda_l2, 10.0),
+            extra={"path_smooth": 20.0, **self.extra},
+        )
 
     def lgb_params(self, seed: int, monotone: list[int]) -> dict[str, Any]:
         """The parameter dict for ``lgb.train``, deterministic for a given seed."""
@@ -158,6 +177,7 @@ def fit_scoring_model(
     on_iteration: Callable[[int], None] | None = None,
     offset_column: str | None = None,
     grade_shares: tuple[float, float, float] = DEFAULT_SHARES,
+    min_calibration_entities: int = MIN_CALIBRATION_ENTITIES,
 ) -> FittedModel:
     """Fit booster(s) and a calibrator each, chosen by out-of-fold validation log loss,
     then the grade cut-offs.
@@ -195,7 +215,8 @@ def fit_scoring_model(
         )
         if offset is not None:
             raw = raw + offset.apply(va)
-        choice = choose_calibrator(raw, va[label].to_numpy(dtype=int), va[entity_key].to_numpy())
+        choice = choose_calibrator(raw, va[label].to_numpy(dtype=int), va[entity_key].to_numpy(),
+                                   min_entities=min_calibration_entities)
         boosters[key] = booster
         calibrators[key] = choice.calibrator
         choices[key] = choice

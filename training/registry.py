@@ -6,11 +6,12 @@ shared with serving; this module adds what only training does.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,19 @@ from modeling.registry import (
     CHAMPION,
     MODEL_ARTIFACT,
     SCORING_MODEL_KEY,
+    WITHHELD_TAG,
     _client,
     _sqlite_path,
     artifact_root,
     resolve_alias,
     resolve_tracking_uri,
+    withheld_reason,
 )
 
 AUC_TOLERANCE = 0.002
+FINGERPRINT_TAG = "fingerprint"
+"""Tag of a run and its model version: the digest of the training data, settings and code."""
+FORCED_TAG = "promotion_forced"
 
 
 def ensure_experiment(name: str, tracking_uri: str | None = None) -> str:
@@ -153,6 +159,38 @@ def set_alias(task: str, version: str, alias: str, tracking_uri: str | None = No
     _client(tracking_uri).set_registered_model_alias(task, alias, str(version))
 
 
+def tag_version(task: str, version: str, key: str, value: str,
+                tracking_uri: str | None = None) -> None:
+    _client(tracking_uri).set_model_version_tag(task, str(version), key, value)
+
+
+def withhold(task: str, reason: str, tracking_uri: str | None = None) -> None:
+    """Record on the registered model why no version serves (read by ``/readyz``)."""
+    _client(tracking_uri).set_registered_model_tag(task, WITHHELD_TAG, reason[:5000])
+
+
+def clear_withheld(task: str, tracking_uri: str | None = None) -> None:
+    """A champion serves: the task is no longer withheld."""
+    if withheld_reason(task, tracking_uri) is not None:
+        _client(tracking_uri).delete_registered_model_tag(task, WITHHELD_TAG)
+
+
+def version_with_fingerprint(task: str, fingerprint: str,
+                             tracking_uri: str | None = None) -> str | None:
+    """The registered version trained on exactly these inputs, if there is one."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        found = client.search_model_versions(
+            f"name = '{task}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'"
+        )
+    except MlflowException:
+        return None
+    versions = sorted((int(v.version) for v in found), reverse=True)
+    return str(versions[0]) if versions else None
+
+
 def promote(task: str, version: str, tracking_uri: str | None = None) -> str | None:
     """Make ``version`` the champion by hand; return the version it replaced (if any).
 
@@ -162,6 +200,7 @@ def promote(task: str, version: str, tracking_uri: str | None = None) -> str | N
     client.get_model_version(task, str(version))  # raises if it does not exist
     previous = resolve_alias(task, CHAMPION, tracking_uri)
     client.set_registered_model_alias(task, CHAMPION, str(version))
+    clear_withheld(task, tracking_uri)
     if previous is not None and previous != str(version):
         client.set_registered_model_alias(task, CHALLENGER, previous)
     elif resolve_alias(task, CHALLENGER, tracking_uri) == str(version):
@@ -170,35 +209,109 @@ def promote(task: str, version: str, tracking_uri: str | None = None) -> str | N
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """The candidate against one other scorer on the same test rows."""
+
+    against: str
+    """Who, in words: "the champion (version 3)", "the stage win rate", "logistic regression"."""
+    roc_auc: float
+    log_loss: float
+    candidate_roc_auc: float
+    candidate_log_loss: float
+    auc_tolerance: float = AUC_TOLERANCE
+
+    @property
+    def auc_ok(self) -> bool:
+        return self.candidate_roc_auc >= self.roc_auc - self.auc_tolerance
+
+    @property
+    def log_loss_ok(self) -> bool:
+        return self.candidate_log_loss < self.log_loss
+
+    @property
+    def passed(self) -> bool:
+        return self.auc_ok and self.log_loss_ok
+
+    def describe(self) -> str:
+        """The figures, and on a loss what was not good enough."""
+        figures = (
+            f"log loss {self.candidate_log_loss:.4f} vs {self.log_loss:.4f}, "
+            f"ROC AUC {self.candidate_roc_auc:.4f} vs {self.roc_auc:.4f}"
+        )
+        if self.passed:
+            return f"{self.against} ({figures})"
+        why = []
+        if not self.log_loss_ok:
+            why.append("log loss not better")
+        if not self.auc_ok:
+            why.append(f"ROC AUC worse by more than {self.auc_tolerance}")
+        return f"{self.against}: {' and '.join(why)} ({figures})"
+
+
+@dataclass(frozen=True)
 class GateDecision:
     promote: bool
     reason: str
+    comparisons: tuple[Comparison, ...] = ()
+    forced: bool = False
+    """Promoted by ``--force`` although a comparison was lost."""
+
+    @property
+    def lost(self) -> tuple[Comparison, ...]:
+        return tuple(c for c in self.comparisons if not c.passed)
 
 
 def promotion_gate(
     new: dict[str, float],
     champion: dict[str, float] | None,
     auc_tolerance: float = AUC_TOLERANCE,
+    baselines: dict[str, dict[str, float]] | None = None,
+    champion_name: str = "the champion",
 ) -> GateDecision:
-    """Champion only if ROC AUC is not worse by more than ``auc_tolerance`` and log loss is lower.
+    """Champion only if, against the current champion and every baseline, log loss is lower
+    and ROC AUC not worse by more than ``auc_tolerance``.
 
-    Both metric dicts must come from the same test rows (the new run's test period).
+    ``baselines`` maps a name in words ("the stage win rate", "logistic regression") to its
+    metrics. Every metric dict must come from the same test rows (the new run's test
+    period). A baseline without finite figures is left out.
     """
-    if champion is None:
-        return GateDecision(True, "no current champion")
-    auc_new, auc_old = new["roc_auc"], champion["roc_auc"]
-    ll_new, ll_old = new["log_loss"], champion["log_loss"]
-    auc_ok = auc_new >= auc_old - auc_tolerance
-    ll_ok = ll_new < ll_old
-    detail = (
-        f"ROC AUC {auc_new:.4f} vs champion {auc_old:.4f}, "
-        f"log loss {ll_new:.4f} vs {ll_old:.4f} on the same test rows"
+    others: list[tuple[str, dict[str, float]]] = []
+    if champion is not None:
+        others.append((champion_name, champion))
+    others += [
+        (name, m) for name, m in (baselines or {}).items()
+        if all(math.isfinite(m.get(k, math.nan)) for k in ("roc_auc", "log_loss"))
+    ]
+    comparisons = tuple(
+        Comparison(
+            against=name,
+            roc_auc=float(m["roc_auc"]),
+            log_loss=float(m["log_loss"]),
+            candidate_roc_auc=float(new["roc_auc"]),
+            candidate_log_loss=float(new["log_loss"]),
+            auc_tolerance=auc_tolerance,
+        )
+        for name, m in others
     )
-    if auc_ok and ll_ok:
-        return GateDecision(True, f"beats the champion: {detail}")
-    why = []
-    if not auc_ok:
-        why.append(f"ROC AUC worse by more than {auc_tolerance}")
-    if not ll_ok:
-        why.append("log loss not better")
-    return GateDecision(False, f"{' and '.join(why)}: {detail}")
+    first = "" if champion is not None else "no current champion; "
+    if not comparisons:
+        return GateDecision(True, "no current champion", comparisons)
+    lost = [c for c in comparisons if not c.passed]
+    if not lost:
+        beaten = "; ".join(c.describe() for c in comparisons)
+        return GateDecision(True, f"{first}beats {beaten} on the same test rows", comparisons)
+    return GateDecision(
+        False,
+        f"{first}lost to " + "; ".join(c.describe() for c in lost) + " on the same test rows",
+        comparisons,
+    )
+
+
+def forced(decision: GateDecision) -> GateDecision:
+    """The decision overridden by ``--force``: promoted, saying what it would have lost."""
+    if decision.promote:
+        return decision
+    lost = "; ".join(c.describe() for c in decision.lost)
+    reason = (f"promoted by --force although it lost to {lost}" if lost
+              else f"promoted by --force: {decision.reason}")
+    return replace(decision, promote=True, forced=True, reason=reason)

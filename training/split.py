@@ -10,7 +10,7 @@ outcome is learned in one period and scored in another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -84,3 +84,21 @@ def time_split(
         validation_start=validation_start,
         test_start=test_start,
     )
+
+
+def strict_backtest(split: TimeSplit, resolved_at: pd.Series) -> TimeSplit:
+    """``split`` without the training and validation rows whose label was not known yet
+    when the test period starts.
+
+    ``resolved_at`` gives, per row of the split frame (same index), when its label became
+    known (a deal's close); a missing time counts as not known. A model fit on what is
+    left is the one a team could have trained on the test period's first day, so its test
+    figures are the honest ones; the ordinary split also learns from deals that were still
+    open then and closed later, inside the test period. Test rows are kept as they are.
+    """
+
+    def known(part: pd.DataFrame) -> pd.DataFrame:
+        when = resolved_at.reindex(part.index)
+        return part.loc[when.notna().to_numpy() & (when < split.test_start).to_numpy()]
+
+    return replace(split, train=known(split.train), validation=known(split.validation))

@@ -8,6 +8,7 @@ test rows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from collections.abc import Callable
@@ -20,7 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from features.tasks import TASKS
+from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
@@ -31,12 +32,20 @@ from training.fit import BoosterParams
 from training.grades import check_shares, grade_warnings
 from training.metrics import binary_metrics
 from training.registry import (
+    FINGERPRINT_TAG,
+    FORCED_TAG,
     GateDecision,
+    clear_withheld,
     ensure_experiment,
+    forced,
     log_scoring_model,
+    promote,
     promotion_gate,
     set_alias,
+    tag_version,
     tracking,
+    version_with_fingerprint,
+    withhold,
 )
 
 Step = Callable[[str], None]
@@ -88,6 +97,13 @@ class TrainSettings(BaseSettings):
     @classmethod
     def _check_shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         return check_shares(value)
+    small_data_entities: int = Field(1000, ge=0)
+    """Below this many entities in the training period, smaller and smoother trees
+    (``BoosterParams.for_small_data``); 0: never."""
+    strict_backtest: bool = True
+    """Also report the test figures of a model fit only on labels known at the test start."""
+    force: bool = False
+    """Promote even when the gate says no (recorded on the run and printed)."""
 
     @field_validator("task")
     @classmethod
@@ -105,6 +121,8 @@ class TrainSettings(BaseSettings):
             deal_model=self.deal_model,
             censor_days=self.deal_censor_days,
             grade_shares=self.grade_shares,
+            small_data_entities=self.small_data_entities or None,
+            strict_backtest=self.strict_backtest,
             params=BoosterParams(
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
@@ -121,13 +139,44 @@ def train_settings(**values: Any) -> TrainSettings:
     return TrainSettings(**{k: v for k, v in values.items() if v is not None})
 
 
+FINGERPRINTED_PACKAGES = ("features", "modeling", "training")
+"""Code whose change changes a model trained on the same data and settings."""
+NOT_FINGERPRINTED = ("tracking_uri", "experiment", "out_dir", "register_model", "force")
+"""Settings that say where a run goes, not what it trains."""
+
+
+def fingerprint(frame: pd.DataFrame, settings: TrainSettings) -> str:
+    """A digest of what a model is trained from: the labelled rows, the settings that
+    shape the fit, and the code of the packages that build and fit it. Equal digests,
+    equal models (training is deterministic for a seed)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(list(map(str, frame.columns))).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    chosen = settings.model_dump(exclude=set(NOT_FINGERPRINTED), mode="json")
+    digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
+    root = Path(__file__).resolve().parent.parent
+    for package in FINGERPRINTED_PACKAGES:
+        for source in sorted((root / package).glob("*.py")):
+            digest.update(source.name.encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    evaluation: Evaluation
+    evaluation: Evaluation | None
+    """None when the inputs were unchanged and nothing was trained."""
     run_id: str | None
     version: str | None
     decision: GateDecision | None
-    report_dir: Path
+    report_dir: Path | None
+    fingerprint: str | None = None
+    unchanged: bool = False
+    """The same data, settings and code as a registered version: ``version`` is kept."""
+    alias: str | None = None
+    """Where ``version`` stands now: champion, challenger, or None."""
+    withheld: str | None = None
+    """Why the task has no champion, when the gate left it without one."""
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
@@ -209,14 +258,39 @@ def champion_metrics_on(ev: Evaluation, tracking_uri: str | None) -> dict[str, f
     return binary_metrics(y, champion.predict_proba(ev.split.test))
 
 
+def baselines_to_beat(ev: Evaluation) -> dict[str, dict[str, float]]:
+    """The CRM's own rate and logistic regression, by name, with their test figures."""
+    spec = task_spec(ev.task)
+    out = {}
+    for name, prefix in ((f"the {spec.baselines.rate_label}", "baseline_rate_test_"),
+                         ("logistic regression", "baseline_lr_test_")):
+        if f"{prefix}log_loss" in ev.metrics:
+            out[name] = {k: ev.metrics[f"{prefix}{k}"] for k in ("roc_auc", "log_loss")}
+    return out
+
+
 def decide(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
-    """Apply the promotion gate against the current champion on the same test rows."""
+    """The promotion gate on this run's test rows: against the current champion, the CRM's
+    own rate and logistic regression."""
     new = {"roc_auc": ev.metrics["test_roc_auc"], "log_loss": ev.metrics["test_log_loss"]}
     try:
         old = champion_metrics_on(ev, tracking_uri)
     except ValueError as exc:
         return GateDecision(False, f"not compared: {exc}; promote by hand if intended")
-    return promotion_gate(new, old)
+    version = resolve_alias(ev.task, CHAMPION, tracking_uri)
+    return promotion_gate(new, old, baselines=baselines_to_beat(ev),
+                          champion_name=f"the champion (version {version})")
+
+
+def withheld_reason_for(ev: Evaluation, decision: GateDecision, version: str) -> str:
+    """What a server says for a task that no version serves: none passed the gate."""
+    spec = task_spec(ev.task)
+    lost = "; ".join(c.describe() for c in decision.lost) or decision.reason
+    return (
+        f"no {spec.entity} model has passed the promotion gate, so none is served: version "
+        f"{version} lost to {lost} on its test period. Keep using the CRM's own figures; "
+        "train on more history, or promote a version by hand (`leadscore promote`)"
+    )
 
 
 def _mlflow_value(v: Any) -> Any:
@@ -229,6 +303,11 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     step = on_step or (lambda _: None)
     inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
                                   on_step=step)
+    digest = fingerprint(inputs.frame, settings)
+    if settings.register_model:
+        kept = keep_unchanged(settings, digest)
+        if kept is not None:
+            return kept
     ev = fit_and_evaluate(
         inputs.frame,
         settings.task,
@@ -246,7 +325,31 @@ def train(settings: TrainSettings, on_step: Step | None = None,
             "rejected_rows": inputs.rejected_rows,
         },
         on_step=step,
+        fingerprint=digest,
     )
+
+
+def keep_unchanged(settings: TrainSettings, digest: str) -> TrainResult | None:
+    """The registered version trained on these very inputs, kept instead of a duplicate
+    (promoted first with ``force``); None when there is none."""
+    from modeling.registry import withheld_reason
+
+    uri = settings.tracking_uri
+    with tracking(uri):
+        version = version_with_fingerprint(settings.task, digest, uri)
+        if version is None:
+            return None
+        decision = None
+        if settings.force and resolve_alias(settings.task, CHAMPION, uri) != version:
+            promote(settings.task, version, uri)
+            decision = GateDecision(True, "promoted by --force; it was trained on these same "
+                                    "inputs", forced=True)
+        champion = resolve_alias(settings.task, CHAMPION, uri)
+        challenger = resolve_alias(settings.task, CHALLENGER, uri)
+        alias = CHAMPION if champion == version else CHALLENGER if challenger == version else None
+        return TrainResult(None, None, version, decision, None, fingerprint=digest,
+                           unchanged=True, alias=alias,
+                           withheld=withheld_reason(settings.task, uri))
 
 
 def log_and_register(
@@ -255,6 +358,7 @@ def log_and_register(
     extra_params: dict[str, Any] | None = None,
     plots: bool = True,
     on_step: Step | None = None,
+    fingerprint: str | None = None,
 ) -> TrainResult:
     """Write the report, log the run to MLflow, register the model and apply the gate."""
     import mlflow
@@ -271,24 +375,39 @@ def log_and_register(
     experiment_id = ensure_experiment(experiment, settings.tracking_uri)
     with tracking(settings.tracking_uri), mlflow.start_run(experiment_id=experiment_id) as run:
         decision = decide(ev, settings.tracking_uri) if settings.register_model else None
+        if decision is not None and settings.force:
+            decision = forced(decision)
         mlflow.log_params({k: _mlflow_value(v) for k, v in ev.params.items()})
         if extra_params:
             mlflow.log_params({k: _mlflow_value(v) for k, v in extra_params.items()})
         mlflow.set_tags({
             "task": ev.task,
             "feature_set": f"{ev.feature_set.name}@{ev.feature_set.version}",
+            **({FINGERPRINT_TAG: fingerprint} if fingerprint else {}),
         })
         finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}
         mlflow.log_metrics(finite)
         version = log_scoring_model(
             ev.model, ev.split.test, ev.task if settings.register_model else None
         )
-        write_card(ev, report_dir, version, decision.reason if decision else None)
+        withheld: str | None = None
+        alias: str | None = None
+        uri = settings.tracking_uri
         if version is not None and decision is not None:
-            set_alias(ev.task, version, CHAMPION if decision.promote else CHALLENGER,
-                      settings.tracking_uri)
-            mlflow.set_tag("promotion", decision.reason)
+            alias = CHAMPION if decision.promote else CHALLENGER
+            set_alias(ev.task, version, alias, uri)
+            if decision.promote:
+                clear_withheld(ev.task, uri)
+            elif resolve_alias(ev.task, CHAMPION, uri) is None:
+                withheld = withheld_reason_for(ev, decision, version)
+                withhold(ev.task, withheld, uri)
+            mlflow.set_tags({"promotion": decision.reason,
+                             FORCED_TAG: str(decision.forced).lower()})
+            if fingerprint:
+                tag_version(ev.task, version, FINGERPRINT_TAG, fingerprint, uri)
+        write_card(ev, report_dir, version, decision.reason if decision else None)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         run_id = run.info.run_id
     step("logged to MLflow")
-    return TrainResult(ev, run_id, version, decision, report_dir)
+    return TrainResult(ev, run_id, version, decision, report_dir, fingerprint=fingerprint,
+                       alias=alias, withheld=withheld)

