@@ -28,6 +28,27 @@ WEIGHTS: dict[str, int] = {
 }
 """How much each flag counts toward the level: 0 is low, 1-2 medium, 3 or more high."""
 
+FLAG_FEATURES: dict[str, tuple[str, ...]] = {
+    "stalled": ("days_in_stage",),
+    "no_activity": ("days_since_last_activity",),
+    "close_date_pushed": ("close_date_pushes", "close_date_push_days"),
+    "amount_cut": ("amount_change_pct",),
+    "single_threaded": ("contacts_engaged",),
+    "low_probability": (),
+    "usage_falling": ("active_users_trend",),
+    "tickets_rising": ("tickets_30d", "tickets_90d"),
+    "detractor": ("nps_last",),
+    "silent_before_renewal": ("days_since_last_activity",),
+    "one_contact": ("contacts_engaged",),
+}
+"""The features whose condition each flag states. A raised flag keeps the reasons about
+them out of the reasons for, so an answer never flags a stall and praises the time in
+stage (low_probability states the score itself, no feature)."""
+
+
+def flagged_features(flags: list[Flag]) -> frozenset[str]:
+    return frozenset(f for flag in flags for f in FLAG_FEATURES[flag.flag])
+
 
 @dataclass(frozen=True)
 class RiskRules:
