@@ -66,6 +66,11 @@ class Topic:
     proposal")."""
     context: ContextPart | None = None
     """The part of a request's context the features come from (None: the entity's own)."""
+    context_features: tuple[str, ...] = ()
+    """When only some features come from ``context``: those (the topic stays known
+    without them, and reads them as None)."""
+    context_label: str = ""
+    """How the warnings name what ``context_features`` would have told."""
 
     def known(self, values: Values) -> bool:
         return all(_known(values.get(f)) for f in self.needs)
@@ -261,6 +266,7 @@ def _inbound(who: str, with_share: bool) -> Topic:
 
 
 def _contacts(where: str) -> Topic:
+    """Contacts engaged (customer accounts: at the account)."""
     def phrase(v: Values) -> str:
         n = whole(v["contacts_engaged"])
         return f"no contact engaged {where} yet" if n == 0 else \
@@ -270,17 +276,33 @@ def _contacts(where: str) -> Topic:
                  needs=("contacts_engaged",), absence=("contacts_engaged",))
 
 
-def _account_engagement() -> Topic:
-    names = ("account_activities_30d", "account_contacts_engaged")
+def _contacts_and_account(subject: str) -> Topic:
+    """The contacts engaged on a lead or deal and across its account: one count of people,
+    so a single-threaded flag keeps both out of the reasons for."""
+    names = ("contacts_engaged", "account_contacts_engaged")
 
     def phrase(v: Values) -> str:
-        n, c = whole(v[names[0]]), whole(v[names[1]])
-        acts = f"{count(n, 'activity', 'activities')}" if n else "no activity"
-        people = f"{count(c, 'contact')} engaged there so far" if c else "no contact engaged yet"
-        return f"{acts} across the whole account in the last 30 days; {people}"
+        n, across = whole(v[names[0]]), v.get(names[1])
+        text = f"no contact engaged on this {subject} yet" if n == 0 else \
+            f"{count(n, 'contact')} engaged on this {subject}"
+        if across is not None and whole(across) > n:
+            text += f", {whole(across):,} across the account"
+        return text
 
-    return Topic("account_engagement", "activity across the account", names, phrase, True,
-                 needs=names, absence=names, context="account")
+    return Topic("contacts", "contacts engaged", names, phrase, True, needs=names[:1],
+                 absence=names, context="account", context_features=names[1:],
+                 context_label="contacts across the account")
+
+
+def _account_activity_30d() -> Topic:
+    def phrase(v: Values) -> str:
+        n = whole(v["account_activities_30d"])
+        return "no activity across the whole account in the last 30 days" if n == 0 else \
+            f"{count(n, 'activity', 'activities')} across the whole account in the last 30 days"
+
+    return Topic("account_activity", "activity across the account",
+                 ("account_activities_30d",), phrase, True, needs=("account_activities_30d",),
+                 absence=("account_activities_30d",), context="account")
 
 
 def _account_history(subject: str) -> Topic:
@@ -320,13 +342,13 @@ def _single(name: str, label: str, text: Callable[[int], str], absent: bool = Tr
 # -- leads and deals ------------------------------------------------------------------------
 
 
-def _engagement(subject: str) -> tuple[Topic, ...]:
+def _engagement(subject: str, who: str) -> tuple[Topic, ...]:
     return (
         *(_windows(kind) for kind in ACTIVITY_TYPES),
         _activity(subject),
-        _inbound("the prospect", with_share=True),
-        _contacts(f"on this {subject}"),
-        _account_engagement(),
+        _inbound(who, with_share=True),
+        _contacts_and_account(subject),
+        _account_activity_30d(),
     )
 
 
@@ -383,7 +405,7 @@ LEAD_TOPICS: tuple[Topic, ...] = (
           needs=("timeline_days",)),
     Topic("lead_age_days", "lead age", ("lead_age_days",),
           lambda v: f"lead created {ago(v['lead_age_days'])}", False, needs=("lead_age_days",)),
-    *_engagement("lead"),
+    *_engagement("lead", "the prospect"),
     _account_history("the account's deals with us"),
 )
 
@@ -409,8 +431,12 @@ DEAL_TOPICS: tuple[Topic, ...] = (
     _category("industry", "industry", "industry", context="account"),
     _category("country", "country", "country", context="account"),
     _size(context="account"),
-    _category("source", "lead source", "lead source", context="lead"),
-    *_engagement("deal"),
+    # Renewals and expansions come from no lead: no source is an absence there.
+    Topic("source", "lead source", ("source",),
+          lambda v: "the deal did not come from a lead" if v["source"] is None
+          else f"lead source: {words(v['source'])}", False, absence=("source",),
+          context="lead"),
+    *_engagement("deal", "the buyer"),
     _account_history("the account's other deals"),
 )
 

@@ -69,20 +69,32 @@ class Explainer:
         self._index = [np.array([position[f] for f in t.features], dtype=np.intp)
                        for t in self.topics]
         specs = {s.name: s for s in feature_set.features}
-        # training.fit constrains non-category features by their declared direction.
+        # training.fit constrains non-category features by their declared direction; the
+        # constraint orders values, so it speaks for a zero count, not for a value
+        # missing because the thing never happened (see _may_raise).
         self._absence_good = [
             bool(t.absence) and all(specs[f].monotone == -1 and specs[f].dtype != "category"
                                     for f in t.absence)
             for t in self.topics
         ]
         self.context_labels: dict[ContextPart, list[str]] = {}
+        self._context_features: dict[ContextPart, list[str]] = {}
         for t in self.topics:
             if t.context is not None:
-                self.context_labels.setdefault(t.context, []).append(t.label)
+                self.context_labels.setdefault(t.context, []).append(
+                    t.context_label or t.label)
+                self._context_features.setdefault(t.context, []).extend(
+                    t.context_features or t.features)
 
     def context_features(self, part: ContextPart) -> list[str]:
         """The features read from one part of a request's context."""
-        return [f for t in self.topics if t.context == part for f in t.features]
+        return list(self._context_features.get(part, []))
+
+    def masked(self, absent: Collection[ContextPart]) -> np.ndarray:
+        """Positions of the features the ``absent`` context parts would have given."""
+        names = {f for p in absent for f in self._context_features.get(p, [])}
+        return np.array([i for i, n in enumerate(self.feature_set.names) if n in names],
+                        dtype=np.intp)
 
     def sums(self, contributions: np.ndarray) -> np.ndarray:
         """Per topic, its features' contributions summed (rows x topics)."""
@@ -106,7 +118,8 @@ class Explainer:
         ``said`` features another warning already names (a category value training
         never saw), left out of ``unknown``.
         """
-        known = [t.known(values) and t.context not in absent for t in self.topics]
+        known = [t.known(values) and (t.context not in absent or bool(t.context_features))
+                 for t in self.topics]
         unknown = [t.label for t, ok in zip(self.topics, known, strict=True)
                    if not ok and t.context not in absent
                    and not any(f in said for f in t.features)]
@@ -134,7 +147,9 @@ class Explainer:
                    exclude_up: Collection[str]) -> bool:
         if any(f in exclude_up for f in topic.features):
             return False
-        return not topic.absent(values) or self._absence_good[j]
+        if not topic.absent(values):
+            return True
+        return self._absence_good[j] and all(values.get(f) is not None for f in topic.absence)
 
     @staticmethod
     def _factor(topic: Topic, contribution: float, values: Values) -> Factor:

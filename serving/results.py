@@ -84,7 +84,15 @@ class _Rows:
         ex = explainer(scored.feature_set)
         fs = scored.feature_set
         values = [row_values(fs, row) for row in scored.values()]
-        sums = None if scored.contributions is None else ex.sums(scored.contributions)
+        sums = None
+        if scored.contributions is not None:
+            contributions = scored.contributions
+            if any(g.context for g in scored.gaps):
+                # What was not known counts for nothing in a topic that stays known.
+                contributions = contributions.copy()
+                for i, g in enumerate(scored.gaps):
+                    contributions[i, ex.masked(g.context.keys())] = 0.0
+            sums = ex.sums(contributions)
         return cls(scored, ex, values, sums)
 
     def explain(self, i: int, exclude_up: frozenset[str] = frozenset()) -> tuple[

@@ -230,7 +230,8 @@ def test_deal_without_context_says_what_it_read_as_unknown(
     account, owner = deal["account_id"], deal["owner_id"]
     assert alone["warnings"][:2] == [
         f"not known without account {account} in context.accounts: industry, country, "
-        "company size, activity across the account, the account's deal history",
+        "company size, contacts across the account, activity across the account, the "
+        "account's deal history",
         f"not known without the deals of owner {owner} in context.opportunities: the "
         "owner's win rate",
     ]
