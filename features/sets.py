@@ -1,10 +1,11 @@
 """The declared feature sets ``lead_v1`` and ``deal_v1``.
 
-Each feature is declared once here: name, entity, window, dtype, a description a rep can
-read (a template with ``{value}``, used by serving to phrase reasons) and the direction in
-which it may move the score. Category levels are fixed here too, so that a training set and
-a single serving request encode categories identically; values outside the levels become
-missing rather than new categories.
+Each feature is declared once here: name, entity, window, dtype, a description (a
+template with ``{value}``) and the direction in which it may move the score. The reasons a
+rep reads group these features into topics with their own sentences (``features.reasons``).
+Category levels are fixed here too, so that a training set and a single serving request
+encode categories identically; values outside the levels become missing rather than new
+categories.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
+from features.reasons import ContextPart
 from features.schema import (
     TABLES,
     CRMTables,
@@ -30,8 +31,8 @@ from features.tasks import TASKS, TaskSpec
 from serving.endpoints import Endpoint
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
-from serving.requests import rows_to_table
-from serving.scoring import score_tables
+from serving.requests import LEAD_CATEGORIES, rows_to_table
+from serving.scoring import Gaps, score_tables
 from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.batch")
@@ -175,6 +176,8 @@ def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
             flat["model_name"] = value["name"]
             flat["model_version"] = value["version"]
             flat["feature_set"] = value["feature_set"]
+        elif key == "warnings":
+            flat["warnings"] = json.dumps(value)
         elif key == "risk":
             flat["risk_level"] = value["level"]
             flat["risk_flags"] = json.dumps(value["flags"])
@@ -184,6 +187,43 @@ def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def file_gaps(
+    rows: list[dict[str, Any]], key: str, tables: CRMTables, context: dict[str, pd.DataFrame]
+) -> list[Gaps]:
+    """Per entity of a batch file, the rows its features read that ``--data`` lacks: an
+    account not in its accounts file (or no such file), the account's deals without an
+    opportunities file, a deal's lead not in its leads file; and the entity's own category
+    values as the file holds them."""
+    accounts = set(tables.accounts["account_id"].dropna().astype(str))
+    leads = set(tables.leads["lead_id"].dropna().astype(str))
+    deals_known = key == "opportunity_id" or "opportunities" in context
+    out = []
+    for row in rows:
+        gaps: dict[ContextPart, str] = {}
+        if key == "account_id":
+            out.append(Gaps(gaps, _categories(row, ("industry", "country"))))
+            continue
+        account = row.get("account_id")
+        if account is None:
+            gaps["account"] = gaps["account_deals"] = "an account_id"
+        elif str(account) not in accounts:
+            gaps["account"] = gaps["account_deals"] = f"account {account} in accounts.csv/.parquet"
+        elif not deals_known:
+            gaps["account_deals"] = "opportunities.csv/.parquet in --data"
+        if key == "opportunity_id":
+            lead = row.get("lead_id")
+            if lead is not None and str(lead) not in leads:
+                gaps["lead"] = f"lead {lead} in leads.csv/.parquet"
+            out.append(Gaps(gaps, _categories(row, ("product",))))
+        else:
+            out.append(Gaps(gaps, _categories(row, LEAD_CATEGORIES)))
+    return out
+
+
+def _categories(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    return {n: str(row[n]) for n in names if row.get(n) is not None}
 
 
 def score_frame(
@@ -201,10 +241,12 @@ def score_frame(
     key = spec.entity_key
     tables = batch_tables(rows, task, context)
     ids = [str(r[key]) for r in rows]
+    gaps = file_gaps(rows, key, tables, context)
     out: list[dict[str, Any]] = []
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]
-        scored = score_tables(model, tables, chunk, as_of, explain)
+        scored = score_tables(model, tables, chunk, as_of, explain,
+                              gaps[start : start + CHUNK_ROWS])
         out += [_flatten(r) for r in endpoint.file_results(model, scored, settings)]
         if progress is not None:
             progress(len(chunk))

@@ -17,10 +17,16 @@ from pydantic import BaseModel
 
 from features.columns import AnyTables, ColumnTables
 from serving.models import LoadedModel
-from serving.requests import account_tables, deal_tables, lead_tables
+from serving.requests import (
+    account_gaps,
+    account_tables,
+    deal_gaps,
+    deal_tables,
+    lead_gaps,
+    lead_tables,
+)
 from serving.results import (
     account_warnings,
-    context_warnings,
     deal_results,
     expansion_results,
     grading,
@@ -46,7 +52,7 @@ from serving.schemas import (
     OpportunityIn,
     SignalIn,
 )
-from serving.scoring import Scored, score_tables
+from serving.scoring import Gaps, Scored, score_tables
 from serving.settings import ScoringSettings
 
 
@@ -120,7 +126,7 @@ def _lead_response(
     settings: ScoringSettings,
 ) -> LeadScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, explain)
+    scored = score_tables(model, tables, ids, now, explain, lead_gaps(batch))
     return LeadScores(results=lead_results(model, scored, grading(model, settings)))
 
 
@@ -134,13 +140,12 @@ def _deal_response(
     settings: ScoringSettings,
 ) -> DealScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, explain)
+    scored = score_tables(model, tables, ids, now, explain, deal_gaps(batch))
     amounts = [
         deal.amount if deal.amount is not None else a
         for deal, a in zip(batch.deals, scored.amounts(), strict=True)
     ]
-    results = deal_results(model, scored, amounts, grading(model, settings), risk_rules(settings),
-                           context_warnings(batch))
+    results = deal_results(model, scored, amounts, grading(model, settings), risk_rules(settings))
     return DealScores(results=results)
 
 
@@ -178,12 +183,12 @@ ACCOUNT_PARTS: dict[str, tuple[str, Part]] = {
 
 def _account_parts(
     models: list[LoadedModel], tables: AnyTables, ids: list[str], now: datetime, explain: bool,
-    settings: ScoringSettings,
+    settings: ScoringSettings, gaps: list[Gaps],
 ) -> tuple[dict[str, list[Any]], Scored]:
     parts: dict[str, list[Any]] = {}
     scored: Scored | None = None
     for model in models:
-        scored = score_tables(model, tables, ids, now, explain)
+        scored = score_tables(model, tables, ids, now, explain, gaps)
         field, part = ACCOUNT_PARTS[model.task]
         parts[field] = part(model, scored, settings)
     assert scored is not None
@@ -199,7 +204,8 @@ def _account_response(
     explain: bool,
     settings: ScoringSettings,
 ) -> AccountScores:
-    parts, scored = _account_parts(models, tables, ids, now, explain, settings)
+    parts, scored = _account_parts(models, tables, ids, now, explain, settings,
+                                   account_gaps(batch))
     renewals, expansions = parts["renewal"], parts["expansion"]
     warnings = account_warnings(renewals, expansions, scored)
     return AccountScores(results=[

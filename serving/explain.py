@@ -1,38 +1,56 @@
-"""Reasons a rep can read, from LightGBM's per-feature contributions.
+"""Reasons a rep can act on, from LightGBM's per-feature contributions.
 
-Each feature's declared description is a template with ``{value}``. Missing values, yes/no
-answers and category codes are put into words here, so a reason never reads "nan", "True"
-or "meeting_demo".
+The features of one topic (``features.reasons``: a kind of activity over its windows, the
+close date with its pushes) become one reason, their contributions summed, in the topic's
+sentence. What is not known is never a reason: it is named once in the result's warnings.
+An absence (no demos, never reached out) raises the score only where the model was
+constrained to read it so (every feature saying it is monotone decreasing); otherwise
+it is a reason against or none. A deal's risk flags keep the topics they state out of the
+reasons for (``exclude_up``).
 """
 
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.declarations import FeatureSpec
+from features.declarations import FeatureSet
+from features.reasons import ContextPart, Topic, Value, Values, topics_for
 
-_PLACEHOLDER = re.compile(r"\{value[^}]*\}")
 TOP_K = 3
 
 
 @dataclass(frozen=True)
 class Factor:
-    """One feature's push on one score."""
+    """One topic's push on one score."""
 
-    feature: str
-    value: float | int | str | bool | None
-    contribution: float
+    topic: str
     text: str
+    actionable: bool
+    contribution: float
+    values: dict[str, Value]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    up: list[Factor]
+    down: list[Factor]
+    unknown: list[str]
+    """Labels of the topics not known, other than those of ``absent`` context parts."""
 
 
 def plain_value(value: Any) -> float | int | str | bool | None:
     """A JSON-able Python value: numpy scalars unwrapped, NaN/NA/NaT as None."""
+    kind = type(value)
+    if kind is float:  # the common case first: ``Scored.values()`` holds Python scalars
+        return value if math.isfinite(value) else None
+    if kind is int or kind is str or kind is bool:
+        return value
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
@@ -44,53 +62,149 @@ def plain_value(value: Any) -> float | int | str | bool | None:
     return str(value)
 
 
-def _words(value: str) -> str:
-    return value.replace("_", " ")
+class Explainer:
+    """The topics of one feature set, with where their features sit in a contribution row
+    and whether the model may read their absence as good."""
 
+    def __init__(self, feature_set: FeatureSet) -> None:
+        self.feature_set = feature_set
+        self.topics = topics_for(feature_set)
+        position = {name: i for i, name in enumerate(feature_set.names)}
+        self._members = np.zeros((len(feature_set.names), len(self.topics)))
+        for j, t in enumerate(self.topics):
+            self._members[[position[f] for f in t.features], j] = 1.0
+        specs = {s.name: s for s in feature_set.features}
+        # training.fit constrains non-category features by their declared direction; the
+        # constraint orders values, so it speaks for a zero count, not for a value
+        # missing because the thing never happened (see _may_raise).
+        self._absence_good = [
+            bool(t.absence) and all(specs[f].monotone == -1 and specs[f].dtype != "category"
+                                    for f in t.absence)
+            for t in self.topics
+        ]
+        self.context_labels: dict[ContextPart, list[str]] = {}
+        self._context_features: dict[ContextPart, list[str]] = {}
+        for t in self.topics:
+            if t.context is not None:
+                self.context_labels.setdefault(t.context, []).append(
+                    t.context_label or t.label)
+                self._context_features.setdefault(t.context, []).extend(
+                    t.context_features or t.features)
 
-def describe(spec: FeatureSpec, value: Any) -> str:
-    """The feature's sentence for this value, with missing values and categories in words."""
-    value = plain_value(value)
-    template = spec.description
-    if value is None:
-        # Templates are phrased around a value ("{value} days since..."); without one the
-        # feature's own name reads better than the template with a hole in it.
-        return f"{_words(spec.name)}: not known"
-    if isinstance(value, bool):
-        text_value: Any = "yes" if value else "no"
-    elif isinstance(value, str):
-        text_value = _words(value)
-    else:
-        text_value = value
-    if isinstance(text_value, str):
-        return _PLACEHOLDER.sub(lambda _: text_value, template)
-    try:
-        return template.format(value=text_value)
-    except (ValueError, TypeError, KeyError, IndexError):
-        return _PLACEHOLDER.sub(lambda _: str(text_value), template)
+    def context_features(self, part: ContextPart) -> list[str]:
+        """The features read from one part of a request's context."""
+        return list(self._context_features.get(part, []))
 
+    def masked(self, absent: Collection[ContextPart]) -> np.ndarray:
+        """Positions of the features the ``absent`` context parts would have given."""
+        names = {f for p in absent for f in self._context_features.get(p, [])}
+        return np.array([i for i, n in enumerate(self.feature_set.names) if n in names],
+                        dtype=np.intp)
 
-def top_factors(
-    contributions: np.ndarray,
-    values: list[Any],
-    specs: list[FeatureSpec],
-    k: int = TOP_K,
-) -> tuple[list[Factor], list[Factor]]:
-    """Up to ``k`` features raising and ``k`` lowering one row's score, strongest first.
+    def sums(self, contributions: np.ndarray) -> np.ndarray:
+        """Per topic, its features' contributions summed (rows x topics)."""
+        out: np.ndarray = np.atleast_2d(contributions) @ self._members
+        return out
 
-    ``contributions`` holds one row of ``pred_contrib`` without the bias term, aligned
-    with ``values`` and ``specs``. Features contributing exactly zero are not reasons.
-    """
-    order = np.argsort(contributions, kind="stable")
-    up_idx = [i for i in order[::-1][:k] if contributions[i] > 0]
-    down_idx = [i for i in order[:k] if contributions[i] < 0]
+    def explain(
+        self,
+        sums: np.ndarray | None,
+        values: Values,
+        absent: Collection[ContextPart] = (),
+        exclude_up: Collection[str] = (),
+        said: Collection[str] = (),
+        k: int = TOP_K,
+    ) -> Explanation:
+        """Up to ``k`` reasons for and ``k`` against one row's score, strongest first.
 
-    def factor(i: int) -> Factor:
+        ``sums`` is the row of :meth:`sums` (None: no contributions asked for), ``values``
+        the row's features by name, ``absent`` the context parts the request left out,
+        ``exclude_up`` features a risk flag states, kept out of the reasons for, and
+        ``said`` features another warning already names (a category value training
+        never saw), left out of ``unknown``.
+        """
+        known = [t.known(values) and (t.context not in absent or bool(t.context_features))
+                 for t in self.topics]
+        unknown = [t.label for t, ok in zip(self.topics, known, strict=True)
+                   if not ok and t.context not in absent
+                   and not any(f in said for f in t.features)]
+        if sums is None:
+            return Explanation([], [], unknown)
+        order = np.argsort(-np.abs(sums), kind="stable")
+        up: list[Factor] = []
+        down: list[Factor] = []
+        for j in order:
+            c = float(sums[j])
+            if c == 0.0 or (len(up) >= k and len(down) >= k):
+                break
+            topic = self.topics[j]
+            if not known[j]:
+                continue
+            if c > 0:
+                if len(up) >= k or not self._may_raise(j, topic, values, exclude_up):
+                    continue
+                up.append(self._factor(topic, c, values))
+            elif len(down) < k:
+                down.append(self._factor(topic, c, values))
+        return Explanation(up, down, unknown)
+
+    def _may_raise(self, j: int, topic: Topic, values: Values,
+                   exclude_up: Collection[str]) -> bool:
+        if any(f in exclude_up for f in topic.features):
+            return False
+        if not topic.absent(values):
+            return True
+        return self._absence_good[j] and all(values.get(f) is not None for f in topic.absence)
+
+    @staticmethod
+    def _factor(topic: Topic, contribution: float, values: Values) -> Factor:
         return Factor(
-            feature=specs[i].name,
-            value=plain_value(values[i]),
-            contribution=float(contributions[i]),
-            text=describe(specs[i], values[i]),
+            topic=topic.name,
+            text=topic.phrase(values),
+            actionable=topic.actionable,
+            contribution=contribution,
+            values={f: values.get(f) for f in topic.features},
         )
 
-    return [factor(i) for i in up_idx], [factor(i) for i in down_idx]
+
+_EXPLAINERS: dict[int, Explainer] = {}
+
+
+def explainer(feature_set: FeatureSet) -> Explainer:
+    """One :class:`Explainer` per feature set object (the sets are frozen and few).
+
+    Looked up by identity: hashing a frozen set of some 70 features costs ~30 µs, a
+    sizeable share of a one-lead answer.
+    """
+    found = _EXPLAINERS.get(id(feature_set))
+    if found is None or found.feature_set is not feature_set:
+        found = _EXPLAINERS[id(feature_set)] = Explainer(feature_set)
+    return found
+
+
+def row_values(feature_set: FeatureSet, row: np.ndarray) -> dict[str, Value]:
+    """One row of ``Scored.values()`` by feature name, as plain Python values."""
+    return {name: plain_value(v) for name, v in zip(feature_set.names, row, strict=True)}
+
+
+def not_known(labels: list[str]) -> str | None:
+    """ "not known: industry, expected close date", each label once, or None."""
+    seen = list(dict.fromkeys(labels))
+    return f"not known: {', '.join(seen)}" if seen else None
+
+
+def context_warning(where: str, labels: list[str]) -> str:
+    return f"not known without {where}: {', '.join(dict.fromkeys(labels))}"
+
+
+def unseen_warning(field: str, value: str) -> str:
+    return f"{field} {value!r} is not a value the model was trained on: read as not known"
+
+
+def unseen_features(feature_set: FeatureSet, raw: Mapping[str, str]) -> dict[str, str]:
+    """Category features whose value as sent is none of the levels training knew."""
+    from features.sets import CATEGORY_LEVELS
+
+    cats = set(feature_set.categorical)
+    return {f: v for f, v in raw.items()
+            if f in cats and v is not None and v not in CATEGORY_LEVELS.get(f, ())}

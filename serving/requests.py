@@ -16,8 +16,10 @@ from typing import Any
 import pandas as pd
 
 from features.columns import ColumnTables, column_array, tables_from_rows
+from features.reasons import ContextPart
 from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
 from serving.schemas import AccountBatch, Context, DealBatch, LeadBatch
+from serving.scoring import Gaps
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
 """How far past the server's clock a record's creation may be (clock skew), not more."""
@@ -188,3 +190,68 @@ def request_problems(
                 }
             )
     return problems
+
+
+def _sent(context: Context | None, name: str) -> bool:
+    """Whether the request's context holds the list ``name``, even empty: an empty list
+    says there are none, a list left out that they are not known."""
+    return context is not None and name in context.model_fields_set
+
+
+def _account_gaps(
+    account_id: str | None, context: Context | None, owner_id: str | None = None
+) -> dict[ContextPart, str]:
+    """The context parts of an account (and an owner) that a request left out."""
+    ctx = context or Context()
+    gaps: dict[ContextPart, str] = {}
+    if account_id is None:
+        gaps["account"] = gaps["account_deals"] = "an account_id"
+    elif account_id not in {a.account_id for a in ctx.accounts}:
+        # The account's deals are counted through its row: one thing to send.
+        gaps["account"] = gaps["account_deals"] = f"account {account_id} in context.accounts"
+    elif not (_sent(context, "opportunities")
+              or any(o.account_id == account_id for o in ctx.opportunities)):
+        gaps["account_deals"] = f"the other deals of account {account_id} in " \
+                                "context.opportunities"
+    if owner_id is not None and not (_sent(context, "opportunities") or any(
+            o.owner_id == owner_id for o in ctx.opportunities)):
+        gaps["owner_deals"] = f"the deals of owner {owner_id} in context.opportunities"
+    return gaps
+
+
+def _raw(record: Any, names: tuple[str, ...]) -> dict[str, str]:
+    return {n: v for n in names if (v := getattr(record, n, None)) is not None}
+
+
+LEAD_CATEGORIES = ("source", "industry", "country", "seniority", "job_function")
+
+
+def lead_gaps(batch: LeadBatch) -> list[Gaps]:
+    """Per lead: the account rows its request left out, its category values as sent."""
+    return [Gaps(_account_gaps(lead.account_id, batch.context), _raw(lead, LEAD_CATEGORIES))
+            for lead in batch.leads]
+
+
+def deal_gaps(batch: DealBatch) -> list[Gaps]:
+    """Per deal: the account, account deals, owner deals and lead its request left out,
+    and its category values as sent (its product, its account's and its lead's)."""
+    ctx = batch.context or Context()
+    accounts = {a.account_id: a for a in ctx.accounts}
+    leads = {lead.lead_id: lead for lead in ctx.leads}
+    out = []
+    for deal in batch.deals:
+        gaps = _account_gaps(deal.account_id, batch.context, deal.owner_id)
+        raw = _raw(deal, ("product",))
+        raw.update(_raw(accounts.get(deal.account_id), ("industry", "country")))
+        if deal.lead_id is not None:
+            if deal.lead_id in leads:
+                raw.update(_raw(leads[deal.lead_id], ("source",)))
+            else:
+                gaps["lead"] = f"lead {deal.lead_id} in context.leads"
+        out.append(Gaps(gaps, raw))
+    return out
+
+
+def account_gaps(batch: AccountBatch) -> list[Gaps]:
+    """Per account: everything its features read is in the request; its category values."""
+    return [Gaps({}, _raw(a, ("industry", "country"))) for a in batch.accounts]

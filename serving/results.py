@@ -3,16 +3,26 @@ risk and warnings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from features.declarations import FeatureSet
+import numpy as np
+
 from features.snapshots import RENEWAL_WINDOW_DAYS
 from modeling.grading import Grading, fixed_grading, to_score
-from serving.explain import Factor, plain_value, top_factors
+from serving.explain import (
+    Explainer,
+    Factor,
+    context_warning,
+    explainer,
+    not_known,
+    row_values,
+    unseen_features,
+    unseen_warning,
+)
 from serving.models import LoadedModel
-from serving.risk import RiskRules, renewal_flags, risk_flags, risk_level
+from serving.risk import RiskRules, flagged_features, renewal_flags, risk_flags, risk_level
 from serving.schemas import (
-    DealBatch,
     DealResult,
     ExpansionResult,
     LeadResult,
@@ -43,22 +53,67 @@ def risk_rules(settings: ScoringSettings) -> RiskRules:
     )
 
 
-def _reasons(scored: Scored, values: list[Any], row: int, feature_set: FeatureSet) -> Reasons:
-    """Top factors of one row; ``values`` is that row's feature values in declared order.
+@dataclass(frozen=True)
+class _Rows:
+    """What every result builder reads of a scored batch: each row's feature values by
+    name and, with contributions, each row's topic sums."""
 
-    Built with ``model_construct``: the values are ours, and FastAPI validates the whole
-    response against its model once more on the way out.
-    """
-    if scored.contributions is None:
-        return Reasons.model_construct(up=[], down=[])
-    up, down = top_factors(scored.contributions[row], values, list(feature_set.features))
+    scored: Scored
+    explainer: Explainer
+    values: list[dict[str, Any]]
+    sums: np.ndarray | None
 
-    def reason(f: Factor) -> Reason:
-        return Reason.model_construct(
-            feature=f.feature, value=f.value, contribution=f.contribution, text=f.text
+    @classmethod
+    def of(cls, scored: Scored) -> _Rows:
+        ex = explainer(scored.feature_set)
+        fs = scored.feature_set
+        values = [row_values(fs, row) for row in scored.values()]
+        sums = None
+        if scored.contributions is not None:
+            contributions = scored.contributions
+            if any(g.context for g in scored.gaps):
+                # What was not known counts for nothing in a topic that stays known.
+                contributions = contributions.copy()
+                for i, g in enumerate(scored.gaps):
+                    contributions[i, ex.masked(g.context.keys())] = 0.0
+            sums = ex.sums(contributions)
+        return cls(scored, ex, values, sums)
+
+    def explain(self, i: int, exclude_up: frozenset[str] = frozenset()) -> tuple[
+        Reasons, list[str]
+    ]:
+        """Row ``i``'s reasons, and its warnings: the context its request left out, the
+        category values training never saw, then what else is not known, each once.
+
+        Built with ``model_construct``: the values are ours, and FastAPI validates the
+        whole response against its model once more on the way out.
+        """
+        gap = self.scored.gap(i)
+        unseen = unseen_features(self.scored.feature_set, gap.categories)
+        e = self.explainer.explain(
+            None if self.sums is None else self.sums[i], self.values[i],
+            absent=gap.context.keys(), exclude_up=exclude_up, said=unseen.keys(),
         )
+        warnings = _context_warnings(self.explainer, gap.context)
+        warnings += [unseen_warning(f, v) for f, v in unseen.items()]
+        line = not_known(e.unknown)
+        if line is not None:
+            warnings.append(line)
+        return (Reasons.model_construct(up=[_reason(f) for f in e.up],
+                                        down=[_reason(f) for f in e.down]), warnings)
 
-    return Reasons.model_construct(up=[reason(f) for f in up], down=[reason(f) for f in down])
+
+def _reason(f: Factor) -> Reason:
+    return Reason.model_construct(topic=f.topic, text=f.text, actionable=f.actionable,
+                                  contribution=f.contribution, features=f.values)
+
+
+def _context_warnings(ex: Explainer, absent: dict[Any, str]) -> list[str]:
+    """One warning per place to send what was left out, with what it would have told."""
+    by_where: dict[str, list[str]] = {}
+    for part, where in absent.items():
+        by_where.setdefault(where, []).extend(ex.context_labels.get(part, []))
+    return [context_warning(where, labels) for where, labels in by_where.items() if labels]
 
 
 def model_ref(model: LoadedModel) -> ModelRef:
@@ -69,12 +124,12 @@ def model_ref(model: LoadedModel) -> ModelRef:
 def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[LeadResult]:
     """One result per lead, in the order of ``scored.ids``."""
     ref = model_ref(model)
-    fs = model.model.feature_set
-    values = scored.values()
+    rows = _Rows.of(scored)
     out = []
     for i, lead_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
         score = to_score(p)
+        reasons, warnings = rows.explain(i)
         out.append(
             LeadResult(
                 lead_id=lead_id,
@@ -82,39 +137,11 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
                 score=score,
                 grade=grading.grade(score),  # type: ignore[arg-type]
                 percentile=grading.percentile(p),
-                reasons=_reasons(scored, list(values[i]), i, fs),
+                reasons=reasons,
                 model=ref,
+                warnings=warnings,
             )
         )
-    return out
-
-
-def context_warnings(batch: DealBatch) -> list[list[str]]:
-    """Per deal, what the request left out that training always had.
-
-    In training a deal's account firmographics, its account's other deals and its owner's
-    closed deals come from the full CRM; over HTTP only from ``context``. Missing, they
-    read as unknown or "no history" and the probability moves (by 0.07 on average on
-    the test models), so the answer says so instead of passing it silently.
-    """
-    ctx = batch.context
-    accounts = {a.account_id for a in ctx.accounts} if ctx else set()
-    others = ctx.opportunities if ctx else []
-    owners = {o.owner_id for o in others}
-    with_deals = {o.account_id for o in others}
-    out = []
-    for deal in batch.deals:
-        said = []
-        if deal.account_id not in accounts:
-            said.append(f"account {deal.account_id} not in context: its industry, size "
-                        "and country were read as unknown")
-        if deal.owner_id not in owners:
-            said.append(f"no deals of owner {deal.owner_id} in context: the owner's win "
-                        "rate was read as no history")
-        if deal.account_id not in with_deals:
-            said.append(f"no other deals of account {deal.account_id} in context: the "
-                        "account's deal history was read as none")
-        out.append(said)
     return out
 
 
@@ -124,20 +151,21 @@ def deal_results(
     amounts: list[float | None],
     grading: Grading,
     rules: RiskRules,
-    warnings: list[list[str]] | None = None,
 ) -> list[DealResult]:
-    """One result per deal, with expected value and risk flags, in order of ``scored.ids``."""
+    """One result per deal, with expected value and risk flags, in order of ``scored.ids``.
+
+    The features a raised flag states are kept out of the deal's reasons for.
+    """
     ref = model_ref(model)
-    fs = model.model.feature_set
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
-    values = scored.values()
-    names = fs.names
+    rows = _Rows.of(scored)
     out = []
     for i, deal_id in enumerate(scored.ids):
         p = float(scored.probabilities[i])
         score = to_score(p)
-        row = {str(k): plain_value(v) for k, v in zip(names, values[i], strict=True)}
+        row = rows.values[i]
         flags = risk_flags(row, p, metadata, rules)
+        reasons, warnings = rows.explain(i, exclude_up=flagged_features(flags))
         amount = amounts[i]
         out.append(
             DealResult(
@@ -155,9 +183,9 @@ def deal_results(
                         for f in flags
                     ],
                 ),
-                reasons=_reasons(scored, list(values[i]), i, fs),
+                reasons=reasons,
                 model=ref,
-                warnings=warnings[i] if warnings else [],
+                warnings=warnings,
             )
         )
     return out
@@ -184,20 +212,18 @@ def renewal_results(
     """Per account, its renewal's score with churn-risk flags; None when no contract of
     the account is due within the renewal window (the model was trained on those only)."""
     ref = model_ref(model)
-    fs = model.model.feature_set
-    values = scored.values()
+    rows = _Rows.of(scored)
     due = _eligible(scored, "days_to_renewal", lambda v: v == v and v <= RENEWAL_WINDOW_DAYS)
     out: list[RenewalResult | None] = []
     for i in range(len(scored.ids)):
         if not due[i]:
             out.append(None)
             continue
-        row = {str(k): plain_value(v) for k, v in zip(fs.names, values[i], strict=True)}
-        flags = renewal_flags(row, rules)
+        flags = renewal_flags(rows.values[i], rules)
         out.append(RenewalResult(
             **_graded(scored, i, grading),
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
-            reasons=_reasons(scored, list(values[i]), i, fs),
+            reasons=rows.explain(i, exclude_up=flagged_features(flags))[0],
             risk=Risk(level=risk_level(flags), flags=[
                 RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
                 for f in flags
@@ -212,8 +238,7 @@ def expansion_results(
 ) -> list[ExpansionResult | None]:
     """Per account, its expansion score; None when it is not a customer (no contract runs)."""
     ref = model_ref(model)
-    fs = model.model.feature_set
-    values = scored.values()
+    rows = _Rows.of(scored)
     customer = _eligible(scored, "active_contracts", lambda v: v > 0)
     out: list[ExpansionResult | None] = []
     for i in range(len(scored.ids)):
@@ -222,7 +247,7 @@ def expansion_results(
             continue
         out.append(ExpansionResult(
             **_graded(scored, i, grading),
-            reasons=_reasons(scored, list(values[i]), i, fs),
+            reasons=rows.explain(i)[0],
             model=ref,
         ))
     return out
@@ -232,8 +257,11 @@ def account_warnings(
     renewals: list[RenewalResult | None], expansions: list[ExpansionResult | None],
     scored: Scored,
 ) -> list[list[str]]:
-    """Why a part of an account's answer is missing, in words."""
+    """Why a part of an account's answer is missing, in words, and what the scores read
+    as not known."""
     due = scored.columns.get("days_to_renewal")
+    rows = _Rows(scored, explainer(scored.feature_set),
+                 [row_values(scored.feature_set, r) for r in scored.values()], None)
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
         said = []
@@ -245,5 +273,7 @@ def account_warnings(
             when = "" if days is None else f" (the next is due in {days:.0f} days)"
             said.append(f"no renewal due within {RENEWAL_WINDOW_DAYS} days{when}: renewal "
                         "is scored from then on")
+        if expansion is not None:
+            said += rows.explain(i)[1]
         out.append(said)
     return out

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from features.reasons import ago, days, times, whole, words
 from serving.schemas import RiskLevel
 
 WEIGHTS: dict[str, int] = {
@@ -27,6 +28,27 @@ WEIGHTS: dict[str, int] = {
     "one_contact": 1,
 }
 """How much each flag counts toward the level: 0 is low, 1-2 medium, 3 or more high."""
+
+FLAG_FEATURES: dict[str, tuple[str, ...]] = {
+    "stalled": ("days_in_stage",),
+    "no_activity": ("days_since_last_activity",),
+    "close_date_pushed": ("close_date_pushes", "close_date_push_days"),
+    "amount_cut": ("amount_change_pct",),
+    "single_threaded": ("contacts_engaged",),
+    "low_probability": (),
+    "usage_falling": ("active_users_trend",),
+    "tickets_rising": ("tickets_30d", "tickets_90d"),
+    "detractor": ("nps_last",),
+    "silent_before_renewal": ("days_since_last_activity",),
+    "one_contact": ("contacts_engaged",),
+}
+"""The features whose condition each flag states. A raised flag keeps the reasons about
+them out of the reasons for, so an answer never flags a stall and praises the time in
+stage (low_probability states the score itself, no feature)."""
+
+
+def flagged_features(flags: list[Flag]) -> frozenset[str]:
+    return frozenset(f for flag in flags for f in FLAG_FEATURES[flag.flag])
 
 
 @dataclass(frozen=True)
@@ -59,7 +81,7 @@ def _num(row: dict[str, Any], name: str) -> float | None:
 
 
 def _stage_words(stage: str) -> str:
-    return stage.replace("_", " ")
+    return words(stage)
 
 
 def risk_flags(
@@ -79,8 +101,8 @@ def risk_flags(
         flags.append(
             Flag(
                 "stalled",
-                f"{days_in_stage:.0f} days in {_stage_words(stage or '')}; 75% of won deals "
-                f"left this stage within {float(p75):.0f} days",
+                f"{days(days_in_stage)} in {_stage_words(stage or '')}; 75% of won deals "
+                f"left this stage within {days(p75)}",
                 {"stage": stage, "days_in_stage": round(days_in_stage, 1),
                  "won_deals_p75_days": round(float(p75), 1)},
             )
@@ -91,7 +113,7 @@ def risk_flags(
         flags.append(
             Flag(
                 "no_activity",
-                f"no activity for {idle:.0f} days",
+                f"no activity for {days(idle)}",
                 {"days_since_last_activity": round(idle, 1),
                  "threshold_days": rules.no_activity_days},
             )
@@ -102,7 +124,7 @@ def risk_flags(
             flags.append(
                 Flag(
                     "no_activity",
-                    f"no activity recorded since the deal opened {age:.0f} days ago",
+                    f"no activity recorded since the deal opened {ago(age)}",
                     {"days_since_last_activity": None, "days_since_created": round(age, 1),
                      "threshold_days": rules.no_activity_days},
                 )
@@ -111,11 +133,12 @@ def risk_flags(
     pushes = _num(features, "close_date_pushes")
     push_days = _num(features, "close_date_push_days")
     if pushes is not None and pushes >= 1:
-        days = f" by {push_days:.0f} days in total" if push_days is not None else ""
+        by = "" if push_days is None else (
+            f", by {days(push_days)}" + (" in total" if pushes > 1 else ""))
         flags.append(
             Flag(
                 "close_date_pushed",
-                f"close date pushed {pushes:.0f} time{'s' if pushes != 1 else ''}{days}",
+                f"close date pushed {times(whole(pushes))}{by}",
                 {"pushes": int(pushes),
                  "total_days": None if push_days is None else round(push_days, 1)},
             )
@@ -197,10 +220,10 @@ def renewal_flags(features: dict[str, Any], rules: RiskRules) -> list[Flag]:
     if due is not None and (idle is None or idle >= rules.renewal_silence_days):
         flags.append(Flag(
             "silent_before_renewal",
-            (f"renewal due in {due:.0f} days" if due >= 0 else
-             f"renewal {-due:.0f} days past its due date")
+            (f"renewal due in {days(due)}" if due >= 0 else
+             f"renewal {days(-due)} past its due date")
             + (" and no activity recorded with the account" if idle is None
-               else f" and no activity for {idle:.0f} days"),
+               else f" and no activity for {days(idle)}"),
             {"days_to_renewal": round(due, 1),
              "days_since_last_activity": None if idle is None else round(idle, 1),
              "threshold_days": rules.renewal_silence_days},

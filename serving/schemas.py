@@ -196,7 +196,10 @@ class Context(_Strict):
     """Other CRM rows some features look at: the account, its other deals, the owner's deals.
 
     Features such as the account's earlier wins or the owner's win rate are computed from
-    these rows exactly as in training; left out, they read as "no history".
+    these rows exactly as in training. What is left out is read as not known and named in
+    the result's warnings: the account when it is not in ``accounts``, the account's and
+    the owner's deals when ``opportunities`` is left out (an empty list says there are
+    none), a deal's lead when it is not in ``leads``.
     """
 
     accounts: list[AccountIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
@@ -269,17 +272,31 @@ class DealBatch(_Strict):
 
 
 class Reason(BaseModel):
-    """One factor behind a score, in words a rep can read."""
+    """One thing behind a score (a kind of activity, the close date, the owner's record),
+    in words a rep can read."""
 
-    feature: str
-    value: float | int | str | bool | None
-    contribution: float = Field(description="log-odds contribution (pred_contrib)")
-    text: str
+    topic: str = Field(description="what the reason is about, e.g. demo, close_date")
+    text: str = Field(description="the sentence a rep reads, with the telling values")
+    actionable: bool = Field(description="true for what a rep can act on (engagement, "
+                             "contacts, next steps, time in stage); false for facts such as "
+                             "industry, size or source")
+    contribution: float = Field(description="log-odds contribution of the topic's features "
+                                "summed (pred_contrib)")
+    features: dict[str, float | int | str | bool | None] = Field(
+        description="the features behind the reason and their values")
 
 
 class Reasons(BaseModel):
-    up: list[Reason] = Field(description="up to three factors raising the score, largest first")
-    down: list[Reason] = Field(description="up to three factors lowering the score, largest first")
+    up: list[Reason] = Field(description="up to three reasons raising the score, largest first")
+    down: list[Reason] = Field(
+        description="up to three reasons lowering the score, largest first")
+
+
+WARNINGS_DESCRIPTION = (
+    "what the model read as not known: context the request left out (send it for the "
+    "score training would give), values the record lacks, and category values training "
+    "never saw, each with its field"
+)
 
 
 class ModelRef(BaseModel):
@@ -297,6 +314,7 @@ class LeadResult(BaseModel):
     percentile: Percentile
     reasons: Reasons
     model: ModelRef
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
 
 class RiskFlag(BaseModel):
@@ -326,11 +344,7 @@ class DealResult(BaseModel):
     risk: Risk
     reasons: Reasons
     model: ModelRef
-    warnings: list[str] = Field(
-        default_factory=list,
-        description="inputs the model had to read as unknown because the request left them "
-        "out (send them in `context` for the score training would give)",
-    )
+    warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
 
 class RenewalResult(BaseModel):

@@ -10,7 +10,8 @@ tables; ``serving.results`` turns the scores into what a rep reads.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -19,6 +20,8 @@ import pandas as pd
 from features.build import category_dtype, feature_columns
 from features.columns import AnyTables, ColumnTable, epoch_ns
 from features.declarations import FeatureSet
+from features.reasons import ContextPart
+from serving.explain import explainer
 from serving.models import LoadedModel
 
 
@@ -32,6 +35,21 @@ def _level_names(name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Gaps:
+    """What one entity's request left out, or sent in a form the model cannot read."""
+
+    context: dict[ContextPart, str] = field(default_factory=dict)
+    """Context parts left out, each with where to send it ("account A1 in
+    context.accounts"): their features are read as not known."""
+    categories: dict[str, str] = field(default_factory=dict)
+    """Category features by name with the value as sent (checked against the levels
+    training knew)."""
+
+
+NO_GAPS = Gaps()
+
+
+@dataclass(frozen=True)
 class Scored:
     """Features, probabilities and (optionally) contributions, in the order asked for."""
 
@@ -42,6 +60,11 @@ class Scored:
     probabilities: np.ndarray
     contributions: np.ndarray | None
     """Per-feature pred_contrib without the bias column, aligned with feature_set.names."""
+    gaps: Sequence[Gaps] = ()
+    """Per id, what its request left out (empty: nothing known to be missing)."""
+
+    def gap(self, i: int) -> Gaps:
+        return self.gaps[i] if self.gaps else NO_GAPS
 
     def values(self) -> np.ndarray:
         """Feature values in declared order as an object matrix, one row per id: category
@@ -66,12 +89,36 @@ class Scored:
         return [None if a != a else float(a) for a in col.tolist()]
 
 
+def unknown_context(
+    columns: dict[str, np.ndarray], feature_set: FeatureSet, gaps: Sequence[Gaps]
+) -> dict[str, np.ndarray]:
+    """``columns`` with the features of each row's left-out context parts read as not
+    known (NaN; category code -1) rather than as the zeros the tables without them give.
+
+    LightGBM reads NaN in a feature that had none in training as 0, so the probability
+    is the same; what changes is that no reason quotes the zero and the answer says what
+    it did not know.
+    """
+    ex = explainer(feature_set)
+    out = dict(columns)
+    for part in {p for g in gaps for p in g.context}:
+        rows = np.array([part in g.context for g in gaps])
+        for name in ex.context_features(part):
+            col = out[name]
+            if col.dtype.kind in "iu" and feature_set.spec(name).dtype == "category":
+                out[name] = np.where(rows, -1, col).astype(col.dtype)
+            else:
+                out[name] = np.where(rows, np.nan, col.astype(np.float64))
+    return out
+
+
 def score_tables(
     model: LoadedModel,
     tables: AnyTables,
     ids: list[str],
     as_of: datetime | pd.Timestamp,
     explain: bool = True,
+    gaps: Sequence[Gaps] = (),
 ) -> Scored:
     """Score the entities ``ids`` as of ``as_of`` through the training feature code.
 
@@ -89,6 +136,8 @@ def score_tables(
         len(ids),
     )
     columns = feature_columns(tables, snapshots, feature_set)
+    if any(g.context for g in gaps):
+        columns = unknown_context(columns, feature_set, gaps)
     matrix = model.model.column_matrix(columns)
     probabilities, contributions = model.model.score_matrix(matrix, contributions=explain)
     return Scored(
@@ -97,4 +146,5 @@ def score_tables(
         columns=columns,
         probabilities=np.asarray(probabilities, dtype=float),
         contributions=None if contributions is None else contributions[:, :-1],
+        gaps=list(gaps),
     )

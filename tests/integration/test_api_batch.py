@@ -97,3 +97,32 @@ def test_deals_need_history(crm_dir: Path, tmp_path: Path) -> None:
         "--output", str(tmp_path / "o.csv"), "--model", str(crm_dir / "deal_model"),
     ])
     assert result.exit_code == 2 and "opportunity_history" in result.output
+
+
+def test_score_leads_without_accounts_names_what_it_did_not_know(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """A --data folder without accounts: the account features are not known, not zero,
+    and each lead's warnings say which file would have given them."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("leads", "activities"):
+        (data / f"{name}.parquet").write_bytes((crm_dir / f"{name}.parquet").read_bytes())
+    trained.tables.leads.to_csv(tmp_path / "leads.csv", index=False)
+    outs = []
+    for folder in (data, crm_dir):
+        out = tmp_path / f"scores-{folder.name}.csv"
+        result = CliRunner().invoke(app, [
+            "score", "--task", "lead_qualification", "--input", str(tmp_path / "leads.csv"),
+            "--output", str(out), "--data", str(folder), "--as-of", AS_OF.isoformat(),
+            "--model", str(crm_dir / "lead_model"),
+        ])
+        assert result.exit_code == 0, result.output
+        outs.append(pd.read_csv(out, dtype={"lead_id": str}))
+    bare, full = outs
+    first = json.loads(bare["warnings"].iloc[0])
+    assert first[0].startswith("not known without account ") and "in accounts.csv/.parquet: " \
+        "contacts across the account, activity across the account" in first[0]
+    assert not any("without" in w for ws in full["warnings"] for w in json.loads(ws))
+    for reasons in bare["reasons_up"].tolist() + bare["reasons_down"].tolist():
+        assert all("across the" not in r["text"] for r in json.loads(reasons))

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from features.sets import LEAD_V1
+from features.sets import DEAL_V1, LEAD_V1
 from serving.app import create_app
 from serving.deps import get_now
+from serving.requests import deal_gaps, deal_tables
+from serving.schemas import DealBatch
+from serving.scoring import score_tables
 from tests.integration.test_api_fixtures import (
     API_KEY,
     AS_OF,
@@ -64,8 +67,11 @@ def test_lead_score_happy_path(client: TestClient, trained: Trained) -> None:  #
     assert [r["contribution"] for r in up] == sorted((r["contribution"] for r in up),
                                                      reverse=True)
     for reason in up + down:
-        assert reason["feature"] in LEAD_V1.names
+        assert set(reason["features"]) <= set(LEAD_V1.names)
+        assert isinstance(reason["actionable"], bool)
         assert reason["text"] and "{" not in reason["text"] and "nan" not in reason["text"]
+        assert "not known" not in reason["text"]
+    assert res["warnings"] == [w for w in res["warnings"] if w.startswith("not known: ")]
     assert r.headers["x-request-id"]
 
 
@@ -209,15 +215,74 @@ def test_no_model_is_503_and_not_ready(trained: Trained) -> None:  # noqa: F811
 def test_deal_without_context_says_what_it_read_as_unknown(
     client: TestClient, trained: Trained  # noqa: F811
 ) -> None:
+    """Left out, the account and owner features are not known, not zero: no reason quotes
+    them, each is named in the warnings with where to send it, and the probability is the
+    one LightGBM gives the zeros they read as before (it maps NaN to 0 in a feature that
+    had none in training)."""
     deal_id = open_deals(trained.tables, AS_OF)[0]
     body = deal_request(trained.tables, deal_id, AS_OF)
+    deal = body["deals"][0]
     full = client.post("/v1/deals/score", json=body, headers=auth()).json()["results"][0]
     bare = {k: v for k, v in body.items() if k != "context"}
     r = client.post("/v1/deals/score", json=bare, headers=auth())
     assert r.status_code == 200, r.text
     alone = r.json()["results"][0]
-    text = " ".join(alone["warnings"])
-    assert "industry, size and country" in text and "owner's win rate" in text
-    assert "account's deal history" in text
+    account, owner = deal["account_id"], deal["owner_id"]
+    assert alone["warnings"][:2] == [
+        f"not known without account {account} in context.accounts: industry, country, "
+        "company size, contacts across the account, activity across the account, the "
+        "account's deal history",
+        f"not known without the deals of owner {owner} in context.opportunities: the "
+        "owner's win rate",
+    ]
+    context_features = {"industry", "country", "employees", "account_activities_30d",
+                        "account_contacts_engaged", "account_won_deals", "account_lost_deals",
+                        "account_open_deals", "owner_win_rate", "owner_closed_deals"}
+    for reason in alone["reasons"]["up"] + alone["reasons"]["down"]:
+        # Only as not known, in a topic that stays known without it (contacts).
+        assert all(reason["features"][f] is None
+                   for f in context_features & set(reason["features"])), reason
+        assert "account" not in reason["text"] and "owner" not in reason["text"]
     # With the context training had, nothing is missing to warn about.
-    assert not any("industry" in w for w in full["warnings"])
+    assert not any("context" in w for w in full["warnings"])
+    # An empty list of other deals says there are none: the owner's record is known.
+    empty = {**body, "context": {**body["context"], "opportunities": []}}
+    known = client.post("/v1/deals/score", json=empty, headers=auth()).json()["results"][0]
+    assert not any("owner" in w for w in known["warnings"])
+
+
+def test_context_left_out_keeps_the_probability_of_the_zeros(trained: Trained) -> None:  # noqa: F811
+    """Reading left-out context as not known changes no number: a bare request scored with
+    its gaps (features NaN) gives the probability of the same request without them (the
+    zeros the tables without context give), while its values say not known."""
+    deals = open_deals(trained.tables, AS_OF)[:6]
+    bodies = [deal_request(trained.tables, d, AS_OF) for d in deals]
+    batch = DealBatch.model_validate({"deals": [b["deals"][0] for b in bodies]})
+    ids = [d.opportunity_id for d in batch.deals]
+    gaps = deal_gaps(batch)
+    assert all({"account", "account_deals", "owner_deals"} <= set(g.context) for g in gaps)
+    tables = deal_tables(batch)
+    masked = score_tables(trained.deal, tables, ids, AS_OF, True, gaps)
+    zeros = score_tables(trained.deal, tables, ids, AS_OF, True)
+    np.testing.assert_array_equal(masked.probabilities, zeros.probabilities)
+    assert (zeros.columns["account_activities_30d"] == 0).all()
+    assert np.isnan(masked.columns["account_activities_30d"]).all()
+    owner = masked.values()[:, DEAL_V1.names.index("owner_closed_deals")]
+    assert all(v != v for v in owner)  # NaN: not known
+
+
+def test_category_values_training_never_saw_are_named_with_their_field(
+    client: TestClient, trained: Trained  # noqa: F811
+) -> None:
+    body = lead_request(trained.tables, open_leads(trained.tables, AS_OF)[0], AS_OF)
+    body["leads"][0].update(source="linkedin_ads", seniority="chief")
+    r = client.post("/v1/leads/score", json=body, headers=auth())
+    assert r.status_code == 200, r.text
+    res = r.json()["results"][0]
+    assert res["warnings"][:2] == [
+        "source 'linkedin_ads' is not a value the model was trained on: read as not known",
+        "seniority 'chief' is not a value the model was trained on: read as not known",
+    ]
+    assert not any("lead source" in w or "seniority" in w for w in res["warnings"][2:])
+    topics = {x["topic"] for x in res["reasons"]["up"] + res["reasons"]["down"]}
+    assert not {"source", "seniority"} & topics

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from features.columns import first_per_key, table_from_frame, table_from_rows
-from features.declarations import FeatureSpec
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
@@ -27,7 +26,7 @@ from features.schema import (
 )
 from serving.auth import check_key, hash_api_key, key_matches
 from serving.errors import field_path, validation_items
-from serving.explain import describe, plain_value, top_factors
+from serving.explain import plain_value
 from serving.logs import JsonFormatter, request_id_var
 from serving.metrics import create_metrics
 from serving.requests import lead_tables, rows_to_table
@@ -118,38 +117,9 @@ def test_check_key_statuses() -> None:
 # -- reasons ----------------------------------------------------------------------------
 
 
-def test_describe_fills_templates_and_words_missing_values() -> None:
-    visits = FeatureSpec("pricing_page_visit_7d", "lead", "int",
-                         "{value:.0f} pricing-page visits in the last 7 days")
-    assert describe(visits, np.int64(3)) == "3 pricing-page visits in the last 7 days"
-    assert describe(visits, float("nan")) == "pricing page visit 7d: not known"
-    assert describe(visits, None) == "pricing page visit 7d: not known"
-    budget = FeatureSpec("budget_confirmed", "lead", "bool", "budget confirmed: {value}")
-    assert describe(budget, True) == "budget confirmed: yes"
-    assert describe(budget, np.bool_(False)) == "budget confirmed: no"
-    assert describe(budget, pd.NA) == "budget confirmed: not known"
-    stage = FeatureSpec("stage", "deal", "category", "stage: {value}")
-    assert describe(stage, "meeting_demo") == "stage: meeting demo"
-    share = FeatureSpec("inbound_share_90d", "lead", "float",
-                        "{value:.0%} of activities in the last 90 days came from the prospect")
-    assert describe(share, 0.25).startswith("25% of activities")
-    odd = FeatureSpec("source", "lead", "category", "{value:.0f} from source")
-    assert describe(odd, "web_form") == "web form from source"
-
-
 def test_plain_value_unwraps_numpy_and_missing() -> None:
     assert plain_value(np.float64(1.5)) == 1.5 and isinstance(plain_value(np.int64(2)), int)
     assert plain_value(float("inf")) is None and plain_value(pd.NaT) is None
-
-
-def test_top_factors_split_signs_and_order() -> None:
-    specs = [FeatureSpec(f"f{i}", "lead", "float", f"f{i} is {{value}}") for i in range(8)]
-    contrib = np.array([0.5, -0.1, 0.0, 2.0, -3.0, 0.1, 0.7, -0.2])
-    up, down = top_factors(contrib, list(range(8)), specs)
-    assert [f.feature for f in up] == ["f3", "f6", "f0"]
-    assert [f.feature for f in down] == ["f4", "f7", "f1"]
-    up, down = top_factors(np.array([0.0, -1.0]), [1, 2], specs[:2])
-    assert up == [] and [f.feature for f in down] == ["f1"]
 
 
 # -- risk --------------------------------------------------------------------------------
