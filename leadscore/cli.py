@@ -152,11 +152,16 @@ def generate(
     seed: int = typer.Option(0, help="Random seed: same seed, same bytes."),
     start: str = typer.Option("2024-01-01", help="First day of the simulated history (UTC)."),
     months: int = typer.Option(24, min=1, help="Length of the history in months."),
+    installed_base: int = typer.Option(
+        None, min=0, help="Customers who bought before the first day, renewing in it "
+        "(default: 6 per 100 leads; 0 for none)."
+    ),
 ) -> None:
     """Simulate a B2B CRM with known ground truth (tables + _truth/)."""
     from leadscore.generate_cmd import run_generate
 
-    run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months)
+    run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months,
+                 installed_base=installed_base)
 
 
 @app.command()

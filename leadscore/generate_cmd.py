@@ -15,7 +15,7 @@ PHASES = ("accounts", "leads", "lead activities", "deals", "deal history", "deal
 
 
 def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, installed_base: int | None = None) -> None:
     console = console or Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
@@ -24,7 +24,8 @@ def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
         def step(phase: str) -> None:
             bar.update(task, advance=1, description=f"simulating: {phase}")
 
-        crm = generate_crm(n_leads, seed=seed, start=start, months=months, progress=step)
+        crm = generate_crm(n_leads, seed=seed, start=start, months=months, progress=step,
+                           installed_base=installed_base)
         bar.update(task, description="writing Parquet")
         write_crm(crm, out)
         bar.update(task, advance=1, description="done")
@@ -34,4 +35,7 @@ def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
     for name, tbl in crm.arrow.items():
         table.add_row(name, f"{tbl.num_rows:,}")
     console.print(table)
+    console.print(f"{crm.truth['customers'].num_rows:,} customers, "
+                  f"{crm.config.installed:,} of them drawn for the installed base (bought "
+                  "before the first day; those still customers then are kept)")
     console.print(f"ground truth for evaluation only: {out / '_truth'}")

@@ -191,15 +191,20 @@ def generate_crm(
     start: str = "2024-01-01",
     months: int = 24,
     progress: Progress = _noop,
+    installed_base: int | None = None,
 ) -> GeneratedCRM:
-    """Simulate a CRM of ``n_leads`` leads over ``months`` months from ``start``.
+    """Simulate a CRM of ``n_leads`` leads over ``months`` months from ``start``, and about
+    ``installed_base`` customers from before it (default: 6 per 100 leads).
 
     The pre-sale phases draw from ``default_rng(seed)``, everything after a sale from
     ``default_rng([seed, 1])``, each in a fixed order.
     """
     if n_leads < 1:
         raise ValueError("n_leads must be at least 1")
-    cfg = GeneratorConfig(n_leads=n_leads, seed=seed, start=start, months=months)
+    if installed_base is not None and installed_base < 0:
+        raise ValueError("installed_base must not be negative")
+    cfg = GeneratorConfig(n_leads=n_leads, seed=seed, start=start, months=months,
+                          installed_base=installed_base)
     rng = np.random.default_rng(seed)
     rng_post = np.random.default_rng([seed, POST_SALE_STREAM])
     D = cfg.days
@@ -212,21 +217,21 @@ def generate_crm(
     lead_acts = emit_lead_activities(rng, leads, D)
     progress("deals")
     nb = simulate_new_business(rng, cfg, accounts, leads)
-    post = simulate_post_sale(rng_post, accounts, nb, D)
+    post = simulate_post_sale(rng_post, accounts, nb, D, installed=cfg.installed)
     deals = flatten([nb.batch, *post.batches], [nb.run, *post.runs], nb.rep_skill.size)
     history, deal_contacts, deal_acts = _deal_paper_trail(rng, rng_post, deals,
-                                                          accounts.employees, progress)
+                                                          post.accounts.employees, progress)
     progress("activities table")
     rows, n_contacts = _activity_rows(rng, rng_post, leads, lead_acts, deals, deal_contacts,
                                       deal_acts, post, D)
-    signals = emit_signals(rng_post, post.customers, accounts.employees, D)
+    signals = emit_signals(rng_post, post.customers, post.accounts.employees, D)
 
     progress("writing tables")
-    id_ = make_ids(accounts.n, n_leads, deals.n, deals.n_reps, n_contacts)
-    accounts_tbl, industry_blank = accounts_table(rng, cfg, accounts, leads, id_)
+    id_ = make_ids(post.accounts.n, n_leads, deals.n, deals.n_reps, n_contacts)
+    accounts_tbl, industry_blank = accounts_table(rng, rng_post, cfg, post, leads, id_)
     arrow = {
         "accounts": accounts_tbl,
-        "leads": leads_table(rng, cfg, accounts, leads, deals, id_, industry_blank),
+        "leads": leads_table(rng, cfg, post.accounts, leads, deals, id_, industry_blank),
         "opportunities": opportunities_table(cfg, deals, history, id_),
         "opportunity_history": history_table(cfg, history, id_),
         "activities": activities_table(cfg, rows, id_),
@@ -251,12 +256,17 @@ def _deal_paper_trail(
     business from the pre-sale generator, follow-ons from the post-sale one."""
     progress("deal history")
     new_biz = np.flatnonzero(deals.is_new_business)
-    follow = np.flatnonzero(~deals.is_new_business)
+    post_sale = np.flatnonzero(~deals.is_new_business)
+    imported = np.flatnonzero(deals.imported)
+    follow = np.flatnonzero(~deals.is_new_business & ~deals.imported)
     amount0, close0 = np.zeros(deals.n), np.zeros(deals.n)
     price_new_business(rng, deals, employees, new_biz, amount0, close0)
+    if imported.size:
+        price_new_business(rng_post, deals, employees, imported, amount0, close0)
     price_follow_ons(rng_post, deals, follow, amount0, close0)
-    deal_contacts = np.concatenate([contact_counts(rng, deals.quality[new_biz]),
-                                    contact_counts(rng_post, deals.quality[follow])])
+    deal_contacts = np.zeros(deals.n, dtype=np.int64)
+    deal_contacts[new_biz] = contact_counts(rng, deals.quality[new_biz])
+    deal_contacts[post_sale] = contact_counts(rng_post, deals.quality[post_sale])
     progress("deal activities")
     parts = ((rng, deals.is_new_business), (rng_post, ~deals.is_new_business))
     deal_acts = [emit_deal_activities(r, deals, which) for r, which in parts]

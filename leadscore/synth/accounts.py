@@ -28,10 +28,22 @@ class Accounts:
     def n(self) -> int:
         return int(self.industry.size)
 
+    def take(self, idx: np.ndarray) -> Accounts:
+        return Accounts(*(getattr(self, f)[idx] for f in Accounts.__dataclass_fields__))
+
+    def join(self, other: Accounts) -> Accounts:
+        """These accounts, then ``other``'s (whose indices move up by ``self.n``)."""
+        return Accounts(*(np.concatenate([getattr(self, f), getattr(other, f)])
+                          for f in Accounts.__dataclass_fields__))
+
 
 def simulate_accounts(rng: np.random.Generator, n_leads: int) -> Accounts:
-    """One account per 2.5 leads; mid-market companies fit best."""
-    n_acc = max(1, int(round(n_leads / 2.5)))
+    """One account per 2.5 leads."""
+    return draw_accounts(rng, max(1, int(round(n_leads / 2.5))))
+
+
+def draw_accounts(rng: np.random.Generator, n_acc: int) -> Accounts:
+    """``n_acc`` companies; mid-market companies fit best."""
     industry = choice(rng, n_acc, INDUSTRY_WEIGHTS)
     country = choice(rng, n_acc, COUNTRY_WEIGHTS)
     employees = np.maximum(5, np.round(np.exp(rng.normal(5.0, 1.5, n_acc)))).astype(np.int64)

@@ -58,9 +58,9 @@ def deal_activity_rows(rng: np.random.Generator,
 
 
 def merge_activities(parts: list[ActivityRows], days: float) -> ActivityRows:
-    """The parts in one table, cut at the data's end and sorted by time (ties keep order)."""
+    """The parts in one table, cut to the CRM's span and sorted by time (ties keep order)."""
     fields = ActivityRows.__dataclass_fields__
     rows = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
-    keep = rows["time"] < days
+    keep = (rows["time"] >= 0) & (rows["time"] < days)
     sel = np.flatnonzero(keep)[np.argsort(rows["time"][keep], kind="stable")]
     return ActivityRows(**{f: v[sel] for f, v in rows.items()})

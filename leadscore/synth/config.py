@@ -13,6 +13,15 @@ class GeneratorConfig:
     seed: int = 0
     start: str = "2024-01-01"
     months: int = 24
+    installed_base: int | None = None  # customers from before day 0; None: 6 per 100 leads
+
+    @property
+    def installed(self) -> int:
+        from leadscore.synth.installed_base import INSTALLED_BASE_PER_LEAD
+
+        if self.installed_base is not None:
+            return self.installed_base
+        return int(round(self.n_leads * INSTALLED_BASE_PER_LEAD))
 
     @property
     def start_ts(self) -> pd.Timestamp:

@@ -138,7 +138,8 @@ def history_rows(deals: Deals, events: DealEvents, amount0: np.ndarray,
     move = moved & ~won_final
     mv_stage = np.where(seg.next == 0, seg.stage + 1, seg.stage - 1)[move]
     n_ev = events.deal.size
-    closed_idx = np.flatnonzero(~np.isnan(deals.closed))
+    # An imported contract is created in its closed stage: its creation row is its close row.
+    closed_idx = np.flatnonzero(~np.isnan(deals.closed) & ~deals.imported)
     h_deal = np.concatenate([np.arange(n_opp), seg.deal[move], events.deal, closed_idx])
     h_time = np.concatenate([deals.created, seg.end[move], events.time,
                              deals.closed[closed_idx]])

@@ -34,6 +34,7 @@ class DealBatch:
     quality: np.ndarray
     start_regime: np.ndarray
     parent: np.ndarray  # global index of the won deal a follow-on comes from, -1 for none
+    imported: bool = False  # contracts won before the CRM's first day (``installed_base``)
 
     @property
     def size(self) -> int:
@@ -83,6 +84,7 @@ class Deals:
     won: np.ndarray
     parent: np.ndarray  # the won deal a renewal or expansion follows, -1 for new business
     depth: np.ndarray  # 0 for new business, parent's depth + 1 for a follow-on
+    imported: np.ndarray  # won before the CRM's first day: closed at creation, no spells
     segments: DealSegments
     n_reps: int
 
@@ -92,7 +94,8 @@ class Deals:
 
     @property
     def is_new_business(self) -> np.ndarray:
-        return np.asarray(self.parent < 0)
+        """Deals from a lead, simulated by the pre-sale generator."""
+        return np.asarray((self.parent < 0) & ~self.imported)
 
 
 def run_batch(rng: np.random.Generator, batch: DealBatch, clock: DealClock) -> DealRun:
@@ -172,6 +175,7 @@ def flatten(batches: list[DealBatch], runs: list[DealRun], n_reps: int) -> Deals
         won=cat([r.won for r in runs]).astype(bool),
         parent=parent,
         depth=depth,
+        imported=cat([np.full(b.size, b.imported) for b in batches]).astype(bool),
         segments=segments,
         n_reps=n_reps,
     )

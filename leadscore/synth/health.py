@@ -25,10 +25,10 @@ N_HEALTH = len(HEALTH_STATES)
 TRANSITIONS = (
     # from, to, base rate, engagement effect
     (ONBOARDING, HEALTHY, 1 / 45, 0.4),
-    (ONBOARDING, AT_RISK, 1 / 1700, -0.5),
-    (HEALTHY, AT_RISK, 1 / 2500, -0.5),
-    (AT_RISK, HEALTHY, 1 / 45, 0.5),
-    (AT_RISK, CHURNED, 1 / 300, -0.4),
+    (ONBOARDING, AT_RISK, 1 / 900, -0.5),
+    (HEALTHY, AT_RISK, 1 / 600, -0.5),
+    (AT_RISK, HEALTHY, 1 / 60, 0.5),
+    (AT_RISK, CHURNED, 1 / 250, -0.4),
 )
 # Expansion deals per day, relative to the account's healthy rate.
 EXPANSION_STATE_FACTOR = np.array([0.15, 1.0, 0.08, 0.0])

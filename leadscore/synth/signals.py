@@ -3,6 +3,7 @@
 - ``active_users`` and ``logins`` every week from the sale until churn or the data's end:
   seats scale with head count and product tier; the share active and logins per user fall
   when the account is at risk.
+- ``licensed_seats`` every month from the sale until churn, as billing reports them.
 - ``ticket_opened`` (value = severity 1-4, detail = topic): more often, and more severe,
   when at risk or onboarding; a ``csat`` (1-5) follows some tickets a few days later.
 - ``nps`` (0-10): a survey every quarter from the sale, answered by some accounts.
@@ -23,8 +24,9 @@ from leadscore.synth.post_sale import Customers
 from leadscore.synth.sampling import emit
 from leadscore.synth.vocab import activity_rates
 
-SIGNALS = ("active_users", "logins", "ticket_opened", "nps", "csat")
-ACTIVE_USERS, LOGINS, TICKET, NPS, CSAT = range(len(SIGNALS))
+SIGNALS = ("active_users", "logins", "ticket_opened", "nps", "csat", "licensed_seats")
+ACTIVE_USERS, LOGINS, TICKET, NPS, CSAT, SEATS = range(len(SIGNALS))
+SEATS_EVERY_DAYS = 30.0
 TICKET_TOPICS = ("how_to", "bug", "billing", "integration", "outage")
 TICKET_TOPIC_WEIGHTS = np.array([0.35, 0.3, 0.1, 0.15, 0.1])
 TIER_SEATS = np.array([0.4, 1.0, 2.2])  # starter, professional, enterprise
@@ -128,8 +130,10 @@ def emit_signals(rng: np.random.Generator, customers: Customers, employees: np.n
     n_state = path.state_at(n_cust, n_time)
     responds = rng.random(n_cust.size) < NPS_RESPONSE[n_state]
     n_value = np.clip(np.round(rng.normal(NPS_MEAN[n_state], 1.6)), 0, 10)
+    b_cust, b_time = _regular(customers, SEATS_EVERY_DAYS, churn)
     parts = [
         (u_cust, u_time, ACTIVE_USERS, active, -1),
+        (b_cust, b_time, SEATS, seats[b_cust], -1),
         (u_cust, u_time, LOGINS, logins, -1),
         (t_cust, t_time, TICKET, severity.astype(float), topic),
         (n_cust[responds], n_time[responds], NPS, n_value[responds], -1),
@@ -137,7 +141,7 @@ def emit_signals(rng: np.random.Generator, customers: Customers, employees: np.n
     ]
     cols = [np.concatenate([np.broadcast_to(np.asarray(p[k]), p[0].shape) for p in parts])
             for k in range(5)]
-    keep = cols[1] < days
+    keep = (cols[1] >= 0) & (cols[1] < days)  # an installed customer's usage before day 0
     sel = np.flatnonzero(keep)[np.argsort(cols[1][keep], kind="stable")]
     return Signals(cols[0][sel].astype(np.int64), cols[1][sel].astype(float),
                    cols[2][sel].astype(np.int64), cols[3][sel].astype(float),
@@ -148,9 +152,12 @@ def emit_account_activities(rng: np.random.Generator, customers: Customers,
                             anchor_lead: np.ndarray,
                             first_contact: int) -> tuple[ActivityRows, int]:
     """Post-sale engagement with each customer's contacts; returns the rows and how many new
-    contact ids they use (contact 0 of an account is the lead that bought, the rest new)."""
+    contact ids they use (contact 0 of an account is the lead that bought, the rest new; an
+    installed customer, with no lead, has only new ones)."""
     c, path = customers.constants, customers.path
     n_contacts = 2 + rng.poisson(1.0 + 0.7 * np.maximum(c.size, 0.0))
+    has_lead = anchor_lead >= 0
+    n_new = n_contacts - has_lead
     scale = np.exp(0.1 * c.size)[path.customer]
     rates = ACCOUNT_RATES[path.state] * scale[:, None]
     # Customers with an appetite for more look around: visits, downloads, webinars.
@@ -160,8 +167,9 @@ def emit_account_activities(rng: np.random.Generator, customers: Customers,
     cust, state = path.customer[spell], path.state[spell]
     engaged = np.maximum(1, np.ceil(n_contacts[cust] * ENGAGED_CONTACT_SHARE[state]))
     j = (rng.random(spell.size) * engaged).astype(np.int64)
-    base = first_contact + np.concatenate([[0], np.cumsum(n_contacts - 1)])[:-1]
-    contact = np.where(j == 0, anchor_lead[cust], base[cust] + j - 1)
+    base = first_contact + np.concatenate([[0], np.cumsum(n_new)])[:-1]
+    contact = np.where(has_lead[cust],
+                       np.where(j == 0, anchor_lead[cust], base[cust] + j - 1), base[cust] + j)
     rows = ActivityRows(time, kind, np.full(time.size, -1), np.full(time.size, -1),
                         customers.account[cust], contact, inbound(rng, kind))
-    return rows, int((n_contacts - 1).sum())
+    return rows, int(n_new.sum())

@@ -21,7 +21,7 @@ from leadscore.synth.config import GeneratorConfig
 from leadscore.synth.deal_history import DealHistory
 from leadscore.synth.deals import Deals
 from leadscore.synth.leads import Leads
-from leadscore.synth.post_sale import Customers
+from leadscore.synth.post_sale import Customers, PostSale
 from leadscore.synth.signals import SIGNALS, TICKET_TOPICS, Signals
 from leadscore.synth.vocab import (
     COUNTRIES,
@@ -58,19 +58,28 @@ def _blank(values: pa.Array, blank: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), values)
 
 
-def accounts_table(rng: np.random.Generator, cfg: GeneratorConfig, accounts: Accounts,
-                   leads: Leads, id_: Ids) -> tuple[pa.Table, np.ndarray]:
+def accounts_table(rng: np.random.Generator, rng_post: np.random.Generator,
+                   cfg: GeneratorConfig, post: PostSale, leads: Leads,
+                   id_: Ids) -> tuple[pa.Table, np.ndarray]:
     """The accounts, and which of them have a blank industry (their leads show it blank too).
 
-    An account is created some months before its first lead (at a random day if it has none).
+    A lead's account is created some months before its first lead (at a random day if it has
+    none); an installed customer's, some months before its first sale.
     """
-    n_acc, D = accounts.n, cfg.days
+    accounts, D = post.accounts, cfg.days
+    n_acc = post.n_lead_accounts
     created = np.full(n_acc, np.nan)
     first_lead = pd.Series(leads.created).groupby(leads.account).min()
     created[first_lead.index.to_numpy()] = first_lead.to_numpy()
     created = np.where(np.isnan(created), rng.random(n_acc) * D, created)
     created = created - rng.exponential(120.0, n_acc)
     industry_blank = rng.random(n_acc) < 0.08
+    installed = np.arange(n_acc, accounts.n)
+    if installed.size:
+        sale = post.customers.sale[np.searchsorted(post.customers.account, installed)]
+        created = np.concatenate([created, sale - rng_post.exponential(120.0, installed.size)])
+        industry_blank = np.concatenate([industry_blank,
+                                         rng_post.random(installed.size) < 0.08])
     table = pa.table({
         "account_id": id_.accounts,
         "name": pc.binary_join_element_wise(pa.scalar("Company "), pc.utf8_slice_codeunits(

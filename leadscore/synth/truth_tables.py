@@ -47,9 +47,9 @@ def truth_tables(cfg: GeneratorConfig, leads: Leads, deals: Deals, post: PostSal
         "stage": pa.array(STAGE_NAMES).take(pa.array(seg.stage[seg_order])),
         "troubled": pa.array(seg.regime[seg_order] == 1),
     })
-    meta = pa.table({"key": ["n_leads", "seed", "start", "months", "data_end"],
+    meta = pa.table({"key": ["n_leads", "seed", "start", "months", "installed_base", "data_end"],
                      "value": [str(cfg.n_leads), str(cfg.seed), cfg.start, str(cfg.months),
-                               cfg.end_ts.isoformat()]})
+                               str(cfg.installed), cfg.end_ts.isoformat()]})
     return {"leads": truth_leads, "deals": truth_deals, "deal_states": truth_states,
             **post_sale_truth(cfg, post, id_), "meta": meta}
 
