@@ -279,6 +279,23 @@ def _deal_outcomes(
     )
 
 
+def _owner_codes(opps: Frame) -> np.ndarray:
+    """Each deal row's owner as a code (-1: none)."""
+    return pit.codes(keys(opps, "owner_id"), _vocab(keys(opps, "owner_id")))
+
+
+def _win_rate(won: np.ndarray, lost: np.ndarray) -> np.ndarray:
+    closed = won + lost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(closed > 0, won / np.maximum(closed, 1), np.nan)
+
+
+def _owner_record(tables: AnyTables, owner_code: np.ndarray, owners: pit.Queries) -> Columns:
+    """The owner's (``owners``: one owner code per query) deals won and closed before t."""
+    won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
+    return {"owner_win_rate": _win_rate(won, lost), "owner_closed_deals": won + lost}
+
+
 def _vocab(values: pd.Series | np.ndarray) -> pd.Index | np.ndarray:
     """Distinct non-null ids, in first-seen order: the code space of an entity."""
     if isinstance(values, np.ndarray):
@@ -416,14 +433,8 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     out["product"] = _category(opps, "product", row, visible, "product")
     step("deal state as of t")
 
-    owner_vocab = _vocab(keys(opps, "owner_id"))
-    owner_code = pit.codes(keys(opps, "owner_id"), owner_vocab)
-    owners = pit.Queries(_pick(owner_code, row, visible), t)
-    won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
-    closed = won + lost
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["owner_win_rate"] = np.where(closed > 0, won / closed, np.nan)
-    out["owner_closed_deals"] = closed
+    owner_code = _owner_codes(opps)
+    out.update(_owner_record(tables, owner_code, pit.Queries(_pick(owner_code, row, visible), t)))
 
     accounts = tables.accounts
     account_vocab = keys(accounts, "account_id")
@@ -512,6 +523,10 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
             out[f"{name}_trend"] = np.where(before > 0, recent / before - 1.0, np.nan)
         if name == "active_users":
             out["active_users_last"], _ = last(idx)
+    seats, _ = last(index("licensed_seats"))
+    out["licensed_seats"] = seats
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["seat_utilization"] = np.where(seats > 0, out["active_users_30d"] / seats, np.nan)
     tickets = index("ticket_opened")
     for days in (30, 90):
         lo, hi = _window(acc, tickets, days)
@@ -584,6 +599,15 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     history = _deal_history(tables, deal_vocab, pit.Queries(renewal, t))
     out["renewal_stage"] = history["stage"]
     out["renewal_days_in_stage"] = history["days_in_stage"]
+    # The account's owner: the owner of the renewing contract's deal; their record so far,
+    # on every deal and on renewals alone.
+    owner_code = _owner_codes(opps)
+    owners = pit.Queries(_pick(owner_code, term_deal, has_term), t)
+    out.update(_owner_record(tables, owner_code, owners))
+    renewal_owner = np.where(equals(opps, "product", contracts.RENEWAL_PRODUCT), owner_code, -1)
+    won, lost, _, _ = _deal_outcomes(tables, renewal_owner, owners)
+    out["owner_renewal_rate"] = _win_rate(won, lost)
+    out["owner_renewals_closed"] = won + lost
     step("contracts")
 
     o_account = pit.codes(keys(opps, "account_id"), accounts)

@@ -521,9 +521,28 @@ def _usage(v: Values) -> str:
     if users is None:
         return "no product usage reported in the last 30 days"
     text = f"{count(whole(users), 'weekly active user')} on average over the last 30 days"
+    seats, used = v.get("licensed_seats"), v.get("seat_utilization")
+    if seats is not None and used is not None:
+        text += f" ({share(used)} of {count(whole(seats), 'licensed seat')})"
     text += _trend(v.get("active_users_trend"))
     last = v.get("active_users_last")
     return text + (f"; {whole(last):,} at the latest count" if last is not None else "")
+
+
+def _account_owner(v: Values) -> str:
+    closed, rate = whole(v["owner_closed_deals"]), v.get("owner_win_rate")
+    if closed == 0:
+        return "the account's owner has not closed a deal yet"
+    text = (f"the account's owner has closed 1 deal, and {'won' if rate else 'lost'} it"
+            if closed == 1 else
+            f"the account's owner has won {share(rate)} of the {closed:,} deals they closed")
+    renewals, renewal_rate = whole(v.get("owner_renewals_closed") or 0), v.get(
+        "owner_renewal_rate")
+    if renewals == 1:
+        text += f", and {'won' if renewal_rate else 'lost'} the 1 renewal they closed"
+    elif renewals > 1:
+        text += f", {share(renewal_rate)} of their {renewals:,} renewals"
+    return text
 
 
 def _logins(v: Values) -> str:
@@ -567,6 +586,11 @@ def _account_topics() -> tuple[Topic, ...]:
               needs=("days_to_renewal",)),
         Topic("term", "the renewing contract", ("term_amount", "term_product"), _term, False,
               needs=("term_amount",)),
+        Topic("owner", "the account owner's record",
+              ("owner_win_rate", "owner_closed_deals", "owner_renewal_rate",
+               "owner_renewals_closed"), _account_owner, False,
+              needs=("owner_closed_deals",), absence=("owner_closed_deals",),
+              context="owner_deals"),
         Topic("renewal_deal", "the renewal deal", ("renewal_stage", "renewal_days_in_stage"),
               _renewal_deal, True, absence=("renewal_stage",)),
         Topic("renewals", "earlier renewals", ("renewals_won", "renewals_lost"), _renewals,
@@ -589,8 +613,8 @@ def _account_topics() -> tuple[Topic, ...]:
                 lambda n: "no email reply in the last 90 days" if n == 0
                 else f"{count(n, 'email reply', 'email replies')} in the last 90 days"),
         Topic("usage", "product usage",
-              ("active_users_30d", "active_users_trend", "active_users_last"), _usage, False,
-              absence=("active_users_30d",)),
+              ("active_users_30d", "active_users_trend", "active_users_last", "licensed_seats",
+               "seat_utilization"), _usage, False, absence=("active_users_30d",)),
         Topic("logins", "logins", ("logins_30d", "logins_trend"), _logins, False,
               absence=("logins_30d",)),
         Topic("tickets", "support tickets", ("tickets_30d", "tickets_90d", "severe_tickets_90d"),

@@ -53,12 +53,13 @@ DIRECTIONS: tuple[str, ...] = ("inbound", "outbound")
 SIGNAL_RANGES: dict[str, tuple[float, float]] = {
     "active_users": (0.0, 1e7),  # product usage: active users in the week
     "logins": (0.0, 1e9),  # logins in the week
+    "licensed_seats": (0.0, 1e7),  # seats the account's contracts license (billing, monthly)
     "ticket_opened": (1.0, 4.0),  # a support ticket opened; value = severity, 1 low to 4 urgent
     "nps": (0.0, 10.0),  # a survey answer
     "csat": (1.0, 5.0),  # a satisfaction answer
 }
 # Signals whose value is a grade or a score: whole numbers only.
-INTEGER_SIGNALS: frozenset[str] = frozenset({"ticket_opened", "nps", "csat"})
+INTEGER_SIGNALS: frozenset[str] = frozenset({"licensed_seats", "ticket_opened", "nps", "csat"})
 SIGNALS: tuple[str, ...] = tuple(SIGNAL_RANGES)
 
 Kind = Literal["string", "int", "float", "bool", "timestamp", "category"]

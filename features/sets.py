@@ -278,6 +278,13 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
         spec("days_to_renewal", "float", "next renewal due in {value:.0f} days"),
         spec("term_amount", "float", "the renewing contract is worth ${value:,.0f}"),
         spec("term_product", "category", "the renewing contract is for {value}"),
+        spec("owner_win_rate", "float", "the account owner has won {value:.0%} of the deals "
+             "they closed"),
+        spec("owner_closed_deals", "int", "the account owner has closed {value:.0f} deals"),
+        spec("owner_renewal_rate", "float", "the account owner has won {value:.0%} of the "
+             "renewals they closed"),
+        spec("owner_renewals_closed", "int", "the account owner has closed {value:.0f} "
+             "renewals"),
         spec("renewal_stage", "category", "the renewal deal is at {value}"),
         spec("renewal_days_in_stage", "float", "{value:.0f} days in the renewal deal's stage"),
         spec("renewals_won", "int", "{value:.0f} earlier renewals won"),
@@ -303,6 +310,9 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
         spec("active_users_trend", "float", "active users {value:+.0%} against the two months "
              "before", 90),
         spec("active_users_last", "float", "{value:,.0f} active users last week"),
+        spec("licensed_seats", "float", "{value:,.0f} licensed seats"),
+        spec("seat_utilization", "float", "{value:.0%} of licensed seats active (30-day "
+             "average)", 30),
         spec("logins_30d", "float", "{value:,.0f} weekly logins (30-day average)", 30),
         spec("logins_trend", "float", "logins {value:+.0%} against the two months before", 90),
         spec("tickets_30d", "int", "{value:.0f} support tickets in the last 30 days", 30),

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from features.columns import ColumnTables, column_array, tables_from_rows
+from features.contracts import EXPANSION_PRODUCT
 from features.reasons import ContextPart
 from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
 from serving.schemas import AccountBatch, Context, DealBatch, LeadBatch
@@ -151,6 +152,12 @@ def account_tables(batch: AccountBatch) -> ColumnTables:
             history += [_row(h, opportunity_id=deal.opportunity_id) for h in deal.history]
         activities += [_row(a, account_id=account.account_id) for a in account.activities]
         signals += [_row(s, account_id=account.account_id) for s in account.signals]
+    # The owners' other deals count only in their record: their accounts are not in
+    # ``accounts``, so nothing else reads them.
+    ours = {d["opportunity_id"] for d in deals}
+    ctx = batch.context or Context()
+    deals += [_row(o) for o in ctx.opportunities if o.opportunity_id not in ours]
+    history += [_row(h) for h in ctx.opportunity_history if h.opportunity_id not in ours]
     return tables_from_rows({
         "accounts": accounts, "opportunities": deals, "opportunity_history": history,
         "activities": activities, "account_signals": signals,
@@ -253,5 +260,14 @@ def deal_gaps(batch: DealBatch) -> list[Gaps]:
 
 
 def account_gaps(batch: AccountBatch) -> list[Gaps]:
-    """Per account: everything its features read is in the request; its category values."""
-    return [Gaps({}, _raw(a, ("industry", "country"))) for a in batch.accounts]
+    """Per account: its owner's deals when the request left them out (the owner: of its
+    latest deal that is not an expansion); its category values."""
+    out = []
+    for a in batch.accounts:
+        terms = [d for d in a.deals if d.product != EXPANSION_PRODUCT]
+        owner = max(terms, key=lambda d: d.created_at).owner_id if terms else None
+        gaps: dict[ContextPart, str] = {}
+        if owner is not None and not _sent(batch.context, "opportunities"):
+            gaps["owner_deals"] = f"the deals of owner {owner} in context.opportunities"
+        out.append(Gaps(gaps, _raw(a, ("industry", "country"))))
+    return out

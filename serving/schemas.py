@@ -40,7 +40,7 @@ Stage = Literal[
     "closed_lost",
     "post_purchase",
 ]
-SignalType = Literal["active_users", "logins", "ticket_opened", "nps", "csat"]
+SignalType = Literal["active_users", "logins", "licensed_seats", "ticket_opened", "nps", "csat"]
 Grade = Literal["A", "B", "C", "D"]
 RiskLevel = Literal["low", "medium", "high"]
 Percentile = Annotated[float | None, Field(
@@ -259,6 +259,11 @@ class CustomerAccountIn(AccountIn):
 
 class AccountBatch(_Strict):
     accounts: list[CustomerAccountIn] = Field(min_length=1, max_length=MAX_BATCH)
+    context: Context | None = Field(
+        default=None,
+        description="the account owners' other deals (`opportunities`), which their record "
+        "reads; left out, the owner's record is not known and the result says so",
+    )
 
 
 class LeadBatch(_Strict):

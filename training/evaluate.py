@@ -7,7 +7,7 @@ disk and the registry live in :mod:`training.train`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -257,7 +257,8 @@ def fit_and_evaluate(
     route_by = stage if has_stage and config.deal_model == "per_stage" else None
     train_entities = int(split.train[key].nunique())
     small = config.small_data_entities is not None and train_entities < config.small_data_entities
-    booster_params = config.params.for_small_data() if small else config.params
+    task_params = replace(config.params, **spec.booster)
+    booster_params = task_params.for_small_data() if small else task_params
     offset_column = stage if has_stage and config.deal_offset else None
     fitted = fit_scoring_model(
         task, feature_set, split.train, split.validation, booster_params, config.seed,

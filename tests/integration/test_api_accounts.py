@@ -70,12 +70,29 @@ def _before(frame: pd.DataFrame, column: str, t: pd.Timestamp) -> pd.DataFrame:
     return frame.loc[frame[column].notna() & (frame[column] < t)]
 
 
-def account_request(tables: CRMTables, account_id: str, t: pd.Timestamp) -> dict[str, Any]:
+def _owner_deals(known: pd.DataFrame, owners: set[str], t: pd.Timestamp) -> list[dict[str, Any]]:
+    """The owners' deals as the CRM knew them at t: ``context.opportunities``."""
+    out = []
+    for deal in known.loc[known["owner_id"].isin(owners)].to_dict("records"):
+        closed = deal["closed_at"]
+        done = not pd.isna(closed) and closed < t
+        out.append({
+            "opportunity_id": deal["opportunity_id"], "account_id": deal["account_id"],
+            "owner_id": deal["owner_id"], "created_at": deal["created_at"].isoformat(),
+            "product": deal["product"],
+            "closed_at": closed.isoformat() if done else None,
+            "is_won": bool(deal["is_won"]) if done else None,
+        })
+    return out
+
+
+def account_request(tables: CRMTables, account_id: str, t: pd.Timestamp,
+                    owner_context: bool = True) -> dict[str, Any]:
     """One account as a CRM sends it: its row, deals with history, activities, signals,
-    each as the CRM knew it at t."""
+    and (``owner_context``) its owners' deals, each as the CRM knew it at t."""
     account = tables.accounts.loc[tables.accounts["account_id"] == account_id]
-    opps = _before(tables.opportunities, "created_at", t)
-    opps = opps.loc[opps["account_id"] == account_id]
+    seen = _before(tables.opportunities, "created_at", t)
+    opps = seen.loc[seen["account_id"] == account_id]
     history = _before(tables.opportunity_history, "changed_at", t)
     deals = []
     for deal in opps.to_dict("records"):
@@ -102,7 +119,10 @@ def account_request(tables: CRMTables, account_id: str, t: pd.Timestamp) -> dict
     record["deals"] = deals
     record["activities"] = rows(acts, ACTIVITIES, drop=("account_id",))
     record["signals"] = rows(sig, ACCOUNT_SIGNALS, drop=("account_id",))
-    return {"accounts": [record]}
+    body: dict[str, Any] = {"accounts": [record]}
+    if owner_context:
+        body["context"] = {"opportunities": _owner_deals(seen, set(opps["owner_id"]), t)}
+    return body
 
 
 def _customers(m: AccountModels, due: bool) -> list[str]:
@@ -174,6 +194,20 @@ def test_parity_with_offline_models(client: TestClient, account_models: AccountM
             served.append(r.json()["results"][0][part]["probability"])
         np.testing.assert_allclose(served, offline, rtol=0, atol=1e-9)
         assert np.ptp(offline) > 0
+
+
+def test_owner_record_left_out_is_not_known_and_said(client: TestClient,
+                                                     account_models: AccountModels) -> None:
+    account_id = _customers(account_models, due=True)[0]
+    body = account_request(account_models.tables, account_id, account_models.as_of,
+                           owner_context=False)
+    r = client.post("/v1/accounts/score", headers=auth(), json=body)
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["results"]
+    assert any("context.opportunities" in w and "owner" in w for w in res["warnings"])
+    said = [x["text"] for part in ("renewal", "expansion") if res[part]
+            for side in ("up", "down") for x in res[part]["reasons"][side]]
+    assert not any("owner" in text for text in said)
 
 
 def test_accounts_route_needs_a_key(client: TestClient) -> None:
