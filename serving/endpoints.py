@@ -206,8 +206,11 @@ def _account_response(
 ) -> AccountScores:
     parts, scored = _account_parts(models, tables, ids, now, explain, settings,
                                    account_gaps(batch))
+    unserved = [field for field, _ in ACCOUNT_PARTS.values() if field not in parts]
+    for field in unserved:
+        parts[field] = [None] * len(ids)
     renewals, expansions = parts["renewal"], parts["expansion"]
-    warnings = account_warnings(renewals, expansions, scored)
+    warnings = account_warnings(renewals, expansions, scored, unserved)
     return AccountScores(results=[
         AccountResult(account_id=i, renewal=r, expansion=e, warnings=w)
         for i, r, e, w in zip(ids, renewals, expansions, warnings, strict=True)

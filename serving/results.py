@@ -255,20 +255,27 @@ def expansion_results(
 
 def account_warnings(
     renewals: list[RenewalResult | None], expansions: list[ExpansionResult | None],
-    scored: Scored,
+    scored: Scored, unserved: list[str] | None = None,
 ) -> list[list[str]]:
     """Why a part of an account's answer is missing, in words, and what the scores read
-    as not known."""
+    as not known. ``unserved``: the parts no model serves (the gate withheld them)."""
+    unserved = unserved or []
     due = scored.columns.get("days_to_renewal")
     rows = _Rows(scored, explainer(scored.feature_set),
                  [row_values(scored.feature_set, r) for r in scored.values()], None)
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
-        said = []
+        said = [f"{field} is not scored: no model of it is served (GET /v1/models says why)"
+                for field in unserved]
+        if "expansion" in unserved:
+            if renewal is not None:
+                said += rows.explain(i)[1]
+            out.append(said)
+            continue
         if expansion is None:
             said.append("not a customer: no contract of the account is running (no won deal "
                         "in its last term), so neither renewal nor expansion is scored")
-        elif renewal is None:
+        elif renewal is None and "renewal" not in unserved:
             days = None if due is None or due[i] != due[i] else float(due[i])
             when = "" if days is None else f" (the next is due in {days:.0f} days)"
             said.append(f"no renewal due within {RENEWAL_WINDOW_DAYS} days{when}: renewal "

@@ -70,15 +70,20 @@ def _observe(metrics: Metrics, task: str, scores: list[int]) -> None:
 
 
 def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[LoadedModel]]]:
-    """A dependency: the loaded model of each task, in order, or 503 for the first missing."""
+    """A dependency: the loaded model of each task, in order, or 503 for the first missing.
+
+    A route shared by several tasks (accounts: renewal and expansion) answers with those
+    that have a model when the others were withheld by the promotion gate, and says in
+    its answer what it left out."""
 
     async def models(store: StoreDep) -> list[LoadedModel]:
-        out = []
-        for task in tasks:
-            loaded = store.get(task)
-            if loaded is None:
-                raise ModelUnavailable(task, store.withheld(task))
-            out.append(loaded)
+        out = [m for task in tasks if (m := store.get(task)) is not None]
+        missing = [t for t in tasks if store.get(t) is None]
+        # Left out only when the gate withheld it on purpose; otherwise the server is not
+        # ready for the route.
+        if missing and (not out or any(store.withheld(t) is None for t in missing)):
+            first = next((t for t in missing if store.withheld(t) is None), missing[0])
+            raise ModelUnavailable(first, store.withheld(first))
         return out
 
     return models

@@ -210,6 +210,30 @@ def test_owner_record_left_out_is_not_known_and_said(client: TestClient,
     assert not any("owner" in text for text in said)
 
 
+def test_a_withheld_renewal_model_leaves_expansion_served(account_models: AccountModels) -> None:
+    from tests.integration.test_api_reload import WithholdingSource
+
+    source = WithholdingSource(
+        {"account_expansion": "1"},
+        {("account_expansion", "1"): account_models.models["account_expansion"]},
+        {"account_renewal": "no customer account model has passed the promotion gate"})
+    app = create_app(settings(tasks=ACCOUNT_TASKS, reload_interval_s=0), source=source)
+    account_id = _customers(account_models, due=True)[0]
+    body = account_request(account_models.tables, account_id, account_models.as_of)
+
+    async def fixed_now() -> datetime:
+        return account_models.as_of.to_pydatetime()
+
+    app.dependency_overrides[get_now] = fixed_now
+    with TestClient(app) as c:
+        r = c.post("/v1/accounts/score", headers=auth(), json=body)
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["results"]
+    assert res["renewal"] is None and res["expansion"]["probability"] > 0
+    assert res["warnings"] == [
+        "renewal is not scored: no model of it is served (GET /v1/models says why)"]
+
+
 def test_accounts_route_needs_a_key(client: TestClient) -> None:
     body = {"accounts": [{"account_id": "P1", "created_at": "2024-01-01T00:00:00Z"}]}
     assert client.post("/v1/accounts/score", json=body).status_code == 401
