@@ -97,7 +97,7 @@ class TrainSettings(BaseSettings):
     @classmethod
     def _check_shares(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         return check_shares(value)
-    small_data_entities: int = Field(1000, ge=0)
+    small_data_entities: int = Field(5000, ge=0)
     """Below this many entities in the training period, smaller and smoother trees
     (``BoosterParams.for_small_data``); 0: never."""
     strict_backtest: bool = True
