@@ -376,13 +376,18 @@ def _amount(v: Values) -> str:
     return text
 
 
-def _owner(v: Values) -> str:
+def _owner_record(v: Values, whose: str) -> str:
+    """The owner's closed deals and win rate, as ``whose`` owner ("the deal's")."""
     closed, rate = whole(v["owner_closed_deals"]), v.get("owner_win_rate")
     if closed == 0:
-        return "the deal's owner has not closed a deal yet"
+        return f"{whose} owner has not closed a deal yet"
     if closed == 1:
-        return f"the deal's owner has closed 1 deal, and {'won' if rate else 'lost'} it"
-    return f"the deal's owner has won {share(rate)} of the {closed:,} deals they closed"
+        return f"{whose} owner has closed 1 deal, and {'won' if rate else 'lost'} it"
+    return f"{whose} owner has won {share(rate)} of the {closed:,} deals they closed"
+
+
+def _owner(v: Values) -> str:
+    return _owner_record(v, "the deal's")
 
 
 def _moves_back(n: int) -> str:
@@ -530,12 +535,9 @@ def _usage(v: Values) -> str:
 
 
 def _account_owner(v: Values) -> str:
-    closed, rate = whole(v["owner_closed_deals"]), v.get("owner_win_rate")
-    if closed == 0:
-        return "the account's owner has not closed a deal yet"
-    text = (f"the account's owner has closed 1 deal, and {'won' if rate else 'lost'} it"
-            if closed == 1 else
-            f"the account's owner has won {share(rate)} of the {closed:,} deals they closed")
+    text = _owner_record(v, "the account's")
+    if whole(v["owner_closed_deals"]) == 0:
+        return text
     renewals, renewal_rate = whole(v.get("owner_renewals_closed") or 0), v.get(
         "owner_renewal_rate")
     if renewals == 1:
