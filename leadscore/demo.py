@@ -46,7 +46,8 @@ def run_demo(
         f"win rate {f.win_rate:.1%} of {f.closed:,} closed; median won cycle "
         f"{f.median_won_cycle_days:.0f} days"
     )
-    funnel = Table(title="deals reaching each stage, and median days in it")
+    funnel = Table(title="deals reaching each stage (renewals open at proposal), and median "
+                   "days in it")
     for name in ("stage", "deals", "median days"):
         funnel.add_column(name, justify="left" if name == "stage" else "right")
     for stage, n in f.reached.items():
