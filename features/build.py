@@ -673,19 +673,31 @@ def feature_columns(
     (``category_dtype(name).categories``; -1: not known). Serving scores these directly;
     ``tables`` and ``snapshots`` may be DataFrames or ``features.columns`` tables.
     """
-    step = on_step or _noop
-    key = feature_set.entity_key
+    columns = entity_columns(tables, snapshots, feature_set.entity_key, on_step=on_step)
+    return select_features(columns, feature_set)
+
+
+def entity_columns(
+    tables: AnyTables, snapshots: Frame, key: str, *, on_step: Step | None = None
+) -> Columns:
+    """Every feature the entity ``key`` has, per snapshot: what each of its feature sets
+    picks from (:func:`select_features`), so sets of one entity can share one pass."""
     missing = {key, "as_of"} - set(snapshots.columns)
     if missing:
         raise ValueError(f"snapshots lack columns {sorted(missing)}")
     entity = ENTITY_FEATURES.get(key)
     if entity is None:
         raise ValueError(f"no features for entity key {key!r}")
-    columns = entity.compute(tables, snapshots, step)
+    return entity.compute(tables, snapshots, on_step or _noop)
+
+
+def select_features(columns: Columns, feature_set: FeatureSet) -> Columns:
+    """The feature set's arrays from an entity's ``columns``, typed as
+    :func:`feature_columns` gives them."""
     unknown = [name for name in feature_set.names if name not in columns]
     if unknown:
         raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
-    return {spec.name: _plain(columns.pop(spec.name), spec) for spec in feature_set.features}
+    return {spec.name: _plain(columns[spec.name], spec) for spec in feature_set.features}
 
 
 def build_features(

@@ -52,7 +52,7 @@ from serving.schemas import (
     OpportunityIn,
     SignalIn,
 )
-from serving.scoring import Gaps, Scored, score_tables
+from serving.scoring import Gaps, Scored, entity_features, score_tables
 from serving.settings import ScoringSettings
 
 
@@ -187,8 +187,9 @@ def _account_parts(
 ) -> tuple[dict[str, list[Any]], Scored]:
     parts: dict[str, list[Any]] = {}
     scored: Scored | None = None
+    entity = entity_features(tables, models[0].model.feature_set.entity_key, ids, now)
     for model in models:
-        scored = score_tables(model, tables, ids, now, explain, gaps)
+        scored = score_tables(model, tables, ids, now, explain, gaps, entity)
         field, part = ACCOUNT_PARTS[model.task]
         parts[field] = part(model, scored, settings)
     assert scored is not None

@@ -21,7 +21,14 @@ from serving.explain import (
     unseen_warning,
 )
 from serving.models import LoadedModel
-from serving.risk import RiskRules, flagged_features, renewal_flags, risk_flags, risk_level
+from serving.risk import (
+    Flag,
+    RiskRules,
+    flagged_features,
+    renewal_flags,
+    risk_flags,
+    risk_level,
+)
 from serving.schemas import (
     DealResult,
     ExpansionResult,
@@ -127,16 +134,11 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
     rows = _Rows.of(scored)
     out = []
     for i, lead_id in enumerate(scored.ids):
-        p = float(scored.probabilities[i])
-        score = to_score(p)
         reasons, warnings = rows.explain(i)
         out.append(
             LeadResult(
                 lead_id=lead_id,
-                probability=p,
-                score=score,
-                grade=grading.grade(score),  # type: ignore[arg-type]
-                percentile=grading.percentile(p),
+                **_graded(scored, i, grading),
                 reasons=reasons,
                 model=ref,
                 warnings=warnings,
@@ -161,8 +163,8 @@ def deal_results(
     rows = _Rows.of(scored)
     out = []
     for i, deal_id in enumerate(scored.ids):
-        p = float(scored.probabilities[i])
-        score = to_score(p)
+        graded = _graded(scored, i, grading)
+        p = graded["probability"]
         row = rows.values[i]
         flags = risk_flags(row, p, metadata, rules)
         reasons, warnings = rows.explain(i, exclude_up=flagged_features(flags))
@@ -171,18 +173,9 @@ def deal_results(
             DealResult(
                 opportunity_id=deal_id,
                 stage=str(row.get("stage") or ""),
-                probability=p,
-                score=score,
-                grade=grading.grade(score),  # type: ignore[arg-type]
-                percentile=grading.percentile(p),
+                **graded,
                 expected_value=None if amount is None else round(float(amount) * p, 2),
-                risk=Risk(
-                    level=risk_level(flags),
-                    flags=[
-                        RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
-                        for f in flags
-                    ],
-                ),
+                risk=_risk(flags),
                 reasons=reasons,
                 model=ref,
                 warnings=warnings,
@@ -197,6 +190,13 @@ def _graded(scored: Scored, i: int, grading: Grading) -> dict[str, Any]:
     score = to_score(p)
     return {"probability": p, "score": score, "grade": grading.grade(score),
             "percentile": grading.percentile(p)}
+
+
+def _risk(flags: list[Flag]) -> Risk:
+    return Risk(level=risk_level(flags), flags=[
+        RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
+        for f in flags
+    ])
 
 
 def _eligible(scored: Scored, name: str, test: Any) -> list[bool]:
@@ -224,10 +224,7 @@ def renewal_results(
             **_graded(scored, i, grading),
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
             reasons=rows.explain(i, exclude_up=flagged_features(flags))[0],
-            risk=Risk(level=risk_level(flags), flags=[
-                RiskFlag(flag=f.flag, reason=f.reason, evidence=f.evidence)  # type: ignore[arg-type]
-                for f in flags
-            ]),
+            risk=_risk(flags),
             model=ref,
         ))
     return out

@@ -77,8 +77,13 @@ def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[Loaded
     its answer what it left out."""
 
     async def models(store: StoreDep) -> list[LoadedModel]:
-        out = [m for task in tasks if (m := store.get(task)) is not None]
-        missing = [t for t in tasks if store.get(t) is None]
+        out, missing = [], []
+        for task in tasks:
+            loaded = store.get(task)
+            if loaded is None:
+                missing.append(task)
+            else:
+                out.append(loaded)
         # Left out only when the gate withheld it on purpose; otherwise the server is not
         # ready for the route.
         if missing and (not out or any(store.withheld(t) is None for t in missing)):

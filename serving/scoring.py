@@ -17,7 +17,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from features.build import category_dtype, feature_columns
+from features.build import Columns, category_dtype, entity_columns, select_features
 from features.columns import AnyTables, ColumnTable, epoch_ns
 from features.declarations import FeatureSet
 from features.reasons import ContextPart
@@ -112,6 +112,19 @@ def unknown_context(
     return out
 
 
+def entity_features(
+    tables: AnyTables, key: str, ids: list[str], as_of: datetime | pd.Timestamp
+) -> Columns:
+    """Every feature of the entities ``ids`` (keyed by ``key``) as of ``as_of``."""
+    key_values = np.empty(len(ids), dtype=object)
+    key_values[:] = list(ids)
+    snapshots = ColumnTable(
+        {key: key_values, "as_of": np.full(len(ids), epoch_ns(as_of), dtype=np.int64)},
+        len(ids),
+    )
+    return entity_columns(tables, snapshots, key)
+
+
 def score_tables(
     model: LoadedModel,
     tables: AnyTables,
@@ -119,23 +132,20 @@ def score_tables(
     as_of: datetime | pd.Timestamp,
     explain: bool = True,
     gaps: Sequence[Gaps] = (),
+    entity: Columns | None = None,
 ) -> Scored:
     """Score the entities ``ids`` as of ``as_of`` through the training feature code.
 
     ``feature_columns`` is what ``build_features`` runs before it types a DataFrame; the
     model reads its arrays straight into its float matrix, so nothing here builds or
     reads a DataFrame (a few hundred microseconds a request). The tests hold the result
-    to the offline model's on ``build_features``' frame.
+    to the offline model's on ``build_features``' frame. ``entity``: the entity's columns
+    from :func:`entity_features` (models of one entity on one request share them).
     """
     feature_set: FeatureSet = model.model.feature_set
-    key = feature_set.entity_key
-    key_values = np.empty(len(ids), dtype=object)
-    key_values[:] = list(ids)
-    snapshots = ColumnTable(
-        {key: key_values, "as_of": np.full(len(ids), epoch_ns(as_of), dtype=np.int64)},
-        len(ids),
-    )
-    columns = feature_columns(tables, snapshots, feature_set)
+    if entity is None:
+        entity = entity_features(tables, feature_set.entity_key, ids, as_of)
+    columns = select_features(entity, feature_set)
     if any(g.context for g in gaps):
         columns = unknown_context(columns, feature_set, gaps)
     matrix = model.model.column_matrix(columns)
