@@ -160,7 +160,7 @@ def _engagement(
     # Each cut is one search in that index; the count of a type (or of inbound activities)
     # before a cut is a gather of the type's running count at the cut's position.
     ranked = pit.rank_times(a_time)
-    cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 90)}
+    cut = {d: ent.thresholds(ranked[0], d * _DAY) for d in (0, 7, 14, 30, 60, 90)}
     every = pit.index_events(a_ent, a_time, ranked)
     at = {d: ent.positions(every, c) for d, c in cut.items()}
     start = ent.starts(every)
@@ -177,6 +177,8 @@ def _engagement(
                 out[f"{kind}_{w}d"] = count
                 totals[w] += count
     out["activities_30d"] = totals[30]
+    out["activities_90d"] = at[0] - at[90]
+    out["activity_trend_30d"] = (at[0] - at[30]) - (at[30] - at[60])
     step("engagement by type")
 
     # Recency and trend over all activities of the entity.
@@ -197,6 +199,8 @@ def _engagement(
     firsts = pit.running_count(_first_sightings(every, contact))
     out["contacts_engaged"] = firsts[now] - firsts[start]
     step("recency and contacts")
+    if acc is ent:  # the entity is the account: nothing more to count
+        return out
 
     # The whole account.
     acc_idx = pit.index_events(a_acc, a_time, ranked)
@@ -627,14 +631,6 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     step("renewals and expansions")
 
     out.update(_engagement(tables, "account_id", accounts, accounts, acc, acc, step))
-    activities = pit.index_events(
-        pit.codes(keys(tables.activities, "account_id"), accounts),
-        times(tables.activities, "occurred_at"),
-    )
-    lo, hi = _window(acc, activities, 90)
-    out["activities_90d"] = hi - lo
-    recent, prior = _window(acc, activities, 30)[0], _window(acc, activities, 60, 30)[0]
-    out["activity_trend_30d"] = (hi - recent) - (recent - prior)
     out.update(_signal_columns(tables, accounts, acc))
     step("signals")
     return out

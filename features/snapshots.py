@@ -160,10 +160,7 @@ def deal_snapshots(
     rows, as_of = rows[order], as_of[order]
     dup = ~(pit.changes(rows) | pit.changes(as_of))
     rows, as_of = rows[~dup], as_of[~dup]
-    starts = pit.changes(rows)
-    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(rows)), 0))
-    rank = np.arange(len(rows)) - group_start
-    keep = rank < max_per_entity
+    keep = _ordinal(rows) < max_per_entity
     rows, as_of = rows[keep], as_of[keep]
 
     # Keep only snapshots whose stage at as_of is open.
@@ -205,10 +202,7 @@ def _ordinal(groups: np.ndarray) -> np.ndarray:
 
 def _most_per_account(account: np.ndarray) -> int:
     """The largest number of rows any one account has (``account`` sorted)."""
-    if not len(account):
-        return 0
-    starts = np.flatnonzero(pit.changes(account))
-    return int(np.max(np.diff(np.append(starts, len(account)))))
+    return int(_ordinal(account).max()) + 1 if len(account) else 0
 
 
 def renewal_snapshots(
