@@ -42,7 +42,7 @@ Nothing of the hidden state is written into the tables: it goes to ``_truth/`` b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -168,14 +168,9 @@ class GeneratedCRM:
 
     @property
     def tables(self) -> CRMTables:
-        """The tables ``CRMTables`` holds, with the contract's dtypes."""
-        held = {f.name for f in fields(CRMTables)}
-        frames = {
-            name: coerce_dtypes(tbl.to_pandas(), TABLES[name]) if name in TABLES
-            else tbl.to_pandas()
-            for name, tbl in self.arrow.items() if name in held
-        }
-        return CRMTables(**frames)
+        """The contract tables, with the contract's dtypes."""
+        return CRMTables(**{name: coerce_dtypes(tbl.to_pandas(), TABLES[name])
+                            for name, tbl in self.arrow.items()})
 
 
 Progress = Callable[[str], None]
@@ -309,7 +304,7 @@ def write_crm(crm: GeneratedCRM, out_dir: Path) -> list[Path]:
     (out_dir / TRUTH_DIR).mkdir(parents=True, exist_ok=True)
     written = []
     for name, tbl in crm.arrow.items():
-        schema_cols = TABLES[name].column_names if name in TABLES else list(tbl.column_names)
+        schema_cols = TABLES[name].column_names
         path = out_dir / f"{name}.parquet"
         pq.write_table(tbl.select(schema_cols), path, compression="zstd")
         written.append(path)

@@ -103,10 +103,24 @@ def run_batch(rng: np.random.Generator, batch: DealBatch, clock: DealClock) -> D
                           batch.quality, clock.windows, clock.horizon)
 
 
+def troubled_probability(quality: np.ndarray,
+                         shift: np.ndarray | float = 0.0) -> np.ndarray:
+    """P(a deal starts troubled): sigmoid(-1.6 - 0.8 quality + shift). The oracle mixes the
+    regimes' win probabilities with it, so the draw and the truth share this one formula."""
+    return sigmoid(-1.6 - 0.8 * quality + shift)
+
+
 def start_regime(rng: np.random.Generator, quality: np.ndarray,
                  shift: np.ndarray | float = 0.0) -> np.ndarray:
-    """Troubled from the start with probability sigmoid(-1.6 - 0.8 quality + shift)."""
-    return (rng.random(quality.size) < sigmoid(-1.6 - 0.8 * quality + shift)).astype(np.int64)
+    """Troubled from the start with probability :func:`troubled_probability`."""
+    return (rng.random(quality.size) < troubled_probability(quality, shift)).astype(np.int64)
+
+
+def draw_product(rng: np.random.Generator, employees: np.ndarray) -> np.ndarray:
+    """The product a company buys: by its size, one in five at random."""
+    n = employees.size
+    product = np.where(employees > 1500, 2, np.where(employees > 150, 1, 0))
+    return np.where(rng.random(n) < 0.2, rng.integers(0, 3, n), product)
 
 
 def simulate_new_business(rng: np.random.Generator, cfg: GeneratorConfig, accounts: Accounts,
@@ -127,9 +141,7 @@ def simulate_new_business(rng: np.random.Generator, cfg: GeneratorConfig, accoun
     keep = opp_created < days
     opp_lead, opp_created = opp_lead[keep], opp_created[keep]
     n0 = opp_lead.size
-    emp = accounts.employees[leads.account[opp_lead]]
-    prod = np.where(emp > 1500, 2, np.where(emp > 150, 1, 0))
-    prod = np.where(rng.random(n0) < 0.2, rng.integers(0, 3, n0), prod)
+    prod = draw_product(rng, accounts.employees[leads.account[opp_lead]])
     owner = rng.integers(0, n_reps, n0)
     account = leads.account[opp_lead]
     quality = (0.3 * leads.z[opp_lead] + rep_skill[owner] + PRODUCT_EFFECT[prod]

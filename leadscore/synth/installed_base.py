@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadscore.synth.accounts import Accounts, draw_accounts
-from leadscore.synth.deals import DealBatch
+from leadscore.synth.deals import DealBatch, draw_product
 from leadscore.synth.sampling import choice, sigmoid
 from leadscore.synth.vocab import PRODUCT_EFFECT
 
@@ -64,16 +64,14 @@ class InstalledBase:
 
 def draw_installed_base(rng: np.random.Generator, n: int, rep_skill: np.ndarray) -> InstalledBase:
     """``n`` candidates: the company, its first sale, its current contract and that deal."""
-    pool = draw_accounts(rng, 3 * n) if n else draw_accounts(rng, 0)
+    pool = draw_accounts(rng, 3 * n)
     fits = np.flatnonzero(rng.random(pool.n) < sigmoid(2.0 * pool.fit))
     accounts = pool.take(fits[:n])
     m = accounts.n
     hi, lo = CURRENT_START_DAYS
     start = -(lo + (hi - lo) * rng.random(m))
     sale = start - 365.0 * choice(rng, m, TENURE_YEAR_WEIGHTS)
-    emp = accounts.employees
-    product = np.where(emp > 1500, 2, np.where(emp > 150, 1, 0))
-    product = np.where(rng.random(m) < 0.2, rng.integers(0, 3, m), product)
+    product = draw_product(rng, accounts.employees)
     owner = rng.integers(0, rep_skill.size, m)
     mean, sd = WON_QUALITY
     quality = (rep_skill[owner] + PRODUCT_EFFECT[product] + 0.6 * accounts.fit

@@ -24,7 +24,14 @@ import numpy as np
 
 from leadscore.synth.accounts import Accounts
 from leadscore.synth.deal_chain import DealRun, deal_win_probabilities
-from leadscore.synth.deals import DealBatch, DealClock, NewBusiness, run_batch, start_regime
+from leadscore.synth.deals import (
+    DealBatch,
+    DealClock,
+    NewBusiness,
+    run_batch,
+    start_regime,
+    troubled_probability,
+)
 from leadscore.synth.health import (
     CHURNED,
     N_HEALTH,
@@ -129,7 +136,7 @@ def renewal_win_probabilities(base_quality: np.ndarray) -> np.ndarray:
         return np.zeros((0, N_HEALTH))
     q = base_quality[:, None] + RENEWAL_QUALITY_SHIFT[None, :]
     p = deal_win_probabilities(q.ravel()).reshape(n, N_HEALTH, -1, 2)[:, :, RENEWAL_STAGE]
-    troubled = 1.0 / (1.0 + np.exp(1.6 + 0.8 * q - RENEWAL_TROUBLED_SHIFT[None, :]))
+    troubled = troubled_probability(q, RENEWAL_TROUBLED_SHIFT[None, :])
     return np.asarray((1.0 - troubled) * p[..., 0] + troubled * p[..., 1])
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.schema import ACTIVITY_TYPES, OPEN_STAGES
+from features.schema import ACTIVITY_TYPES, OPEN_STAGES, TABLES, TERMINAL_STAGES
 from leadscore.synth.accounts import Accounts
 from leadscore.synth.activities import ActivityRows
 from leadscore.synth.columns import dates, ids, take_ids, timestamps
@@ -34,8 +34,8 @@ from leadscore.synth.vocab import (
     SOURCES,
 )
 
-STAGE_NAMES = tuple(OPEN_STAGES) + ("closed_won", "closed_lost")
-SIGNAL_COLUMNS = ("signal_id", "account_id", "observed_at", "signal", "value", "detail")
+STAGE_NAMES = OPEN_STAGES + TERMINAL_STAGES
+SIGNAL_COLUMNS = tuple(TABLES["account_signals"].column_names)
 
 
 @dataclass(frozen=True)
