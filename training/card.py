@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from features.tasks import task_spec
-from training.evaluate import WEAK_STAGE_AUC, Evaluation
+from training.evaluate import WEAK_STAGE_AUC, Evaluation, weak_stages
 
 SCORERS = (
     ("model", "LightGBM", "test_"),
@@ -156,8 +156,7 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         for k in per_stage:
             s = k.removeprefix("test_roc_auc_")
             lines.append(f"| {s} | {_fmt(m[k])} | {_fmt(m.get('test_brier_' + s))} |")
-        weak = [k.removeprefix("test_roc_auc_") for k in per_stage
-                if m[k] < WEAK_STAGE_AUC]
+        weak = list(weak_stages(m))
         if weak:
             lines += ["", f"**Warning:** inside {', '.join(weak)} the model ranks "
                       f"{spec.plural} little better than chance (ROC AUC below {WEAK_STAGE_AUC})."]

@@ -14,10 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from features.schema import OPEN_STAGES
 from features.tasks import task_spec
 from modeling.registry import CHAMPION
-from training.evaluate import WEAK_STAGE_AUC, Evaluation
+from training.evaluate import WEAK_STAGE_AUC, Evaluation, weak_stages
 from training.train import TrainResult, TrainSettings, train
 
 TRAIN_STEPS = 9
@@ -89,14 +88,6 @@ def run_train(settings: TrainSettings, console: Console | None = None) -> TrainR
         bar.update(job, completed=TRAIN_STEPS, description=f"{settings.task}: done")
     print_result(result, console)
     return result
-
-
-def weak_stages(metrics: dict[str, float]) -> dict[str, float]:
-    """Stages inside which the model's test ROC AUC is below :data:`WEAK_STAGE_AUC`."""
-    return {
-        s: metrics[f"test_roc_auc_{s}"] for s in OPEN_STAGES
-        if metrics.get(f"test_roc_auc_{s}", 1.0) < WEAK_STAGE_AUC
-    }
 
 
 def strict_table(metrics: dict[str, float], rows: dict[str, int]) -> Table | str | None:

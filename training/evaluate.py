@@ -34,6 +34,14 @@ WEAK_STAGE_AUC = 0.55
 SCORED = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 
 
+def weak_stages(metrics: dict[str, float]) -> dict[str, float]:
+    """Stages inside which the model's test ROC AUC is below :data:`WEAK_STAGE_AUC`."""
+    return {
+        s: metrics[f"test_roc_auc_{s}"] for s in OPEN_STAGES
+        if metrics.get(f"test_roc_auc_{s}", 1.0) < WEAK_STAGE_AUC
+    }
+
+
 def _noop(_: str) -> None:
     return None
 
@@ -281,13 +289,13 @@ def fit_and_evaluate(
     for name, p in scores.items():
         prefix = "test_" if name == "model" else f"{name}_test_"
         m = binary_metrics(y, p)
-        keys = None if name == "model" else ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+        keys = None if name == "model" else SCORED
         metrics.update(_prefixed(prefix, m, keys))
     if oracle is not None:
         scores["oracle"] = oracle(test[[key, "as_of"]])
         om = binary_metrics(y, scores["oracle"])
         metrics.update(
-            _prefixed("oracle_test_", om, ("roc_auc", "pr_auc", "log_loss", "brier", "ece"))
+            _prefixed("oracle_test_", om, SCORED)
         )
         if om["roc_auc"] > 0:
             metrics["test_roc_auc_oracle_ratio"] = metrics["test_roc_auc"] / om["roc_auc"]

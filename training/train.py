@@ -29,7 +29,7 @@ from training.card import model_card
 from training.data import load_training_inputs
 from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_evaluate
 from training.fit import BoosterParams
-from training.grades import check_shares, grade_warnings
+from training.grades import check_shares
 from training.metrics import binary_metrics
 from training.registry import (
     FINGERPRINT_TAG,
@@ -229,7 +229,7 @@ def write_grades(ev: Evaluation, out: Path) -> Path:
             k: v for k, v in grading.to_json().items() if k != "reference"
         },
         "test_period": [asdict(r) for r in ev.grades],
-        "warnings": grade_warnings(ev.grades, grading=ev.model.grading),
+        "warnings": ev.warnings,
     }, indent=2))
     return path
 
