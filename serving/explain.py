@@ -21,6 +21,7 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from features.reasons import ContextPart, Topic, Value, Values, topics_for
+from features.sets import CATEGORY_LEVELS
 
 TOP_K = 3
 
@@ -68,9 +69,11 @@ class Explainer:
 
     def __init__(self, feature_set: FeatureSet) -> None:
         self.feature_set = feature_set
+        self.names = tuple(feature_set.names)
+        self.categorical = frozenset(feature_set.categorical)
         self.topics = topics_for(feature_set)
-        position = {name: i for i, name in enumerate(feature_set.names)}
-        self._members = np.zeros((len(feature_set.names), len(self.topics)))
+        position = {name: i for i, name in enumerate(self.names)}
+        self._members = np.zeros((len(self.names), len(self.topics)))
         for j, t in enumerate(self.topics):
             self._members[[position[f] for f in t.features], j] = 1.0
         specs = {s.name: s for s in feature_set.features}
@@ -98,7 +101,7 @@ class Explainer:
     def masked(self, absent: Collection[ContextPart]) -> np.ndarray:
         """Positions of the features the ``absent`` context parts would have given."""
         names = {f for p in absent for f in self._context_features.get(p, [])}
-        return np.array([i for i, n in enumerate(self.feature_set.names) if n in names],
+        return np.array([i for i, n in enumerate(self.names) if n in names],
                         dtype=np.intp)
 
     def sums(self, contributions: np.ndarray) -> np.ndarray:
@@ -184,7 +187,8 @@ def explainer(feature_set: FeatureSet) -> Explainer:
 
 def row_values(feature_set: FeatureSet, row: np.ndarray) -> dict[str, Value]:
     """One row of ``Scored.values()`` by feature name, as plain Python values."""
-    return {name: plain_value(v) for name, v in zip(feature_set.names, row, strict=True)}
+    return {name: plain_value(v)
+            for name, v in zip(explainer(feature_set).names, row, strict=True)}
 
 
 def not_known(labels: list[str]) -> str | None:
@@ -203,8 +207,6 @@ def unseen_warning(field: str, value: str) -> str:
 
 def unseen_features(feature_set: FeatureSet, raw: Mapping[str, str]) -> dict[str, str]:
     """Category features whose value as sent is none of the levels training knew."""
-    from features.sets import CATEGORY_LEVELS
-
-    cats = set(feature_set.categorical)
+    cats = explainer(feature_set).categorical
     return {f: v for f, v in raw.items()
             if f in cats and v is not None and v not in CATEGORY_LEVELS.get(f, ())}
