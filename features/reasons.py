@@ -339,6 +339,13 @@ def _single(name: str, label: str, text: Callable[[int], str], absent: bool = Tr
                  needs=(name,), absence=(name,) if absent else ())
 
 
+def _in_90_days(kind: str) -> Topic:
+    """The count of one activity type in the last 90 days (``<kind>_90d``)."""
+    one, many = _ACTIVITY_NOUNS[kind]
+    return _single(f"{kind}_90d", many, lambda n: f"no {one} in the last 90 days" if n == 0
+                   else f"{count(n, one, many)} in the last 90 days")
+
+
 # -- leads and deals ------------------------------------------------------------------------
 
 
@@ -607,13 +614,7 @@ def _account_topics() -> tuple[Topic, ...]:
               needs=("activities_90d",), absence=("activities_90d",)),
         _inbound("the customer", with_share=False),
         _contacts("at the account"),
-        _single("meeting_90d", "meetings", lambda n: "no meeting in the last 90 days" if n == 0
-                else f"{count(n, 'meeting')} in the last 90 days"),
-        _single("call_90d", "calls", lambda n: "no call in the last 90 days" if n == 0
-                else f"{count(n, 'call')} in the last 90 days"),
-        _single("email_replied_90d", "email replies",
-                lambda n: "no email reply in the last 90 days" if n == 0
-                else f"{count(n, 'email reply', 'email replies')} in the last 90 days"),
+        *(_in_90_days(kind) for kind in ("meeting", "call", "email_replied")),
         Topic("usage", "product usage",
               ("active_users_30d", "active_users_trend", "active_users_last", "licensed_seats",
                "seat_utilization"), _usage, False, absence=("active_users_30d",)),
