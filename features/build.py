@@ -505,9 +505,8 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
             mask &= where
         return pit.index_events(np.where(mask, s_account, -1), s_time, ranked)
 
-    def mean(idx: pit.EventIndex, days: int, until: int = 0) -> np.ndarray:
+    def mean(idx: pit.EventIndex, total: np.ndarray, days: int, until: int = 0) -> np.ndarray:
         lo, hi = _window(acc, idx, days, until)
-        total = _running_sum(idx, value)
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(hi > lo, (total[hi] - total[lo]) / (hi - lo), np.nan)
 
@@ -521,7 +520,8 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
 
     for name in ("active_users", "logins"):
         idx = index(name)
-        recent, before = mean(idx, 30), mean(idx, 90, 30)
+        total = _running_sum(idx, value)
+        recent, before = mean(idx, total, 30), mean(idx, total, 90, 30)
         out[f"{name}_30d"] = recent
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_trend"] = np.where(before > 0, recent / before - 1.0, np.nan)
