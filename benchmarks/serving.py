@@ -390,6 +390,10 @@ def main(argv: list[str] | None = None) -> None:
             single_cases: dict[str, tuple[str, Call]] = {
                 "leadscore, 1 lead": (servers["leadscore"][1], ours(single)),
                 "leadscore (threadpool), 1 lead": (servers["threadpool"][1], ours(single)),
+                # What a result cost before it carried its trend (7 and 28 days earlier).
+                "leadscore, 1 lead, trend off": (
+                    servers["leadscore"][1], ours(single, "/v1/leads/score?trend=false")
+                ),
             }
             batch_cases: dict[str, tuple[str, Call]] = {
                 "leadscore, 100 leads": (servers["leadscore"][1], ours(batch)),
@@ -440,6 +444,9 @@ def main(argv: list[str] | None = None) -> None:
                         / results["mlflow models serve, 100 leads"]["rps"])
         print(f"100-lead throughput without reasons, leadscore / mlflow: {ratio100_off:.1f}x")
     inline = results["leadscore, 1 lead"]
+    off = results["leadscore, 1 lead, trend off"]
+    print(f"single lead with its trend / without: p50 {inline['p50_ms'] / off['p50_ms']:.2f}x, "
+          f"throughput {inline['rps'] / off['rps']:.2f}x")
     pool = results["leadscore (threadpool), 1 lead"]
     print(f"event loop vs threadpool, single lead: p50 {inline['p50_ms']:.2f} vs "
           f"{pool['p50_ms']:.2f} ms, {inline['rps']:.0f} vs {pool['rps']:.0f} req/s")

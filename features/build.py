@@ -42,6 +42,10 @@ from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
+
+EXISTS = "entity_exists"
+"""A column of every entity's computation (not a feature): whether the snapshot's entity
+was created before its time. Scoring an entity as of an earlier time (its trend) reads it."""
 Step = Callable[[str], None]
 
 _DAY = pit.NS_PER_DAY
@@ -328,6 +332,7 @@ def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
         out[col] = _numeric(leads, col, row, visible)
     out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
     out["lead_age_days"] = np.where(visible, pit.days_between(t, created), np.nan)
+    out[EXISTS] = visible
 
     accounts = keys(tables.accounts, "account_id")
     lead_account = pit.codes(keys(leads, "account_id"), accounts)
@@ -434,6 +439,7 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     ent = pit.Queries(row, t)
     out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
+    out[EXISTS] = visible
     out["product"] = _category(opps, "product", row, visible, "product")
     step("deal state as of t")
 
@@ -552,6 +558,7 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
         "industry": _category(accounts_table, "industry", row, visible, "industry"),
         "country": _category(accounts_table, "country", row, visible, "country"),
         "employees": _numeric(accounts_table, "employees", row, visible),
+        EXISTS: visible,
     }
     small, large = SEGMENT_EMPLOYEES
     employees = out["employees"]

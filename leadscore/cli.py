@@ -106,6 +106,9 @@ def score(
         None, help="models:/<task>@<alias>, models:/<task>/<version> or a saved model folder."
     ),
     reasons: bool = typer.Option(True, help="Compute reasons (pred_contrib)."),
+    trend: bool = typer.Option(
+        True, help="Also score each row 7 and 28 days earlier (trend_* columns)."
+    ),
 ) -> None:
     """Score a file of leads or deals with the champion model, as the API would."""
     from pathlib import Path
@@ -130,7 +133,7 @@ def score(
             report = score_file(
                 task, Path(input), Path(output), settings, data_dir=Path(data) if data else None,
                 as_of=stamp, explain=reasons, model=loaded,
-                progress=lambda n: bar.advance(job, n),
+                progress=lambda n: bar.advance(job, n), trend=trend,
             )
     except (BatchInputError, LookupError) as exc:
         typer.echo(str(exc), err=True)

@@ -344,17 +344,20 @@ class ScoringModel:
         return self.score_matrix(self._matrix(X), contributions, frame=X)
 
     def score_matrix(
-        self, matrix: np.ndarray, contributions: bool = False, frame: pd.DataFrame | None = None
+        self, matrix: np.ndarray, contributions: bool = False, frame: pd.DataFrame | None = None,
+        *, explain_rows: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`score` of a float matrix from ``_matrix`` or :meth:`column_matrix`.
 
         ``frame`` (the scored DataFrame) is needed only when the routing or offset column
-        is not a categorical feature of the model.
+        is not a categorical feature of the model. ``explain_rows``: contributions of the
+        first rows only (the rest are scored, not explained); default all.
         """
         n = len(matrix)
+        k = n if explain_rows is None else min(explain_rows, n)
         proba = np.empty(n, dtype=float)
         contrib = (
-            np.empty((n, len(self.feature_set.names) + 1), dtype=float) if contributions else None
+            np.empty((k, len(self.feature_set.names) + 1), dtype=float) if contributions else None
         )
         offset = self._offset(matrix, frame)
         for key, idx, m in self._parts(matrix, frame):
@@ -362,11 +365,14 @@ class ScoringModel:
             raw = np.asarray(booster.predict(m, raw_score=True, num_threads=threads))
             proba[idx] = self.calibrators[key].apply(raw + offset[idx])
             if contrib is not None:
-                contrib[idx] = np.asarray(
-                    booster.predict(m, pred_contrib=True, num_threads=threads)
-                )
+                explained = idx < k
+                if explained.any():
+                    contrib[idx[explained]] = np.asarray(
+                        booster.predict(m if explained.all() else m[explained],
+                                        pred_contrib=True, num_threads=threads)
+                    )
         if contrib is not None:
-            contrib[:, -1] += offset
+            contrib[:, -1] += offset[:k]
         return proba, contrib
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -32,7 +32,7 @@ from serving.endpoints import Endpoint
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, rows_to_table
-from serving.scoring import Gaps, score_tables
+from serving.scoring import TREND_DAYS, Gaps, score_tables
 from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.batch")
@@ -181,6 +181,9 @@ def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
         elif key == "risk":
             flat["risk_level"] = value["level"]
             flat["risk_flags"] = json.dumps(value["flags"])
+        elif key == "trend":
+            if value is not None:
+                flat.update({f"trend_{name}": v for name, v in value.items()})
         elif key in ("renewal", "expansion"):
             if value is not None:
                 flat.update(_flatten_dict(value))
@@ -234,8 +237,10 @@ def score_frame(
     as_of: datetime,
     explain: bool = True,
     progress: Callable[[int], None] | None = None,
+    trend: bool = True,
 ) -> pd.DataFrame:
-    """Score validated entity rows in chunks; one output row per entity, input order kept."""
+    """Score validated entity rows in chunks; one output row per entity, input order kept.
+    ``trend``: each row's scores 7 and 28 days earlier (``trend_*`` columns)."""
     task = model.task
     spec, endpoint = _task(task)
     key = spec.entity_key
@@ -246,7 +251,8 @@ def score_frame(
     for start in range(0, len(ids), CHUNK_ROWS):
         chunk = ids[start : start + CHUNK_ROWS]
         scored = score_tables(model, tables, chunk, as_of, explain,
-                              gaps[start : start + CHUNK_ROWS])
+                              gaps[start : start + CHUNK_ROWS],
+                              trend_days=TREND_DAYS if trend else ())
         out += [_flatten(r) for r in endpoint.file_results(model, scored, settings)]
         if progress is not None:
             progress(len(chunk))
@@ -264,6 +270,7 @@ def score_file(
     explain: bool = True,
     model: LoadedModel | None = None,
     progress: Callable[[int], None] | None = None,
+    trend: bool = True,
 ) -> BatchReport:
     """Score every open lead or deal in ``input_path`` and write the results.
 
@@ -285,7 +292,7 @@ def score_file(
         model = source_from_settings(settings).load(task)
     if open_rows:
         result = score_frame(model, open_rows, context, settings, stamp.to_pydatetime(), explain,
-                             progress)
+                             progress, trend)
     else:
         result = pd.DataFrame()
     write_table_file(result, output_path)

@@ -44,15 +44,17 @@ from serving.schemas import (
     CustomerAccountIn,
     DealBatch,
     DealIn,
+    DealResult,
     DealScores,
     HistoryIn,
     LeadBatch,
     LeadIn,
+    LeadResult,
     LeadScores,
     OpportunityIn,
     SignalIn,
 )
-from serving.scoring import Gaps, Scored, entity_features, score_tables
+from serving.scoring import TREND_DAYS, Gaps, Scored, entity_features, score_tables
 from serving.settings import ScoringSettings
 
 
@@ -72,7 +74,7 @@ class Endpoint:
     tables: Callable[[Any], ColumnTables]
     """The batch as the contract's tables."""
     respond: Callable[..., BaseModel]
-    """``(batch, models, tables, ids, now, explain, settings) -> response``; ``models`` in
+    """``(batch, models, tables, ids, now, ask, settings) -> response``; ``models`` in
     the order of the route's tasks."""
     scores: Callable[[Any], list[list[int]]]
     """The 0-100 scores of a response, per task (for the metrics)."""
@@ -82,6 +84,20 @@ class Endpoint:
     """A plain made-up batch of one entity: a model that cannot score it is refused."""
     needs: tuple[str, ...] = ()
     """Contract tables a batch file's ``--data`` must hold."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a request asks for beyond the scores (the route's query parameters)."""
+
+    explain: bool = True
+    """Reasons (pred_contrib)."""
+    trend: bool = True
+    """The scores 7 and 28 days earlier."""
+
+    @property
+    def trend_days(self) -> tuple[int, ...]:
+        return TREND_DAYS if self.trend else ()
 
 
 def _smoke_activity(now: datetime) -> ActivityIn:
@@ -122,12 +138,13 @@ def _lead_response(
     tables: AnyTables,
     ids: list[str],
     now: datetime,
-    explain: bool,
+    ask: Ask,
     settings: ScoringSettings,
 ) -> LeadScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, explain, lead_gaps(batch))
-    return LeadScores(results=lead_results(model, scored, grading(model, settings)))
+    scored = score_tables(model, tables, ids, now, ask.explain, lead_gaps(batch),
+                          trend_days=ask.trend_days)
+    return LeadScores(results=_lead_file_results(model, scored, settings))
 
 
 def _deal_response(
@@ -136,17 +153,32 @@ def _deal_response(
     tables: AnyTables,
     ids: list[str],
     now: datetime,
-    explain: bool,
+    ask: Ask,
     settings: ScoringSettings,
 ) -> DealScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, explain, deal_gaps(batch))
+    scored = score_tables(model, tables, ids, now, ask.explain, deal_gaps(batch),
+                          trend_days=ask.trend_days)
     amounts = [
         deal.amount if deal.amount is not None else a
         for deal, a in zip(batch.deals, scored.amounts(), strict=True)
     ]
-    results = deal_results(model, scored, amounts, grading(model, settings), risk_rules(settings))
-    return DealScores(results=results)
+    return DealScores(results=_deal_file_results(model, scored, settings, amounts))
+
+
+def _lead_file_results(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings
+) -> list[LeadResult]:
+    return lead_results(model, scored, grading(model, settings), settings.trend_steady_points)
+
+
+def _deal_file_results(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings,
+    amounts: list[float | None] | None = None,
+) -> list[DealResult]:
+    return deal_results(model, scored, scored.amounts() if amounts is None else amounts,
+                        grading(model, settings), risk_rules(settings),
+                        settings.trend_steady_points)
 
 
 def _account_smoke(now: datetime) -> AccountBatch:
@@ -165,11 +197,13 @@ def _account_smoke(now: datetime) -> AccountBatch:
 
 
 def _renewal_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
-    return renewal_results(model, scored, grading(model, settings), risk_rules(settings))
+    return renewal_results(model, scored, grading(model, settings), risk_rules(settings),
+                           settings.trend_steady_points)
 
 
 def _expansion_part(model: LoadedModel, scored: Scored, settings: ScoringSettings) -> list[Any]:
-    return expansion_results(model, scored, grading(model, settings))
+    return expansion_results(model, scored, grading(model, settings),
+                             settings.trend_steady_points)
 
 
 Part = Callable[[LoadedModel, Scored, ScoringSettings], list[Any]]
@@ -182,14 +216,16 @@ ACCOUNT_PARTS: dict[str, tuple[str, Part]] = {
 
 
 def _account_parts(
-    models: list[LoadedModel], tables: AnyTables, ids: list[str], now: datetime, explain: bool,
+    models: list[LoadedModel], tables: AnyTables, ids: list[str], now: datetime, ask: Ask,
     settings: ScoringSettings, gaps: list[Gaps],
 ) -> tuple[dict[str, list[Any]], Scored]:
     parts: dict[str, list[Any]] = {}
     scored: Scored | None = None
-    entity = entity_features(tables, models[0].model.feature_set.entity_key, ids, now)
+    entity = entity_features(tables, models[0].model.feature_set.entity_key, ids, now,
+                             ask.trend_days)
     for model in models:
-        scored = score_tables(model, tables, ids, now, explain, gaps, entity)
+        scored = score_tables(model, tables, ids, now, ask.explain, gaps, entity,
+                              ask.trend_days)
         field, part = ACCOUNT_PARTS[model.task]
         parts[field] = part(model, scored, settings)
     assert scored is not None
@@ -202,10 +238,10 @@ def _account_response(
     tables: AnyTables,
     ids: list[str],
     now: datetime,
-    explain: bool,
+    ask: Ask,
     settings: ScoringSettings,
 ) -> AccountScores:
-    parts, scored = _account_parts(models, tables, ids, now, explain, settings,
+    parts, scored = _account_parts(models, tables, ids, now, ask, settings,
                                    account_gaps(batch))
     unserved = [field for field, _ in ACCOUNT_PARTS.values() if field not in parts]
     for field in unserved:
@@ -249,9 +285,7 @@ LEADS = Endpoint(
     tables=lead_tables,
     respond=_lead_response,
     scores=_one_task_scores,
-    file_results=lambda model, scored, settings: lead_results(
-        model, scored, grading(model, settings)
-    ),
+    file_results=_lead_file_results,
     smoke=_lead_smoke,
 )
 
@@ -265,9 +299,7 @@ DEALS = Endpoint(
     tables=deal_tables,
     respond=_deal_response,
     scores=_one_task_scores,
-    file_results=lambda model, scored, settings: deal_results(
-        model, scored, scored.amounts(), grading(model, settings), risk_rules(settings)
-    ),
+    file_results=_deal_file_results,
     smoke=_deal_smoke,
     needs=("opportunity_history",),
 )

@@ -60,9 +60,10 @@ class Scorer(Protocol):
         ...
 
     def score_matrix(
-        self, matrix: np.ndarray, contributions: bool = False
+        self, matrix: np.ndarray, contributions: bool = False, *, explain_rows: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``score`` of a matrix from ``column_matrix``."""
+        """``score`` of a matrix from ``column_matrix``; contributions of the first
+        ``explain_rows`` rows only, when given."""
         ...
 
 

@@ -3,6 +3,7 @@ risk and warnings."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,10 @@ from serving.schemas import (
     RenewalResult,
     Risk,
     RiskFlag,
+    Trend,
+    TrendDirection,
 )
-from serving.scoring import Scored
+from serving.scoring import TREND_DAYS, Scored
 from serving.settings import ScoringSettings
 
 
@@ -128,10 +131,58 @@ def model_ref(model: LoadedModel) -> ModelRef:
     return ModelRef(name=model.name, version=model.version, feature_set=f"{fs.name}@{fs.version}")
 
 
-def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[LeadResult]:
+Eligible = Callable[[dict[str, np.ndarray]], np.ndarray]
+"""Which rows of feature columns a model scores (a renewal due, an account a customer)."""
+
+
+def _direction(change: int, steady_points: int) -> TrendDirection:
+    if change >= steady_points:
+        return "improving"
+    if change <= -steady_points:
+        return "declining"
+    return "steady"
+
+
+def trends(
+    scored: Scored, steady_points: int, eligible: Eligible | None = None
+) -> list[Trend | None]:
+    """Each row's trend from ``scored.earlier`` (None for every row when not asked for).
+
+    An earlier time counts only where the entity existed then and, with ``eligible``,
+    where the model would have scored it then; the change runs from the earliest of them.
+    """
+    if not scored.earlier:
+        return [None] * len(scored.ids)
+    earlier = {e.days: e for e in scored.earlier}
+    if set(earlier) != set(TREND_DAYS):
+        raise ValueError(f"a trend scores {TREND_DAYS} days earlier, not {sorted(earlier)}")
+    then: dict[int, list[float | None]] = {}
+    for days, e in earlier.items():
+        p = e.probabilities if eligible is None else np.where(
+            eligible(e.columns), e.probabilities, np.nan)
+        then[days] = [None if v != v else float(v) for v in p.tolist()]
+    out: list[Trend | None] = []
+    for i, p in enumerate(scored.probabilities.tolist()):
+        p7, p28 = then[7][i], then[28][i]
+        s7 = None if p7 is None else to_score(p7)
+        s28 = None if p28 is None else to_score(p28)
+        first = s28 if s28 is not None else s7
+        change = None if first is None else to_score(p) - first
+        out.append(Trend.model_construct(
+            score_7d_ago=s7, score_28d_ago=s28, probability_7d_ago=p7,
+            probability_28d_ago=p28, change=change,
+            direction=None if change is None else _direction(change, steady_points),
+        ))
+    return out
+
+
+def lead_results(
+    model: LoadedModel, scored: Scored, grading: Grading, steady_points: int = 5
+) -> list[LeadResult]:
     """One result per lead, in the order of ``scored.ids``."""
     ref = model_ref(model)
     rows = _Rows.of(scored)
+    trend = trends(scored, steady_points)
     out = []
     for i, lead_id in enumerate(scored.ids):
         reasons, warnings = rows.explain(i)
@@ -140,6 +191,7 @@ def lead_results(model: LoadedModel, scored: Scored, grading: Grading) -> list[L
                 lead_id=lead_id,
                 **_graded(scored, i, grading),
                 reasons=reasons,
+                trend=trend[i],
                 model=ref,
                 warnings=warnings,
             )
@@ -153,6 +205,7 @@ def deal_results(
     amounts: list[float | None],
     grading: Grading,
     rules: RiskRules,
+    steady_points: int = 5,
 ) -> list[DealResult]:
     """One result per deal, with expected value and risk flags, in order of ``scored.ids``.
 
@@ -161,6 +214,7 @@ def deal_results(
     ref = model_ref(model)
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
     rows = _Rows.of(scored)
+    trend = trends(scored, steady_points)
     out = []
     for i, deal_id in enumerate(scored.ids):
         graded = _graded(scored, i, grading)
@@ -177,6 +231,7 @@ def deal_results(
                 expected_value=None if amount is None else round(float(amount) * p, 2),
                 risk=_risk(flags),
                 reasons=reasons,
+                trend=trend[i],
                 model=ref,
                 warnings=warnings,
             )
@@ -199,21 +254,33 @@ def _risk(flags: list[Flag]) -> Risk:
     ])
 
 
-def _eligible(scored: Scored, name: str, test: Any) -> list[bool]:
-    col = scored.columns.get(name)
-    if col is None:
-        return [False] * len(scored.ids)
-    return [bool(test(v)) for v in col.tolist()]
+def renewal_due(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """A contract of the account is due within the renewal window (what the renewal model
+    was trained on)."""
+    due = columns.get("days_to_renewal")
+    if due is None:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(due <= RENEWAL_WINDOW_DAYS, dtype=bool)
+
+
+def is_customer(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """A contract of the account is running (what the expansion model was trained on)."""
+    running = columns.get("active_contracts")
+    if running is None:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(running > 0, dtype=bool)
 
 
 def renewal_results(
-    model: LoadedModel, scored: Scored, grading: Grading, rules: RiskRules
+    model: LoadedModel, scored: Scored, grading: Grading, rules: RiskRules,
+    steady_points: int = 5,
 ) -> list[RenewalResult | None]:
     """Per account, its renewal's score with churn-risk flags; None when no contract of
     the account is due within the renewal window (the model was trained on those only)."""
     ref = model_ref(model)
     rows = _Rows.of(scored)
-    due = _eligible(scored, "days_to_renewal", lambda v: v == v and v <= RENEWAL_WINDOW_DAYS)
+    due = renewal_due(scored.columns).tolist() or [False] * len(scored.ids)
+    trend = trends(scored, steady_points, renewal_due)
     out: list[RenewalResult | None] = []
     for i in range(len(scored.ids)):
         if not due[i]:
@@ -225,18 +292,20 @@ def renewal_results(
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
             reasons=rows.explain(i, exclude_up=flagged_features(flags))[0],
             risk=_risk(flags),
+            trend=trend[i],
             model=ref,
         ))
     return out
 
 
 def expansion_results(
-    model: LoadedModel, scored: Scored, grading: Grading
+    model: LoadedModel, scored: Scored, grading: Grading, steady_points: int = 5
 ) -> list[ExpansionResult | None]:
     """Per account, its expansion score; None when it is not a customer (no contract runs)."""
     ref = model_ref(model)
     rows = _Rows.of(scored)
-    customer = _eligible(scored, "active_contracts", lambda v: v > 0)
+    customer = is_customer(scored.columns).tolist() or [False] * len(scored.ids)
+    trend = trends(scored, steady_points, is_customer)
     out: list[ExpansionResult | None] = []
     for i in range(len(scored.ids)):
         if not customer[i]:
@@ -245,6 +314,7 @@ def expansion_results(
         out.append(ExpansionResult(
             **_graded(scored, i, grading),
             reasons=rows.explain(i)[0],
+            trend=trend[i],
             model=ref,
         ))
     return out

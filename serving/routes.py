@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from features.tasks import TASKS, TaskSpec
 from serving.deps import MetricsDep, NowDep, SettingsDep, StoreDep, require_api_key
-from serving.endpoints import Endpoint
+from serving.endpoints import Ask, Endpoint
 from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelStore
@@ -52,6 +52,11 @@ ops = APIRouter()
 
 ExplainQuery = Query(
     True, description="include reasons (pred_contrib); false skips their cost when not shown"
+)
+
+TrendQuery = Query(
+    True, description="include each result's trend: the score 7 and 28 days earlier, from "
+    "the same request; false skips its cost"
 )
 
 
@@ -108,15 +113,17 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         metrics: Metrics,
         now: datetime,
         explain: bool = True,
+        trend: bool = True,
     ) -> Any:
         items = endpoint.items(batch)
         problems = request_problems(items, name, key, now)
         if problems:
             raise RequestValidationError(problems)
         ids = [str(getattr(item, key)) for item in items]
+        ask = Ask(explain=explain, trend=trend)
 
         def work() -> Any:
-            return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, explain,
+            return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, ask,
                                     settings)
 
         out = await _run(len(ids), settings, work)
@@ -134,6 +141,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
             param("metrics", annotation=MetricsDep),
             param("now", annotation=NowDep),
             param("explain", annotation=bool, default=ExplainQuery),
+            param("trend", annotation=bool, default=TrendQuery),
         ],
         return_annotation=endpoint.response,
     )

@@ -304,6 +304,29 @@ WARNINGS_DESCRIPTION = (
 )
 
 
+TrendDirection = Literal["improving", "steady", "declining"]
+
+
+class Trend(BaseModel):
+    """The score as of 7 and 28 days before the request's time, computed from the same
+    request (the features read only what happened before each time)."""
+
+    score_7d_ago: int | None = Field(
+        ge=0, le=100, description="the score 7 days earlier; null: not yet created then, or "
+        "not scored then (a renewal not yet due, an account not yet a customer)")
+    score_28d_ago: int | None = Field(ge=0, le=100, description="the score 28 days earlier")
+    probability_7d_ago: float | None = Field(ge=0.0, le=1.0)
+    probability_28d_ago: float | None = Field(ge=0.0, le=1.0)
+    change: int | None = Field(
+        description="score points gained since the earliest of those scores (null: neither)")
+    direction: TrendDirection | None = Field(
+        description="improving or declining when the change reaches the steady band "
+        "(LEADSCORE_TREND_STEADY_POINTS, default 5 points), else steady; null: no earlier score")
+
+
+TREND_DESCRIPTION = "the score's trend (null when asked with trend=false)"
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -318,6 +341,7 @@ class LeadResult(BaseModel):
                          "(A: its top 10 % by default); see /v1/models")
     percentile: Percentile
     reasons: Reasons
+    trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
     model: ModelRef
     warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
@@ -348,6 +372,7 @@ class DealResult(BaseModel):
     expected_value: float | None = Field(description="amount x probability; null without amount")
     risk: Risk
     reasons: Reasons
+    trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
     model: ModelRef
     warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
@@ -361,6 +386,7 @@ class RenewalResult(BaseModel):
     days_to_renewal: float = Field(description="days until the renewing contract is due")
     reasons: Reasons
     risk: Risk
+    trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
     model: ModelRef
 
 
@@ -372,6 +398,7 @@ class ExpansionResult(BaseModel):
                          "(A: its top 10 % by default); see /v1/models")
     percentile: Percentile
     reasons: Reasons
+    trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
     model: ModelRef
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from features.build import Columns, category_dtype, entity_columns, select_features
+from features.build import EXISTS, Columns, category_dtype, entity_columns, select_features
 from features.columns import AnyTables, ColumnTable, epoch_ns
 from features.declarations import FeatureSet
 from features.reasons import ContextPart
@@ -49,6 +49,21 @@ class Gaps:
 NO_GAPS = Gaps()
 
 
+TREND_DAYS = (7, 28)
+"""How many days before the request's time a result's trend scores it again."""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The same entities scored as of ``days`` before the request's time."""
+
+    days: int
+    probabilities: np.ndarray
+    """NaN where the entity was not created yet then."""
+    columns: dict[str, np.ndarray]
+    """The features then, as ``Scored.columns`` holds them now."""
+
+
 @dataclass(frozen=True)
 class Scored:
     """Features, probabilities and (optionally) contributions, in the order asked for."""
@@ -62,6 +77,8 @@ class Scored:
     """Per-feature pred_contrib without the bias column, aligned with feature_set.names."""
     gaps: Sequence[Gaps] = ()
     """Per id, what its request left out (empty: nothing known to be missing)."""
+    earlier: Sequence[Earlier] = ()
+    """The scores as of earlier times (the trend), when asked for."""
 
     def gap(self, i: int) -> Gaps:
         return self.gaps[i] if self.gaps else NO_GAPS
@@ -113,16 +130,22 @@ def unknown_context(
 
 
 def entity_features(
-    tables: AnyTables, key: str, ids: list[str], as_of: datetime | pd.Timestamp
+    tables: AnyTables, key: str, ids: list[str], as_of: datetime | pd.Timestamp,
+    earlier_days: Sequence[int] = (),
 ) -> Columns:
-    """Every feature of the entities ``ids`` (keyed by ``key``) as of ``as_of``."""
-    key_values = np.empty(len(ids), dtype=object)
-    key_values[:] = list(ids)
-    snapshots = ColumnTable(
-        {key: key_values, "as_of": np.full(len(ids), epoch_ns(as_of), dtype=np.int64)},
-        len(ids),
-    )
+    """Every feature of the entities ``ids`` (keyed by ``key``) as of ``as_of`` and then as
+    of each of ``earlier_days`` before it, in one pass: blocks of ``len(ids)`` rows."""
+    times = [as_of, *(as_of - timedelta(days=d) for d in earlier_days)]
+    n = len(ids)
+    key_values = np.empty(n * len(times), dtype=object)
+    key_values[:] = list(ids) * len(times)
+    as_of_ns = np.repeat(np.array([epoch_ns(t) for t in times], dtype=np.int64), n)
+    snapshots = ColumnTable({key: key_values, "as_of": as_of_ns}, len(key_values))
     return entity_columns(tables, snapshots, key)
+
+
+def _block(columns: Columns, start: int, stop: int) -> Columns:
+    return {name: values[start:stop] for name, values in columns.items()}
 
 
 def score_tables(
@@ -133,28 +156,45 @@ def score_tables(
     explain: bool = True,
     gaps: Sequence[Gaps] = (),
     entity: Columns | None = None,
+    trend_days: Sequence[int] = (),
 ) -> Scored:
-    """Score the entities ``ids`` as of ``as_of`` through the training feature code.
+    """Score the entities ``ids`` as of ``as_of`` through the training feature code, and
+    as of each of ``trend_days`` before it (``Scored.earlier``).
 
     ``feature_columns`` is what ``build_features`` runs before it types a DataFrame; the
     model reads its arrays straight into its float matrix, so nothing here builds or
     reads a DataFrame (a few hundred microseconds a request). The tests hold the result
     to the offline model's on ``build_features``' frame. ``entity``: the entity's columns
-    from :func:`entity_features` (models of one entity on one request share them).
+    from :func:`entity_features` with the same ``trend_days`` (models of one entity on one
+    request share them). The earlier times are scored in the same matrix and not
+    explained: one booster call serves all of them.
     """
     feature_set: FeatureSet = model.model.feature_set
+    n, blocks = len(ids), 1 + len(trend_days)
     if entity is None:
-        entity = entity_features(tables, feature_set.entity_key, ids, as_of)
+        entity = entity_features(tables, feature_set.entity_key, ids, as_of, trend_days)
     columns = select_features(entity, feature_set)
     if any(g.context for g in gaps):
-        columns = unknown_context(columns, feature_set, gaps)
+        columns = unknown_context(columns, feature_set, list(gaps) * blocks)
     matrix = model.model.column_matrix(columns)
-    probabilities, contributions = model.model.score_matrix(matrix, contributions=explain)
+    probabilities, contributions = model.model.score_matrix(
+        matrix, contributions=explain, explain_rows=n
+    )
+    probabilities = np.asarray(probabilities, dtype=float)
+    earlier = []
+    for j, days in enumerate(trend_days, start=1):
+        rows = slice(j * n, (j + 1) * n)
+        earlier.append(Earlier(
+            days=days,
+            probabilities=np.where(entity[EXISTS][rows], probabilities[rows], np.nan),
+            columns=_block(columns, j * n, (j + 1) * n),
+        ))
     return Scored(
         ids=list(ids),
         feature_set=feature_set,
-        columns=columns,
-        probabilities=np.asarray(probabilities, dtype=float),
+        columns=columns if blocks == 1 else _block(columns, 0, n),
+        probabilities=probabilities[:n],
         contributions=None if contributions is None else contributions[:, :-1],
         gaps=list(gaps),
+        earlier=earlier,
     )

@@ -56,6 +56,9 @@ class ScoringSettings(BaseSettings):
     risk_amount_cut_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     """A deal is flagged when its amount fell by more than this share since it was created."""
 
+    trend_steady_points: int = Field(5, ge=1, le=100)
+    """A trend is steady while the score moved fewer points than this over its span."""
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _split_tasks(cls, value: Any) -> Any:

@@ -196,6 +196,25 @@ def test_parity_with_offline_models(client: TestClient, account_models: AccountM
         assert np.ptp(offline) > 0
 
 
+def test_renewal_trend_is_null_where_no_renewal_was_due_then(
+    client: TestClient, account_models: AccountModels
+) -> None:
+    """An earlier renewal score counts only where the contract was due within the window
+    then (what the model was trained on); expansion, for a customer then, is scored."""
+    ids = _customers(account_models, due=True)
+    snaps = pd.DataFrame({"account_id": pd.array(ids, dtype="string"),
+                          "as_of": [account_models.as_of - pd.Timedelta(days=28)] * len(ids)})
+    then = build_features(account_models.tables, snaps, TASKS["account_renewal"].feature_set)
+    due_then = dict(zip(ids, (then["days_to_renewal"] <= 120).fillna(False), strict=True))
+    assert set(due_then.values()) == {True, False}
+    picked = [next(a for a in ids if due_then[a]), next(a for a in ids if not due_then[a])]
+    for account_id in picked:
+        body = account_request(account_models.tables, account_id, account_models.as_of)
+        (res,) = client.post("/v1/accounts/score", headers=auth(), json=body).json()["results"]
+        assert (res["renewal"]["trend"]["score_28d_ago"] is None) == (not due_then[account_id])
+        assert res["expansion"]["trend"]["score_7d_ago"] is not None
+
+
 def test_owner_record_left_out_is_not_known_and_said(client: TestClient,
                                                      account_models: AccountModels) -> None:
     account_id = _customers(account_models, due=True)[0]

@@ -58,6 +58,17 @@ def test_score_leads_csv_matches_offline(
     first = json.loads(scores["reasons_up"].iloc[0]) + json.loads(scores["reasons_down"].iloc[0])
     assert first and all(r["text"] for r in first)
 
+    # The trend columns are the offline scores a week earlier, where the lead existed then.
+    old = scores.dropna(subset=["trend_probability_7d_ago"])
+    assert len(old) >= 5 and scores["trend_direction"].notna().any()
+    week = AS_OF - pd.Timedelta(days=7)
+    X7 = offline_features(trained.tables, "lead_qualification", old["lead_id"].tolist(), week)
+    np.testing.assert_allclose(old["trend_probability_7d_ago"],
+                               trained.lead.model.predict_proba(X7), rtol=0, atol=1e-9)
+    created = leads.set_index(leads["lead_id"].astype(str))["created_at"]
+    young = scores.loc[scores["lead_id"].map(created) >= week]
+    assert young["trend_score_7d_ago"].isna().all()
+
 
 def test_score_deals_parquet_has_risk(
     trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811

@@ -115,6 +115,12 @@ def test_column_matrix_scores_like_the_frame(
     assert c is not None and c_frame is not None
     np.testing.assert_array_equal(p, p_frame)
     np.testing.assert_array_equal(c, c_frame)
+    # Explaining the first rows only (a trend's earlier rows are scored, not explained)
+    # keeps every probability and those rows' contributions, routes and offset included.
+    p_some, c_some = model.score_matrix(matrix, contributions=True, explain_rows=120)
+    assert c_some is not None and c_some.shape == (120, c.shape[1])
+    np.testing.assert_array_equal(p_some, p)
+    np.testing.assert_array_equal(c_some, c[:120])
     # Every open stage was routed and offset: the comparison covered them.
     assert frame["stage"].nunique() >= 4
 
