@@ -109,6 +109,10 @@ def score(
     trend: bool = typer.Option(
         True, help="Also score each row 7 and 28 days earlier (trend_* columns)."
     ),
+    what_if: bool = typer.Option(
+        False, "--what-if", help="List up to three actions that would raise each score "
+        "(a what_if column of JSON); re-scores the file once per action."
+    ),
 ) -> None:
     """Score a file of leads or deals with the champion model, as the API would."""
     from pathlib import Path
@@ -134,6 +138,7 @@ def score(
                 task, Path(input), Path(output), settings, data_dir=Path(data) if data else None,
                 as_of=stamp, explain=reasons, model=loaded,
                 progress=lambda n: bar.advance(job, n), trend=trend,
+                what_if=what_if,
             )
     except (BatchInputError, LookupError) as exc:
         typer.echo(str(exc), err=True)

@@ -28,7 +28,7 @@ from features.schema import (
     coerce_dtypes,
 )
 from features.tasks import TASKS, TaskSpec
-from serving.endpoints import Endpoint
+from serving.endpoints import Endpoint, suggest
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, rows_to_table
@@ -181,6 +181,9 @@ def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
         elif key == "risk":
             flat["risk_level"] = value["level"]
             flat["risk_flags"] = json.dumps(value["flags"])
+        elif key == "what_if":
+            if value is not None:
+                flat["what_if"] = json.dumps(value)
         elif key == "trend":
             if value is not None:
                 flat.update({f"trend_{name}": v for name, v in value.items()})
@@ -238,9 +241,11 @@ def score_frame(
     explain: bool = True,
     progress: Callable[[int], None] | None = None,
     trend: bool = True,
+    what_if: bool = False,
 ) -> pd.DataFrame:
     """Score validated entity rows in chunks; one output row per entity, input order kept.
-    ``trend``: each row's scores 7 and 28 days earlier (``trend_*`` columns)."""
+    ``trend``: each row's scores 7 and 28 days earlier (``trend_*`` columns); ``what_if``:
+    the actions that would raise each score (a ``what_if`` column of JSON)."""
     task = model.task
     spec, endpoint = _task(task)
     key = spec.entity_key
@@ -253,7 +258,11 @@ def score_frame(
         scored = score_tables(model, tables, chunk, as_of, explain,
                               gaps[start : start + CHUNK_ROWS],
                               trend_days=TREND_DAYS if trend else ())
-        out += [_flatten(r) for r in endpoint.file_results(model, scored, settings)]
+        results = endpoint.file_results(model, scored, settings)
+        if what_if:
+            suggest(results, model, tables, scored, as_of, settings,
+                    gaps[start : start + CHUNK_ROWS])
+        out += [_flatten(r) for r in results]
         if progress is not None:
             progress(len(chunk))
     return pd.DataFrame(out)
@@ -271,6 +280,7 @@ def score_file(
     model: LoadedModel | None = None,
     progress: Callable[[int], None] | None = None,
     trend: bool = True,
+    what_if: bool = False,
 ) -> BatchReport:
     """Score every open lead or deal in ``input_path`` and write the results.
 
@@ -292,7 +302,7 @@ def score_file(
         model = source_from_settings(settings).load(task)
     if open_rows:
         result = score_frame(model, open_rows, context, settings, stamp.to_pydatetime(), explain,
-                             progress, trend)
+                             progress, trend, what_if)
     else:
         result = pd.DataFrame()
     write_table_file(result, output_path)

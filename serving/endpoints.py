@@ -56,6 +56,7 @@ from serving.schemas import (
 )
 from serving.scoring import TREND_DAYS, Gaps, Scored, entity_features, score_tables
 from serving.settings import ScoringSettings
+from serving.what_if import what_if
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,23 @@ class Ask:
     """Reasons (pred_contrib)."""
     trend: bool = True
     """The scores 7 and 28 days earlier."""
+    what_if: bool = False
+    """Up to three actions that would raise each score (``serving.what_if``)."""
 
     @property
     def trend_days(self) -> tuple[int, ...]:
         return TREND_DAYS if self.trend else ()
+
+
+def suggest(
+    results: Sequence[Any], model: LoadedModel, tables: AnyTables, scored: Scored,
+    now: datetime, settings: ScoringSettings, gaps: Sequence[Gaps] = (),
+) -> None:
+    """Fill each result's ``what_if`` (results that are None: the task does not apply)."""
+    found = what_if(model, tables, scored, now, grading(model, settings), gaps)
+    for result, suggestions in zip(results, found, strict=True):
+        if result is not None:
+            result.what_if = suggestions
 
 
 def _smoke_activity(now: datetime) -> ActivityIn:
@@ -142,9 +156,12 @@ def _lead_response(
     settings: ScoringSettings,
 ) -> LeadScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, ask.explain, lead_gaps(batch),
-                          trend_days=ask.trend_days)
-    return LeadScores(results=_lead_file_results(model, scored, settings))
+    gaps = lead_gaps(batch)
+    scored = score_tables(model, tables, ids, now, ask.explain, gaps, trend_days=ask.trend_days)
+    results = _lead_file_results(model, scored, settings)
+    if ask.what_if:
+        suggest(results, model, tables, scored, now, settings, gaps)
+    return LeadScores(results=results)
 
 
 def _deal_response(
@@ -157,13 +174,16 @@ def _deal_response(
     settings: ScoringSettings,
 ) -> DealScores:
     (model,) = models
-    scored = score_tables(model, tables, ids, now, ask.explain, deal_gaps(batch),
-                          trend_days=ask.trend_days)
+    gaps = deal_gaps(batch)
+    scored = score_tables(model, tables, ids, now, ask.explain, gaps, trend_days=ask.trend_days)
     amounts = [
         deal.amount if deal.amount is not None else a
         for deal, a in zip(batch.deals, scored.amounts(), strict=True)
     ]
-    return DealScores(results=_deal_file_results(model, scored, settings, amounts))
+    results = _deal_file_results(model, scored, settings, amounts)
+    if ask.what_if:
+        suggest(results, model, tables, scored, now, settings, gaps)
+    return DealScores(results=results)
 
 
 def _lead_file_results(
@@ -228,6 +248,8 @@ def _account_parts(
                               ask.trend_days)
         field, part = ACCOUNT_PARTS[model.task]
         parts[field] = part(model, scored, settings)
+        if ask.what_if:
+            suggest(parts[field], model, tables, scored, now, settings, gaps)
     assert scored is not None
     return parts, scored
 

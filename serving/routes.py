@@ -59,6 +59,13 @@ TrendQuery = Query(
     "the same request; false skips its cost"
 )
 
+WhatIfQuery = Query(
+    False, description="list up to three actions from the catalogue (book a meeting, get a "
+    "reply, engage a second contact, run a demo, send the proposal) that would raise each "
+    "score, each with the probability and grade after it; re-scores the request once per "
+    "action"
+)
+
 
 async def _run(rows: int, settings: ServingSettings, work: Callable[[], T]) -> T:
     """Small batches inline on the loop, large ones in the threadpool."""
@@ -114,13 +121,14 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         now: datetime,
         explain: bool = True,
         trend: bool = True,
+        what_if: bool = False,
     ) -> Any:
         items = endpoint.items(batch)
         problems = request_problems(items, name, key, now)
         if problems:
             raise RequestValidationError(problems)
         ids = [str(getattr(item, key)) for item in items]
-        ask = Ask(explain=explain, trend=trend)
+        ask = Ask(explain=explain, trend=trend, what_if=what_if)
 
         def work() -> Any:
             return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, ask,
@@ -142,6 +150,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
             param("now", annotation=NowDep),
             param("explain", annotation=bool, default=ExplainQuery),
             param("trend", annotation=bool, default=TrendQuery),
+            param("what_if", annotation=bool, default=WhatIfQuery),
         ],
         return_annotation=endpoint.response,
     )

@@ -327,6 +327,25 @@ class Trend(BaseModel):
 TREND_DESCRIPTION = "the score's trend (null when asked with trend=false)"
 
 
+class WhatIf(BaseModel):
+    """One next step from the declared catalogue and the score it would give, from the same
+    request with the step's row added, scored again through the same model."""
+
+    action: str = Field(description="the action's name in the catalogue, e.g. book_meeting")
+    text: str = Field(description="what the rep reads, e.g. book a meeting")
+    probability: float = Field(ge=0.0, le=1.0, description="the probability after the action")
+    score: int = Field(ge=0, le=100)
+    grade: Grade
+    gain: float = Field(description="probability added: after the action minus now")
+    add: dict[str, list[dict[str, Any]]] = Field(
+        description="the rows that record the action, as the entity's request carries them "
+        "(under activities or history): append them and score again for this probability")
+
+
+WHAT_IF_DESCRIPTION = ("up to three actions that would raise the score, most first (null "
+                       "unless asked with what_if=true)")
+
+
 class ModelRef(BaseModel):
     name: str
     version: str
@@ -342,6 +361,7 @@ class LeadResult(BaseModel):
     percentile: Percentile
     reasons: Reasons
     trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
+    what_if: list[WhatIf] | None = Field(None, description=WHAT_IF_DESCRIPTION)
     model: ModelRef
     warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
@@ -373,6 +393,7 @@ class DealResult(BaseModel):
     risk: Risk
     reasons: Reasons
     trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
+    what_if: list[WhatIf] | None = Field(None, description=WHAT_IF_DESCRIPTION)
     model: ModelRef
     warnings: list[str] = Field(default_factory=list, description=WARNINGS_DESCRIPTION)
 
@@ -387,6 +408,7 @@ class RenewalResult(BaseModel):
     reasons: Reasons
     risk: Risk
     trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
+    what_if: list[WhatIf] | None = Field(None, description=WHAT_IF_DESCRIPTION)
     model: ModelRef
 
 
@@ -399,6 +421,7 @@ class ExpansionResult(BaseModel):
     percentile: Percentile
     reasons: Reasons
     trend: Trend | None = Field(None, description=TREND_DESCRIPTION)
+    what_if: list[WhatIf] | None = Field(None, description=WHAT_IF_DESCRIPTION)
     model: ModelRef
 
 

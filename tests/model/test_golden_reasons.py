@@ -21,10 +21,11 @@ from features.reasons import words
 from features.schema import CRMTables
 from features.sets import DEAL_V1, LEAD_V1
 from features.training_set import build_training_set
+from serving.endpoints import suggest
 from serving.models import LoadedModel
 from serving.results import Grading, deal_results, lead_results, risk_rules
 from serving.schemas import DealResult, LeadResult
-from serving.scoring import score_tables
+from serving.scoring import TREND_DAYS, score_tables
 from serving.settings import get_scoring_settings
 from tests.model.conftest import QUICK
 from tests.unit.test_reasons import PLURAL_SLIP
@@ -83,6 +84,14 @@ def _render(result: LeadResult | DealResult, key: str) -> list[str]:
     for sign, reasons in (("+", result.reasons.up), ("-", result.reasons.down)):
         lines += [f"  {sign} {r.text}{'' if r.actionable else '  [fact]'}" for r in reasons]
     lines += [f"  ? {w}" for w in result.warnings]
+    if result.trend is not None:
+        t = result.trend
+        then = [f"{'-' if s is None else s} {when}" for s, when in
+                ((t.score_28d_ago, "four weeks ago"), (t.score_7d_ago, "a week ago"))]
+        lines.append(f"  ~ trend: {', '.join(then)}, {result.score} now: "
+                     f"{t.direction or 'no earlier score'}")
+    for w in result.what_if or []:
+        lines.append(f"  > {w.text}: {result.score} -> {w.score}")
     return lines
 
 
@@ -91,18 +100,23 @@ def rendered() -> str:
     at = _data_end(tables)
     settings = get_scoring_settings()
     out = [f"# data/sample as of {at:%Y-%m-%d %H:%M} UTC. Per entity: flags (!), reasons for (+)",
-           "# and against (-), [fact] where a rep cannot act on it, warnings (?).", ""]
+           "# and against (-), [fact] where a rep cannot act on it, warnings (?), the trend (~)",
+           "# and what would raise the score (>).", ""]
     lead_model = _train(tables, "lead_qualification")
     leads = _spread(_open(tables.leads, "lead_id", ("qualified_at", "disqualified_at"), at),
                     PICKS)
-    scored = score_tables(lead_model, tables, leads, at)
-    for r in lead_results(lead_model, scored, Grading()):
+    scored = score_tables(lead_model, tables, leads, at, trend_days=TREND_DAYS)
+    lead_answers = lead_results(lead_model, scored, Grading())
+    suggest(lead_answers, lead_model, tables, scored, at.to_pydatetime(), settings)
+    for r in lead_answers:
         out += [*_render(r, "lead_id"), ""]
     deal_model = _train(tables, "deal_close")
     deals = _spread(_open(tables.opportunities, "opportunity_id", ("closed_at",), at), PICKS)
-    scored = score_tables(deal_model, tables, deals, at)
-    for d in deal_results(deal_model, scored, scored.amounts(), Grading(),
-                          risk_rules(settings)):
+    scored = score_tables(deal_model, tables, deals, at, trend_days=TREND_DAYS)
+    deal_answers = deal_results(deal_model, scored, scored.amounts(), Grading(),
+                                risk_rules(settings))
+    suggest(deal_answers, deal_model, tables, scored, at.to_pydatetime(), settings)
+    for d in deal_answers:
         out += [*_render(d, "opportunity_id"), ""]
     return "\n".join(out)
 
@@ -127,6 +141,6 @@ def test_the_golden_answers_read_cleanly(text: str) -> None:
     entities = [block for block in text.split("\n\n") if block and not block.startswith("#")]
     assert len(entities) == 2 * PICKS
     for line in text.splitlines():
-        if line.startswith(("  +", "  -")):
+        if line.startswith(("  +", "  -", "  >")):
             assert "not known" not in line and "_" not in line, line
         assert not PLURAL_SLIP.search(line), line
