@@ -234,11 +234,13 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
     from features.build import build_features, feature_columns
     from features.columns import ColumnTable, epoch_ns
     from features.sets import LEAD_V1
+    from serving.endpoints import LEADS, Ask
     from serving.models import LoadedModel
     from serving.requests import lead_tables
     from serving.results import Grading, lead_results
     from serving.schemas import LeadBatch
     from serving.scoring import score_tables
+    from serving.settings import ScoringSettings
 
     loaded = LoadedModel(task="lead_qualification", model=model, name="bench", version="1")
     batch = LeadBatch.model_validate(body)
@@ -255,10 +257,13 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
     scored = score_tables(loaded, tables, ids, stamp, explain=True)
     rows = f"{len(ids)} row" + ("s" if len(ids) > 1 else "")
 
-    def whole() -> None:
-        b = LeadBatch.model_validate(body)
-        scored = score_tables(loaded, lead_tables(b), ids, stamp, explain=True)
-        lead_results(loaded, scored, Grading())
+    settings = ScoringSettings()
+
+    def whole(ask: Any) -> Callable[[], None]:
+        def run() -> None:
+            b = LeadBatch.model_validate(body)
+            LEADS.respond(b, [loaded], lead_tables(b), ids, stamp, ask, settings)
+        return run
 
     out = {}
     for label, fn in (
@@ -273,7 +278,9 @@ def in_process(model: Any, body: dict[str, Any], as_of: pd.Timestamp,
         ("column_matrix + score_matrix, with contributions",
          lambda: model.score_matrix(model.column_matrix(columns), True)),
         ("results with reasons", lambda: lead_results(loaded, scored, Grading())),
-        ("whole request without HTTP", whole),
+        ("whole request without HTTP, trend off", whole(Ask(trend=False))),
+        ("whole request without HTTP (trend on, the default)", whole(Ask())),
+        ("whole request without HTTP, what-if on", whole(Ask(what_if=True))),
     ):
         for _ in range(max(2, reps // 10)):
             fn()
@@ -357,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
             "LEADSCORE_API_KEY_HASHES": hash_api_key(API_KEY),
             "LEADSCORE_RELOAD_INTERVAL_S": "0",
             "LEADSCORE_LOG_LEVEL": "warning",
+            # Only the two models registered here: /readyz waits for every served task.
+            "LEADSCORE_TASKS": "lead_qualification,deal_close",
         }
         servers: dict[str, tuple[Server, str]] = {}
         try:
@@ -393,6 +402,10 @@ def main(argv: list[str] | None = None) -> None:
                 # What a result cost before it carried its trend (7 and 28 days earlier).
                 "leadscore, 1 lead, trend off": (
                     servers["leadscore"][1], ours(single, "/v1/leads/score?trend=false")
+                ),
+                # What asking for next steps costs: the request scored once more per step.
+                "leadscore, 1 lead, what-if on": (
+                    servers["leadscore"][1], ours(single, "/v1/leads/score?what_if=true")
                 ),
             }
             batch_cases: dict[str, tuple[str, Call]] = {
@@ -447,6 +460,9 @@ def main(argv: list[str] | None = None) -> None:
     off = results["leadscore, 1 lead, trend off"]
     print(f"single lead with its trend / without: p50 {inline['p50_ms'] / off['p50_ms']:.2f}x, "
           f"throughput {inline['rps'] / off['rps']:.2f}x")
+    asked = results["leadscore, 1 lead, what-if on"]
+    print(f"single lead with what-if / without: p50 {asked['p50_ms'] / inline['p50_ms']:.2f}x, "
+          f"throughput {asked['rps'] / inline['rps']:.2f}x")
     pool = results["leadscore (threadpool), 1 lead"]
     print(f"event loop vs threadpool, single lead: p50 {inline['p50_ms']:.2f} vs "
           f"{pool['p50_ms']:.2f} ms, {inline['rps']:.0f} vs {pool['rps']:.0f} req/s")

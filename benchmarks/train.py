@@ -87,8 +87,20 @@ def acceptance(data: Path, leads: int, seed: int, deal_model: str, tasks: list[s
                 print(f"{prefix:28s} roc_auc {m[prefix + 'roc_auc']:.4f}  "
                       f"log_loss {m[prefix + 'log_loss']:.4f}  brier {m[prefix + 'brier']:.4f}  "
                       f"ece {m[prefix + 'ece']:.4f}")
+        grading = ev.model.grading
+        if grading is not None and ev.grades:
+            cuts = dict(zip("ABC", grading.cutoffs, strict=True))
+            print("grade  from score  rows  observed rate  mean probability")
+            for r in ev.grades:
+                rate = "-" if r.observed_rate is None else f"{r.observed_rate:.1%}"
+                mean = "-" if r.mean_probability is None else f"{r.mean_probability:.1%}"
+                print(f"{r.grade:5s}  {cuts.get(r.grade, 0):10d}  {r.count:,}  {rate}  {mean}")
+        rates = [r.observed_rate for r in ev.grades]
         lo, hi = ORACLE_RANGE[task]
         checks = {
+            "every grade non-empty, observed rate falling strictly A to D": bool(rates) and all(
+                r is not None for r in rates) and all(
+                a > b for a, b in zip(rates, rates[1:], strict=False)),  # type: ignore[operator]
             "model AUC >= 0.95 x oracle AUC": m["test_roc_auc_oracle_ratio"] >= 0.95,
             f"oracle AUC in [{lo}, {hi}]": lo <= m["oracle_test_roc_auc"] <= hi,
             "beats every baseline on ROC AUC": all(
