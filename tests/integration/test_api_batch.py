@@ -185,3 +185,26 @@ def test_an_as_of_far_past_the_data_warns(
     assert f"as of {as_of:%Y-%m-%d %H:%M:%S} UTC (--as-of)" in result.output
     line = f"warning: scoring as of {as_of:%Y-%m-%d}, {days_past} days after the newest event"
     assert (line in result.output) == warned, result.output
+
+
+def test_the_shipped_sample_is_scored_as_of_its_end(
+    crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """The sample ends 2025-12-31: scored without --as-of, its deals are scored then, not
+    as of today (when every one of them would read as stalled for months)."""
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    out = tmp_path / "deals.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "deal_close", "--input", str(sample / "opportunities.parquet"),
+        "--output", str(out), "--data", str(sample), "--model", str(crm_dir / "deal_model"),
+        "--no-reasons",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "as of 2025-12-31 23:52:43 UTC: just after the newest event in the data " \
+        "(2025-12-31 23:51:43 UTC)" in result.output
+    scores = pd.read_csv(out)
+    assert len(scores) > 0
+    quiet = [f["evidence"] for text in scores["risk_flags"] for f in json.loads(text)
+             if f["flag"] in ("stalled", "no_activity")]
+    days = [e.get("days_in_stage", e.get("days_since_last_activity")) for e in quiet]
+    assert days and max(days) < 300  # as of today: 330 days and more
