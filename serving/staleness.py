@@ -42,8 +42,8 @@ def past_data_warning(as_of: pd.Timestamp, data_end: pd.Timestamp, days: int) ->
         return None
     return (
         f"scoring as of {as_of:%Y-%m-%d}, {gap.days} days after the newest event in the data "
-        f"({data_end:%Y-%m-%d}): every lead and deal reads those {gap.days} days of silence "
-        "as real (stalled, no activity, close dates passed); leave out --as-of to score as of "
+        f"({data_end:%Y-%m-%d}): the scores read those {gap.days} days of silence as real "
+        "(deals stalled, no activity, close dates passed); leave out --as-of to score as of "
         "the data's end"
     )
 
