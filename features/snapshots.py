@@ -34,12 +34,18 @@ _OUTCOME_TIMES: dict[str, tuple[str, ...]] = {
 }
 
 
+def event_columns(name: str) -> tuple[str, ...]:
+    """The columns of table ``name`` that date something that happened: its time column
+    and its outcome times, never a planned date such as ``close_date``."""
+    return (TABLES[name].time_column, *_OUTCOME_TIMES.get(name, ()))
+
+
 def data_end_of(tables: CRMTables) -> pd.Timestamp:
     """The latest timestamp anywhere in the tables: the moment the export was taken."""
     latest = []
-    for name, table in TABLES.items():
+    for name in TABLES:
         frame = tables.get(name)
-        for col in (table.time_column, *_OUTCOME_TIMES.get(name, ())):
+        for col in event_columns(name):
             if len(frame) and frame[col].notna().any():
                 latest.append(frame[col].max())
     if not latest:

@@ -101,7 +101,11 @@ def score(
     data: str = typer.Option(
         None, help="Folder of the other contract tables (activities, opportunity_history...)."
     ),
-    as_of: str = typer.Option(None, help="Score as of this UTC time (default: now)."),
+    as_of: str = typer.Option(
+        None, help="Score as of this UTC time (default: just after the newest event in the "
+        "input and --data, not now: an export scored as of today would read every day since "
+        "as silence). More than LEADSCORE_STALE_DATA_DAYS (30) days past that event warns."
+    ),
     model: str = typer.Option(
         None, help="models:/<task>@<alias>, models:/<task>/<version> or a saved model folder."
     ),
@@ -114,7 +118,10 @@ def score(
         "(a what_if column of JSON); re-scores the file once per action."
     ),
 ) -> None:
-    """Score a file of leads or deals with the champion model, as the API would."""
+    """Score a file of leads or deals with the champion model, as the API would.
+
+    Scores are as of the data's end unless --as-of says otherwise; the time used is printed.
+    """
     from pathlib import Path
 
     import pandas as pd
@@ -123,6 +130,7 @@ def score(
     from serving.batch import BatchInputError, score_file
     from serving.models import source_for_uri
     from serving.settings import get_scoring_settings
+    from serving.staleness import as_of_line
 
     settings = get_scoring_settings()
     try:
@@ -143,10 +151,11 @@ def score(
     except (BatchInputError, LookupError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    unscored = (f", {report.not_applicable} the task does not apply to"
+    typer.echo(as_of_line(report.as_of, report.data_end, report.as_of_default))
+    unscored = (f", {report.not_applicable:,} the task does not apply to"
                 if report.not_applicable else "")
     typer.echo(
-        f"scored {report.scored} ({report.skipped} closed or not yet created skipped"
+        f"scored {report.scored:,} ({report.skipped:,} closed or not yet created skipped"
         f"{unscored}) with {task} version {report.model_version} -> {report.output}"
     )
     for warning in report.warnings:

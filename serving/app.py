@@ -21,6 +21,7 @@ from features.tasks import task_spec
 from leadscore import __version__
 from serving.endpoints import Endpoint
 from serving.errors import install_error_handlers
+from serving.examples import install_examples
 from serving.metrics import create_metrics
 from serving.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from serving.models import (
@@ -126,6 +127,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(v1)
     app.include_router(ops)
+    install_examples(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     return app

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from features.schema import (
     Table,
     coerce_dtypes,
 )
+from features.snapshots import data_end_of
 from features.tasks import TASKS, TaskSpec
 from serving.endpoints import Endpoint, suggest
 from serving.errors import validation_items
@@ -34,6 +35,7 @@ from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, rows_to_table
 from serving.scoring import TREND_DAYS, Gaps, score_tables
 from serving.settings import ScoringSettings
+from serving.staleness import as_of_after, past_data_warning
 
 log = logging.getLogger("leadscore.serving.batch")
 
@@ -56,6 +58,12 @@ class BatchReport:
     """Open entities the task does not apply to (an account with no renewal due, or not a
     customer): no output row."""
     warnings: tuple[str, ...] = ()
+    as_of: pd.Timestamp | None = None
+    """The snapshot time every row was scored at (UTC)."""
+    data_end: pd.Timestamp | None = None
+    """The newest event in the file and ``data_dir``; None when nothing dates them."""
+    as_of_default: bool = False
+    """``as_of`` was not given: it is just after ``data_end``."""
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -268,6 +276,26 @@ def score_frame(
     return pd.DataFrame(out)
 
 
+def batch_as_of(
+    rows: list[dict[str, Any]], task: str, context: dict[str, pd.DataFrame],
+    as_of: datetime | None,
+) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+    """A file's snapshot time, ``as_of`` in UTC or, without one, just after the newest event
+    in the file's rows and the ``--data`` tables; and that newest event (None when nothing
+    dates them)."""
+    try:
+        data_end: pd.Timestamp | None = data_end_of(batch_tables(rows, task, context))
+    except ValueError:
+        data_end = None
+    if as_of is not None:
+        stamp = pd.Timestamp(as_of)
+        return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC"),
+                data_end)
+    if data_end is None:
+        raise BatchInputError("nothing in the file or --data is dated: pass --as-of")
+    return as_of_after(data_end), data_end
+
+
 def score_file(
     task: str,
     input_path: Path,
@@ -285,17 +313,18 @@ def score_file(
     """Score every open lead or deal in ``input_path`` and write the results.
 
     ``data_dir`` holds the other contract tables (activities, opportunity_history,
-    accounts...) the features read; deals need their opportunity_history there.
+    accounts...) the features read; deals need their opportunity_history there. ``as_of``
+    None scores as of the data's end (:func:`batch_as_of`), not now: an export scored as
+    of today would read every day since it was taken as silence.
     """
     spec, endpoint = _task(task)
-    stamp = pd.Timestamp(as_of or datetime.now(UTC))
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     rows = validated_rows(read_table_file(input_path), task, str(input_path))
     context = read_context(data_dir)
     missing = [name for name in endpoint.needs if context.get(name) is None]
     if missing:
         files = ", ".join(f"{name}.csv/.parquet" for name in missing)
         raise BatchInputError(f"{spec.plural} need {', '.join(missing)}: pass --data with {files}")
+    stamp, data_end = batch_as_of(rows, task, context, as_of)
     keep = _open_mask(rows, task, stamp)
     open_rows = [r for r, k in zip(rows, keep, strict=True) if k]
     if model is None:
@@ -306,6 +335,9 @@ def score_file(
     else:
         result = pd.DataFrame()
     write_table_file(result, output_path)
+    graded = getattr(model.model, "grading", None) is not None
+    late = None if as_of is None or data_end is None else past_data_warning(
+        stamp, data_end, settings.stale_data_days)
     return BatchReport(
         task=task,
         scored=len(result),
@@ -313,5 +345,8 @@ def score_file(
         model_version=model.version,
         output=output_path,
         not_applicable=len(open_rows) - len(result),
-        warnings=() if getattr(model.model, "grading", None) is not None else (GRADING_MISSING,),
+        warnings=tuple(w for w in (None if graded else GRADING_MISSING, late) if w is not None),
+        as_of=stamp,
+        data_end=data_end,
+        as_of_default=as_of is None,
     )

@@ -36,6 +36,7 @@ from serving.schemas import (
     WithheldTask,
 )
 from serving.settings import ServingSettings
+from serving.staleness import add_stale_warnings
 
 T = TypeVar("T")
 
@@ -135,6 +136,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
                                     settings)
 
         out = await _run(len(ids), settings, work)
+        add_stale_warnings(items, out.results, now, settings.stale_data_days)
         for task, scores in zip(tasks, endpoint.scores(out), strict=True):
             _observe(metrics, task, scores)
         return out

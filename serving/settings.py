@@ -50,6 +50,11 @@ class ScoringSettings(BaseSettings):
     """Minimum score for grades A, B and C (anything lower is D) of a model saved without
     learned cut-offs; every model trained since learns its own (``training.grades``)."""
 
+    stale_data_days: int = Field(30, ge=0)
+    """Warn when the scoring time is more than this many days after the newest event the
+    score reads: per entity in the API's ``warnings``, once for ``leadscore score
+    --as-of``; 0 turns the warning off."""
+
     risk_no_activity_days: int = Field(14, ge=1)
     risk_probability_ratio: float = Field(0.5, gt=0.0, lt=1.0)
     """A deal is flagged when its probability is below this share of its stage's win rate."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from rich.console import Console
@@ -118,6 +119,26 @@ def strict_table(metrics: dict[str, float], rows: dict[str, int]) -> Table | str
     return table
 
 
+def local_path(uri: str) -> str:
+    """A ``file:`` URI as a path, relative to the current folder when under it; any other
+    URI as it is."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        return uri
+    path = Path(unquote(parsed.path))
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def report_place(result: TrainResult) -> str:
+    """Where a run's report is: the ``--out`` folder, else the run's artifacts in MLflow."""
+    run = f"MLflow run {result.run_id}"
+    if result.report_dir is not None:
+        return f"{result.report_dir} (also logged to {run})"
+    if result.report_uri is None:
+        return f"the artifacts of {run}"
+    return f"{local_path(result.report_uri)} (the artifacts of {run})"
+
+
 def print_result(result: TrainResult, console: Console) -> None:
     ev = result.evaluation
     if ev is None:
@@ -128,6 +149,9 @@ def print_result(result: TrainResult, console: Console) -> None:
             f"unchanged data, settings and code (fingerprint {(result.fingerprint or '')[:12]}): "
             f"version {result.version} kept{where}{forced}; nothing new registered"
         )
+        if result.run_id is not None:
+            console.print(f"its report (plots, model card): {report_place(result)}",
+                          soft_wrap=True)
         if result.withheld:
             console.print(f"[yellow]not served:[/yellow] {result.withheld}")
         return
@@ -171,7 +195,7 @@ def print_result(result: TrainResult, console: Console) -> None:
             f"{task_spec(ev.task).plural}; these metrics are noisy "
             "(a few hundredths of AUC either way). Train on more history for a firm comparison."
         )
-    console.print(f"report (plots, model card): {result.report_dir}")
+    console.print(f"report (plots, model card): {report_place(result)}", soft_wrap=True)
     if result.version is None:
         console.print(f"run {result.run_id} logged; not registered")
         return

@@ -191,6 +191,22 @@ def version_with_fingerprint(task: str, fingerprint: str,
     return str(versions[0]) if versions else None
 
 
+def version_report(task: str, version: str,
+                   tracking_uri: str | None = None) -> tuple[str | None, str | None]:
+    """The run that trained a registered version, and its report in that run's artifacts
+    (None, None when the registry does not say)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        run_id = client.get_model_version(task, str(version)).run_id
+        if not run_id:
+            return None, None
+        return run_id, f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/report"
+    except MlflowException:
+        return None, None
+
+
 def promote(task: str, version: str, tracking_uri: str | None = None) -> str | None:
     """Make ``version`` the champion by hand; return the version it replaced (if any).
 

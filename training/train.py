@@ -12,7 +12,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from training.registry import (
     set_alias,
     tag_version,
     tracking,
+    version_report,
     version_with_fingerprint,
     withhold,
 )
@@ -170,6 +171,7 @@ class TrainResult:
     version: str | None
     decision: GateDecision | None
     report_dir: Path | None
+    """The folder the report was written to (``out_dir``); None: it is in MLflow only."""
     fingerprint: str | None = None
     unchanged: bool = False
     """The same data, settings and code as a registered version: ``version`` is kept."""
@@ -177,6 +179,8 @@ class TrainResult:
     """Where ``version`` stands now: champion, challenger, or None."""
     withheld: str | None = None
     """Why the task has no champion, when the gate left it without one."""
+    report_uri: str | None = None
+    """Where the run's report (plots, model card, grades) is in MLflow's artifacts."""
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
@@ -347,9 +351,10 @@ def keep_unchanged(settings: TrainSettings, digest: str) -> TrainResult | None:
         champion = resolve_alias(settings.task, CHAMPION, uri)
         challenger = resolve_alias(settings.task, CHALLENGER, uri)
         alias = CHAMPION if champion == version else CHALLENGER if challenger == version else None
-        return TrainResult(None, None, version, decision, None, fingerprint=digest,
+        run_id, report_uri = version_report(settings.task, version, uri)
+        return TrainResult(None, run_id, version, decision, None, fingerprint=digest,
                            unchanged=True, alias=alias,
-                           withheld=withheld_reason(settings.task, uri))
+                           withheld=withheld_reason(settings.task, uri), report_uri=report_uri)
 
 
 def log_and_register(
@@ -360,11 +365,32 @@ def log_and_register(
     on_step: Step | None = None,
     fingerprint: str | None = None,
 ) -> TrainResult:
-    """Write the report, log the run to MLflow, register the model and apply the gate."""
+    """Write the report, log the run to MLflow, register the model and apply the gate.
+
+    Without ``out_dir`` the report is written to a temporary folder, logged, and the folder
+    removed: the run's artifacts in MLflow hold it (``report_uri``).
+    """
+    if settings.out_dir is not None:
+        return _log_and_register(ev, settings, settings.out_dir, extra_params, plots, on_step,
+                                 fingerprint)
+    with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp:
+        result = _log_and_register(ev, settings, Path(tmp), extra_params, plots, on_step,
+                                   fingerprint)
+    return replace(result, report_dir=None)
+
+
+def _log_and_register(
+    ev: Evaluation,
+    settings: TrainSettings,
+    report_dir: Path,
+    extra_params: dict[str, Any] | None,
+    plots: bool,
+    on_step: Step | None,
+    fingerprint: str | None,
+) -> TrainResult:
     import mlflow
 
     step = on_step or (lambda _: None)
-    report_dir = settings.out_dir or Path(tempfile.mkdtemp(prefix="leadscore-train-"))
     report_dir.mkdir(parents=True, exist_ok=True)
     if plots:
         write_plots(ev, report_dir)
@@ -408,6 +434,7 @@ def log_and_register(
         write_card(ev, report_dir, version, decision.reason if decision else None)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         run_id = run.info.run_id
+        report_uri = mlflow.get_artifact_uri("report")
     step("logged to MLflow")
     return TrainResult(ev, run_id, version, decision, report_dir, fingerprint=fingerprint,
-                       alias=alias, withheld=withheld)
+                       alias=alias, withheld=withheld, report_uri=report_uri)

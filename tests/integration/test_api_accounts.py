@@ -298,3 +298,29 @@ def test_no_account_model_is_503(account_models: AccountModels) -> None:
         assert r.status_code == 503
         assert "account_expansion" in r.json()["detail"]
         assert c.get("/readyz").status_code == 503
+
+
+def test_an_account_whose_newest_event_is_old_says_so(account_models: AccountModels) -> None:
+    """The newest of its deals, activities and signals is what counts: scored 45 days
+    after it, the account's warnings say the score reads those days as silence."""
+    account_id = _customers(account_models, due=True)[0]
+    body = account_request(account_models.tables, account_id, account_models.as_of)
+    (record,) = body["accounts"]
+    times = [record["created_at"]] + [a["occurred_at"] for a in record["activities"]]
+    times += [s["observed_at"] for s in record["signals"]]
+    for deal in record["deals"]:
+        times += [deal["created_at"], deal["closed_at"]] + [h["changed_at"]
+                                                           for h in deal["history"]]
+    newest = max(pd.Timestamp(t) for t in times if t is not None)
+    app = create_app(settings(tasks=ACCOUNT_TASKS), models=list(account_models.models.values()))
+
+    async def later() -> datetime:
+        return (newest + pd.Timedelta(days=45, hours=2)).to_pydatetime()
+
+    app.dependency_overrides[get_now] = later
+    with TestClient(app) as c:
+        r = c.post("/v1/accounts/score", headers=auth(), json=body)
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["results"]
+    assert res["warnings"][-1].startswith(
+        f"the newest event sent is 45 days old ({newest:%Y-%m-%d}): ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.schema import ACCOUNT_SIGNALS, empty_frame
+from features.snapshots import data_end_of
 from leadscore.cli import app
 from tests.integration.test_api_fixtures import (
     AS_OF,
@@ -137,3 +140,82 @@ def test_score_leads_without_accounts_names_what_it_did_not_know(
     assert not any("without" in w for ws in full["warnings"] for w in json.loads(ws))
     for reasons in bare["reasons_up"].tolist() + bare["reasons_down"].tolist():
         assert all("across the" not in r["text"] for r in json.loads(reasons))
+
+
+def _data_end(trained: Trained) -> pd.Timestamp:  # noqa: F811
+    """The newest event of the tables in crm_dir (it holds no account_signals)."""
+    tables = dataclasses.replace(trained.tables, account_signals=empty_frame(ACCOUNT_SIGNALS))
+    return data_end_of(tables)
+
+
+def test_score_without_as_of_scores_as_of_the_datas_end(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """No --as-of: the file is scored just after the newest event in it and --data, as the
+    offline model scores it then, not as of today (which would read the months since the
+    export as silence)."""
+    leads = trained.tables.leads
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "lead_qualification", "--input", str(tmp_path / "leads.csv"),
+        "--output", str(out), "--data", str(crm_dir), "--model", str(crm_dir / "lead_model"),
+    ])
+    assert result.exit_code == 0, result.output
+    end = _data_end(trained)
+    as_of = end + pd.Timedelta(minutes=1)
+    assert end < pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=300)  # an old export
+    assert f"as of {as_of:%Y-%m-%d %H:%M:%S} UTC: just after the newest event in the data " \
+        f"({end:%Y-%m-%d %H:%M:%S} UTC)" in result.output
+    assert "warning: scoring as of" not in result.output
+    scores = pd.read_csv(out, dtype={"lead_id": str})
+    assert set(open_leads(trained.tables, as_of)) <= set(scores["lead_id"])
+    ids = scores["lead_id"].tolist()
+    X = offline_features(trained.tables, "lead_qualification", ids, as_of)
+    np.testing.assert_allclose(scores["probability"], trained.lead.model.predict_proba(X),
+                               rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(("days_past", "setting", "warned"), [
+    (40, None, True), (20, None, False), (40, "60", False),
+])
+def test_an_as_of_far_past_the_data_warns(
+    trained: Trained, crm_dir: Path, tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch, days_past: int, setting: str | None, warned: bool,
+) -> None:
+    if setting is not None:
+        monkeypatch.setenv("LEADSCORE_STALE_DATA_DAYS", setting)
+    end = _data_end(trained)
+    as_of = end + pd.Timedelta(days=days_past)
+    result = CliRunner().invoke(app, [
+        "score", "--task", "deal_close", "--input", str(crm_dir / "opportunities.parquet"),
+        "--output", str(tmp_path / "deals.csv"), "--data", str(crm_dir),
+        "--as-of", as_of.isoformat(), "--model", str(crm_dir / "deal_model"),
+    ])
+    assert result.exit_code == 0, result.output
+    assert f"as of {as_of:%Y-%m-%d %H:%M:%S} UTC (--as-of)" in result.output
+    line = f"warning: scoring as of {as_of:%Y-%m-%d}, {days_past} days after the newest event"
+    assert (line in result.output) == warned, result.output
+
+
+def test_the_shipped_sample_is_scored_as_of_its_end(
+    crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """The sample ends 2025-12-31: scored without --as-of, its deals are scored then, not
+    as of today (when every one of them would read as stalled for months)."""
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample"
+    out = tmp_path / "deals.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "deal_close", "--input", str(sample / "opportunities.parquet"),
+        "--output", str(out), "--data", str(sample), "--model", str(crm_dir / "deal_model"),
+        "--no-reasons",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "as of 2025-12-31 23:52:43 UTC: just after the newest event in the data " \
+        "(2025-12-31 23:51:43 UTC)" in result.output
+    scores = pd.read_csv(out)
+    assert len(scores) > 0
+    quiet = [f["evidence"] for text in scores["risk_flags"] for f in json.loads(text)
+             if f["flag"] in ("stalled", "no_activity")]
+    days = [e.get("days_in_stage", e.get("days_since_last_activity")) for e in quiet]
+    assert days and max(days) < 300  # as of today: 330 days and more

@@ -6,6 +6,7 @@ Each test gets its own SQLite tracking store (tmp_path), so nothing touches mode
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,8 @@ def test_train_registers_gates_and_promotes(crm_dir: Path, tmp_path: Path, store
     out = _train(crm_dir, tmp_path)
     assert "unchanged data, settings and code" in out
     assert "version 1 kept as champion; nothing new registered" in out
+    kept = out.split("its report (plots, model card): ", 1)[1].split(" (the artifacts", 1)[0]
+    assert (Path(kept) / "model_card.md").exists()  # the kept version's run, in MLflow
     assert [str(v.version) for v in MlflowClient(store, store).search_model_versions(
         "name = 'lead_qualification'")] == ["1"]
 
@@ -167,3 +170,22 @@ def test_registered_pyfunc_scores_like_the_model(crm_dir: Path, tmp_path: Path,
     got = np.asarray(pyfunc.predict(plain), dtype=float).ravel()
     assert np.allclose(got, model.predict_proba(X), rtol=0, atol=1e-12)
     assert got.std() > 0  # not a constant
+
+
+def test_without_out_the_report_is_in_the_runs_artifacts_and_no_folder_is_left(
+    crm_dir: Path, tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = CliRunner().invoke(app, ["train", "--task", "lead_qualification", "--data",
+                                      str(crm_dir), *QUICK_FLAGS])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    (line,) = [ln for ln in result.output.splitlines() if ln.startswith("report (plots")]
+    (version,) = MlflowClient(store, store).search_model_versions("name = 'lead_qualification'")
+    assert line.endswith(f"(the artifacts of MLflow run {version.run_id})")
+    report = Path(line.split(": ", 1)[1].split(" (the artifacts", 1)[0])
+    assert report.name == "report" and version.run_id in report.parts
+    assert {"model_card.md", "grades.json", "reliability.png"} <= {p.name for p in
+                                                                  report.iterdir()}
+    assert list(scratch.iterdir()) == []  # the folder it was written in is gone

@@ -1,0 +1,82 @@
+"""Every scoring route's OpenAPI schema carries working examples, which /docs shows: each
+one posted as it stands scores, with nothing read as not known nor stale."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from features.tasks import TASKS
+from serving.app import create_app
+from serving.examples import install_examples
+from tests.integration.test_api_accounts import (
+    AccountModels,
+    account_models,  # noqa: F401  (module fixture)
+)
+from tests.integration.test_api_fixtures import (
+    Trained,
+    auth,
+    settings,
+    trained,  # noqa: F401  (session fixture)
+)
+
+ROUTES = sorted({spec.route for spec in TASKS.values()})
+
+
+@pytest.fixture(scope="module")
+def client(trained: Trained, account_models: AccountModels) -> Iterator[TestClient]:  # noqa: F811
+    models = [trained.lead, trained.deal, *account_models.models.values()]
+    app = create_app(settings(tasks=tuple(TASKS)), models=models)
+    with TestClient(app) as c:
+        yield c
+
+
+def _examples(spec: dict[str, Any], route: str) -> dict[str, Any]:
+    examples: dict[str, Any] = spec["paths"][route]["post"]["requestBody"]["content"][
+        "application/json"]["examples"]
+    return examples
+
+
+def test_every_scoring_route_has_examples_in_the_schema_docs_read(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec == client.app.openapi()  # type: ignore[attr-defined]
+    assert "/openapi.json" in client.get("/docs").text  # Swagger UI renders this schema
+    for route in ROUTES:
+        examples = _examples(spec, route)
+        assert examples, route
+        assert all(e["summary"] and e["description"] and e["value"] for e in examples.values())
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_each_example_posted_as_it_stands_scores(client: TestClient, route: str) -> None:
+    for name, example in _examples(client.app.openapi(), route).items():  # type: ignore[attr-defined]
+        r = client.post(route, json=example["value"], headers=auth())
+        assert r.status_code == 200, (name, r.text)
+        results = r.json()["results"]
+        assert len(results) == len(next(iter(example["value"].values())))
+        for res in results:
+            assert not any(w.startswith("the newest event sent is") for w in res["warnings"])
+            if name != "minimal_lead":  # the others send their context
+                assert not any("not known without" in w for w in res["warnings"]), res
+        if route == "/v1/accounts/score":
+            (res,) = results
+            assert res["renewal"] is not None and res["expansion"] is not None
+
+
+def test_examples_are_dated_relative_to_the_day_the_schema_is_read(client: TestClient) -> None:
+    app = create_app(settings(tasks=tuple(TASKS)), models=[])
+    days = iter([datetime(2031, 5, 2, 8, tzinfo=UTC), datetime(2031, 5, 2, 20, tzinfo=UTC),
+                 datetime(2031, 7, 1, 8, tzinfo=UTC)])
+    install_examples(app, clock=lambda: next(days))
+    first, same_day, later = (app.openapi() for _ in range(3))
+    assert first is same_day  # one schema a day
+    for schema, day in ((first, datetime(2031, 5, 2, tzinfo=UTC)),
+                        (later, datetime(2031, 7, 1, tzinfo=UTC))):
+        lead = _examples(schema, "/v1/leads/score")["lead_with_activities"]["value"]["leads"][0]
+        times = [pd.Timestamp(a["occurred_at"]) for a in lead["activities"]]
+        assert day - timedelta(days=30) < max(times) < day
