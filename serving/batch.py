@@ -33,14 +33,14 @@ from serving.endpoints import Endpoint, suggest
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, rows_to_table
-from serving.scoring import TREND_DAYS, Gaps, score_tables
+from serving.scoring import TREND_DAYS, Gaps, entity_features, score_tables
 from serving.settings import ScoringSettings
 from serving.staleness import as_of_after, past_data_warning
 
 log = logging.getLogger("leadscore.serving.batch")
 
 CHUNK_ROWS = 5000
-"""Entities per call of feature_columns: bounds memory on large files."""
+"""Entities scored and explained per block: bounds the contributions' memory."""
 
 
 class BatchInputError(ValueError):
@@ -260,19 +260,24 @@ def score_frame(
     tables = batch_tables(rows, task, context)
     ids = [str(r[key]) for r in rows]
     gaps = file_gaps(rows, key, tables, context)
+    trend_days = TREND_DAYS if trend else ()
+    # Every entity's features in one pass over the tables (as the training build does),
+    # then scored and explained in blocks that bound the contributions' memory.
+    entity = entity_features(tables, key, ids, as_of, trend_days)
+    n, blocks = len(ids), 1 + len(trend_days)
     out: list[dict[str, Any]] = []
-    for start in range(0, len(ids), CHUNK_ROWS):
-        chunk = ids[start : start + CHUNK_ROWS]
-        scored = score_tables(model, tables, chunk, as_of, explain,
-                              gaps[start : start + CHUNK_ROWS],
-                              trend_days=TREND_DAYS if trend else ())
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        rows_at = np.concatenate([np.arange(start, stop) + b * n for b in range(blocks)])
+        scored = score_tables(model, tables, ids[start:stop], as_of, explain,
+                              gaps[start:stop], {k: v[rows_at] for k, v in entity.items()},
+                              trend_days)
         results = endpoint.file_results(model, scored, settings)
         if what_if:
-            suggest(results, model, tables, scored, as_of, settings,
-                    gaps[start : start + CHUNK_ROWS])
+            suggest(results, model, tables, scored, as_of, settings, gaps[start:stop])
         out += [_flatten(r) for r in results]
         if progress is not None:
-            progress(len(chunk))
+            progress(stop - start)
     return pd.DataFrame(out)
 
 

@@ -219,3 +219,25 @@ def test_the_shipped_sample_is_scored_as_of_its_end(
              if f["flag"] in ("stalled", "no_activity")]
     days = [e.get("days_in_stage", e.get("days_since_last_activity")) for e in quiet]
     assert days and max(days) < 300  # as of today: 330 days and more
+
+
+def test_blocks_score_as_one_pass(
+    trained: Trained, crm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    """Features are computed once for the whole file and sliced per block: small blocks
+    (trend rows included) give exactly the one-block answer."""
+    import serving.batch
+
+    outputs = []
+    for rows in (100_000, 7):
+        monkeypatch.setattr(serving.batch, "CHUNK_ROWS", rows)
+        out = tmp_path / f"deals_{rows}.csv"
+        result = CliRunner().invoke(app, [
+            "score", "--task", "deal_close", "--input", str(crm_dir / "opportunities.parquet"),
+            "--output", str(out), "--data", str(crm_dir), "--as-of", AS_OF.isoformat(),
+            "--model", str(crm_dir / "deal_model"),
+        ])
+        assert result.exit_code == 0, result.output
+        outputs.append(pd.read_csv(out))
+    assert len(outputs[1]) > 7 * 3 and outputs[1]["trend_score_28d_ago"].notna().any()
+    pd.testing.assert_frame_equal(outputs[0], outputs[1])
