@@ -130,8 +130,9 @@ def summary_lines(review: Review, top: int = 5) -> list[str]:
     lines.append(f"week to {review.changes.until:%Y-%m-%d}: {week}")
     lines.append(f"most at risk (of {ar.open_deals:,} open deals):")
     for d in ar.deals[:top]:
-        why = d.result.risk.flags[0].reason if d.result.risk.flags else (
-            d.result.reasons.down[0].text if d.result.reasons.down else "")
+        flags, down = d.result.risk.flags, d.result.reasons.down
+        why = (f"flagged: {'; '.join(f.reason for f in flags[:2])}" if flags else
+               f"no flag; most against it: {down[0].text}" if down else "")
         lines.append(
             f"  {d.rank}. {d.opportunity_id} ({d.owner_id}, {words(d.result.stage)})"
             f" {money(d.amount)} at {pct(d.result.probability)} against "

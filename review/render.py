@@ -20,6 +20,10 @@ from review.schemas import Review
 PAGE_DEALS = 200
 """At-risk deals listed on the page (at_risk.csv and review.json hold every open deal)."""
 
+FORECAST_TEMPLATE = "forecast.html.j2"
+"""The forecast section's own template, rendered with ``review`` when the package ships
+it; without it a computed forecast is shown as its JSON."""
+
 GAINS = frozenset({"new", "pulled_in", "increased", "won"})
 
 
@@ -79,9 +83,12 @@ def _charts(review: Review) -> dict[str, Markup]:
 def render_html(review: Review, page_deals: int = PAGE_DEALS) -> str:
     """The page of ``review``; it lists the ``page_deals`` deals with the most money at
     risk. The forecast section says "forecast: not computed" while ``review.forecast`` is
-    None."""
-    template = _environment().get_template("review.html.j2")
+    None, and renders ``templates/forecast.html.j2`` when it is set."""
+    env = _environment()
+    template = env.get_template("review.html.j2")
     return template.render(
+        forecast_template=FORECAST_TEMPLATE if FORECAST_TEMPLATE in env.list_templates()
+        else None,
         review=review, current=review.current, now=review.overall[-1],
         before=review.overall[-2] if len(review.overall) > 1 else None,
         deals=review.at_risk.deals[:page_deals], charts=_charts(review), labels=LABELS,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from features.schema import TABLES
@@ -118,6 +119,19 @@ def test_the_page_is_self_contained_and_lists_the_top_deals(review: Review) -> N
     assert '<label for="owner-filter">' in html and html.count('<th scope="col"') > 20
     csv = at_risk_frame(review)
     assert csv["opportunity_id"].tolist() == [d.opportunity_id for d in review.at_risk.deals]
+
+
+def test_the_forecast_section_shows_the_forecast_once_it_is_computed(review: Review) -> None:
+    class Forecast(BaseModel):
+        period: str
+        p50: float
+
+    html = render_html(review.model_copy(update={"forecast": Forecast(period="2024-10",
+                                                                       p50=123456.0)}))
+    assert "forecast: not computed" not in html and "123456.0" in html
+    assert json.loads(review.model_copy(update={"forecast": Forecast(
+        period="2024-10", p50=1.0)}).model_dump_json())["forecast"] == {"period": "2024-10",
+                                                                        "p50": 1.0}
 
 
 def test_bad_requests_say_what_to_change(trained: Trained) -> None:  # noqa: F811

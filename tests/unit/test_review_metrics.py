@@ -236,3 +236,15 @@ def test_changes_since_last_week() -> None:
     }
     assert [x.kind for x in week.lines] == ["new", "pulled_in", "increased", "won",
                                             "decreased", "pushed_out", "lost"]
+
+
+def test_money_at_risk_is_the_amount_times_the_shortfall_below_the_stage() -> None:
+    from review.at_risk import money_at_risk
+
+    assert money_at_risk(10_000, 0.2, 0.5) == pytest.approx(3_000)
+    assert money_at_risk(10_000, 0.6, 0.5) == 0.0  # better than its stage: nothing at risk
+    assert money_at_risk(None, 0.1, 0.5) == 0.0
+    assert money_at_risk(float("nan"), 0.1, 0.5) == 0.0
+    assert money_at_risk(10_000, 0.1, None) == 0.0
+    # A large deal a little below its stage outranks a small one far below it.
+    assert money_at_risk(200_000, 0.45, 0.5) > money_at_risk(5_000, 0.05, 0.5)
