@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -70,13 +71,17 @@ def main() -> None:
                args.period]
     if args.target:
         command += ["--target", str(args.target)]
-    walls = []
+    walls, cpus = [], []
     for i in range(args.runs):
         load = _load()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         out = _cli(*command, env=env)
         walls.append(time.perf_counter() - t)
-        print(f"run {i + 1}: {walls[-1]:.1f} s wall (load average before {load})")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        print(f"run {i + 1}: {walls[-1]:.1f} s wall, {cpus[-1]:.1f} s CPU "
+              f"(load average before {load})")
     print(out.stdout)
 
     # In process, step by step (imports already paid).
@@ -116,8 +121,8 @@ def main() -> None:
     print("| step | s |\n| --- | ---: |")
     for name, s in steps.items():
         print(f"| {name} | {s:.2f} |")
-    print(f"leadscore pipeline, fresh process: median {statistics.median(walls):.1f} s, "
-          f"min {min(walls):.1f} s over {len(walls)} runs")
+    print(f"leadscore pipeline, fresh process: median {statistics.median(walls):.1f} s wall "
+          f"(min {min(walls):.1f}), {statistics.median(cpus):.1f} s CPU, over {len(walls)} runs")
     print(f"files in {work}")
 
 

@@ -130,7 +130,9 @@ def summary_lines(review: Review, top: int = 5) -> list[str]:
     lines.append(f"week to {review.changes.until:%Y-%m-%d}: {week}")
     lines.append(f"most at risk (of {ar.open_deals:,} open deals):")
     for d in ar.deals[:top]:
-        flags, down = d.result.risk.flags, d.result.reasons.down
+        # The line states the probability against the stage's rate already.
+        flags = [f for f in d.result.risk.flags if f.flag != "low_probability"]
+        down = d.result.reasons.down
         why = (f"flagged: {'; '.join(f.reason for f in flags[:2])}" if flags else
                f"no flag; most against it: {down[0].text}" if down else "")
         lines.append(
