@@ -93,7 +93,7 @@ def main() -> None:
     from review.build import build_review, data_span
     from review.deals import deal_facts
     from review.files import load_deal_model, write_review
-    from review.render import render_html
+    from review.render import PAGE_DEALS, render_html
     from review.settings import get_review_settings
 
     steps: dict[str, float] = {}
@@ -115,7 +115,7 @@ def main() -> None:
     timed("  of which: scoring the open deals", score_open_deals, model, tables, facts,
           settings)
     timed("render_html", render_html, review)
-    timed("write the three files", write_review, review, work / "review-inproc", 200)
+    timed("write the three files", write_review, review, work / "review-inproc", PAGE_DEALS)
     print(f"{review.at_risk.open_deals:,} open deals of {len(tables.opportunities):,}, "
           f"{len(tables.activities):,} activities")
     print("| step | s |\n| --- | ---: |")

@@ -17,8 +17,9 @@ from review import charts
 from review.changes import LABELS
 from review.schemas import Review
 
-PAGE_DEALS = 200
-"""At-risk deals listed on the page (at_risk.csv and review.json hold every open deal)."""
+PAGE_DEALS = 1000
+"""Most at-risk deals listed on the page (at_risk.csv and review.json hold every open
+deal)."""
 
 FORECAST_TEMPLATE = "forecast.html.j2"
 """The forecast section's own template, rendered with ``review`` when the package ships
@@ -81,9 +82,10 @@ def _charts(review: Review) -> dict[str, Markup]:
 
 
 def render_html(review: Review, page_deals: int = PAGE_DEALS) -> str:
-    """The page of ``review``; it lists the ``page_deals`` deals with the most money at
-    risk. The forecast section says "forecast: not computed" while ``review.forecast`` is
-    None, and renders ``templates/forecast.html.j2`` when it is set."""
+    """The page of ``review``; it lists the deals with money at risk, at most
+    ``page_deals`` of them, most first. The forecast section says "forecast: not
+    computed" while ``review.forecast`` is None, and renders
+    ``templates/forecast.html.j2`` when it is set."""
     env = _environment()
     template = env.get_template("review.html.j2")
     return template.render(
@@ -91,6 +93,7 @@ def render_html(review: Review, page_deals: int = PAGE_DEALS) -> str:
         else None,
         review=review, current=review.current, now=review.overall[-1],
         before=review.overall[-2] if len(review.overall) > 1 else None,
-        deals=review.at_risk.deals[:page_deals], charts=_charts(review), labels=LABELS,
-        gains=GAINS, stage_rank={s: i for i, s in enumerate(OPEN_STAGES)},
+        deals=[d for d in review.at_risk.deals if d.money_at_risk > 0][:page_deals],
+        charts=_charts(review), labels=LABELS,
+        page_deals=page_deals, gains=GAINS, stage_rank={s: i for i, s in enumerate(OPEN_STAGES)},
     )

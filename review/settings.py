@@ -21,7 +21,8 @@ class ReviewSettings(ScoringSettings):
     review_history_periods: int = Field(3, ge=0, le=36)
     """Periods shown before the one holding the date."""
     review_page_deals: int = Field(PAGE_DEALS, ge=1)
-    """At-risk deals listed on the page (the CSV and JSON hold every open deal)."""
+    """Most deals the page's at-risk table lists: those with money at risk, most first (the
+    CSV and JSON hold every open deal)."""
 
     @field_validator("review_period")
     @classmethod

@@ -117,6 +117,10 @@ def test_the_page_is_self_contained_and_lists_the_top_deals(review: Review) -> N
     assert [int(rank) for _, rank in rows] == list(range(1, 11))
     assert [o for o, _ in rows] == [d.owner_id for d in review.at_risk.deals[:10]]
     assert '<label for="owner-filter">' in html and html.count('<th scope="col"') > 20
+    # By default: every deal with money at risk, and none of those doing better than their stage.
+    listed = re.findall(r'<tr data-owner="[^"]+">', render_html(review))
+    assert len(listed) == sum(d.money_at_risk > 0 for d in review.at_risk.deals) > 10
+    assert len(listed) < review.at_risk.open_deals
     csv = at_risk_frame(review)
     assert csv["opportunity_id"].tolist() == [d.opportunity_id for d in review.at_risk.deals]
 
