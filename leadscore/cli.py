@@ -153,10 +153,7 @@ def score(
         typer.echo(f"warning: {warning}", err=True)
 
 
-pipeline_app = typer.Typer(
-    help="The manager's pipeline review: funnel, the week's changes, at-risk deals.",
-    invoke_without_command=True,
-)
+pipeline_app = typer.Typer(invoke_without_command=True)
 app.add_typer(pipeline_app, name="pipeline")
 
 
@@ -176,11 +173,11 @@ def pipeline(
         None, help="models:/deal_close@<alias>, models:/deal_close/<version> or a saved "
         "model folder (default: the registry's champion)."),
 ) -> None:
-    """Write the pipeline review as of a date: review.html (one self-contained page),
-    review.json and at_risk.csv (every open deal, most money at risk first).
+    """The pipeline review as of a date: review.html, review.json and at_risk.csv.
 
-    Exit codes: 0 written, 2 bad input (a folder that cannot be read, an unknown period,
-    a date outside the data, no open deal, no deal model).
+    review.html is one self-contained page; at_risk.csv lists every open deal, most at risk first.
+
+    Exit codes: 0 written; 2 bad input (the error says what to change).
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -43,6 +43,10 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
 """The columns that record something that happened (an expected close date is a plan)."""
 
 
+def _when(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def data_span(tables: CRMTables) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The first deal's creation and the latest event of any table."""
     latest = [tables.get(t)[c].max() for t, cols in EVENT_COLUMNS.items() for c in cols]
@@ -150,11 +154,11 @@ def build_review(
     stamp = last if as_of is None else utc(as_of)
     if not first <= stamp <= last:
         raise ReviewInputError(
-            f"{stamp.isoformat()} is outside the data, which runs from {first.isoformat()} "
-            f"(the first deal) to {last.isoformat()} (the latest event)")
+            f"{_when(stamp)} is outside the data, which runs from {_when(first)} (the "
+            f"first deal) to {_when(last)} (the latest event): give --as-of between them")
     facts = deal_facts(tables, stamp)
     if not facts.open_at(stamp).any():
-        raise ReviewInputError(f"no deal is open as of {stamp.isoformat()}: nothing to review")
+        raise ReviewInputError(f"no deal is open as of {_when(stamp)}: nothing to review")
     spans = windows(stamp, kind, history_periods)
     entries, visits = stage_entries(facts), stage_visits(facts)
 
