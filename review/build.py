@@ -141,7 +141,8 @@ def build_review(
     history_periods: int = 3,
     progress: Callable[[int], None] | None = None,
 ) -> Review:
-    """The review as of ``as_of`` (default: the data's latest event) for the ``period``
+    """The review as of ``as_of`` (default: the data's latest event; any time from the
+    day of the first deal to the end of the day of the latest event) for the ``period``
     holding it and the ``history_periods`` before it; ``target``: the period's bookings
     target, for the coverage. Raises :class:`ReviewInputError` on a bad request."""
     try:
@@ -152,7 +153,9 @@ def build_review(
         raise ReviewInputError(f"the target must be a positive amount, not {target}")
     first, last = data_span(tables)
     stamp = last if as_of is None else utc(as_of)
-    if not first <= stamp <= last:
+    # By day: an export taken at noon holds the morning, and a review as of that day is
+    # what a manager asks for.
+    if not first.floor("D") <= stamp < last.floor("D") + pd.Timedelta(days=1):
         raise ReviewInputError(
             f"{_when(stamp)} is outside the data, which runs from {_when(first)} (the "
             f"first deal) to {_when(last)} (the latest event): give --as-of between them")

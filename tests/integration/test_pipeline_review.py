@@ -125,6 +125,29 @@ def test_the_page_is_self_contained_and_lists_the_top_deals(review: Review) -> N
     assert csv["opportunity_id"].tolist() == [d.opportunity_id for d in review.at_risk.deals]
 
 
+def test_nothing_after_the_date_is_read(review: Review, trained: Trained) -> None:  # noqa: F811
+    """The review as of a date is the same when every row after the date is gone."""
+    t = trained.tables
+    opps = t.opportunities.loc[t.opportunities["created_at"] <= AS_OF].copy()
+    later = ~(opps["closed_at"] <= AS_OF).fillna(False)
+    opps.loc[later, "closed_at"] = pd.NaT
+    opps.loc[later, "is_won"] = pd.NA
+    hist = t.opportunity_history
+    acts = t.activities
+    leads = t.leads.loc[t.leads["created_at"] <= AS_OF].copy()
+    for c in ("qualified_at", "disqualified_at"):
+        leads.loc[~(leads[c] <= AS_OF).fillna(False), c] = pd.NaT
+    leads.loc[~leads["opportunity_id"].isin(opps["opportunity_id"]), "opportunity_id"] = pd.NA
+    cut = dataclasses.replace(
+        t, opportunities=opps, leads=leads,
+        opportunity_history=hist.loc[hist["changed_at"] <= AS_OF],
+        activities=acts.loc[acts["occurred_at"] <= AS_OF],
+        account_signals=t.account_signals.loc[t.account_signals["observed_at"] <= AS_OF],
+        accounts=t.accounts.loc[t.accounts["created_at"] <= AS_OF])
+    again = build_review(cut, trained.deal, settings(), as_of=AS_OF, target=250_000)
+    assert again.model_dump(exclude={"data_end"}) == review.model_dump(exclude={"data_end"})
+
+
 def test_the_forecast_section_shows_the_forecast_once_it_is_computed(review: Review) -> None:
     class Forecast(BaseModel):
         period: str
