@@ -1,4 +1,8 @@
-"""A CRM's funnel at a glance: what `leadscore demo` prints before any model is trained."""
+"""A CRM's funnel at a glance: what `leadscore demo` prints before any model is trained.
+
+The deal figures are the pipeline review's metrics (``review.metrics``) over the whole
+history: one definition of each.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.schema import OPEN_STAGES, CRMTables
+from review import metrics
+from review.build import data_span
+from review.deals import deal_facts, stage_entries, stage_visits
+from review.periods import all_time
 
 
 @dataclass(frozen=True)
@@ -16,7 +24,7 @@ class FunnelSummary:
     qualification_rate: float
     opportunities: int
     reached: dict[str, int]
-    """Deals with at least one history row in each stage."""
+    """Deals that entered each stage (at least one history row in it)."""
     closed: int
     won: int
     win_rate: float
@@ -26,30 +34,28 @@ class FunnelSummary:
 
 
 def funnel_summary(tables: CRMTables) -> FunnelSummary:
-    leads, opps, hist = tables.leads, tables.opportunities, tables.opportunity_history
-    order = {s: i for i, s in enumerate(OPEN_STAGES)}
-    h = hist.sort_values(["opportunity_id", "changed_at"], kind="stable")
-    seen = h.drop_duplicates(["opportunity_id", "stage"])["stage"].value_counts()
-    reached = {s: int(seen.get(s, 0)) for s in order}
-    # Time in a stage = from the row that entered it to the next stage change.
-    changes = h[h["stage"].ne(h.groupby("opportunity_id")["stage"].shift())]
-    nxt = changes.groupby("opportunity_id")["changed_at"].shift(-1)
-    days = (nxt - changes["changed_at"]).dt.total_seconds() / 86_400
-    med = days.groupby(changes["stage"]).median()
-    closed = opps[opps["closed_at"].notna()]
-    won = closed[closed["is_won"].astype(bool)]
-    cycle = (won["closed_at"] - won["created_at"]).dt.total_seconds() / 86_400
-    times = pd.concat([leads["created_at"], opps["created_at"], hist["changed_at"]])
+    leads = tables.leads
+    first, last = data_span(tables)
+    window = all_time(min(first, leads["created_at"].min()) if len(leads) else first, last)
+    facts = deal_facts(tables, last)
+    everyone = metrics.overall(facts)
+    reached = metrics.entered(stage_entries(facts), window, everyone)["deals"]
+    days = metrics.days_in_stage(stage_visits(facts), window, everyone)["median"]
+    wins = metrics.win_rate(facts, window, everyone)
+    cycle = metrics.sales_cycle(facts, window, everyone)
+    won = int(wins["won"].sum())
+    closed = won + int(wins["lost"].sum())
     return FunnelSummary(
         leads=len(leads),
         qualified=int(leads["qualified_at"].notna().sum()),
         qualification_rate=float(leads["qualified_at"].notna().mean()) if len(leads) else 0.0,
-        opportunities=len(opps),
-        reached=reached,
-        closed=len(closed),
-        won=len(won),
-        win_rate=len(won) / len(closed) if len(closed) else 0.0,
-        median_days_in_stage={s: float(med.get(s, float("nan"))) for s in OPEN_STAGES},
-        median_won_cycle_days=float(cycle.median()) if len(cycle) else float("nan"),
-        period=(times.min(), times.max()),
+        opportunities=len(tables.opportunities),
+        reached={s: int(reached.get((metrics.ALL, s), 0)) for s in OPEN_STAGES},
+        closed=closed,
+        won=won,
+        win_rate=won / closed if closed else 0.0,
+        median_days_in_stage={s: float(days.get((metrics.ALL, s), float("nan")))
+                              for s in OPEN_STAGES},
+        median_won_cycle_days=float(cycle["median"].get(metrics.ALL, float("nan"))),
+        period=(window.start, last),
     )

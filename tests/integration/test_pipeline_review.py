@@ -1,0 +1,226 @@
+"""The pipeline review end to end on a small generated CRM: every open deal scored exactly
+as the API scores it, ranked by money at risk, and `leadscore pipeline` writing the page,
+the JSON and the CSV, with clear errors on bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from features.schema import TABLES
+from leadscore.cli import app as cli
+from review.build import ReviewInputError, build_review
+from review.files import at_risk_frame
+from review.render import render_html
+from review.schemas import Review
+from serving.app import create_app
+from serving.deps import get_now
+from tests.data.crm_builder import write_folder
+from tests.integration.test_api_fixtures import (
+    AS_OF,
+    Trained,
+    auth,
+    deal_request,
+    settings,
+    trained,  # noqa: F401  (session fixture)
+)
+
+
+@pytest.fixture(scope="module")
+def review(trained: Trained) -> Review:  # noqa: F811
+    return build_review(trained.tables, trained.deal, settings(), as_of=AS_OF, target=250_000)
+
+
+@pytest.fixture()
+def client(trained: Trained) -> Iterator[TestClient]:  # noqa: F811
+    app = create_app(settings(), models=[trained.lead, trained.deal])
+
+    async def fixed_now() -> datetime:
+        return AS_OF.to_pydatetime()
+
+    app.dependency_overrides[get_now] = fixed_now
+    with TestClient(app) as c:
+        yield c
+
+
+def _open(trained: Trained) -> set[str]:  # noqa: F811
+    opps = trained.tables.opportunities
+    is_open = (opps["created_at"] <= AS_OF) & ~(opps["closed_at"] <= AS_OF).fillna(False)
+    return set(opps.loc[is_open, "opportunity_id"].astype(str))
+
+
+def test_every_open_deal_is_ranked_by_money_at_risk(review: Review, trained: Trained) -> None:  # noqa: F811
+    deals = review.at_risk.deals
+    assert {d.opportunity_id for d in deals} == _open(trained)
+    assert [d.rank for d in deals] == list(range(1, len(deals) + 1))
+    rates = trained.deal.model.metadata["stage_win_rates"]
+    for d in deals:
+        expected = (d.amount or 0.0) * max(0.0, rates[d.result.stage] - d.result.probability)
+        assert d.money_at_risk == pytest.approx(expected, abs=0.01)
+        assert d.stage_win_rate == rates[d.result.stage]
+    risk = [d.money_at_risk for d in deals]
+    assert risk == sorted(risk, reverse=True) and risk[0] > 0
+    assert review.at_risk.money_at_risk == pytest.approx(sum(risk), abs=0.05)
+    assert review.at_risk.owners == sorted({d.owner_id for d in deals})
+
+
+def test_each_deal_is_scored_as_the_api_scores_it(
+    review: Review, trained: Trained, client: TestClient  # noqa: F811
+) -> None:
+    for d in review.at_risk.deals[:3] + review.at_risk.deals[-2:]:
+        body = deal_request(trained.tables, d.opportunity_id, AS_OF)
+        r = client.post("/v1/deals/score", json=body, headers=auth())
+        assert r.status_code == 200, r.text
+        served = r.json()["results"][0]
+        mine = d.result.model_dump(mode="json")
+        assert mine["probability"] == pytest.approx(served["probability"], abs=1e-9)
+        for field in ("score", "grade", "percentile", "stage", "risk", "reasons", "trend",
+                      "expected_value", "warnings"):
+            assert mine[field] == served[field], field
+
+
+def test_the_funnel_and_the_changes_cover_the_periods(review: Review) -> None:
+    assert [p.label for p in review.periods] == ["2024-07", "2024-08", "2024-09", "2024-10"]
+    assert [p.complete for p in review.periods] == [True, True, True, False]
+    assert len(review.overall) == 4
+    f = review.overall[-2]
+    assert f.won + f.lost > 0 and f.win_rate == pytest.approx(f.won / (f.won + f.lost))
+    assert review.overall[-1].open_deals == review.at_risk.open_deals
+    dims = {b.dimension: b for b in review.breakdowns}
+    assert list(dims) == ["owner", "industry", "size", "source", "product"]
+    # Each breakdown splits the same deals: its groups' counts add up to the overall.
+    for b in dims.values():
+        assert sum(g.periods[-2].won for g in b.groups) == f.won
+        assert sum(g.periods[-1].open_deals for g in b.groups) == review.overall[-1].open_deals
+    assert review.coverage is not None and review.coverage.target == 250_000
+    assert review.changes.until == AS_OF.to_pydatetime()
+    assert Review.model_validate_json(review.model_dump_json()) == review
+
+
+def test_the_page_is_self_contained_and_lists_the_top_deals(review: Review) -> None:
+    html = render_html(review, page_deals=10)
+    assert "forecast: not computed" in html
+    # Nothing fetched: the only URL is the SVG namespace.
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) <= {"http://www.w3.org/2000/svg"}
+    assert "<link" not in html and " src=" not in html
+    rows = re.findall(r'<tr data-owner="([^"]+)">\s*<td class="n" data-value="(\d+)">', html)
+    assert [int(rank) for _, rank in rows] == list(range(1, 11))
+    assert [o for o, _ in rows] == [d.owner_id for d in review.at_risk.deals[:10]]
+    assert '<label for="owner-filter">' in html and html.count('<th scope="col"') > 20
+    # By default: every deal with money at risk, and none of those doing better than their stage.
+    listed = re.findall(r'<tr data-owner="[^"]+">', render_html(review))
+    assert len(listed) == sum(d.money_at_risk > 0 for d in review.at_risk.deals) > 10
+    assert len(listed) < review.at_risk.open_deals
+    csv = at_risk_frame(review)
+    assert csv["opportunity_id"].tolist() == [d.opportunity_id for d in review.at_risk.deals]
+
+
+def test_nothing_after_the_date_is_read(review: Review, trained: Trained) -> None:  # noqa: F811
+    """The review as of a date is the same when every row after the date is gone."""
+    t = trained.tables
+    opps = t.opportunities.loc[t.opportunities["created_at"] <= AS_OF].copy()
+    later = ~(opps["closed_at"] <= AS_OF).fillna(False)
+    opps.loc[later, "closed_at"] = pd.NaT
+    opps.loc[later, "is_won"] = pd.NA
+    hist = t.opportunity_history
+    acts = t.activities
+    leads = t.leads.loc[t.leads["created_at"] <= AS_OF].copy()
+    for c in ("qualified_at", "disqualified_at"):
+        leads.loc[~(leads[c] <= AS_OF).fillna(False), c] = pd.NaT
+    leads.loc[~leads["opportunity_id"].isin(opps["opportunity_id"]), "opportunity_id"] = pd.NA
+    cut = dataclasses.replace(
+        t, opportunities=opps, leads=leads,
+        opportunity_history=hist.loc[hist["changed_at"] <= AS_OF],
+        activities=acts.loc[acts["occurred_at"] <= AS_OF],
+        account_signals=t.account_signals.loc[t.account_signals["observed_at"] <= AS_OF],
+        accounts=t.accounts.loc[t.accounts["created_at"] <= AS_OF])
+    again = build_review(cut, trained.deal, settings(), as_of=AS_OF, target=250_000)
+    assert again.model_dump(exclude={"data_end"}) == review.model_dump(exclude={"data_end"})
+
+
+def test_the_forecast_section_shows_the_forecast_once_it_is_computed(review: Review) -> None:
+    class Forecast(BaseModel):
+        period: str
+        p50: float
+
+    html = render_html(review.model_copy(update={"forecast": Forecast(period="2024-10",
+                                                                       p50=123456.0)}))
+    assert "forecast: not computed" not in html and "123456.0" in html
+    assert json.loads(review.model_copy(update={"forecast": Forecast(
+        period="2024-10", p50=1.0)}).model_dump_json())["forecast"] == {"period": "2024-10",
+                                                                        "p50": 1.0}
+
+
+def test_bad_requests_say_what_to_change(trained: Trained) -> None:  # noqa: F811
+    s = settings()
+    with pytest.raises(ReviewInputError, match="unknown period 'week'"):
+        build_review(trained.tables, trained.deal, s, as_of=AS_OF, period="week")
+    with pytest.raises(ReviewInputError, match="outside the data"):
+        build_review(trained.tables, trained.deal, s, as_of=pd.Timestamp("2030-01-01T00:00:00Z"))
+    opps = trained.tables.opportunities
+    closed = opps.loc[opps["closed_at"].notna()]
+    hist = trained.tables.opportunity_history
+    only_closed = dataclasses.replace(
+        trained.tables, opportunities=closed,
+        opportunity_history=hist.loc[hist["opportunity_id"].isin(closed["opportunity_id"])])
+    with pytest.raises(ReviewInputError, match="no deal is open"):
+        build_review(only_closed, trained.deal, s, as_of=closed["closed_at"].max())
+
+
+@pytest.fixture(scope="module")
+def crm_dir(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    folder = tmp_path_factory.mktemp("crm")
+    return write_folder({name: trained.tables.get(name) for name in TABLES}, folder, "parquet")
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    path = tmp_path_factory.mktemp("model") / "deal"
+    trained.deal.model.save(path)  # type: ignore[attr-defined]
+    return path
+
+
+def test_the_command_writes_the_page_json_and_csv(
+    crm_dir: Path, model_dir: Path, tmp_path: Path, review: Review
+) -> None:
+    out = tmp_path / "review"
+    result = CliRunner().invoke(cli, [
+        "pipeline", "--data", str(crm_dir), "--as-of", AS_OF.isoformat(), "--model",
+        str(model_dir), "--out", str(out), "--target", "250000"])
+    assert result.exit_code == 0, result.output
+    assert "pipeline review as of 2024-10-01 12:00 UTC, month 2024-10" in result.output
+    assert "forecast: not computed" in result.output
+    assert {p.name for p in out.iterdir()} == {"review.html", "review.json", "at_risk.csv"}
+    csv = pd.read_csv(out / "at_risk.csv")
+    top = [d.opportunity_id for d in review.at_risk.deals]
+    assert csv["opportunity_id"].tolist() == top
+    assert f"1. {top[0]} " in result.output
+    written = json.loads((out / "review.json").read_text())
+    assert written["at_risk"]["open_deals"] == review.at_risk.open_deals
+    assert written["forecast"] is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--period", "week"], "--period: unknown period 'week': use month or quarter"),
+    (["--as-of", "2031-01-01"], "is outside the data, which runs from"),
+    (["--as-of", "someday"], "--as-of: 'someday' is not a date or time"),
+    (["--target", "-5"], "--target: Input should be greater than 0"),
+])
+def test_the_command_refuses_bad_input(
+    crm_dir: Path, model_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(cli, ["pipeline", "--data", str(crm_dir), "--model",
+                                      str(model_dir), "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "r").exists()
