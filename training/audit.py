@@ -518,19 +518,26 @@ def audit_task(
 ) -> AuditReport:
     """The audit of a task's labelled snapshots on the training period a run would fit on
     (``config``'s split). With the contract's ``tables`` the outcome times, timestamps and
-    field history come from them; without, ``event_at`` (same index as ``frame``) may
-    give the outcome times, else only the probe and ``one_outcome`` run."""
+    field history come from them. Without (a training-set file), the outcome times are
+    ``event_at`` (same index as ``frame``) or else the frame's own columns named as the
+    task's outcome columns (``closed_at``), and its other timestamp columns are checked
+    against them; with neither, only the probe and ``one_outcome`` run."""
     split = split_periods(frame, task, config or EvaluationConfig())
     train = split.train
     features = tuple(feature_set.names)
+    spec = task_spec(task)
     if tables is not None:
-        data = contract_audit_data(train, task_spec(task), tables, features)
-    else:
-        stamps = [c for c in train.columns
-                  if c != "as_of" and pd.api.types.is_datetime64_any_dtype(train[c])]
-        data = AuditData(
-            train, feature_set.entity_key, features,
-            event_at=None if event_at is None else event_at.reindex(train.index),
-            timestamps=train[stamps] if stamps else None,
-        )
+        return run_audit(contract_audit_data(train, spec, tables, features), task, settings,
+                         allowed)
+    stamps = [c for c in train.columns
+              if c != "as_of" and pd.api.types.is_datetime64_any_dtype(train[c])]
+    outcome = [c for c in spec.closed_by if c in stamps]
+    if event_at is None and outcome:
+        event_at = train[outcome].min(axis=1)
+    stamps = [c for c in stamps if c not in outcome]
+    data = AuditData(
+        train, feature_set.entity_key, features,
+        event_at=None if event_at is None else event_at.reindex(train.index),
+        timestamps=train[stamps] if stamps else None,
+    )
     return run_audit(data, task, settings, allowed)

@@ -159,3 +159,23 @@ def test_excluding_a_column_the_feature_set_lacks_is_an_error(deal_frame: pd.Dat
     with pytest.raises(ValueError, match="not features of deal_v1"):
         fit_and_evaluate(deal_frame, "deal_close", DEAL_V1,
                          replace(CONFIG, excluded={"nope": "x"}))
+
+
+def test_a_training_set_file_gives_its_outcome_times_by_the_tasks_outcome_columns(
+    deal_frame: pd.DataFrame, small_tables: CRMTables
+) -> None:
+    """Without tables: a ``closed_at`` column of the frame is the outcome time, so a
+    whole-cycle count in place of a feature and a timestamp written at the close are found."""
+    opps = small_tables.opportunities.set_index("opportunity_id")
+    cycle = (opps["closed_at"] - opps["created_at"]).dt.total_seconds() / 86400
+    closed = _closed_at(deal_frame, small_tables)
+    frame = deal_frame.assign(days_to_close=deal_frame["opportunity_id"].map(cycle),
+                              closed_at=closed, last_modified=closed + pd.Timedelta(hours=1))
+    report = audit_task(frame, "deal_close", DEAL_V1, CONFIG)
+    assert {(f.column, f.rule) for f in report.findings} == {
+        ("days_to_close", CLOSE_TIME), ("last_modified", AFTER_OUTCOME_TIME)}
+    assert list(report.excluded) == ["days_to_close"]
+    assert set(report.skipped) == {CHANGED_AFTER_OUTCOME}
+    plain = audit_task(deal_frame, "deal_close", DEAL_V1, CONFIG)
+    assert plain.findings == [] and set(plain.skipped) == {
+        CHANGED_AFTER_OUTCOME, AFTER_OUTCOME_TIME, CLOSE_TIME}
