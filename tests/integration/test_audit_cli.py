@@ -9,12 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.generator import generate_crm, write_crm
+from modeling.artifact import ScoringModel
 from modeling.registry import load_model_version
+from serving.app import check_model, create_app
+from serving.models import LoadedModel
+from tests.integration.test_api_fixtures import auth, settings
 
 LEAK = "timeline_days"
 """A lead_v1 feature overwritten, in the planted training set, by the label with noise."""
@@ -47,6 +52,29 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("LEADSCORE_TRAIN_MIN_DATA_IN_LEAF", "20")
     monkeypatch.setenv("LEADSCORE_TRAIN_NUM_THREADS", "1")
     return uri
+
+
+def _served_without_the_leak(model: ScoringModel) -> None:
+    """The server takes the model (its feature set is the code's), lists what it left out,
+    and scores a lead the same whatever the left-out field holds."""
+    loaded = LoadedModel("lead_qualification", model, "lead_qualification", "1",
+                         metadata=model.metadata)
+    check_model(loaded)
+    app = create_app(settings(tasks=("lead_qualification",)), models=[loaded])
+    lead = {"lead_id": "L1", "created_at": "2026-01-05T10:00:00Z", "source": "referral",
+            "seniority": "vp", "job_function": "sales", "activities": []}
+    with TestClient(app) as client:
+        described = client.get("/v1/models", headers=auth()).json()["models"][0]
+        assert list(described["excluded_features"]) == [LEAK]
+        scores = [
+            client.post("/v1/leads/score", headers=auth(),
+                        json={"leads": [{**lead, LEAK: days}]}).json()["results"][0]
+            for days in (None, 0, 30, 3000)
+        ]
+    assert len({s["probability"] for s in scores}) == 1, scores
+    # The value reaches the features (the request is read): only its absence is named.
+    assert ["timeline" in " ".join(s["warnings"]) for s in scores] == [True, False, False,
+                                                                        False]
 
 
 def _run(*args: str) -> tuple[int, str]:
@@ -90,6 +118,7 @@ def test_train_leaves_the_flagged_column_out_and_records_why(
     model, info = load_model_version("lead_qualification", None, store, version="1")
     assert list(model.metadata["excluded_features"]) == [LEAK]
     assert model.feature_set.name == "lead_v1"
+    _served_without_the_leak(model)
     client = MlflowClient(store, store)
     run = client.get_run(info.run_id or "")
     assert run.data.metrics["audit_flagged_columns"] == 1

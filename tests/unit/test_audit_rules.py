@@ -206,3 +206,15 @@ def test_thresholds_are_settings(frame: pd.DataFrame, monkeypatch: pytest.Monkey
     assert "honest" in {f.column for f in findings}
     with pytest.raises(ValueError):
         audit_settings(probe_auc=0.4)
+
+
+def test_the_columns_left_out_are_part_of_the_runs_fingerprint(frame: pd.DataFrame) -> None:
+    """Thresholds may come from the environment, so the same rows and flags can leave out
+    other columns: that is another model, not an unchanged retrain."""
+    from pathlib import Path
+
+    from training.train import fingerprint, train_settings
+
+    settings = train_settings(task="deal_close", data=Path("unused"))
+    assert fingerprint(frame, settings) != fingerprint(frame, settings, ("honest",))
+    assert fingerprint(frame, settings, ("a", "b")) == fingerprint(frame, settings, ("b", "a"))
