@@ -100,6 +100,8 @@ def audit_lines(audit: AuditReport | None) -> list[str]:
     if audit.kept:
         lines += ["", "**Leak risk:** kept on purpose although flagged: "
                   + ", ".join(f"`{c}`" for c in audit.kept) + "."]
+    if audit.skipped:
+        lines.append("")
     for rule, why in audit.skipped.items():
         lines.append(f"- {rule} not checked: {why}")
     strongest = sorted(audit.probe.items(), key=lambda kv: -kv[1])[:5]

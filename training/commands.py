@@ -150,9 +150,10 @@ def print_audit(audit: AuditReport, console: Console, training: bool = True) -> 
                       + ", ".join(f"{c} {auc:.3f}" for c, auc in strongest))
     if not training:
         return
-    for column, reason in audit.excluded.items():
-        console.print(f"[yellow]left out:[/yellow] {column}: {reason} "
-                      f"(--allow-column {column} keeps it)")
+    for column in audit.excluded:
+        rules = ", ".join(dict.fromkeys(f.rule for f in audit.findings if f.column == column))
+        console.print(f"[yellow]left out:[/yellow] {column} ({rules}, reasons above); "
+                      f"--allow-column {column} keeps it")
     for column, reason in audit.kept.items():
         console.print(f"[yellow]kept by --allow-column, a leak risk:[/yellow] {column}: {reason}")
     for column in audit.allowed:
