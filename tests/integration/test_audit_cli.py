@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,9 +55,9 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return uri
 
 
-def _served_without_the_leak(model: ScoringModel) -> None:
-    """The server takes the model (its feature set is the code's), lists what it left out,
-    and scores a lead the same whatever the left-out field holds."""
+def _served(model: ScoringModel) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The model's description in /v1/models and a lead scored with the left-out field
+    missing, then 0, 30 and 3,000 days."""
     loaded = LoadedModel("lead_qualification", model, "lead_qualification", "1",
                          metadata=model.metadata)
     check_model(loaded)
@@ -65,14 +66,30 @@ def _served_without_the_leak(model: ScoringModel) -> None:
             "seniority": "vp", "job_function": "sales", "activities": []}
     with TestClient(app) as client:
         described = client.get("/v1/models", headers=auth()).json()["models"][0]
-        assert list(described["excluded_features"]) == [LEAK]
         scores = [
             client.post("/v1/leads/score", headers=auth(),
                         json={"leads": [{**lead, LEAK: days}]}).json()["results"][0]
             for days in (None, 0, 30, 3000)
         ]
+    return described, scores
+
+
+def _served_without_the_leak(model: ScoringModel) -> None:
+    """The server takes the model (its feature set is the code's), lists what it left out,
+    scores a lead the same whatever the left-out field holds, and never names it."""
+    described, scores = _served(model)
+    assert list(described["excluded_features"]) == [LEAK]
     assert len({s["probability"] for s in scores}) == 1, scores
-    # The value reaches the features (the request is read): only its absence is named.
+    assert not any("timeline" in " ".join(s["warnings"]) for s in scores)
+    assert not any(r["topic"] == LEAK for s in scores
+                   for r in s["reasons"]["up"] + s["reasons"]["down"])
+    # The same boosters without the record: the field is read from the request (its
+    # absence is named), which is what the model above ignores.
+    plain = ScoringModel(model.task, model.feature_set, model.boosters, model.calibrators,
+                         {k: v for k, v in model.metadata.items() if k != "excluded_features"},
+                         model.route_by, model.offset, model.grading)
+    described, scores = _served(plain)
+    assert described["excluded_features"] == {}
     assert ["timeline" in " ".join(s["warnings"]) for s in scores] == [True, False, False,
                                                                         False]
 
