@@ -343,10 +343,17 @@ def train(
     strict_backtest: bool = typer.Option(
         True, help="Also fit on labels known at the test start only, and report its figures."
     ),
+    allow_column: list[str] = typer.Option(
+        None, "--allow-column", help="Keep a feature column the leakage audit flagged "
+        "(repeatable; the run and the model card name it as a leak risk)."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
-    Tracking: MLFLOW_TRACKING_URI, else sqlite:///models/mlflow.db.
+    The leakage audit runs on the training period first (as `leadscore audit` does); the
+    feature columns it flags are left out of the model, each with its reason printed,
+    unless kept with --allow-column. Tracking: MLFLOW_TRACKING_URI, else
+    sqlite:///models/mlflow.db.
     """
     from pydantic import ValidationError
 
@@ -363,6 +370,7 @@ def train(
             num_boost_round=num_boost_round, deal_censor_days=deal_censor_days,
             grade_shares=grade_shares,
             force=force, strict_backtest=strict_backtest,
+            allow_columns=tuple(allow_column) if allow_column else None,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
@@ -370,6 +378,48 @@ def train(
     try:
         run_train(settings)
     except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def audit(
+    data: Path = typer.Option(
+        ..., "--data", help="Folder of the contract's tables, or a training-set Parquet file."
+    ),
+    task: list[str] = typer.Option(
+        None, "--task", help=TASK_HELP + " Repeatable; default: every task (a training-set "
+        "file: give its task)."
+    ),
+    out: Path = typer.Option(None, "--out", help="Write the findings as JSON to this file."),
+    horizon_days: int = typer.Option(None, min=1, help=HORIZON_HELP),
+) -> None:
+    """Look for leaks in each task's training period, as `train` does before fitting.
+
+    Rules: a single-feature AUC probe per feature column (implausibly strong, or far above
+    the rest), fields filled in only for one outcome, values changed after the outcome
+    (field history), timestamps at or after the outcome, and measures that track the
+    cycle's length. Thresholds: LEADSCORE_AUDIT_* variables (see the README). Exit codes:
+    0 the audit ran (findings are reported, not an error), 1 the training set cannot be
+    built or split, 2 the data cannot be read.
+    """
+    from features.loader import DataContractError
+    from training.commands import run_audit
+
+    tasks = list(task) if task else list(TASKS)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        typer.echo(f"unknown task(s) {unknown}; use one of {', '.join(TASKS)}", err=True)
+        raise typer.Exit(2)
+    if data.is_file() and len(tasks) != 1:
+        typer.echo("a training-set file holds one task: give it with --task", err=True)
+        raise typer.Exit(2)
+    try:
+        run_audit(data, tasks, out=out, horizon_days=horizon_days)
+    except (DataContractError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -100,9 +100,13 @@ class _Rows:
         """
         gap = self.scored.gap(i)
         unseen = unseen_features(self.scored.feature_set, gap.categories)
+        values, ignored = self.values[i], self.scored.ignored
+        if ignored:  # a topic that needs a feature the model ignores is not a reason
+            values = {**values, **dict.fromkeys(ignored)}
         e = self.explainer.explain(
-            None if self.sums is None else self.sums[i], self.values[i],
-            absent=gap.context.keys(), exclude_up=exclude_up, said=unseen.keys(),
+            None if self.sums is None else self.sums[i], values,
+            absent=gap.context.keys(), exclude_up=exclude_up,
+            said=unseen.keys() | ignored,
         )
         warnings = _context_warnings(self.explainer, gap.context)
         warnings += [unseen_warning(f, v) for f, v in unseen.items()]

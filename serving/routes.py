@@ -215,6 +215,8 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
                     cutoffs={"A": grades.a, "B": grades.b, "C": grades.c},
                     learned=grades.learned, description=grades.describe(),
                 ),
+                excluded_features={str(k): str(v) for k, v in
+                                   (metadata.get("excluded_features") or {}).items()},
                 loaded_at=loaded.loaded_at,
             )
         )

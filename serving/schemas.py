@@ -467,6 +467,11 @@ class ModelDescription(BaseModel):
     trained_period: dict[str, Any] | None
     test_metrics: dict[str, float]
     grading: GradingDescription
+    excluded_features: dict[str, str] = Field(
+        default_factory=dict,
+        description="features of its set the model was fit without, each with the leakage "
+        "audit's reason: read from a request and ignored",
+    )
     loaded_at: datetime
 
 

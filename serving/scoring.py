@@ -79,6 +79,9 @@ class Scored:
     """Per id, what its request left out (empty: nothing known to be missing)."""
     earlier: Sequence[Earlier] = ()
     """The scores as of earlier times (the trend), when asked for."""
+    ignored: frozenset[str] = frozenset()
+    """Features the model was fit without (the leakage audit's ``excluded_features``): it
+    reads and ignores them, so they are never a reason nor named as not known."""
 
     def gap(self, i: int) -> Gaps:
         return self.gaps[i] if self.gaps else NO_GAPS
@@ -197,4 +200,5 @@ def score_tables(
         contributions=None if contributions is None else contributions[:, :-1],
         gaps=list(gaps),
         earlier=earlier,
+        ignored=frozenset(getattr(model.model, "metadata", {}).get("excluded_features") or ()),
     )

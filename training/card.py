@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from features.tasks import task_spec
+from training.audit import AuditReport
 from training.evaluate import WEAK_STAGE_AUC, Evaluation, weak_stages
 
 SCORERS = (
@@ -78,7 +79,40 @@ def _strict_section(m: dict[str, float], rows: dict[str, int]) -> list[str]:
     return lines
 
 
-def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None) -> str:
+def audit_lines(audit: AuditReport | None) -> list[str]:
+    """The leakage audit: what it flagged, what the model leaves out and what it kept."""
+    if audit is None:
+        return ["", "## Leakage audit", "", "Not run for this model."]
+    lines = ["", "## Leakage audit", "",
+             f"Run on the training period ({audit.rows:,} rows, {audit.entities:,} entities) "
+             "before fitting: a single-feature AUC probe per column, fields filled in only for "
+             "one outcome, values changed after the outcome, timestamps at or after it, and "
+             "measures that track the cycle's length (thresholds in `audit.json`)."]
+    if not audit.findings:
+        lines += ["", "No column was flagged."]
+    else:
+        lines += ["", "| column | rule | reason | left out |", "| --- | --- | --- | --- |"]
+        excluded = audit.excluded
+        for f in audit.findings:
+            verdict = ("yes" if f.column in excluded else "kept (--allow-column): leak risk"
+                       if f.column in audit.allowed else "not a feature")
+            lines.append(f"| `{f.column}` | {f.rule} | {f.reason} | {verdict} |")
+    if audit.kept:
+        lines += ["", "**Leak risk:** kept on purpose although flagged: "
+                  + ", ".join(f"`{c}`" for c in audit.kept) + "."]
+    if audit.skipped:
+        lines.append("")
+    for rule, why in audit.skipped.items():
+        lines.append(f"- {rule} not checked: {why}")
+    strongest = sorted(audit.probe.items(), key=lambda kv: -kv[1])[:5]
+    if strongest:
+        lines += ["", "Strongest columns on their own (out-of-fold AUC): "
+                  + ", ".join(f"`{c}` {auc:.3f}" for c, auc in strongest) + "."]
+    return lines
+
+
+def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None,
+               audit: AuditReport | None = None) -> str:
     """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
     md = ev.model.metadata
     m = ev.metrics
@@ -161,6 +195,7 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
             lines += ["", f"**Warning:** inside {', '.join(weak)} the model ranks "
                       f"{spec.plural} little better than chance (ROC AUC below {WEAK_STAGE_AUC})."]
     lines += _strict_section(m, md.get("rows") or {})
+    lines += audit_lines(audit)
     lines += grade_lines(ev)
     if ev.warnings:
         lines += ["", "## Warnings", "", *(f"- {w}" for w in ev.warnings)]

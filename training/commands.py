@@ -17,10 +17,11 @@ from rich.table import Table
 
 from features.tasks import task_spec
 from modeling.registry import CHAMPION
+from training.audit import AuditReport
 from training.evaluate import WEAK_STAGE_AUC, Evaluation, weak_stages
 from training.train import TrainResult, TrainSettings, train
 
-TRAIN_STEPS = 9
+TRAIN_STEPS = 10
 """Steps ``train`` reports through ``on_step`` (for the progress bar)."""
 
 ROWS = (
@@ -139,7 +140,51 @@ def report_place(result: TrainResult) -> str:
     return f"{local_path(result.report_uri)} (the artifacts of {run})"
 
 
+def findings_table(audit: AuditReport) -> Table:
+    """The leakage audit's findings: column, rule, evidence, reason and what became of it."""
+    table = Table(title=f"{audit.task}: leakage audit of the training period "
+                  f"({audit.rows:,} rows, {audit.entities:,} entities)")
+    for name in ("column", "rule", "evidence", "reason", "model"):
+        table.add_column(name)
+    excluded = audit.excluded
+    for f in audit.findings:
+        evidence = ", ".join(f"{k} {v:g}" for k, v in f.evidence.items())
+        verdict = ("left out" if f.column in excluded
+                   else "kept (--allow-column)" if f.column in audit.allowed else "not a feature")
+        table.add_row(f.column, f.rule, evidence, f.reason, verdict)
+    return table
+
+
+def print_audit(audit: AuditReport, console: Console, training: bool = True) -> None:
+    """The findings, or a line saying there are none, then what was not checked and the
+    strongest columns on their own."""
+    if audit.findings:
+        console.print(findings_table(audit))
+    else:
+        console.print(f"{audit.task}: leakage audit of the training period "
+                      f"({audit.rows:,} rows): no column flagged")
+    for rule, why in audit.skipped.items():
+        console.print(f"  {rule} not checked: {why}")
+    strongest = sorted(audit.probe.items(), key=lambda kv: -kv[1])[:3]
+    if strongest:
+        console.print("  strongest on their own (out-of-fold AUC): "
+                      + ", ".join(f"{c} {auc:.3f}" for c, auc in strongest))
+    if not training:
+        return
+    for column in audit.excluded:
+        rules = ", ".join(dict.fromkeys(f.rule for f in audit.findings if f.column == column))
+        console.print(f"[yellow]left out:[/yellow] {column} ({rules}, reasons above); "
+                      f"--allow-column {column} keeps it")
+    for column, reason in audit.kept.items():
+        console.print(f"[yellow]kept by --allow-column, a leak risk:[/yellow] {column}: {reason}")
+    for column in audit.allowed:
+        if column not in audit.flagged:
+            console.print(f"note: --allow-column {column}: the audit did not flag it")
+
+
 def print_result(result: TrainResult, console: Console) -> None:
+    if result.audit is not None:
+        print_audit(result.audit, console)
     ev = result.evaluation
     if ev is None:
         where = f" as [bold]{result.alias}[/bold]" if result.alias else ""
@@ -273,3 +318,37 @@ def run_evaluate(
                                 f"{task} version {info.version} on {where} of {data} "
                                 f"({len(rows):,} rows)", period=prefix))
     return metrics
+
+
+def run_audit(
+    data: Path,
+    tasks: list[str],
+    out: Path | None = None,
+    horizon_days: int | None = None,
+    console: Console | None = None,
+) -> list[AuditReport]:
+    """The leakage audit of each task's training period, printed and (with ``out``)
+    written as JSON; findings are reported, not an error."""
+    import json
+
+    from training.audit import audit_settings, audit_task
+    from training.data import load_training_inputs
+    from training.evaluate import EvaluationConfig
+
+    console = console or Console()
+    settings = audit_settings()
+    reports = []
+    for task in tasks:
+        with console.status(f"{task}: building the training set of {data}"):
+            inputs = load_training_inputs(data, task, horizon_days)
+            report = audit_task(inputs.frame, task, inputs.feature_set,
+                                EvaluationConfig(horizon_days=horizon_days),
+                                tables=inputs.tables, settings=settings)
+        print_audit(report, console, training=False)
+        reports.append(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        body = {"data": str(data), "tasks": [r.to_json() for r in reports]}
+        out.write_text(json.dumps(body, indent=2, default=str))
+        console.print(f"audit written to {out}")
+    return reports

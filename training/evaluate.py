@@ -6,7 +6,7 @@ disk and the registry live in :mod:`training.train`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from modeling.artifact import ALL, ScoringModel
 from modeling.grading import DEFAULT_SHARES
 from training.baselines import crm_default_table, fit_rate_table, make_lr_pipeline
 from training.calibration import MIN_CALIBRATION_ENTITIES, CalibrationChoice
-from training.fit import BoosterParams, fit_scoring_model
+from training.fit import BoosterParams, blank_columns, fit_scoring_model
 from training.grades import GradeRow, grade_metrics, grade_params, grade_table, grade_warnings
 from training.metrics import binary_metrics
 from training.split import TimeSplit, strict_backtest, time_split
@@ -79,6 +79,11 @@ class EvaluationConfig:
     """Also fit on the training and validation rows whose label was known when the test
     period starts, and report those test figures as ``strict_*`` (tasks that declare when
     a label is known, or have a horizon)."""
+    excluded: Mapping[str, str] = field(default_factory=dict)
+    """Feature columns left out of the model, each with its reason (the leakage audit's,
+    ``training.audit``). They are blanked in every period before fitting, so no booster
+    splits on them and the model ignores whatever value they hold when it scores; the
+    feature set stays the registered one, which serving checks against the code's."""
 
 
 @dataclass
@@ -214,6 +219,27 @@ def _strict_metrics(
     return out
 
 
+def split_periods(
+    frame: pd.DataFrame, task: str, config: EvaluationConfig,
+    data_end: pd.Timestamp | None = None,
+) -> TimeSplit:
+    """The time split a run fits and evaluates on (the task's gap and censoring unless
+    ``config`` sets them): the leakage audit reads the same training period."""
+    spec = task_spec(task)
+    horizon = config.horizon_days or spec.label.horizon_days
+    gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
+    censor = config.censor_days if config.censor_days is not None else spec.label.censor_days
+    return time_split(
+        frame,
+        spec.split_column(frame.columns),
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        gap_days=gap,
+        censor_days=censor,
+        data_end=data_end,
+    )
+
+
 def fit_and_evaluate(
     frame: pd.DataFrame,
     task: str,
@@ -231,21 +257,15 @@ def fit_and_evaluate(
     key = feature_set.entity_key
     # A canonical row order: the same rows in any order give the same model and metrics.
     frame = frame.sort_values(["as_of", key], kind="mergesort").reset_index(drop=True)
+    unknown = sorted(set(config.excluded) - set(feature_set.names))
+    if unknown:
+        raise ValueError(f"cannot leave out {unknown}: not features of {feature_set.name}")
+    frame = blank_columns(frame, list(config.excluded))
     stage = spec.stage_column
     has_stage = stage is not None and stage in frame.columns
     horizon = config.horizon_days or spec.label.horizon_days
-    gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
     censor = config.censor_days if config.censor_days is not None else spec.label.censor_days
-    split_by = spec.split_column(frame.columns)
-    split = time_split(
-        frame,
-        split_by,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        gap_days=gap,
-        censor_days=censor,
-        data_end=data_end,
-    )
+    split = split_periods(frame, task, config, data_end)
     for name, part in (("train", split.train), ("validation", split.validation),
                        ("test", split.test)):
         if part["label"].nunique() < 2:
@@ -261,6 +281,7 @@ def fit_and_evaluate(
         "test_from": split.test["as_of"].min().isoformat(),
         "test_to": split.test["as_of"].max().isoformat(),
         "seed": config.seed,
+        "excluded_features": dict(config.excluded),
     }
     route_by = stage if has_stage and config.deal_model == "per_stage" else None
     train_entities = int(split.train[key].nunique())
@@ -371,6 +392,7 @@ def fit_and_evaluate(
         **grade_params(model.grading),
         "small_data": small,
         "train_entities": train_entities,
+        "excluded_features": ",".join(config.excluded) or "none",
     }
     return Evaluation(
         task=task,

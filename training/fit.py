@@ -241,3 +241,19 @@ def _fittable(frame: pd.DataFrame, label: str, min_rows: int, min_per_class: int
         return False
     y = frame[label]
     return bool(y.nunique() == 2 and min(y.sum(), (1 - y).sum()) >= min_per_class)
+
+
+def blank_columns(frame: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with ``columns`` all missing (dtypes kept): a booster fit on it never
+    splits on them (a column with one value has nothing to split), so the model it gives
+    still reads them when it scores and ignores whatever they hold."""
+    if not columns:
+        return frame
+    out = frame.copy()
+    for c in columns:
+        s = out[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            out[c] = pd.Categorical([None] * len(s), categories=s.cat.categories)
+        else:
+            out[c] = pd.Series(np.nan, index=s.index, dtype="float64")
+    return out

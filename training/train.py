@@ -25,6 +25,7 @@ from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
+from training.audit import AuditReport, audit_settings, audit_task
 from training.card import model_card
 from training.data import load_training_inputs
 from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_evaluate
@@ -105,6 +106,10 @@ class TrainSettings(BaseSettings):
     """Also report the test figures of a model fit only on labels known at the test start."""
     force: bool = False
     """Promote even when the gate says no (recorded on the run and printed)."""
+    audit: bool = True
+    """Run the leakage audit on the training period and leave flagged columns out."""
+    allow_columns: tuple[str, ...] = ()
+    """Columns the leakage audit flagged that the model keeps anyway (``--allow-column``)."""
 
     @field_validator("task")
     @classmethod
@@ -146,11 +151,14 @@ NOT_FINGERPRINTED = ("tracking_uri", "experiment", "out_dir", "register_model", 
 """Settings that say where a run goes, not what it trains."""
 
 
-def fingerprint(frame: pd.DataFrame, settings: TrainSettings) -> str:
+def fingerprint(frame: pd.DataFrame, settings: TrainSettings,
+                excluded: tuple[str, ...] = ()) -> str:
     """A digest of what a model is trained from: the labelled rows, the settings that
-    shape the fit, and the code of the packages that build and fit it. Equal digests,
+    shape the fit, the columns the leakage audit left out (its thresholds may come from
+    the environment), and the code of the packages that build and fit it. Equal digests,
     equal models (training is deterministic for a seed)."""
     digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(excluded)).encode())
     digest.update(json.dumps(list(map(str, frame.columns))).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     chosen = settings.model_dump(exclude=set(NOT_FINGERPRINTED), mode="json")
@@ -181,6 +189,8 @@ class TrainResult:
     """Why the task has no champion, when the gate left it without one."""
     report_uri: str | None = None
     """Where the run's report (plots, model card, grades) is in MLflow's artifacts."""
+    audit: AuditReport | None = None
+    """The leakage audit of the training period (None: not run)."""
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
@@ -215,12 +225,23 @@ def write_plots(ev: Evaluation, out: Path) -> list[Path]:
 
 
 def write_card(ev: Evaluation, out: Path, version: str | None = None,
-               gate_reason: str | None = None) -> Path:
+               gate_reason: str | None = None, audit: AuditReport | None = None) -> Path:
     """The model card (Markdown) of one evaluation."""
     out.mkdir(parents=True, exist_ok=True)
     card = out / "model_card.md"
-    card.write_text(model_card(ev, version, gate_reason))
+    card.write_text(model_card(ev, version, gate_reason, audit))
     return card
+
+
+AUDIT_FILE = "audit.json"
+
+
+def write_audit(audit: AuditReport, out: Path) -> Path:
+    """The leakage audit's findings, exclusions and probe AUCs, as JSON."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / AUDIT_FILE
+    path.write_text(audit.dumps())
+    return path
 
 
 def write_grades(ev: Evaluation, out: Path) -> Path:
@@ -307,16 +328,24 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     step = on_step or (lambda _: None)
     inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
                                   on_step=step)
-    digest = fingerprint(inputs.frame, settings)
+    config = settings.evaluation_config()
+    audit: AuditReport | None = None
+    if settings.audit:
+        audit = audit_task(inputs.frame, settings.task, inputs.feature_set, config,
+                           tables=inputs.tables, settings=audit_settings(),
+                           allowed=settings.allow_columns)
+        config = replace(config, excluded=audit.excluded)
+    step("audited the training period for leaks")
+    digest = fingerprint(inputs.frame, settings, tuple(config.excluded))
     if settings.register_model:
         kept = keep_unchanged(settings, digest)
         if kept is not None:
-            return kept
+            return replace(kept, audit=audit)
     ev = fit_and_evaluate(
         inputs.frame,
         settings.task,
         inputs.feature_set,
-        settings.evaluation_config(),
+        config,
         tables=inputs.tables,
         oracle=inputs.oracle,
         on_step=step,
@@ -330,6 +359,7 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         },
         on_step=step,
         fingerprint=digest,
+        audit=audit,
     )
 
 
@@ -364,6 +394,7 @@ def log_and_register(
     plots: bool = True,
     on_step: Step | None = None,
     fingerprint: str | None = None,
+    audit: AuditReport | None = None,
 ) -> TrainResult:
     """Write the report, log the run to MLflow, register the model and apply the gate.
 
@@ -372,10 +403,10 @@ def log_and_register(
     """
     if settings.out_dir is not None:
         return _log_and_register(ev, settings, settings.out_dir, extra_params, plots, on_step,
-                                 fingerprint)
+                                 fingerprint, audit)
     with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp:
         result = _log_and_register(ev, settings, Path(tmp), extra_params, plots, on_step,
-                                   fingerprint)
+                                   fingerprint, audit)
     return replace(result, report_dir=None)
 
 
@@ -387,6 +418,7 @@ def _log_and_register(
     plots: bool,
     on_step: Step | None,
     fingerprint: str | None,
+    audit: AuditReport | None,
 ) -> TrainResult:
     import mlflow
 
@@ -396,6 +428,8 @@ def _log_and_register(
         write_plots(ev, report_dir)
         step("wrote plots")
     write_grades(ev, report_dir)
+    if audit is not None:
+        write_audit(audit, report_dir)
 
     experiment = settings.experiment or ev.task
     experiment_id = ensure_experiment(experiment, settings.tracking_uri)
@@ -413,6 +447,11 @@ def _log_and_register(
         })
         finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}
         mlflow.log_metrics(finite)
+        if audit is not None:
+            mlflow.log_metrics({"audit_flagged_columns": float(len(audit.flagged)),
+                                "audit_excluded_columns": float(len(audit.excluded))})
+            mlflow.log_params({"audit_allowed_columns": ",".join(audit.kept) or "none"})
+            mlflow.log_dict(audit.to_json(), AUDIT_FILE)
         version = log_scoring_model(
             ev.model, ev.split.test, ev.task if settings.register_model else None
         )
@@ -431,10 +470,11 @@ def _log_and_register(
                              FORCED_TAG: str(decision.forced).lower()})
             if fingerprint:
                 tag_version(ev.task, version, FINGERPRINT_TAG, fingerprint, uri)
-        write_card(ev, report_dir, version, decision.reason if decision else None)
+        write_card(ev, report_dir, version, decision.reason if decision else None, audit)
         mlflow.log_artifacts(str(report_dir), artifact_path="report")
         run_id = run.info.run_id
         report_uri = mlflow.get_artifact_uri("report")
     step("logged to MLflow")
     return TrainResult(ev, run_id, version, decision, report_dir, fingerprint=fingerprint,
-                       alias=alias, withheld=withheld, report_uri=report_uri)
+                       alias=alias, withheld=withheld, report_uri=report_uri,
+                       audit=audit)
