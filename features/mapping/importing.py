@@ -1,0 +1,196 @@
+"""`leadscore import`: an export and a mapping to the contract's tables, validated.
+
+Reads the export's files (every column as text), converts them (``convert``), validates
+the result with the loader's own rules (``features.loader.validate_tables``), writes the
+valid rows as one Parquet file per table, and reports every rejected row against the
+export: its file, its row (0-based, as the loader counts), its column and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.loader import LoadResult, Progress, validate_tables
+from features.mapping.convert import Converted, ConvertError, Source, convert
+from features.mapping.document import MappingError
+from features.mapping.load import load_mapping
+from features.mapping.spec import Mapping
+from features.reading import DataContractError
+from features.schema import TABLES
+
+REPORT_COLUMNS = ["file", "row", "column", "reason", "table", "field"]
+SUMMARY_FILE = "import_report.json"
+
+
+class ImportSettings(BaseSettings):
+    """One import (CLI flags, or ``LEADSCORE_IMPORT_*`` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_IMPORT_", extra="forbid")
+
+    mapping: Path
+    source: Path
+    out: Path
+    report: Path | None = Field(None, description="rejections CSV (default OUT/rejections.csv)")
+    now: str | None = Field(None, description="the latest time an event may have (default now)")
+
+    @property
+    def report_path(self) -> Path:
+        return self.report if self.report is not None else self.out / "rejections.csv"
+
+
+def import_settings(**values: Any) -> ImportSettings:
+    return ImportSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+class ExportError(ValueError):
+    """The export cannot be imported with this mapping at all (exit 2)."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    load: LoadResult
+    converted: Converted
+    rejections: pd.DataFrame
+    """One line per problem: file, row, column (of the export), reason, table, field."""
+    out: Path
+    report: Path
+    summary_file: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.rejections.empty
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.load.summary().to_dict("records")
+        return {
+            "tables": counts,
+            "rejected_rows": int(self.load.rejections.groupby("table")["row"].nunique().sum()),
+            "problems": len(self.rejections),
+            "derived": self.converted.notes,
+            "unplaced_values": self.converted.unplaced,
+            "skipped_rows": self.converted.skipped,
+            "not_in_export": self.converted.not_in_export,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the export.
+
+
+def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
+    """Each declared source whose file is in ``folder``, every column as text."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: not a folder")
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    lower = {k.lower(): v for k, v in files.items()}
+    out: dict[str, Source] = {}
+    for name, spec in mapping.sources.items():
+        path = next((files.get(f) or lower.get(f.lower()) for f in spec.file
+                     if (files.get(f) or lower.get(f.lower())) is not None), None)
+        if path is None:
+            continue
+        out[name] = Source(name, path.name, _read_file(path, spec.delimiter, spec.encoding,
+                                                       spec.missing))
+    if not out:
+        wanted = sorted({f for s in mapping.sources.values() for f in s.file})
+        raise ExportError(f"{folder}: none of the mapping's files is there "
+                           f"(looked for {', '.join(wanted)}; found {', '.join(sorted(files))})")
+    return out
+
+
+def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ...]
+               ) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path).astype("string").astype(object)
+            frame = frame.where(frame.notna(), None)
+            return frame.replace(list(missing), None) if missing else frame
+        frame = pd.read_csv(path, dtype=str, sep=delimiter, encoding=encoding,
+                            keep_default_na=False, na_values=[""] + list(missing))
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+        raise ExportError(f"{path}: cannot be read: {exc}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame.astype(object).where(frame.notna(), None)
+
+
+# ---------------------------------------------------------------------------------------
+# Running it.
+
+
+def _arrow_text(frame: pd.DataFrame) -> pa.Table:
+    return pa.table({c: pa.array(frame[c].tolist(), type=pa.string()) for c in frame.columns})
+
+
+def against_export(load: LoadResult, converted: Converted) -> pd.DataFrame:
+    """The loader's rejections (table, row, column, reason) as lines about the export."""
+    rej = load.rejections
+    if rej.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in REPORT_COLUMNS})
+    lines = []
+    for table, group in rej.groupby("table", sort=False):
+        origin = converted.origin[str(table)]
+        rows = group["row"].to_numpy()
+        files = origin["file"].to_numpy()[rows]
+        src_rows = origin["row"].to_numpy()[rows]
+        cols = [converted.source_column(str(table), int(r), str(c))
+                for r, c in zip(rows, group["column"], strict=True)]
+        lines.append(pd.DataFrame({
+            "file": files, "row": src_rows, "column": cols, "reason": group["reason"].to_numpy(),
+            "table": table, "field": group["column"].to_numpy(),
+        }))
+    return pd.concat(lines, ignore_index=True)[REPORT_COLUMNS]
+
+
+def run_import(settings: ImportSettings, progress: Progress | None = None) -> ImportResult:
+    """Import ``settings.source`` with ``settings.mapping`` into ``settings.out``.
+
+    Raises ``MappingError`` for a mapping that does not pass its schema and
+    ``ExportError`` for an export it cannot be applied to.
+    """
+    say = progress or (lambda _m: None)
+    mapping = load_mapping(settings.mapping)
+    say("reading the export")
+    sources = read_sources(mapping, settings.source)
+    say("converting")
+    try:
+        converted = convert(mapping, sources)
+    except ConvertError as exc:
+        raise ExportError(f"{settings.mapping}: {exc}") from None
+    arrow = {name: _arrow_text(frame) for name, frame in converted.tables.items()}
+    origins = {name: Path(f"{name} (from the export)") for name in TABLES}
+    now = pd.Timestamp(settings.now) if settings.now else None
+    try:
+        load = validate_tables(arrow, origins, now=now, progress=progress)
+    except DataContractError as exc:
+        raise ExportError(str(exc)) from None
+    rejections = against_export(load, converted)
+    say("writing")
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        stale = out / f"{name}.csv"
+        if stale.exists():
+            stale.unlink()  # one file per table: a CSV left from an earlier run would clash
+        frame = load.tables.get(name)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
+    report = settings.report_path
+    report.parent.mkdir(parents=True, exist_ok=True)
+    rejections.to_csv(report, index=False)
+    result = ImportResult(load, converted, rejections, out, report, out / SUMMARY_FILE)
+    result.summary_file.write_text(json.dumps(result.summary(), indent=2, default=str) + "\n")
+    return result
+
+
+__all__ = ["ExportError", "ImportResult", "ImportSettings", "MappingError", "import_settings",
+           "read_sources", "run_import"]

@@ -1,0 +1,193 @@
+"""One contract column's values from an export's columns: pure functions on Series.
+
+Every value that a map, a lookup or a parser cannot place is counted with examples
+(``Unplaced``), never turned into missing without a word. Values go out as text in the
+contract's own spelling (ISO 8601 UTC times, ``true``/``false``, plain numbers), which the
+loader then parses and checks as it checks any folder; a value that could not be converted
+is passed on as written, so the loader rejects its row and says why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.mapping.spec import Currency, FieldMap
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_DATE_ONLY = r"^\d{4}-\d{2}-\d{2}$"
+_MONEY_NOISE = r"^[A-Z]{3}\s+|[$€£¥,\s]"
+
+
+@dataclass
+class Unplaced:
+    """Values of one field that nothing placed: how many rows, and the commonest values."""
+
+    what: str  # e.g. "not in the value map", "no match in products.product"
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, values: pd.Series) -> None:
+        if len(values):
+            self.counts.update(values.astype(str).value_counts().to_dict())
+
+    @property
+    def rows(self) -> int:
+        return int(sum(self.counts.values()))
+
+    def examples(self, n: int = 5) -> list[tuple[str, int]]:
+        return [(k, int(v)) for k, v in self.counts.most_common(n)]
+
+
+def find_column(columns: pd.Index, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` present in ``columns``: exactly, else ignoring case, spaces
+    and punctuation (a report's "Lead Source" for a preset's "lead source")."""
+    present = [str(c) for c in columns]
+    for name in names:
+        if name in present:
+            return name
+    loose = {_loose(c): c for c in reversed(present)}
+    for name in names:
+        hit = loose.get(_loose(name))
+        if hit is not None:
+            return hit
+    return None
+
+
+def _loose(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def clean_text(s: pd.Series) -> pd.Series:
+    """Text with surrounding spaces removed; empty is missing."""
+    out = s.astype("object").where(s.notna(), None)
+    stripped = pd.Series([v.strip() if isinstance(v, str) else v for v in out], index=s.index,
+                         dtype=object)
+    return stripped.where(stripped.ne(""), None)
+
+
+def apply_value_map(s: pd.Series, fm: FieldMap, unplaced: Unplaced) -> pd.Series:
+    """Map values through ``fm.values`` (exactly, else ignoring case); the rest become
+    ``fm.default`` or stay as written, and are counted either way."""
+    if not fm.values:
+        return s
+    exact = {k: _text(v) for k, v in fm.values.items()}
+    loose = {k.strip().lower(): v for k, v in exact.items()}
+    mapped = s.map(exact)
+    todo = s.notna() & mapped.isna()
+    if todo.any():
+        mapped[todo] = s[todo].map(lambda v: loose.get(str(v).strip().lower()))
+    left = s.notna() & mapped.isna()
+    unplaced.add(s[left])
+    if fm.default is not None:
+        mapped[left] = _text(fm.default)
+    else:
+        mapped[left] = s[left]
+    return mapped.astype(object).where(mapped.notna(), None)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def apply_lookup(s: pd.Series, table: pd.DataFrame, key: str, value: str,
+                 unplaced: Unplaced) -> pd.Series:
+    """Values looked up in another table's key column: exactly, else ignoring case, spaces
+    and punctuation (an export's "GTXPro" finds "GTX Pro")."""
+    keys = clean_text(table[key])
+    found = pd.Series(clean_text(table[value]).to_numpy(), index=keys.to_numpy())
+    found = found[~found.index.duplicated()]
+    out = s.map(found)
+    loose = pd.Series(found.to_numpy(), index=[_loose(str(k)) for k in found.index])
+    loose = loose[~loose.index.duplicated()]
+    todo = s.notna() & out.isna()
+    if todo.any():
+        out[todo] = s[todo].map(lambda v: loose.get(_loose(str(v))))
+    unplaced.add(s[s.notna() & out.isna()])
+    return out.astype(object).where(out.notna(), None)
+
+
+def to_utc_text(s: pd.Series, fm: FieldMap, default_tz: str) -> tuple[pd.Series, int]:
+    """Times as ISO 8601 UTC text. Times without an offset are in ``fm.timezone`` (else
+    ``default_tz``); a date alone is the start (or end) of that day there. A value that
+    does not parse is kept as written. Returns the texts and how many were date-only."""
+    tz = fm.timezone or default_tz
+    out = s.copy().astype(object)
+    valid = s.notna()
+    if not valid.any():
+        return out, 0
+    text = s[valid].astype(str)
+    aware = text.str.contains(_OFFSET)
+    fmt = fm.format or "ISO8601"
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    if aware.any():
+        parsed[aware] = pd.to_datetime(text[aware], format=fmt, utc=True, errors="coerce")
+    naive = ~aware
+    date_only = pd.Series(False, index=text.index)
+    if naive.any():
+        local = pd.to_datetime(text[naive], format=fmt, errors="coerce")
+        if fm.format is not None:
+            date_only[naive] = not any(d in fm.format for d in ("%H", "%I", "%M", "%S", "%X"))
+        else:
+            date_only[naive] = text[naive].str.match(_DATE_ONLY)
+        if fm.date_only == "end":
+            shift = pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+            local = local.where(~date_only[naive], local + shift)
+        if isinstance(local.dtype, pd.DatetimeTZDtype):
+            parsed[naive] = local.dt.tz_convert("UTC")
+        else:
+            parsed[naive] = local.dt.tz_localize(
+                tz, ambiguous="NaT", nonexistent="shift_forward"
+            ).dt.tz_convert("UTC")
+    good = parsed.notna()
+    out.loc[good[good].index] = parsed[good].dt.strftime(ISO_UTC)
+    return out, int((date_only & good).sum())
+
+
+def to_number_text(s: pd.Series, fm: FieldMap, currency: Currency,
+                   codes: pd.Series | None, unplaced: Unplaced) -> pd.Series:
+    """Numbers as plain text, scaled and converted to USD where asked. A value that is
+    not a number, or an amount in a currency without a rate, is kept as written (with the
+    currency) so the loader rejects its row."""
+    text = s.astype(object)
+    raw = text.where(text.notna(), None)
+    cleaned = raw.str.replace(_MONEY_NOISE, "", regex=True) if fm.currency else raw
+    num = pd.to_numeric(cleaned, errors="coerce")
+    factor = pd.Series(fm.scale or 1.0, index=s.index, dtype=float)
+    no_rate = pd.Series(False, index=s.index)
+    if fm.currency:
+        if codes is not None:
+            code = clean_text(codes).fillna(currency.code)
+            rates = {**{"USD": 1.0}, **currency.rates}
+            rate = code.map(rates)
+            no_rate = rate.isna() & num.notna()
+            unplaced.add(code[no_rate])
+            factor = factor * rate.fillna(np.nan).astype(float)
+        else:
+            factor = factor * ({"USD": 1.0, **currency.rates}[currency.code])
+    value = num * factor
+    out = raw.copy()
+    good = value.notna() & np.isfinite(value.fillna(0))
+    out[good] = value[good].map(repr)
+    if no_rate.any():
+        out[no_rate] = raw[no_rate].astype(str) + " " + clean_text(codes)[no_rate].astype(str)  # type: ignore[index]
+    return out
+
+
+def sequence_times(order: pd.Series, start: str, every: str) -> pd.Series:
+    """Times ``start + (rank - 1) x every`` from an ordering column (ties by position)."""
+    begin = pd.Timestamp(start)
+    begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
+    step = pd.Timedelta(every)
+    rank = pd.to_numeric(order, errors="coerce").rank(method="first")
+    times = begin + (rank - 1) * step
+    out = times.dt.strftime(ISO_UTC).astype(object)
+    return out.where(rank.notna(), order.astype(object))
