@@ -24,6 +24,7 @@ from features.mapping.spec import (
     StageTable,
     StatusHistory,
     TableMap,
+    plain,
 )
 from features.mapping.values import (
     Unplaced,
@@ -175,11 +176,11 @@ class _Run:
             return None
         df = src.frame
         keep = pd.Series(True, index=df.index)
-        for col_name, values in tm.skip_rows.items():
+        for col_name, skip in tm.skip_rows.items():
             col = find_column(df.columns, (col_name,))
             if col is None:
                 continue
-            hit = clean_text(df[col]).isin(values) & keep
+            hit = clean_text(df[col]).isin(skip) & keep
             if hit.any():
                 self.skipped.append({"table": table, "file": src.file, "column": col,
                                      "rows": int(hit.sum()),
@@ -192,14 +193,14 @@ class _Run:
         used: dict[str, str] = {}
         base = f"tables.{table}.{name}" if name != table else f"tables.{table}"
         for c in contract.columns:
-            fm = tm.fields.get(c.name)
-            if fm is None:
+            got = tm.fields.get(c.name)
+            if got is None:
                 continue
-            values, col = self.field(table, c.name, c.kind, fm, src, f"{base}.fields.{c.name}")
+            values, col = self.field(table, c.name, c.kind, got, src, f"{base}.fields.{c.name}")
             if values is None:
                 if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
                     raise ConvertError(
-                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, fm.column))} "
+                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
                         f"is a column of {src.file} (its columns: "
                         f"{', '.join(map(str, src.frame.columns[:30]))})"
                     )
@@ -210,10 +211,10 @@ class _Run:
             "status": (tm.status, "category"), "status_at": (tm.status_at, "timestamp"),
             "stage": (tm.stage, "category"),
         }
-        for pseudo, (fm, kind) in extra.items():
-            if fm is None:
+        for pseudo, (pm, kind) in extra.items():
+            if pm is None:
                 continue
-            values, col = self.field(table, pseudo, kind, fm, src, f"{base}.{pseudo}")
+            values, col = self.field(table, pseudo, kind, pm, src, f"{base}.{pseudo}")
             if values is not None:
                 out[f"_{pseudo}"], used[pseudo] = values, col
         frame = pd.DataFrame(out, index=src.frame.index)
@@ -313,22 +314,41 @@ def _stage_map_from_table(run: _Run, st: StageTable, fm: FieldMap) -> FieldMap:
     return fm.model_copy(update={"values": values})
 
 
+def _complete_stage_maps(run: _Run, mapping: Mapping) -> Mapping:
+    """Add a stage table's stages to the deals' stage map, and give the history's stage
+    map what the deals' has (its own entries win)."""
+    tables = dict(mapping.tables)
+    deal_values: dict[str, object] = {}
+    fixed = {}
+    for name, tm in mapping.parts("opportunities"):
+        if tm.stage is not None and tm.stage_table is not None:
+            tm = tm.model_copy(update={"stage": _stage_map_from_table(run, tm.stage_table,
+                                                                      tm.stage)})
+        if tm.stage is not None and tm.stage.values and not deal_values:
+            deal_values = dict(tm.stage.values)
+        fixed[name] = tm
+    if fixed:
+        tables["opportunities"] = fixed
+    hist = {}
+    for name, tm in mapping.parts("opportunity_history"):
+        fm = tm.fields.get("stage")
+        if fm is not None and deal_values:
+            values = {**deal_values, **(fm.values or {})}
+            tm = tm.model_copy(update={"fields": {**tm.fields, "stage": fm.model_copy(
+                update={"values": values})}})
+        hist[name] = tm
+    if hist:
+        tables["opportunity_history"] = hist
+    return mapping.model_copy(update={"tables": tables})
+
+
 def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     """Every contract table from the export's sources, per ``mapping``."""
     run = _Run(mapping, sources)
     # The stage map may be completed from a stage table before anything reads it.
-    parts_of = {}
-    for table in TABLES:
-        if table == "opportunities":
-            fixed = {}
-            for name, tm in mapping.parts(table):
-                if tm.stage is not None and tm.stage_table is not None:
-                    tm = tm.model_copy(update={"stage": _stage_map_from_table(
-                        run, tm.stage_table, tm.stage)})
-                fixed[name] = tm
-            mapping = mapping.model_copy(update={"tables": {**mapping.tables, table: fixed}})
-            run.m = mapping
-        parts_of[table] = run.table(table)
+    mapping = _complete_stage_maps(run, mapping)
+    run.m = mapping
+    parts_of = {table: run.table(table) for table in TABLES}
 
     tables: dict[str, pd.DataFrame] = {}
     origin: dict[str, pd.DataFrame] = {}
@@ -411,7 +431,7 @@ def _status_dates(run: _Run, sh: StatusHistory, leads: pd.DataFrame) -> pd.Serie
     id_c, f_c, v_c, t_c = cols
     fields = clean_text(df[f_c])
     rows = df[fields.isin(sh.field_name)]
-    at, _ = to_utc_text(clean_text(rows[t_c]), FieldMap(column=("x",)), run.m.timezone)
+    at, _ = to_utc_text(clean_text(rows[t_c]), plain("x"), run.m.timezone)
     hist = pd.DataFrame({"id": clean_text(rows[id_c]), "value": clean_text(rows[v_c]),
                          "at": at})
     tm = next(t for _, t in run.m.parts("leads"))
@@ -537,7 +557,7 @@ def _from_stage_columns(run: _Run, tm: TableMap, opps: pd.DataFrame,
                 continue
             mapped = apply_value_map(pd.Series([crm_stage]), tm.stage, run.placed(
                 "opportunity_history", "stage", f"{col}: stage not in the value map"))
-            at, _ = to_utc_text(dates, FieldMap(column=(col,)), run.m.timezone)
+            at, _ = to_utc_text(dates, plain(col), run.m.timezone)
             out.append(pd.DataFrame({
                 "opportunity_id": opps["opportunity_id"][has], "changed_at": at[has],
                 "stage": mapped.iat[0], "amount": None, "close_date": None,
@@ -558,7 +578,7 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     if any(n is None for n in names):
         run.notes.append(f"{src.file}: not the columns of a field history; not used")
         return pd.DataFrame(columns=[*TABLES["opportunity_history"].column_names, "i"])
-    id_c, f_c, v_c, t_c = names
+    id_c, f_c, v_c, t_c = (str(n) for n in names)
     old_c = find_column(df.columns, fh.old_value) if fh.old_value else None
     field_name = clean_text(df[f_c])
     kind = pd.Series(None, index=df.index, dtype=object)
@@ -570,10 +590,10 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     pos = pos[~pos.index.duplicated()]
     rows["i"] = clean_text(rows[id_c]).map(pos)
     rows = rows[rows["i"].notna()]
-    at, _ = to_utc_text(clean_text(rows[t_c]), FieldMap(column=(t_c,)), run.m.timezone)
+    at, _ = to_utc_text(clean_text(rows[t_c]), plain(t_c), run.m.timezone)
     rows["_at"] = at
     rows = rows.sort_values(["i", "_at"], kind="stable")
-    stage_fm = tm.stage or FieldMap(column=("x",))
+    stage_fm = tm.stage or plain("x")
     new = clean_text(rows[v_c])
     is_stage = rows["_kind"].eq("stage")
     unplaced = run.placed("opportunity_history", "stage", f"{v_c}: stage not in the value map")
@@ -593,6 +613,9 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     fill = out["stage"].isna()
     out.loc[fill, "stage"] = out.loc[fill, "i"].map(starts)
     out = out[out["stage"].notna()]
+    # Changes saved together (a stage and an amount in one edit) are one history row.
+    out = out.groupby(["i", "changed_at"], as_index=False, sort=False).agg(
+        {"stage": "last", "amount": "first", "close_date": "first"})
     if len(starts):  # the stage the deal was created in, dated at its creation
         created = pd.DataFrame({"i": starts.index.to_numpy(dtype=np.int64),
                                 "changed_at": opps["created_at"].to_numpy()[starts.index],

@@ -40,8 +40,12 @@ class ImportSettings(BaseSettings):
     mapping: Path
     source: Path
     out: Path
-    report: Path | None = Field(None, description="rejections CSV (default OUT/rejections.csv)")
-    now: str | None = Field(None, description="the latest time an event may have (default now)")
+    report: Path | None = Field(
+        default=None, description="rejections CSV (default OUT/rejections.csv)"
+    )
+    now: str | None = Field(
+        default=None, description="the latest time an event may have (default: now)"
+    )
 
     @property
     def report_path(self) -> Path:

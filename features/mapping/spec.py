@@ -45,28 +45,30 @@ class FieldMap(_Strict):
     names (an API name and a report label: the first present is used), or these keys."""
 
     column: tuple[str, ...] = ()
-    value: Scalar | None = Field(None, description="a constant for every row")
+    value: Scalar | None = Field(default=None, description="a constant for every row")
     sequence: Sequence | None = None
     row_id: str | None = Field(
-        None, description="an id made from the row's position: this text + its number"
+        default=None, description="an id made from the row's position: this text + its number"
     )
     values: dict[str, Scalar] | None = Field(
-        None, description="export value -> contract value; others are reported"
+        default=None, description="export value -> contract value; others are reported"
     )
     default: Scalar | None = Field(
-        None, description="what a value outside `values` becomes (counted in the report)"
+        default=None, description="what a value outside `values` becomes (counted in the report)"
     )
     lookup: Lookup | None = None
     prefix: str | None = Field(
-        None, description="keep only ids that start with this (Salesforce WhoId: 00Q lead)"
+        default=None, description="keep only ids that start with this (Salesforce WhoId: 00Q lead)"
     )
-    format: str | None = Field(None, description="strptime format of a date, e.g. %m/%d/%Y")
-    timezone: str | None = Field(None, description="time zone of times without an offset")
+    format: str | None = Field(default=None, description="strptime format of a date, e.g. %m/%d/%Y")
+    timezone: str | None = Field(default=None, description="time zone of times without an offset")
     date_only: Literal["start", "end"] = Field(
-        "start", description="a date without a time: the start or the end of that day"
+        default="start", description="a date without a time: the start or the end of that day"
     )
-    scale: float | None = Field(None, description="multiply numbers by this (e.g. 1e6)")
-    currency: bool = Field(False, description="convert this amount with the currency settings")
+    scale: float | None = Field(default=None, description="multiply numbers by this (e.g. 1e6)")
+    currency: bool = Field(
+        default=False, description="convert this amount with the currency settings"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -95,7 +97,7 @@ class SourceFile(_Strict):
     delimiter: str = ","
     encoding: str = "utf-8-sig"
     missing: tuple[str, ...] = Field(
-        (), description="texts that mean 'no value' in this file (besides an empty cell)"
+        default=(), description="texts that mean 'no value' in this file (besides an empty cell)"
     )
 
     @model_validator(mode="before")
@@ -119,7 +121,7 @@ class StageTable(_Strict):
     is_won: str = "IsWon"
     is_closed: str = "IsClosed"
     probability: str | None = Field(
-        "DefaultProbability",
+        default="DefaultProbability",
         description="an open stage goes to the project's stage of the nearest CRM default",
     )
 
@@ -193,22 +195,24 @@ class TableMap(_Strict):
         "(counted in the report)"
     )
     # leads
-    status: FieldMap | None = Field(None, description="leads: qualified, disqualified or open")
-    status_at: FieldMap | None = Field(None, description="leads: when the status was set")
+    status: FieldMap | None = Field(
+        default=None, description="leads: qualified, disqualified or open"
+    )
+    status_at: FieldMap | None = Field(default=None, description="leads: when the status was set")
     status_history: StatusHistory | None = None
     undated_outcome_days: float | None = Field(
-        None, ge=0, description="leads: an outcome with no date is dated this many days "
+        default=None, ge=0, description="leads: an outcome with no date is dated this many days "
         "after creation (said in the report)",
     )
     # opportunities
-    stage: FieldMap | None = Field(None, description="opportunities: the current stage")
+    stage: FieldMap | None = Field(default=None, description="opportunities: the current stage")
     stage_table: StageTable | None = None
     stage_entered: tuple[str, ...] = Field(
-        (), description="opportunities: columns with the date each stage was entered, "
+        default=(), description="opportunities: columns with the date each stage was entered, "
         "`{stage}` standing for the CRM's stage name (HubSpot hs_date_entered_{stage})",
     )
     created_stage: str = Field(
-        "prospecting", description="opportunities: the stage a deal is in when created, "
+        default="prospecting", description="opportunities: the stage a deal is in when created, "
         "where the export has no history"
     )
     field_history: FieldHistory | None = None
@@ -266,9 +270,9 @@ _DOMAINS: dict[tuple[str, str], tuple[str, ...]] = {
 class Mapping(_Strict):
     """A whole mapping file, after its preset is merged under it."""
 
-    preset: str | None = Field(None, description="a shipped preset this file overrides")
+    preset: str | None = Field(default=None, description="a shipped preset this file overrides")
     description: str | None = None
-    timezone: str = Field("UTC", description="time zone of times without an offset")
+    timezone: str = Field(default="UTC", description="time zone of times without an offset")
     currency: Currency = Field(default_factory=Currency)
     sources: dict[str, SourceFile] = Field(default_factory=dict)
     tables: dict[str, dict[str, TableMap]] = Field(
@@ -348,3 +352,8 @@ def _check_targets(problems: list[tuple[tuple[str, ...], str]], path: tuple[str,
                          f"{fm.default!r} is not one of {', '.join(allowed)}"))
     if fm.value is not None and str(fm.value) not in allowed:
         problems.append(((*path, "value"), f"{fm.value!r} is not one of {', '.join(allowed)}"))
+
+
+def plain(column: str) -> FieldMap:
+    """A field read from one column as it is."""
+    return FieldMap.model_validate({"column": [column]})

@@ -178,7 +178,7 @@ def to_number_text(s: pd.Series, fm: FieldMap, currency: Currency,
     good = value.notna() & np.isfinite(value.fillna(0))
     out[good] = value[good].map(repr)
     if no_rate.any():
-        out[no_rate] = raw[no_rate].astype(str) + " " + clean_text(codes)[no_rate].astype(str)  # type: ignore[index]
+        out[no_rate] = raw[no_rate].astype(str) + " " + clean_text(codes)[no_rate].astype(str)
     return out
 
 
