@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -19,18 +20,17 @@ from features.mapping.importing import (
 def run_import_command(mapping: Path, source: Path, out: Path, report: Path | None) -> int:
     """Run the import and print its report; returns the exit code."""
     console = Console()
-    err = Console(stderr=True)
     settings = import_settings(mapping=mapping, source=source, out=out, report=report)
     try:
         with console.status("importing", spinner="dots") as status:
             result = run_import(settings, progress=status.update)
     except MappingError as exc:
-        err.print(f"error: the mapping has {len(exc.problems)} problem(s):", highlight=False)
+        typer.echo(f"error: the mapping has {len(exc.problems)} problem(s):", err=True)
         for line in exc.problems:
-            err.print(f"  {line}", highlight=False, markup=False)
+            typer.echo(f"  {line}", err=True)
         return 2
     except (ExportError, OSError) as exc:
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        typer.echo(f"error: {exc}", err=True)
         return 2
     print_result(console, result, str(source))
     return 0 if result.ok else 1
@@ -46,13 +46,13 @@ def print_result(console: Console, result: ImportResult, source: str) -> None:
     console.print(counts)
     conv = result.converted
     for note in conv.notes:
-        console.print(f"derived: {note}", highlight=False, markup=False)
+        console.print(f"derived: {note}", highlight=False, markup=False, soft_wrap=True)
     for table, cols in conv.not_in_export.items():
         console.print(f"not in the export: {table}.{', '.join(cols)} (left empty)",
-                      highlight=False, markup=False)
+                      highlight=False, markup=False, soft_wrap=True)
     for s in conv.skipped:
         console.print(f"skipped: {s['rows']:,} row(s) of {s['file']} by {s['column']} "
-                      f"{s['values']} (skip_rows)", highlight=False, markup=False)
+                      f"{s['values']} (skip_rows)", highlight=False, markup=False, soft_wrap=True)
     if conv.unplaced:
         un = Table(title="values nothing mapped (kept as written, or the default where one is set)")
         for name in ("table.column", "what", "rows", "examples"):
@@ -72,7 +72,10 @@ def print_result(console: Console, result: ImportResult, source: str) -> None:
         for (f, c, t, r), n in top.items():
             reasons.add_row(str(f), str(c), str(t), str(r), f"{n:,}")
         console.print(reasons)
-        console.print(f"{len(result.rejections):,} problem(s) written to {result.report}")
+        console.print(f"{len(result.rejections):,} problem(s) written to {result.report}",
+                      soft_wrap=True)
     else:
-        console.print(f"every row is valid; empty report written to {result.report}")
-    console.print(f"tables written to {result.out}; summary in {result.summary_file}")
+        console.print(f"every row is valid; empty report written to {result.report}",
+                      soft_wrap=True)
+    console.print(f"tables written to {result.out}; summary in {result.summary_file}",
+                  soft_wrap=True)

@@ -31,23 +31,27 @@ def preset_description(name: str) -> str:
 
 
 def _path_in(data: Any, loc: tuple[int | str, ...]) -> tuple[str, ...]:
-    """A pydantic error location as a key path of the document: steps the document does
-    not have (a union's member name, a wrapper pydantic added) are left out."""
+    """An error location as a key path of the document: steps the document does not have
+    (a union member's name, the part name of a table given as one map) are left out."""
     out: list[str] = []
     here = data
-    for step in loc:
+    for n, step in enumerate(loc):
         key = str(step)
-        if isinstance(here, dict) and key in here:
-            out.append(key)
-            here = here[key]
+        rest = [str(s) for s in loc[n + 1:]]
+        if isinstance(here, dict):
+            if key in here:
+                out.append(key)
+                here = here[key]
+            elif (rest and rest[0] in here) or (out and key == out[-1]):
+                continue  # a wrapper the schema added (a table's one map, named after it)
+            else:
+                out.append(key)  # absent: a missing key, or one the schema does not know
+                here = None
         elif isinstance(here, list) and isinstance(step, int) and step < len(here):
             out.append(key)
             here = here[step]
-        elif not isinstance(here, dict | list) or isinstance(step, int):
-            continue
-        else:
-            out.append(key)  # a key that is absent: a missing one, or one too many
-            here = None
+        elif here is None:
+            out.append(key)
     return tuple(out)
 
 
@@ -59,6 +63,17 @@ def _message(err: dict[str, Any]) -> str:
         return "required key missing"
     msg = str(err.get("msg", "invalid"))
     return msg.removeprefix("Value error, ")
+
+
+def _in_order(problems: list[str]) -> list[str]:
+    """Each problem once, by file and line."""
+
+    def key(p: str) -> tuple[str, int]:
+        where = p.split(": ", 1)[0]
+        origin, _, line = where.rpartition(":")
+        return (origin, int(line)) if line.isdigit() else (where, 0)
+
+    return sorted(dict.fromkeys(problems), key=key)
 
 
 def mapping_from_document(doc: Document) -> Mapping:
@@ -77,10 +92,11 @@ def mapping_from_document(doc: Document) -> Mapping:
         for err in exc.errors():
             path = _path_in(doc.data, tuple(err["loc"]))
             problems.append(doc.problem(path, _message(dict(err))))
-        raise MappingError(sorted(set(problems), key=problems.index)) from None
+        raise MappingError(_in_order(problems)) from None
     refs = check_references(mapping)
     if refs:
-        raise MappingError([doc.problem(path, msg) for path, msg in refs])
+        raise MappingError(_in_order(
+            [doc.problem(_path_in(doc.data, path), msg) for path, msg in refs]))
     return mapping
 
 

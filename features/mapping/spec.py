@@ -288,7 +288,9 @@ class Mapping(_Strict):
         unknown = [t for t in data if t not in TABLES]
         if unknown:
             raise ValueError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(TABLES)}")
-        return {t: {t: v} if isinstance(v, dict) and "source" in v else v
+        # A map with any of a table map's own keys is one map; otherwise maps by name.
+        own = set(TableMap.model_fields)
+        return {t: {t: v} if isinstance(v, dict) and own & set(v) else v
                 for t, v in data.items() if v is not None}
 
     def parts(self, table: str) -> list[tuple[str, TableMap]]:

@@ -13,6 +13,7 @@ from tests.data.crafted_exports import (
     FLAT_DEALS,
     FLAT_LEADS,
     HUBSPOT,
+    HUBSPOT_PROPERTY_HISTORY,
     SALESFORCE,
     SALESFORCE_FIELD_HISTORY,
     SALESFORCE_REPORT_OPPORTUNITIES,
@@ -160,17 +161,7 @@ def test_hubspot_export_with_stage_entry_dates(tmp_path: Path) -> None:
 
 
 def test_hubspot_property_history_export(tmp_path: Path) -> None:
-    files = dict(HUBSPOT)
-    files["deals.csv"] = """hs_object_id,associatedcompanyid,hubspot_owner_id,createdate,amount,closedate,dealstage
-31,11,901,2024-01-20T10:00:00Z,12000,2024-03-15T10:00:00Z,closedwon
-"""
-    files["deal_property_history.csv"] = """objectId,property,value,timestamp
-31,dealstage,qualifiedtobuy,2024-01-20T10:00:00Z
-31,dealstage,contractsent,2024-02-20T10:00:00Z
-31,amount,12000,2024-02-20T10:00:00Z
-31,dealstage,closedwon,2024-03-15T10:00:00Z
-"""
-    files["engagements.csv"] = "hs_object_id,hs_timestamp,hs_engagement_type,associated_company_id\n"
+    files = {**HUBSPOT, **HUBSPOT_PROPERTY_HISTORY}
     result = _import(tmp_path, files, "preset: hubspot\n")
     hist = result.load.tables.opportunity_history
     assert list(hist["stage"]) == ["qualification", "negotiation", "closed_won"]
@@ -203,7 +194,8 @@ def test_flat_leads_derive_accounts_and_report_a_bad_date(tmp_path: Path) -> Non
 
 
 def test_flat_leads_undated_outcomes_are_dated_when_asked(tmp_path: Path) -> None:
-    mapping = "preset: flat-leads\ntables:\n  leads:\n    source: leads\n    undated_outcome_days: 2\n"
+    mapping = ("preset: flat-leads\ntables:\n  leads:\n    source: leads\n"
+               "    undated_outcome_days: 2\n")
     result = _import(tmp_path, FLAT_LEADS, mapping)
     leads = result.load.tables.leads
     assert _row(leads, "lead_id", "L1")["qualified_at"] == _ts("2024-01-07T10:00:00Z")
