@@ -51,6 +51,8 @@ class Source:
     name: str
     file: str
     frame: pd.DataFrame
+    emptied: dict[str, int] = field(default_factory=dict)
+    """Cells emptied because their text means 'no value' here (``sources.<name>.missing``)."""
 
 
 class ConvertError(ValueError):
@@ -124,8 +126,9 @@ class _Run:
                     raise ConvertError(f"{where}.sequence.column: no column {seq.column!r} "
                                        f"in {src.file}")
                 order, used = df[col], col
+            order_of = "the rows' order" if seq.column == "row" else f"the order of {used}"
             self.notes.append(
-                f"{table}.{column}: not in the export; made from the order of {used}, "
+                f"{table}.{column}: not in the export; made from {order_of}, "
                 f"{seq.every} apart from {seq.start}: an order, not a calendar"
             )
             return sequence_times(order, seq.start, seq.every), used
@@ -135,8 +138,8 @@ class _Run:
         s = clean_text(df[col])
         if fm.prefix is not None:
             s = s.where(s.str.startswith(fm.prefix, na=False), None)
-        what = f"{col}: not in the value map" + (
-            f", set to the default {fm.default!r}" if fm.default is not None else "")
+        what = f"{col}: not in the value map, " + (
+            f"set to the default {fm.default!r}" if fm.default is not None else "kept as written")
         s = apply_value_map(s, fm, self.placed(table, column, what))
         if fm.lookup is not None:
             lk = fm.lookup
@@ -345,6 +348,10 @@ def _complete_stage_maps(run: _Run, mapping: Mapping) -> Mapping:
 def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     """Every contract table from the export's sources, per ``mapping``."""
     run = _Run(mapping, sources)
+    for src in sources.values():
+        for token, n in src.emptied.items():
+            run.notes.append(f"{src.file}: {token!r} read as empty in {n:,} cell(s) "
+                             f"(sources.{src.name}.missing)")
     # The stage map may be completed from a stage table before anything reads it.
     mapping = _complete_stage_maps(run, mapping)
     run.m = mapping
@@ -717,7 +724,10 @@ def _feature_levels(run: _Run, tables: dict[str, pd.DataFrame]) -> None:
             if col not in t or col not in CATEGORY_LEVELS:
                 continue
             s = t[col]
-            outside = s.notna() & ~s.isin(CATEGORY_LEVELS[col])
+            told = {v for (tb, c, what), u in run.unplaced.items()
+                    if tb == table and c == col and what.endswith("kept as written")
+                    for v in u.counts}
+            outside = s.notna() & ~s.isin(CATEGORY_LEVELS[col]) & ~s.isin(told)
             if outside.any():
                 run.placed(table, col, "outside the feature levels: features read it as "
                            "unknown").add(s[outside])

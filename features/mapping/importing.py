@@ -104,8 +104,8 @@ def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
                      if (files.get(f) or lower.get(f.lower())) is not None), None)
         if path is None:
             continue
-        out[name] = Source(name, path.name, _read_file(path, spec.delimiter, spec.encoding,
-                                                       spec.missing))
+        frame, emptied = _read_file(path, spec.delimiter, spec.encoding, spec.missing)
+        out[name] = Source(name, path.name, frame, emptied)
     if not out:
         wanted = sorted({f for s in mapping.sources.values() for f in s.file})
         raise ExportError(f"{folder}: none of the mapping's files is there "
@@ -114,18 +114,26 @@ def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
 
 
 def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ...]
-               ) -> pd.DataFrame:
+               ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The file with every column as text, and how many cells each of ``missing`` emptied."""
     try:
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path).astype("string").astype(object)
-            frame = frame.where(frame.notna(), None)
-            return frame.replace(list(missing), None) if missing else frame
-        frame = pd.read_csv(path, dtype=str, sep=delimiter, encoding=encoding,
-                            keep_default_na=False, na_values=[""] + list(missing))
+        else:
+            frame = pd.read_csv(path, dtype=str, sep=delimiter, encoding=encoding,
+                                keep_default_na=False, na_values=[""])
     except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
         raise ExportError(f"{path}: cannot be read: {exc}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame.astype(object).where(frame.notna(), None)
+    frame = frame.astype(object).where(frame.notna(), None)
+    emptied: dict[str, int] = {}
+    for token in missing:
+        hit = frame.eq(token)
+        n = int(hit.to_numpy().sum())
+        if n:
+            emptied[token] = n
+            frame = frame.mask(hit, None)
+    return frame, emptied
 
 
 # ---------------------------------------------------------------------------------------
