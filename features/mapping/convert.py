@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.mapping.spec import (
     ContactRoles,
@@ -27,11 +29,14 @@ from features.mapping.spec import (
     plain,
 )
 from features.mapping.values import (
+    ISO_AWARE,
     Unplaced,
     apply_lookup,
     apply_value_map,
+    as_arrow_text,
     clean_text,
     find_column,
+    iso_text,
     sequence_times,
     to_number_text,
     to_utc_text,
@@ -137,7 +142,8 @@ class _Run:
             return None, ""
         s = clean_text(df[col])
         if fm.prefix is not None:
-            s = s.where(s.str.startswith(fm.prefix, na=False), None)
+            starts = pc.fill_null(pc.starts_with(as_arrow_text(s), fm.prefix), False)
+            s = s.where(np.asarray(starts), None)
         what = f"{col}: not in the value map, " + (
             f"set to the default {fm.default!r}" if fm.default is not None else "kept as written")
         s = apply_value_map(s, fm, self.placed(table, column, what))
@@ -253,9 +259,17 @@ def _text(value: object) -> str:
 
 
 def _iso_min(values: pd.Series, keys: pd.Series) -> pd.Series:
-    """The earliest well-formed ISO time per key (text compares as time in this form)."""
-    ok = values.astype(str).str.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$") & keys.notna()
-    return values[ok].groupby(keys[ok]).min()
+    """The earliest well-formed time per key, as ISO text (a value that does not parse is
+    one the loader will reject: not a time here)."""
+    ok = keys.notna().to_numpy()
+    text = as_arrow_text(values[ok])
+    shaped = pc.fill_null(pc.match_substring_regex(text, ISO_AWARE), False)
+    times = pc.cast(text.filter(shaped), pa.timestamp("ns", tz="UTC"))
+    ns = pd.Series(times.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    first = ns.groupby(keys[ok].to_numpy()[np.asarray(shaped)]).min()
+    stamps = pa.array(first.to_numpy(), type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    return pd.Series(iso_text(stamps).to_numpy(zero_copy_only=False), index=first.index,
+                     dtype=object)
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,6 +379,10 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
 
     _lead_outcomes(run, mapping, tables["leads"], parts_of["leads"])
     _deal_outcomes(run, tables["opportunities"])
+    for cols in columns["opportunities"]:
+        if "stage" in cols:
+            cols.setdefault("is_won", f"{cols['stage']} (derived)")
+            cols.setdefault("closed_at", _derived_from(cols, "close_date"))
     hist_parts = parts_of["opportunity_history"]
     if not hist_parts:
         h, o, c = _derived_history(run, mapping, tables["opportunities"],

@@ -99,24 +99,39 @@ def read_document(path: Path) -> Document:
     return parse_document(text, str(path))
 
 
-def merge(base: Document, over: Document) -> Document:
-    """``over`` laid on ``base``: keys merge at every level, any other value replaces.
+FIELD_KEYS = frozenset({"status", "status_at", "stage"})
+"""Keys, besides those under ``fields:``, that hold one field's map."""
+ORIGINS = ("column", "value", "sequence", "row_id")
+"""Where a field's value comes from: one of these per field."""
 
-    A key set to null in ``over`` removes the preset's entry (e.g. a source the export
-    does not have).
+
+def merge(base: Document, over: Document) -> Document:
+    """``over`` laid on ``base``: keys merge at every level (so a value map gains or
+    changes entries), except that a field whose origin ``over`` gives (``column``,
+    ``value``, ``sequence``, ``row_id``) loses the preset's other origin: writing
+    ``column:`` where the preset had ``value:`` means what it says. A key set to null in
+    ``over`` removes the preset's entry (a column, a file or a whole value map the export
+    does not need).
     """
 
-    def walk(a: Any, b: Any) -> Any:
+    def walk(a: Any, b: Any, parent: str) -> Any:
         if isinstance(a, dict) and isinstance(b, dict):
             out = dict(a)
             for k, v in b.items():
                 if v is None:
                     out.pop(k, None)
-                else:
-                    out[k] = walk(a.get(k), v)
+                    continue
+                merged = walk(a.get(k), v, k)
+                is_field = parent == "fields" or k in FIELD_KEYS
+                if is_field and isinstance(merged, dict) and isinstance(v, dict):
+                    given = [o for o in ORIGINS if o in v]
+                    if given:
+                        merged = {x: y for x, y in merged.items()
+                                  if x not in ORIGINS or x in given}
+                out[k] = merged
             return out
         return b
 
     lines = dict(base.lines)
     lines.update(over.lines)  # the user's line wins where both wrote a key
-    return Document(walk(base.data, over.data), lines, over.name)
+    return Document(walk(base.data, over.data, ""), lines, over.name)

@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +27,7 @@ from features.mapping.convert import Converted, ConvertError, Source, convert
 from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
 from features.mapping.spec import Mapping
+from features.mapping.values import as_arrow_text
 from features.reading import DataContractError
 from features.schema import TABLES
 
@@ -115,25 +118,56 @@ def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
 
 def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ...]
                ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The file with every column as text, and how many cells each of ``missing`` emptied."""
+    """The file with every column as trimmed text (empty as None), and how many cells each
+    of ``missing`` emptied. CSV is read by Arrow, every column as text."""
     try:
         if path.suffix.lower() == ".parquet":
-            frame = pd.read_parquet(path).astype("string").astype(object)
+            tbl = pq.read_table(path)
+            tbl = pa.table({n: pc.cast(tbl.column(n), pa.string()) for n in tbl.column_names})
         else:
-            frame = pd.read_csv(path, dtype=str, sep=delimiter, encoding=encoding,
-                                keep_default_na=False, na_values=[""])
-    except (OSError, ValueError, UnicodeDecodeError, csv.Error) as exc:
+            names = _header(path, delimiter, encoding)
+            tbl = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                               encoding=_arrow_encoding(encoding)),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, null_values=[""],
+                    strings_can_be_null=True, quoted_strings_can_be_null=True),
+            )
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
         raise ExportError(f"{path}: cannot be read: {exc}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame = frame.astype(object).where(frame.notna(), None)
     emptied: dict[str, int] = {}
-    for token in missing:
-        hit = frame.eq(token)
-        n = int(hit.to_numpy().sum())
-        if n:
-            emptied[token] = n
-            frame = frame.mask(hit, None)
-    return frame, emptied
+    columns: dict[str, pd.Series] = {}
+    tokens = pa.array(list(missing), type=pa.string()) if missing else None
+    for name in tbl.column_names:
+        arr = pc.utf8_trim_whitespace(tbl.column(name))
+        drop = pc.equal(pc.binary_length(arr), 0)
+        if tokens is not None:
+            hit = pc.is_in(arr, value_set=tokens)
+            drop = pc.or_(drop, hit)
+            if pc.any(hit).as_py():
+                for item in pc.value_counts(arr.filter(hit)).to_pylist():
+                    emptied[item["values"]] = emptied.get(item["values"], 0) + item["counts"]
+        arr = pc.if_else(drop, pa.scalar(None, pa.string()), arr)
+        columns[name.strip()] = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.DataFrame(columns), emptied
+
+
+def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    with path.open(newline="", encoding=encoding) as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), None)
+    if not header:
+        raise ExportError(f"{path}: empty file, expected a header row")
+    names = [h.strip() for h in header]
+    dupes = sorted({h for h in names if names.count(h) > 1})
+    if dupes:
+        raise ExportError(f"{path}: repeated column(s) in the header: {', '.join(dupes)}")
+    return names
+
+
+def _arrow_encoding(encoding: str) -> str:
+    return "utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding
 
 
 # ---------------------------------------------------------------------------------------
@@ -141,7 +175,7 @@ def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ..
 
 
 def _arrow_text(frame: pd.DataFrame) -> pa.Table:
-    return pa.table({c: pa.array(frame[c].tolist(), type=pa.string()) for c in frame.columns})
+    return pa.table({c: as_arrow_text(frame[c]) for c in frame.columns})
 
 
 def against_export(load: LoadResult, converted: Converted) -> pd.DataFrame:

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.mapping.spec import Currency, FieldMap
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 _DATE_ONLY = r"^\d{4}-\d{2}-\d{2}$"
+ISO_AWARE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$"
+_ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?$"
 _MONEY_NOISE = r"^[A-Z]{3}\s+|[$€£¥,\s]"
 
 
@@ -63,31 +67,55 @@ def _loose(name: str) -> str:
 
 
 def clean_text(s: pd.Series) -> pd.Series:
-    """Text with surrounding spaces removed; empty is missing."""
-    out = s.astype("object").where(s.notna(), None)
-    stripped = pd.Series([v.strip() if isinstance(v, str) else v for v in out], index=s.index,
-                         dtype=object)
-    return stripped.where(stripped.ne(""), None)
+    """Text with surrounding spaces removed; empty is missing (None). Vectorised in Arrow;
+    a column with nothing to trim is returned as it is."""
+    arr = as_arrow_text(s)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    blank = pc.equal(pc.binary_length(trimmed), 0)
+    changed = pc.any(pc.or_(pc.not_equal(trimmed, arr), blank)).as_py()
+    if not changed and s.dtype == object:
+        return s
+    cleaned = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
+    return pd.Series(cleaned.to_numpy(zero_copy_only=False), index=s.index, dtype=object)
+
+
+def as_arrow_text(s: pd.Series) -> pa.Array:
+    """A column as Arrow text (None and NaN as null); what is not text is written as text."""
+    values = s.to_numpy(dtype=object)
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                         else str(v) for v in values], type=pa.string())
+
+
+def _objects(arr: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    return pd.Series(arr.to_numpy(zero_copy_only=False), index=index, dtype=object)
 
 
 def apply_value_map(s: pd.Series, fm: FieldMap, unplaced: Unplaced) -> pd.Series:
     """Map values through ``fm.values`` (exactly, else ignoring case); the rest become
-    ``fm.default`` or stay as written, and are counted either way."""
+    ``fm.default`` or stay as written, and are counted either way. Each distinct value is
+    looked up once."""
     if not fm.values:
         return s
     exact = {k: _text(v) for k, v in fm.values.items()}
     loose = {k.strip().lower(): v for k, v in exact.items()}
-    mapped = s.map(exact)
-    todo = s.notna() & mapped.isna()
-    if todo.any():
-        mapped[todo] = s[todo].map(lambda v: loose.get(str(v).strip().lower()))
-    left = s.notna() & mapped.isna()
-    unplaced.add(s[left])
-    if fm.default is not None:
-        mapped[left] = _text(fm.default)
-    else:
-        mapped[left] = s[left]
-    return mapped.astype(object).where(mapped.notna(), None)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    targets = []
+    for u in uniques:
+        hit = exact.get(u)
+        if hit is None:
+            hit = loose.get(str(u).strip().lower())
+        targets.append(hit)
+    placed = np.array([t is not None for t in targets] + [True], dtype=bool)
+    default = _text(fm.default) if fm.default is not None else None
+    final = np.array([t if t is not None else (default if default is not None else u)
+                      for t, u in zip(targets, uniques, strict=True)] + [None], dtype=object)
+    left = ~placed[codes]
+    if left.any():
+        unplaced.add(s[left])
+    return pd.Series(final[codes], index=s.index, dtype=object)
 
 
 def _text(value: object) -> str:
@@ -124,6 +152,11 @@ def to_utc_text(s: pd.Series, fm: FieldMap, default_tz: str) -> tuple[pd.Series,
     valid = s.notna()
     if not valid.any():
         return out, 0
+    fast = _fast_times(as_arrow_text(s[valid]), fm, tz)
+    if fast is not None:
+        text, n_dates = fast
+        out[valid] = text.to_numpy(zero_copy_only=False)
+        return out, n_dates
     text = s[valid].astype(str)
     aware = text.str.contains(_OFFSET)
     fmt = fm.format or "ISO8601"
@@ -148,8 +181,38 @@ def to_utc_text(s: pd.Series, fm: FieldMap, default_tz: str) -> tuple[pd.Series,
                 tz, ambiguous="NaT", nonexistent="shift_forward"
             ).dt.tz_convert("UTC")
     good = parsed.notna()
-    out.loc[good[good].index] = parsed[good].dt.strftime(ISO_UTC)
+    where = good[good].index
+    out.loc[where] = iso_text(pa.array(parsed[good].dt.tz_convert("UTC"))).to_numpy(
+        zero_copy_only=False)
     return out, int((date_only & good).sum())
+
+
+def iso_text(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """UTC timestamps as ISO 8601 text to the second, in Arrow."""
+    seconds = pc.cast(ts, pa.timestamp("s", tz="UTC"), safe=False)
+    return pc.strftime(seconds, format=ISO_UTC)
+
+
+def _fast_times(arr: pa.Array, fm: FieldMap, tz: str) -> tuple[pa.Array, int] | None:
+    """The usual case in Arrow: every value ISO 8601 with an offset, or every value ISO
+    8601 without one (a time or a date alone). None when anything needs the careful path."""
+    if fm.format is not None or len(arr) == 0:
+        return None
+    try:
+        if pc.all(pc.match_substring_regex(arr, ISO_AWARE)).as_py():
+            pc.cast(arr, pa.timestamp("ns", tz="UTC"))  # raises if any is no time
+            return arr, 0  # already what the loader reads: kept as written
+        dates = pc.all(pc.match_substring_regex(arr, _DATE_ONLY)).as_py()
+        if dates or pc.all(pc.match_substring_regex(arr, _ISO_NAIVE)).as_py():
+            local = pc.cast(arr, pa.timestamp("ns"))
+            if dates and fm.date_only == "end":
+                local = pc.add(local, pa.scalar(pd.Timedelta(days=1) - pd.Timedelta(seconds=1)))
+            if tz != "UTC":
+                return None  # daylight-saving gaps and folds: pandas' careful localisation
+            return iso_text(pc.assume_timezone(local, "UTC")), len(arr) if dates else 0
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None
 
 
 def to_number_text(s: pd.Series, fm: FieldMap, currency: Currency,

@@ -252,3 +252,27 @@ def test_import_writes_valid_tables_that_validate(tmp_path: Path) -> None:
     assert list(written.columns) == ["file", "row", "column", "reason", "table", "field"]
     assert len(written) == len(result.rejections) == 1
     assert (result.out / "import_report.json").exists()
+
+
+def test_times_with_offsets_keep_their_instant_and_date_accounts(tmp_path: Path) -> None:
+    files = {"deals.csv": "Opportunity ID,Account Name,Owner,Created Date,Stage\n"
+                          "D1,Acme,rep1,2024-01-20T09:00:00+02:00,Prospecting\n"
+                          "D2,Acme,rep1,2024-01-19T23:30:00-05:00,Prospecting\n"}
+    result = _import(tmp_path, files, "preset: flat-deals\n")
+    opps = result.load.tables.opportunities
+    assert _row(opps, "opportunity_id", "D1")["created_at"] == _ts("2024-01-20T07:00:00Z")
+    # The account is created when first named: the earlier instant, not the earlier text.
+    assert _row(result.load.tables.accounts, "account_id", "Acme")["created_at"] == _ts(
+        "2024-01-20T04:30:00Z")
+    assert result.ok
+
+
+def test_a_won_deal_without_a_close_date_is_rejected_naming_its_stage(tmp_path: Path) -> None:
+    files = {"deals.csv": "Opportunity ID,Account Name,Owner,Created Date,Stage\n"
+                          "D1,Acme,rep1,2024-01-20T09:00:00Z,Won\n"}
+    result = _import(tmp_path, files, "preset: flat-deals\n")
+    first = result.rejections.iloc[0].to_dict()
+    assert {k: first[k] for k in ("file", "row", "column", "table", "field")} == {
+        "file": "deals.csv", "row": 0, "column": "Stage (derived)",
+        "table": "opportunities", "field": "is_won"}
+    assert first["reason"] == "inconsistent outcome: is_won is set but closed_at is empty"

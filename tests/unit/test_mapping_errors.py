@@ -196,3 +196,44 @@ def test_every_preset_passes_its_schema_and_says_what_it_expects(name: str) -> N
     mapping = mapping_from_document(doc)
     assert mapping.tables and mapping.sources
     assert len(str(doc.data["description"])) > 200
+
+
+def test_a_field_written_over_a_preset_takes_its_origin_and_extends_its_map(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("""preset: salesforce
+tables:
+  activities:
+    events:
+      source: Event
+      fields:
+        direction:
+          column: Direction__c
+          values: {In: inbound, Out: outbound}
+""", encoding="utf-8")
+    mapping = load_mapping(path)
+    events = dict(mapping.parts("activities"))["events"]
+    direction = events.fields["direction"]
+    assert direction.column == ("Direction__c",) and direction.value is None
+    assert events.fields["type"].default == "meeting"  # the preset's other fields stay
+    assert "tasks" in dict(mapping.parts("activities"))
+
+
+def test_a_value_map_over_a_preset_adds_entries_and_null_removes_one(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("""preset: salesforce
+tables:
+  opportunities:
+    source: Opportunity
+    stage:
+      values:
+        Discovery: qualification
+        Perception Analysis: null
+""", encoding="utf-8")
+    stage = dict(load_mapping(path).parts("opportunities"))["opportunities"].stage
+    assert stage is not None and stage.values is not None
+    assert stage.values["Discovery"] == "qualification"
+    assert stage.values["Closed Won"] == "closed_won"  # the preset's entries stay
+    assert "Perception Analysis" not in stage.values
+    assert stage.column == ("StageName", "Stage")
