@@ -170,7 +170,7 @@ def to_utc_text(s: pd.Series, fm: FieldMap, default_tz: str) -> tuple[pd.Series,
         if fm.format is not None:
             date_only[naive] = not any(d in fm.format for d in ("%H", "%I", "%M", "%S", "%X"))
         else:
-            date_only[naive] = text[naive].str.match(_DATE_ONLY)
+            date_only[naive] = text[naive].str.match(_DATE_ONLY).to_numpy(dtype=bool)
         if fm.date_only == "end":
             shift = pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
             local = local.where(~date_only[naive], local + shift)
