@@ -276,3 +276,24 @@ def test_a_won_deal_without_a_close_date_is_rejected_naming_its_stage(tmp_path: 
         "file": "deals.csv", "row": 0, "column": "Stage (derived)",
         "table": "opportunities", "field": "is_won"}
     assert first["reason"] == "inconsistent outcome: is_won is set but closed_at is empty"
+
+
+def test_a_parquet_export_with_typed_columns(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    pd.DataFrame({
+        "Opportunity ID": ["D1", "D2"], "Account Name": ["Acme", "Beta"],
+        "Owner": ["rep1", "rep2"],
+        "Created Date": pd.to_datetime(["2024-01-20 09:00", "2024-02-01 09:30"], utc=True),
+        "Amount": [1200.5, None], "Close Date": pd.to_datetime(["2024-03-01", None]).date,
+        "Stage": ["Closed Won", "Proposal"],
+    }).to_parquet(export / "deals.parquet")
+    (tmp_path / "mapping.yaml").write_text("preset: flat-deals\n", encoding="utf-8")
+    result = run_import(import_settings(mapping=tmp_path / "mapping.yaml", source=export,
+                                        out=tmp_path / "out", now=NOW))
+    assert result.ok, result.rejections
+    opps = result.load.tables.opportunities
+    won = _row(opps, "opportunity_id", "D1")
+    assert won["created_at"] == _ts("2024-01-20T09:00:00Z") and won["amount"] == 1200.5
+    assert won["closed_at"] == _ts("2024-03-01T00:00:00Z") and won["is_won"] is True
+    assert pd.isna(_row(opps, "opportunity_id", "D2")["amount"])
