@@ -394,6 +394,9 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     for t in ("leads", "opportunities"):
         tables[t] = tables[t].drop(columns=[c for c in tables[t] if c.startswith("_")])
     _feature_levels(run, tables)
+    for name in ("leads", "opportunities", "opportunity_history", "activities"):
+        if tables[name].empty and not any(n.startswith(f"{name}:") for n in run.notes):
+            run.notes.append(f"{name}: nothing in the export maps to it: written empty")
     unplaced = [
         {"table": t, "column": c, "what": u.what, "rows": u.rows, "examples": u.examples()}
         for (t, c, _), u in run.unplaced.items() if u.rows

@@ -237,3 +237,9 @@ tables:
     assert stage.values["Closed Won"] == "closed_won"  # the preset's entries stay
     assert "Perception Analysis" not in stage.values
     assert stage.column == ("StageName", "Stage")
+
+
+def test_a_currency_without_its_rate(tmp_path: Path) -> None:
+    text = "preset: flat-deals\ncurrency:\n  code: EUR\n"
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:2: currency: amounts in EUR need rates: {EUR: <USD per unit>}"]

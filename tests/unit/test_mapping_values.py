@@ -86,3 +86,9 @@ def test_sequence_times_follow_the_order_not_the_file() -> None:
     out = sequence_times(_s("30", "10", "20"), "2020-01-01", "1h")
     assert out.tolist() == ["2020-01-01T02:00:00Z", "2020-01-01T00:00:00Z",
                             "2020-01-01T01:00:00Z"]
+
+
+def test_one_currency_for_the_whole_export() -> None:
+    cur = Currency.model_validate({"code": "EUR", "rates": {"EUR": 1.1}})
+    out = to_number_text(_s("100", None), _fm(currency=True), cur, None, Unplaced("x"))
+    assert out.tolist() == [repr(100 * 1.1), None]
