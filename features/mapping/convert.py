@@ -58,6 +58,8 @@ class Source:
     frame: pd.DataFrame
     emptied: dict[str, int] = field(default_factory=dict)
     """Cells emptied because their text means 'no value' here (``sources.<name>.missing``)."""
+    header: tuple[str, ...] = ()
+    """Every column of the file (``frame`` holds those the mapping can read)."""
 
 
 class ConvertError(ValueError):
@@ -211,7 +213,7 @@ class _Run:
                     raise ConvertError(
                         f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
                         f"is a column of {src.file} (its columns: "
-                        f"{', '.join(map(str, src.frame.columns[:30]))})"
+                        f"{', '.join((src.header or tuple(src.frame.columns))[:30])})"
                     )
                 self.not_in_export.setdefault(table, []).append(c.name)
                 continue
@@ -364,8 +366,8 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     run = _Run(mapping, sources)
     for src in sources.values():
         for token, n in src.emptied.items():
-            run.notes.append(f"{src.file}: {token!r} read as empty in {n:,} cell(s) "
-                             f"(sources.{src.name}.missing)")
+            run.notes.append(f"{src.file}: {token!r} read as empty in {n:,} cell(s) of the "
+                             f"columns the mapping reads (sources.{src.name}.missing)")
     # The stage map may be completed from a stage table before anything reads it.
     mapping = _complete_stage_maps(run, mapping)
     run.m = mapping

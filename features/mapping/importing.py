@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from features.mapping.convert import Converted, ConvertError, Source, convert
 from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
 from features.mapping.spec import Mapping
-from features.mapping.values import as_arrow_text
+from features.mapping.values import as_arrow_text, loose_name
 from features.reading import DataContractError
 from features.schema import TABLES
 
@@ -102,13 +104,15 @@ def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
     files = {p.name: p for p in folder.iterdir() if p.is_file()}
     lower = {k.lower(): v for k, v in files.items()}
     out: dict[str, Source] = {}
+    wanted_columns = _mentioned(mapping)
     for name, spec in mapping.sources.items():
         path = next((files.get(f) or lower.get(f.lower()) for f in spec.file
                      if (files.get(f) or lower.get(f.lower())) is not None), None)
         if path is None:
             continue
-        frame, emptied = _read_file(path, spec.delimiter, spec.encoding, spec.missing)
-        out[name] = Source(name, path.name, frame, emptied)
+        frame, emptied, header = _read_file(path, spec.delimiter, spec.encoding, spec.missing,
+                                            wanted_columns)
+        out[name] = Source(name, path.name, frame, emptied, header)
     if not out:
         wanted = sorted({f for s in mapping.sources.values() for f in s.file})
         raise ExportError(f"{folder}: none of the mapping's files is there "
@@ -116,13 +120,43 @@ def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
     return out
 
 
-def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ...]
-               ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The file with every column as trimmed text (empty as None), and how many cells each
-    of ``missing`` emptied. CSV is read by Arrow, every column as text."""
+def _mentioned(mapping: Mapping) -> Callable[[str], bool]:
+    """Whether a file's column is one the mapping could read: its name, loosely, is text
+    somewhere in the mapping, or it matches a stage-entry pattern. The others are not read
+    (an export's object files hold dozens of columns a mapping never names)."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            names.add(loose_name(value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                names.add(loose_name(str(k)))
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(mapping.model_dump())
+    patterns = [
+        re.compile("^" + re.escape(head) + ".+" + re.escape(tail) + "$")
+        for _, parts in mapping.tables.items() for tm in parts.values()
+        for head, _, tail in (p.partition("{stage}") for p in tm.stage_entered)
+    ]
+    return lambda col: loose_name(col) in names or any(rx.match(col) for rx in patterns)
+
+
+def _read_file(
+    path: Path, delimiter: str, encoding: str, missing: tuple[str, ...],
+    wanted: Callable[[str], bool],
+) -> tuple[pd.DataFrame, dict[str, int], tuple[str, ...]]:
+    """The columns of the file that ``wanted`` names, as trimmed text (empty as None); how
+    many cells each of ``missing`` emptied; and every column of the file, as its header
+    names them. CSV is read by Arrow, every column as text."""
     try:
         if path.suffix.lower() == ".parquet":
-            tbl = pq.read_table(path)
+            names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+            tbl = pq.read_table(path, columns=[n for n in names if wanted(n.strip())])
             tbl = pa.table({n: pc.cast(tbl.column(n), pa.string()) for n in tbl.column_names})
         else:
             names = _header(path, delimiter, encoding)
@@ -133,6 +167,7 @@ def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ..
                 parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in names}, null_values=[""],
+                    include_columns=[n for n in names if wanted(n)],
                     strings_can_be_null=True, quoted_strings_can_be_null=True),
             )
     except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
@@ -151,7 +186,8 @@ def _read_file(path: Path, delimiter: str, encoding: str, missing: tuple[str, ..
                     emptied[item["values"]] = emptied.get(item["values"], 0) + item["counts"]
         arr = pc.if_else(drop, pa.scalar(None, pa.string()), arr)
         columns[name.strip()] = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
-    return pd.DataFrame(columns), emptied
+    return pd.DataFrame(columns, index=pd.RangeIndex(tbl.num_rows)), emptied, tuple(
+        n.strip() for n in names)
 
 
 def _header(path: Path, delimiter: str, encoding: str) -> list[str]:

@@ -54,15 +54,16 @@ def find_column(columns: pd.Index, names: tuple[str, ...]) -> str | None:
     for name in names:
         if name in present:
             return name
-    loose = {_loose(c): c for c in reversed(present)}
+    loose = {loose_name(c): c for c in reversed(present)}
     for name in names:
-        hit = loose.get(_loose(name))
+        hit = loose.get(loose_name(name))
         if hit is not None:
             return hit
     return None
 
 
-def _loose(name: str) -> str:
+def loose_name(name: str) -> str:
+    """A column name compared loosely: lower case, letters and digits only."""
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
@@ -134,11 +135,11 @@ def apply_lookup(s: pd.Series, table: pd.DataFrame, key: str, value: str,
     found = pd.Series(clean_text(table[value]).to_numpy(), index=keys.to_numpy())
     found = found[~found.index.duplicated()]
     out = s.map(found)
-    loose = pd.Series(found.to_numpy(), index=[_loose(str(k)) for k in found.index])
+    loose = pd.Series(found.to_numpy(), index=[loose_name(str(k)) for k in found.index])
     loose = loose[~loose.index.duplicated()]
     todo = s.notna() & out.isna()
     if todo.any():
-        out[todo] = s[todo].map(lambda v: loose.get(_loose(str(v))))
+        out[todo] = s[todo].map(lambda v: loose.get(loose_name(str(v))))
     unplaced.add(s[s.notna() & out.isna()])
     return out.astype(object).where(out.notna(), None)
 

@@ -297,3 +297,18 @@ def test_a_parquet_export_with_typed_columns(tmp_path: Path) -> None:
     assert won["created_at"] == _ts("2024-01-20T09:00:00Z") and won["amount"] == 1200.5
     assert won["closed_at"] == _ts("2024-03-01T00:00:00Z") and won["is_won"] is True
     assert pd.isna(_row(opps, "opportunity_id", "D2")["amount"])
+
+
+def test_columns_no_mapping_names_are_not_read_but_are_listed(tmp_path: Path) -> None:
+    files = {"deals.csv": "Opportunity ID,Notes,Account Name,Owner,Created Date,Stage,Blob\n"
+                          "D1,call back,Acme,rep1,2024-01-20T09:00:00Z,Prospecting,xyz\n"}
+    from features.mapping.importing import read_sources
+    from features.mapping.load import load_mapping
+
+    export = write_export(tmp_path / "export", files)
+    (tmp_path / "m.yaml").write_text("preset: flat-deals\n", encoding="utf-8")
+    src = read_sources(load_mapping(tmp_path / "m.yaml"), export)["deals"]
+    assert "Notes" not in src.frame and "Blob" not in src.frame
+    assert src.header == ("Opportunity ID", "Notes", "Account Name", "Owner", "Created Date",
+                          "Stage", "Blob")
+    assert src.frame["Account Name"].tolist() == ["Acme"]
