@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from features.integrity import check_foreign_keys, check_history_dates, check_signal_dates
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
@@ -121,6 +122,7 @@ __all__ = [
     "load_crm",
     "read_table_file",
     "validate_folder",
+    "validate_tables",
     "write_rejections",
 ]
 
@@ -189,21 +191,48 @@ def load_crm(
     is told which step runs, for a status line on large folders.
     """
     say = progress or (lambda _msg: None)
-    now_utc = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
     files = find_table_files(Path(data_dir))
-    checked: dict[str, CheckedTable] = {}
+    read: dict[str, pa.Table] = {}
     absent: dict[str, tuple[str, ...]] = {}
     for name, table in TABLES.items():
         path = files.get(name)
         if path is None:  # an optional table left out
-            checked[name] = no_rows(table)
             continue
         say(f"reading {path.name}")
         tbl, missing = read_table_file(path, table)
         if missing:
             absent[name] = missing
+        read[name] = tbl
+        del tbl
+    return validate_tables(read, files, now=now, progress=progress, missing_columns=absent)
+
+
+def validate_tables(
+    read: dict[str, pa.Table],
+    origins: dict[str, Path],
+    *,
+    now: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+    missing_columns: dict[str, tuple[str, ...]] | None = None,
+) -> LoadResult:
+    """Validate tables already in memory (text or typed Arrow columns), as ``load_crm`` does.
+
+    ``read`` holds a table per name (an optional one may be left out: it loads empty);
+    ``origins`` names where each came from, for the messages of unreadable columns.
+    ``read`` is emptied as the tables are checked, so each can be freed early.
+    """
+    say = progress or (lambda _msg: None)
+    now_utc = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
+    checked: dict[str, CheckedTable] = {}
+    for name, table in TABLES.items():
+        tbl = read.pop(name, None)
+        if tbl is None:
+            if not table.optional:
+                raise DataContractError(f"missing table {name}")
+            checked[name] = no_rows(table)
+            continue
         say(f"checking {name}")
-        checked[name] = check_rows(tbl, table, path, now_utc)
+        checked[name] = check_rows(tbl, table, origins.get(name, Path(name)), now_utc)
         del tbl
     say("checking foreign keys")
     check_foreign_keys(checked)
@@ -215,8 +244,8 @@ def load_crm(
     return LoadResult(
         tables=CRMTables(**frames),
         rejections=rejections,
-        rows_read={name: checked[name].n_rows for name in files},
-        missing_columns=absent,
+        rows_read={name: checked[name].n_rows for name in origins if name in checked},
+        missing_columns=missing_columns or {},
     )
 
 

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import typer
 
+from features.mapping.load import PRESETS
 from features.tasks import TASKS
 
 TASK_HELP = "One of: " + ", ".join(TASKS) + "."
 HORIZON_HELP = "Label horizon in days, for tasks with one (default: the task's; " + ", ".join(
     f"{t.name} {t.label.horizon_days}" for t in TASKS.values() if t.label.horizon_days
 ) + ")."
+
+PRESET_NAMES = ", ".join(PRESETS)
 
 app = typer.Typer(
     name="leadscore",
@@ -23,7 +26,7 @@ app = typer.Typer(
 
 @app.callback()
 def main() -> None:
-    """leadscore: generate, validate, build, train, promote, score, pipeline, serve."""
+    """leadscore: generate, import, validate, build, train, promote, score, pipeline, serve."""
 
 
 @app.command()
@@ -72,6 +75,31 @@ def validate(
     console.print(reasons)
     console.print(f"{len(result.rejections):,} problem(s) written to {report}")
     raise typer.Exit(1)
+
+
+@app.command("import")
+def import_export(
+    mapping: Path = typer.Option(
+        ..., "--mapping", help="The mapping YAML (names a preset: " + PRESET_NAMES + ")."
+    ),
+    source: Path = typer.Option(..., "--source", help="Folder holding the export's files."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the contract's tables into."),
+    report: Path = typer.Option(
+        None, "--report",
+        help="Where to write every rejected row as CSV: file,row,column,reason,table,field "
+        "(file, row and column of the export; default OUT/rejections.csv).",
+    ),
+) -> None:
+    """Turn a CRM export into the contract's tables with a mapping, and validate them.
+
+    Writes the valid rows (one Parquet file per table), OUT/import_report.json (what was
+    derived, values nothing mapped, rows skipped) and the rejections. Exit codes: 0 every
+    row valid, 1 some rows rejected (see the report), 2 the mapping or the export cannot be
+    used (each mapping problem names its key and line).
+    """
+    from leadscore.import_cmd import run_import_command
+
+    raise typer.Exit(run_import_command(mapping, source, out, report))
 
 
 @app.command()

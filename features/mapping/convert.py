@@ -1,0 +1,756 @@
+"""An export's files to the contract's tables, as text, with where every row came from.
+
+Pure: ``convert(mapping, sources)`` reads nothing and writes nothing. Each output row
+remembers its file and row in the export, and each column the export's column it was made
+from, so that the loader's rejections can be reported against the export. What the export
+lacks and the importer derives (accounts from company names, a deal's stage history from
+its dates, outcome dates) is said in ``Converted.notes``; values that nothing placed are in
+``Converted.unplaced``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.mapping.spec import (
+    ContactRoles,
+    FieldHistory,
+    FieldMap,
+    Mapping,
+    StageTable,
+    StatusHistory,
+    TableMap,
+    plain,
+)
+from features.mapping.values import (
+    ISO_AWARE,
+    Unplaced,
+    apply_lookup,
+    apply_value_map,
+    as_arrow_text,
+    clean_text,
+    find_column,
+    iso_text,
+    sequence_times,
+    to_number_text,
+    to_utc_text,
+)
+from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, OPEN_STAGES, TABLES
+from features.sets import CATEGORY_LEVELS
+
+# Contract columns that feed a category feature with fixed levels (features/sets.py).
+FEATURE_LEVEL_COLUMNS = ("source", "seniority", "job_function", "industry", "country", "product")
+DERIVED = "(derived)"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One export file as read: every column as text (missing as None)."""
+
+    name: str
+    file: str
+    frame: pd.DataFrame
+    emptied: dict[str, int] = field(default_factory=dict)
+    """Cells emptied because their text means 'no value' here (``sources.<name>.missing``)."""
+    header: tuple[str, ...] = ()
+    """Every column of the file (``frame`` holds those the mapping can read)."""
+
+
+class ConvertError(ValueError):
+    """A mapping that the export cannot satisfy (a required column is in no file)."""
+
+
+@dataclass
+class Converted:
+    tables: dict[str, pd.DataFrame]
+    """Per contract table, every contract column as text (None where empty)."""
+    origin: dict[str, pd.DataFrame]
+    """Per contract table, per row: ``file``, ``row`` (0-based data row) and ``part``."""
+    columns: dict[str, list[dict[str, str]]]
+    """Per contract table and part: contract column -> the export's column it came from."""
+    notes: list[str] = field(default_factory=list)
+    unplaced: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    not_in_export: dict[str, list[str]] = field(default_factory=dict)
+
+    def source_column(self, table: str, row: int, column: str) -> str:
+        part = int(self.origin[table]["part"].iat[row])
+        return self.columns[table][part].get(column, DERIVED)
+
+
+@dataclass
+class _Part:
+    frame: pd.DataFrame
+    file: str
+    rows: np.ndarray
+    columns: dict[str, str]
+
+
+class _Run:
+    """One conversion: the mapping, the sources, and what it has to say."""
+
+    def __init__(self, mapping: Mapping, sources: dict[str, Source]) -> None:
+        self.m = mapping
+        self.sources = sources
+        self.notes: list[str] = []
+        self.unplaced: dict[tuple[str, str, str], Unplaced] = {}
+        self.skipped: list[dict[str, object]] = []
+        self.not_in_export: dict[str, list[str]] = {}
+
+    # -- one field ----------------------------------------------------------------------
+
+    def placed(self, table: str, column: str, what: str) -> Unplaced:
+        key = (table, column, what)
+        if key not in self.unplaced:
+            self.unplaced[key] = Unplaced(what)
+        return self.unplaced[key]
+
+    def field(self, table: str, column: str, kind: str, fm: FieldMap, src: Source,
+              where: str) -> tuple[pd.Series | None, str]:
+        """A column's values from ``src`` as text, and the export column used."""
+        df = src.frame
+        if fm.value is not None:
+            const = pd.Series(_text(fm.value), index=df.index, dtype=object)
+            return const, f"(constant {fm.value})"
+        if fm.row_id is not None:
+            ids = pd.Series([f"{fm.row_id}{i}" for i in range(len(df))], index=df.index,
+                            dtype=object)
+            return ids, "(row number)"
+        if fm.sequence is not None:
+            seq = fm.sequence
+            if seq.column == "row":
+                order = pd.Series(np.arange(len(df), dtype=float), index=df.index)
+                used = "(row order)"
+            else:
+                col = find_column(df.columns, (seq.column,))
+                if col is None:
+                    raise ConvertError(f"{where}.sequence.column: no column {seq.column!r} "
+                                       f"in {src.file}")
+                order, used = df[col], col
+            order_of = "the rows' order" if seq.column == "row" else f"the order of {used}"
+            self.notes.append(
+                f"{table}.{column}: not in the export; made from {order_of}, "
+                f"{seq.every} apart from {seq.start}: an order, not a calendar"
+            )
+            return sequence_times(order, seq.start, seq.every), used
+        col = find_column(df.columns, fm.column)
+        if col is None:
+            return None, ""
+        s = clean_text(df[col])
+        if fm.prefix is not None:
+            starts = pc.fill_null(pc.starts_with(as_arrow_text(s), fm.prefix), False)
+            s = s.where(np.asarray(starts), None)
+        what = f"{col}: not in the value map, " + (
+            f"set to the default {fm.default!r}" if fm.default is not None else "kept as written")
+        s = apply_value_map(s, fm, self.placed(table, column, what))
+        if fm.lookup is not None:
+            lk = fm.lookup
+            other = self.sources.get(lk.source)
+            if other is None:
+                raise ConvertError(f"{where}.lookup.source: the file of {lk.source!r} "
+                                   f"is not in the export")
+            key = find_column(other.frame.columns, (lk.key,))
+            value = find_column(other.frame.columns, (lk.value,))
+            if key is None or value is None:
+                raise ConvertError(f"{where}.lookup: {other.file} has no column "
+                                   f"{lk.key if key is None else lk.value!r}")
+            s = apply_lookup(s, other.frame, key, value, self.placed(
+                table, column, f"{col}: no match in {other.file} {key}"))
+        if kind == "timestamp":
+            s, n_dates = to_utc_text(s, fm, self.m.timezone)
+            if n_dates:
+                tz = fm.timezone or self.m.timezone
+                self.notes.append(
+                    f"{table}.{column}: {n_dates:,} date(s) without a time from {col}, taken "
+                    f"as the {fm.date_only} of the day in {tz}"
+                )
+        elif kind in ("float", "int"):
+            codes = None
+            if fm.currency and self.m.currency.column:
+                code_col = find_column(df.columns, self.m.currency.column)
+                codes = df[code_col] if code_col is not None else None
+            s = to_number_text(s, fm, self.m.currency, codes,
+                               self.placed(table, column, "currency without a rate"))
+        return s, col
+
+    # -- one table part -----------------------------------------------------------------
+
+    def part(self, table: str, name: str, tm: TableMap) -> _Part | None:
+        src = self.sources.get(tm.source)
+        if src is None:
+            return None
+        df = src.frame
+        keep = pd.Series(True, index=df.index)
+        for col_name, skip in tm.skip_rows.items():
+            col = find_column(df.columns, (col_name,))
+            if col is None:
+                continue
+            hit = clean_text(df[col]).isin(skip) & keep
+            if hit.any():
+                self.skipped.append({"table": table, "file": src.file, "column": col,
+                                     "rows": int(hit.sum()),
+                                     "values": clean_text(df[col])[hit].value_counts().to_dict()})
+            keep &= ~hit
+        if not keep.all():
+            src = Source(src.name, src.file, df.loc[keep])
+        contract = TABLES[table]
+        out: dict[str, pd.Series] = {}
+        used: dict[str, str] = {}
+        base = f"tables.{table}.{name}" if name != table else f"tables.{table}"
+        for c in contract.columns:
+            got = tm.fields.get(c.name)
+            if got is None:
+                continue
+            values, col = self.field(table, c.name, c.kind, got, src, f"{base}.fields.{c.name}")
+            if values is None:
+                if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
+                    raise ConvertError(
+                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
+                        f"is a column of {src.file} (its columns: "
+                        f"{', '.join((src.header or tuple(src.frame.columns))[:30])})"
+                    )
+                self.not_in_export.setdefault(table, []).append(c.name)
+                continue
+            out[c.name], used[c.name] = values, col
+        extra: dict[str, tuple[FieldMap | None, str]] = {
+            "status": (tm.status, "category"), "status_at": (tm.status_at, "timestamp"),
+            "stage": (tm.stage, "category"),
+        }
+        for pseudo, (pm, kind) in extra.items():
+            if pm is None:
+                continue
+            values, col = self.field(table, pseudo, kind, pm, src, f"{base}.{pseudo}")
+            if values is not None:
+                out[f"_{pseudo}"], used[pseudo] = values, col
+        frame = pd.DataFrame(out, index=src.frame.index)
+        for c in contract.columns:
+            if c.name not in frame:
+                frame[c.name] = None
+        rows = np.flatnonzero(keep.to_numpy())
+        return _Part(frame.reset_index(drop=True), src.file, rows, used)
+
+    def table(self, table: str) -> list[_Part]:
+        parts = []
+        for name, tm in self.m.parts(table):
+            p = self.part(table, name, tm)
+            if p is None:
+                files = self.m.sources.get(tm.source)
+                names = ", ".join(files.file) if files else tm.source
+                self.notes.append(f"{table}: no file {names} in the export; not read")
+                continue
+            parts.append(p)
+        return parts
+
+
+_DERIVABLE: dict[str, tuple[str, ...]] = {
+    "accounts": ("created_at",),
+    "activities": ("account_id",),
+}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _iso_min(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """The earliest well-formed time per key, as ISO text (a value that does not parse is
+    one the loader will reject: not a time here)."""
+    ok = keys.notna().to_numpy()
+    text = as_arrow_text(values[ok])
+    shaped = pc.fill_null(pc.match_substring_regex(text, ISO_AWARE), False)
+    times = pc.cast(text.filter(shaped), pa.timestamp("ns", tz="UTC"))
+    ns = pd.Series(times.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    first = ns.groupby(keys[ok].to_numpy()[np.asarray(shaped)]).min()
+    stamps = pa.array(first.to_numpy(), type=pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    return pd.Series(iso_text(stamps).to_numpy(zero_copy_only=False), index=first.index,
+                     dtype=object)
+
+
+# ---------------------------------------------------------------------------------------
+# Table by table.
+
+
+def _stack(parts: list[_Part], table: str) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    cols = TABLES[table].column_names
+    if not parts:
+        empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
+        origin = pd.DataFrame({"file": pd.Series([], dtype=object),
+                               "row": pd.Series([], dtype=np.int64),
+                               "part": pd.Series([], dtype=np.int64)})
+        return empty, origin, []
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    origin = pd.concat(
+        [pd.DataFrame({"file": p.file, "row": p.rows.astype(np.int64), "part": i})
+         for i, p in enumerate(parts)], ignore_index=True)
+    return frame, origin, [p.columns for p in parts]
+
+
+def _stage_map_from_table(run: _Run, st: StageTable, fm: FieldMap) -> FieldMap:
+    """The stage map with the stage table's stages added where the mapping is silent:
+    won -> closed_won, closed -> closed_lost, open -> the project's stage whose CRM default
+    probability is nearest the stage's own."""
+    src = run.sources.get(st.source)
+    if src is None:
+        return fm
+    df = src.frame
+    name_col = find_column(df.columns, st.name)
+    won_col, closed_col = (find_column(df.columns, (c,)) for c in (st.is_won, st.is_closed))
+    if name_col is None or won_col is None or closed_col is None:
+        run.notes.append(f"stage table {src.file}: needs columns {st.name}, {st.is_won}, "
+                         f"{st.is_closed}; not used")
+        return fm
+    prob_col = find_column(df.columns, (st.probability,)) if st.probability else None
+    truthy = {"true", "1", "yes", "y", "t"}
+    values = dict(fm.values or {})
+    added = []
+    for _, r in df.iterrows():
+        name = str(r[name_col]).strip()
+        if not name or name in values:
+            continue
+        if str(r[won_col]).strip().lower() in truthy:
+            target = "closed_won"
+        elif str(r[closed_col]).strip().lower() in truthy:
+            target = "closed_lost"
+        else:
+            p = pd.to_numeric(pd.Series([r[prob_col] if prob_col else None]), errors="coerce")[0]
+            if pd.isna(p):
+                continue  # an open stage with no probability: left for the user's map
+            p = float(p) / 100.0 if float(p) > 1 else float(p)
+            target = min(CRM_DEFAULT_STAGE_PROBABILITY,
+                         key=lambda s: abs(CRM_DEFAULT_STAGE_PROBABILITY[s] - p))
+        values[name] = target
+        added.append(f"{name} -> {target}")
+    if added:
+        run.notes.append(f"stages from {src.file}: " + ", ".join(added))
+    return fm.model_copy(update={"values": values})
+
+
+def _complete_stage_maps(run: _Run, mapping: Mapping) -> Mapping:
+    """Add a stage table's stages to the deals' stage map, and give the history's stage
+    map what the deals' has (its own entries win)."""
+    tables = dict(mapping.tables)
+    deal_values: dict[str, object] = {}
+    fixed = {}
+    for name, tm in mapping.parts("opportunities"):
+        if tm.stage is not None and tm.stage_table is not None:
+            tm = tm.model_copy(update={"stage": _stage_map_from_table(run, tm.stage_table,
+                                                                      tm.stage)})
+        if tm.stage is not None and tm.stage.values and not deal_values:
+            deal_values = dict(tm.stage.values)
+        fixed[name] = tm
+    if fixed:
+        tables["opportunities"] = fixed
+    hist = {}
+    for name, tm in mapping.parts("opportunity_history"):
+        fm = tm.fields.get("stage")
+        if fm is not None and deal_values:
+            values = {**deal_values, **(fm.values or {})}
+            tm = tm.model_copy(update={"fields": {**tm.fields, "stage": fm.model_copy(
+                update={"values": values})}})
+        hist[name] = tm
+    if hist:
+        tables["opportunity_history"] = hist
+    return mapping.model_copy(update={"tables": tables})
+
+
+def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
+    """Every contract table from the export's sources, per ``mapping``."""
+    run = _Run(mapping, sources)
+    for src in sources.values():
+        for token, n in src.emptied.items():
+            run.notes.append(f"{src.file}: {token!r} read as empty in {n:,} cell(s) of the "
+                             f"columns the mapping reads (sources.{src.name}.missing)")
+    # The stage map may be completed from a stage table before anything reads it.
+    mapping = _complete_stage_maps(run, mapping)
+    run.m = mapping
+    parts_of = {table: run.table(table) for table in TABLES}
+
+    tables: dict[str, pd.DataFrame] = {}
+    origin: dict[str, pd.DataFrame] = {}
+    columns: dict[str, list[dict[str, str]]] = {}
+    for table, parts in parts_of.items():
+        tables[table], origin[table], columns[table] = _stack(parts, table)
+
+    _lead_outcomes(run, mapping, tables["leads"], parts_of["leads"])
+    _deal_outcomes(run, tables["opportunities"])
+    for cols in columns["opportunities"]:
+        if "stage" in cols:
+            cols.setdefault("is_won", f"{cols['stage']} (derived)")
+            cols.setdefault("closed_at", _derived_from(cols, "close_date"))
+    hist_parts = parts_of["opportunity_history"]
+    if not hist_parts:
+        h, o, c = _derived_history(run, mapping, tables["opportunities"],
+                                   origin["opportunities"], parts_of["opportunities"])
+        tables["opportunity_history"], origin["opportunity_history"] = h, o
+        columns["opportunity_history"] = c
+    _fill_activity_links(run, mapping, tables)
+    _accounts(run, tables, origin, columns)
+    for t in ("leads", "opportunities"):
+        tables[t] = tables[t].drop(columns=[c for c in tables[t] if c.startswith("_")])
+    _feature_levels(run, tables)
+    for name in ("leads", "opportunities", "opportunity_history", "activities"):
+        if tables[name].empty and not any(n.startswith(f"{name}:") for n in run.notes):
+            run.notes.append(f"{name}: nothing in the export maps to it: written empty")
+    unplaced = [
+        {"table": t, "column": c, "what": u.what, "rows": u.rows, "examples": u.examples()}
+        for (t, c, _), u in run.unplaced.items() if u.rows
+    ]
+    for name in TABLES:
+        tables[name] = tables[name][TABLES[name].column_names]
+    return Converted(tables, origin, columns, run.notes, unplaced, run.skipped,
+                     run.not_in_export)
+
+
+# ---------------------------------------------------------------------------------------
+# Leads: outcomes from a status.
+
+
+def _lead_outcomes(run: _Run, mapping: Mapping, leads: pd.DataFrame,
+                   parts: list[_Part]) -> None:
+    if "_status" not in leads or leads.empty:
+        return
+    status = leads["_status"]
+    when = leads["_status_at"] if "_status_at" in leads else pd.Series(None, index=leads.index)
+    tms = [tm for _, tm in mapping.parts("leads") if tm.source in run.sources]
+    tm = tms[0] if tms else None
+    if tm is not None and tm.status_history is not None:
+        when = when.where(when.notna(), _status_dates(run, tm.status_history, leads))
+    undated = status.isin(["qualified", "disqualified"]) & when.isna()
+    if undated.any() and tm is not None and tm.undated_outcome_days is not None:
+        created = pd.to_datetime(leads["created_at"], utc=True, errors="coerce",
+                                 format="ISO8601")
+        days = pd.Timedelta(days=tm.undated_outcome_days)
+        fill = (created + days).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = when.where(~undated, fill)
+        run.notes.append(
+            f"leads: {int(undated.sum()):,} outcome(s) with no date in the export, dated "
+            f"{tm.undated_outcome_days:g} day(s) after creation (undated_outcome_days)"
+        )
+    elif undated.any():
+        run.notes.append(
+            f"leads: {int(undated.sum()):,} outcome(s) with no date in the export and no "
+            "undated_outcome_days: left open"
+        )
+    for col, word in (("qualified_at", "qualified"), ("disqualified_at", "disqualified")):
+        fill = leads[col].isna() & status.eq(word) & when.notna()
+        leads.loc[fill, col] = when[fill]
+        absent = run.not_in_export.get("leads", [])
+        if fill.any() and col in absent:
+            absent.remove(col)
+
+
+def _status_dates(run: _Run, sh: StatusHistory, leads: pd.DataFrame) -> pd.Series:
+    """When each lead first took its current status, from a field-history table."""
+    src = run.sources.get(sh.source)
+    empty = pd.Series(None, index=leads.index, dtype=object)
+    if src is None:
+        return empty
+    df = src.frame
+    cols = [find_column(df.columns, n) for n in (sh.id, sh.field, sh.new_value, sh.changed_at)]
+    if any(c is None for c in cols):
+        run.notes.append(f"{src.file}: not the columns of a lead history; not used")
+        return empty
+    id_c, f_c, v_c, t_c = cols
+    fields = clean_text(df[f_c])
+    rows = df[fields.isin(sh.field_name)]
+    at, _ = to_utc_text(clean_text(rows[t_c]), plain("x"), run.m.timezone)
+    hist = pd.DataFrame({"id": clean_text(rows[id_c]), "value": clean_text(rows[v_c]),
+                         "at": at})
+    tm = next(t for _, t in run.m.parts("leads"))
+    if tm.status is not None:
+        hist["value"] = apply_value_map(hist["value"], tm.status, Unplaced("history"))
+    first = hist.sort_values("at").drop_duplicates(["id", "value"])
+    look = first.set_index(["id", "value"])["at"]
+    keys = pd.MultiIndex.from_arrays([leads["lead_id"], leads["_status"]])
+    found = look.reindex(keys).to_numpy()
+    run.notes.append(f"leads: status dates read from {src.file}")
+    return pd.Series(found, index=leads.index, dtype=object)
+
+
+# ---------------------------------------------------------------------------------------
+# Deals: outcomes from the stage, and a history where the export has none.
+
+
+def _deal_outcomes(run: _Run, opps: pd.DataFrame) -> None:
+    if "_stage" not in opps or opps.empty:
+        return
+    stage = opps["_stage"]
+    won = stage.eq("closed_won")
+    closed = won | stage.eq("closed_lost")
+    fill = opps["is_won"].isna() & closed
+    opps.loc[fill, "is_won"] = np.where(won[fill], "true", "false")
+    fill_at = opps["closed_at"].isna() & closed & opps["close_date"].notna()
+    opps.loc[fill_at, "closed_at"] = opps.loc[fill_at, "close_date"]
+    if fill.any():
+        run.notes.append(f"opportunities: is_won from the stage for {int(fill.sum()):,} "
+                         "closed deal(s)")
+    if fill_at.any():
+        run.notes.append(f"opportunities: closed_at from the close date for "
+                         f"{int(fill_at.sum()):,} closed deal(s)")
+
+
+def _derived_history(run: _Run, mapping: Mapping, opps: pd.DataFrame,
+                     opp_origin: pd.DataFrame, parts: list[_Part]
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, str]]]:
+    cols = TABLES["opportunity_history"].column_names
+    tms = [tm for _, tm in mapping.parts("opportunities") if tm.source in run.sources]
+    tm = tms[0] if tms else None
+    pieces: list[pd.DataFrame] = []
+    if tm is not None and tm.field_history is not None and tm.field_history.source in run.sources:
+        pieces.append(_from_field_history(run, tm, opps))
+    if tm is not None and tm.stage_entered and "_stage" in opps:
+        pieces.append(_from_stage_columns(run, tm, opps, parts))
+    # Whatever the export says, every deal starts somewhere and a closed one ends closed.
+    have = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=cols + ["i"])
+    stage = opps["_stage"] if "_stage" in opps else pd.Series(None, index=opps.index)
+    is_open = stage.isin(OPEN_STAGES) | stage.isna()
+    start_stage = tm.created_stage if tm is not None else "prospecting"
+    first_known = set(have["i"]) if len(have) else set()
+    idx = np.arange(len(opps))
+    need_start = np.array([i not in first_known for i in idx], dtype=bool)
+    # An open deal with no dated history: its current stage is all that is known.
+    start = np.where(is_open.to_numpy() & stage.notna().to_numpy(), stage.to_numpy(object),
+                     start_stage)
+    created_rows = pd.DataFrame({
+        "opportunity_id": opps["opportunity_id"], "changed_at": opps["created_at"],
+        "stage": start, "amount": opps["amount"], "close_date": opps["close_date"], "i": idx,
+    })[need_start]
+    moved = int((need_start & is_open.to_numpy() & stage.notna().to_numpy()
+                 & (stage.to_numpy(object) != start_stage)).sum())
+    closed = ~is_open & opps["closed_at"].notna()
+    closing = pd.DataFrame({
+        "opportunity_id": opps["opportunity_id"], "changed_at": opps["closed_at"],
+        "stage": stage, "amount": opps["amount"], "close_date": opps["close_date"], "i": idx,
+    })[closed.to_numpy()]
+    if len(have):
+        seen = set(zip(have["i"], have["stage"], strict=True))
+        closing = closing[[(i, s) not in seen for i, s in zip(closing["i"], closing["stage"],
+                                                               strict=True)]]
+    hist = pd.concat([created_rows, have, closing], ignore_index=True)
+    hist = hist.drop_duplicates(["i", "changed_at", "stage"])
+    hist = hist.sort_values(["i", "changed_at"], kind="stable").reset_index(drop=True)
+    if len(opps):
+        run.notes.append(
+            "opportunity_history: not in the export; made from each deal's dates: "
+            f"{len(created_rows):,} row(s) at creation (stage {start_stage}"
+            + (f"; {moved:,} open deal(s) at their current stage, known only as of the export"
+               if moved else "")
+            + f"), {len(closing):,} at close"
+            + (f", {len(have):,} from the export's stage dates or field history"
+               if len(have) else "")
+        )
+    i = hist.pop("i").to_numpy(dtype=np.int64)
+    origin = opp_origin.iloc[i].reset_index(drop=True) if len(i) else pd.DataFrame(
+        {"file": pd.Series([], dtype=object), "row": pd.Series([], dtype=np.int64),
+         "part": pd.Series([], dtype=np.int64)})
+    part_cols = [
+        {"opportunity_id": p.columns.get("opportunity_id", DERIVED),
+         "stage": p.columns.get("stage", DERIVED),
+         "changed_at": _derived_from(p.columns, "created_at", "closed_at", "close_date"),
+         "amount": p.columns.get("amount", DERIVED),
+         "close_date": p.columns.get("close_date", DERIVED)} for p in parts
+    ]
+    return hist[cols].astype(object).where(hist[cols].notna(), None), origin, part_cols
+
+
+def _derived_from(columns: dict[str, str], *names: str) -> str:
+    used = [columns[n] for n in names if n in columns]
+    return f"{' / '.join(dict.fromkeys(used))} (derived)" if used else DERIVED
+
+
+def _from_stage_columns(run: _Run, tm: TableMap, opps: pd.DataFrame,
+                        parts: list[_Part]) -> pd.DataFrame:
+    """One history row per filled `date entered <stage>` column (HubSpot's shape)."""
+    assert tm.stage is not None
+    src = run.sources[tm.source]
+    frame = src.frame.iloc[parts[0].rows].reset_index(drop=True) if parts else src.frame
+    out = []
+    for pattern in tm.stage_entered:
+        head, _, tail = pattern.partition("{stage}")
+        rx = re.compile("^" + re.escape(head) + "(.+)" + re.escape(tail) + "$")
+        for col in frame.columns:
+            hit = rx.match(str(col))
+            if not hit:
+                continue
+            crm_stage = hit.group(1)
+            dates = clean_text(frame[col].reset_index(drop=True))
+            has = dates.notna().to_numpy()
+            if not has.any():
+                continue
+            mapped = apply_value_map(pd.Series([crm_stage]), tm.stage, run.placed(
+                "opportunity_history", "stage", f"{col}: stage not in the value map"))
+            at, _ = to_utc_text(dates, plain(col), run.m.timezone)
+            out.append(pd.DataFrame({
+                "opportunity_id": opps["opportunity_id"][has], "changed_at": at[has],
+                "stage": mapped.iat[0], "amount": None, "close_date": None,
+                "i": np.flatnonzero(has)}))
+        if out:
+            break  # the first pattern present wins (hs_v2_ before hs_)
+    if not out:
+        return pd.DataFrame(columns=[*TABLES["opportunity_history"].column_names, "i"])
+    return pd.concat(out, ignore_index=True)
+
+
+def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataFrame:
+    """A deal's history from one row per field change (stage, amount, close date)."""
+    fh: FieldHistory = tm.field_history  # type: ignore[assignment]
+    src = run.sources[fh.source]
+    df = src.frame
+    names = [find_column(df.columns, n) for n in (fh.id, fh.field, fh.new_value, fh.changed_at)]
+    if any(n is None for n in names):
+        run.notes.append(f"{src.file}: not the columns of a field history; not used")
+        return pd.DataFrame(columns=[*TABLES["opportunity_history"].column_names, "i"])
+    id_c, f_c, v_c, t_c = (str(n) for n in names)
+    old_c = find_column(df.columns, fh.old_value) if fh.old_value else None
+    field_name = clean_text(df[f_c])
+    kind = pd.Series(None, index=df.index, dtype=object)
+    for k, alts in (("stage", fh.stage), ("amount", fh.amount), ("close_date", fh.close_date)):
+        kind[field_name.isin(alts)] = k
+    rows = df[kind.notna()].copy()
+    rows["_kind"] = kind[kind.notna()]
+    pos = pd.Series(np.arange(len(opps)), index=opps["opportunity_id"].to_numpy())
+    pos = pos[~pos.index.duplicated()]
+    rows["i"] = clean_text(rows[id_c]).map(pos)
+    rows = rows[rows["i"].notna()]
+    at, _ = to_utc_text(clean_text(rows[t_c]), plain(t_c), run.m.timezone)
+    rows["_at"] = at
+    rows = rows.sort_values(["i", "_at"], kind="stable")
+    stage_fm = tm.stage or plain("x")
+    new = clean_text(rows[v_c])
+    is_stage = rows["_kind"].eq("stage")
+    unplaced = run.placed("opportunity_history", "stage", f"{v_c}: stage not in the value map")
+    mapped_new = apply_value_map(new.where(is_stage, None), stage_fm, unplaced)
+    out = pd.DataFrame({"i": rows["i"].astype(np.int64), "changed_at": rows["_at"],
+                        "stage": mapped_new.where(is_stage, None)})
+    for k in ("amount", "close_date"):
+        out[k] = new.where(rows["_kind"].eq(k), None)
+    if old_c is not None:  # the stage before the first change is the first change's old value
+        first = is_stage & ~rows.duplicated(subset=["i", "_kind"]) & is_stage
+        old = apply_value_map(clean_text(rows[old_c]).where(first, None), stage_fm, unplaced)
+        starts = pd.DataFrame({"i": rows["i"][first].astype(np.int64),
+                               "initial": old[first]}).set_index("i")["initial"]
+    else:
+        starts = pd.Series(dtype=object)
+    out["stage"] = out.groupby("i")["stage"].ffill()
+    fill = out["stage"].isna()
+    out.loc[fill, "stage"] = out.loc[fill, "i"].map(starts)
+    out = out[out["stage"].notna()]
+    # Changes saved together (a stage and an amount in one edit) are one history row.
+    out = out.groupby(["i", "changed_at"], as_index=False, sort=False).agg(
+        {"stage": "last", "amount": "first", "close_date": "first"})
+    if len(starts):  # the stage the deal was created in, dated at its creation
+        created = pd.DataFrame({"i": starts.index.to_numpy(dtype=np.int64),
+                                "changed_at": opps["created_at"].to_numpy()[starts.index],
+                                "stage": starts.to_numpy(), "amount": None, "close_date": None})
+        out = pd.concat([created, out], ignore_index=True)
+    out["opportunity_id"] = opps["opportunity_id"].to_numpy()[out["i"].to_numpy(dtype=np.int64)]
+    run.notes.append(f"opportunity_history: from the field history in {src.file} "
+                     f"({len(out):,} row(s))")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Activities and accounts.
+
+
+def _fill_activity_links(run: _Run, mapping: Mapping, tables: dict[str, pd.DataFrame]) -> None:
+    acts = tables["activities"]
+    if acts.empty:
+        return
+    roles: list[ContactRoles] = [tm.contact_roles for _, tm in mapping.parts("activities")
+                                 if tm.contact_roles is not None]
+    if roles and roles[0].source in run.sources:
+        cr = run.sources[roles[0].source].frame
+        c_col = find_column(cr.columns, roles[0].contact)
+        o_col = find_column(cr.columns, roles[0].opportunity)
+        if c_col and o_col:
+            pairs = pd.DataFrame({"c": clean_text(cr[c_col]), "o": clean_text(cr[o_col])})
+            pairs = pairs.dropna().drop_duplicates()
+            single = pairs.groupby("c")["o"].agg(lambda s: s.iat[0] if len(s) == 1 else None)
+            fill = acts["opportunity_id"].isna() & acts["contact_id"].notna()
+            got = acts.loc[fill, "contact_id"].map(single)
+            acts.loc[got[got.notna()].index, "opportunity_id"] = got[got.notna()]
+            if got.notna().any():
+                run.notes.append(f"activities: {int(got.notna().sum()):,} put on the one deal "
+                                 f"their contact is on ({run.sources[roles[0].source].file})")
+    filled = 0
+    for table, key in (("opportunities", "opportunity_id"), ("leads", "lead_id")):
+        parent = tables[table]
+        look = pd.Series(parent["account_id"].to_numpy(), index=parent[key].to_numpy())
+        look = look[~look.index.duplicated()]
+        need = acts["account_id"].isna() & acts[key].notna()
+        got = acts.loc[need, key].map(look)
+        ok = got[got.notna()]
+        acts.loc[ok.index, "account_id"] = ok
+        filled += len(ok)
+    if filled:
+        run.notes.append(f"activities: account_id from the activity's deal or lead for "
+                         f"{filled:,} row(s)")
+
+
+def _accounts(run: _Run, tables: dict[str, pd.DataFrame], origin: dict[str, pd.DataFrame],
+              columns: dict[str, list[dict[str, str]]]) -> None:
+    """Accounts the export does not list are derived from the names and ids that leads,
+    deals and activities refer to; an account's missing creation time is the first time
+    anything refers to it."""
+    refs = []
+    for table, time_col in (("leads", "created_at"), ("opportunities", "created_at"),
+                            ("activities", "occurred_at")):
+        t = tables[table]
+        if len(t):
+            refs.append(pd.DataFrame({"id": t["account_id"], "at": t[time_col],
+                                      "file": origin[table]["file"], "row": origin[table]["row"]}))
+    ref = pd.concat(refs, ignore_index=True) if refs else pd.DataFrame(
+        columns=["id", "at", "file", "row"])
+    ref = ref[ref["id"].notna()]
+    first_at = _iso_min(ref["at"], ref["id"])
+    accounts = tables["accounts"]
+    if not run.m.parts("accounts") or (accounts.empty and len(ref)):
+        ids = ref.drop_duplicates("id")
+        derived = pd.DataFrame({c: None for c in TABLES["accounts"].column_names},
+                               index=range(len(ids)))
+        derived["account_id"] = ids["id"].to_numpy()
+        derived["name"] = ids["id"].to_numpy()
+        derived["created_at"] = ids["id"].map(first_at).to_numpy()
+        tables["accounts"] = derived.astype(object).where(derived.notna(), None)
+        origin["accounts"] = pd.DataFrame({"file": ids["file"].to_numpy(),
+                                           "row": ids["row"].to_numpy(dtype=np.int64),
+                                           "part": 0})
+        columns["accounts"] = [{"account_id": "(account named by leads, deals, activities)"}]
+        run.notes.append(
+            f"accounts: not in the export; {len(ids):,} derived, one per account the leads, "
+            "deals and activities name, created when first named" if len(ids) else
+            "accounts: not in the export, and nothing names one: written empty"
+        )
+        return
+    need = accounts["created_at"].isna()
+    if need.any():
+        accounts.loc[need, "created_at"] = accounts.loc[need, "account_id"].map(first_at)
+        got = int(accounts.loc[need, "created_at"].notna().sum())
+        run.notes.append(f"accounts: created_at not in the export; for {got:,} account(s) the "
+                         "first time a lead, deal or activity names it")
+
+
+def _feature_levels(run: _Run, tables: dict[str, pd.DataFrame]) -> None:
+    """Say which values the features will read as unknown (outside their fixed levels)."""
+    for table in ("accounts", "leads", "opportunities"):
+        t = tables[table]
+        for col in FEATURE_LEVEL_COLUMNS:
+            if col not in t or col not in CATEGORY_LEVELS:
+                continue
+            s = t[col]
+            told = {v for (tb, c, what), u in run.unplaced.items()
+                    if tb == table and c == col and what.endswith("kept as written")
+                    for v in u.counts}
+            outside = s.notna() & ~s.isin(CATEGORY_LEVELS[col]) & ~s.isin(told)
+            if outside.any():
+                run.placed(table, col, "outside the feature levels: features read it as "
+                           "unknown").add(s[outside])

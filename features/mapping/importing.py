@@ -1,0 +1,278 @@
+"""`leadscore import`: an export and a mapping to the contract's tables, validated.
+
+Reads the export's files (every column as text), converts them (``convert``), validates
+the result with the loader's own rules (``features.loader.validate_tables``), writes the
+valid rows as one Parquet file per table, and reports every rejected row against the
+export: its file, its row (0-based, as the loader counts), its column and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from features.loader import LoadResult, Progress, validate_tables
+from features.mapping.convert import Converted, ConvertError, Source, convert
+from features.mapping.document import MappingError
+from features.mapping.load import load_mapping
+from features.mapping.spec import Mapping
+from features.mapping.values import as_arrow_text, loose_name
+from features.reading import DataContractError
+from features.schema import TABLES
+
+REPORT_COLUMNS = ["file", "row", "column", "reason", "table", "field"]
+SUMMARY_FILE = "import_report.json"
+
+
+class ImportSettings(BaseSettings):
+    """One import (CLI flags, or ``LEADSCORE_IMPORT_*`` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSCORE_IMPORT_", extra="forbid")
+
+    mapping: Path
+    source: Path
+    out: Path
+    report: Path | None = Field(
+        default=None, description="rejections CSV (default OUT/rejections.csv)"
+    )
+    now: str | None = Field(
+        default=None, description="the latest time an event may have (default: now)"
+    )
+
+    @property
+    def report_path(self) -> Path:
+        return self.report if self.report is not None else self.out / "rejections.csv"
+
+
+def import_settings(**values: Any) -> ImportSettings:
+    return ImportSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+class ExportError(ValueError):
+    """The export cannot be imported with this mapping at all (exit 2)."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    load: LoadResult
+    converted: Converted
+    rejections: pd.DataFrame
+    """One line per problem: file, row, column (of the export), reason, table, field."""
+    out: Path
+    report: Path
+    summary_file: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.rejections.empty
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.load.summary().to_dict("records")
+        return {
+            "tables": counts,
+            "rejected_rows": int(self.load.rejections.groupby("table")["row"].nunique().sum()),
+            "problems": len(self.rejections),
+            "derived": self.converted.notes,
+            "unplaced_values": self.converted.unplaced,
+            "skipped_rows": self.converted.skipped,
+            "not_in_export": self.converted.not_in_export,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the export.
+
+
+def read_sources(mapping: Mapping, folder: Path) -> dict[str, Source]:
+    """Each declared source whose file is in ``folder``, every column as text."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: not a folder")
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    lower = {k.lower(): v for k, v in files.items()}
+    out: dict[str, Source] = {}
+    wanted_columns = _mentioned(mapping)
+    for name, spec in mapping.sources.items():
+        path = next((files.get(f) or lower.get(f.lower()) for f in spec.file
+                     if (files.get(f) or lower.get(f.lower())) is not None), None)
+        if path is None:
+            continue
+        frame, emptied, header = _read_file(path, spec.delimiter, spec.encoding, spec.missing,
+                                            wanted_columns)
+        out[name] = Source(name, path.name, frame, emptied, header)
+    if not out:
+        wanted = sorted({f for s in mapping.sources.values() for f in s.file})
+        raise ExportError(f"{folder}: none of the mapping's files is there "
+                           f"(looked for {', '.join(wanted)}; found {', '.join(sorted(files))})")
+    return out
+
+
+def _mentioned(mapping: Mapping) -> Callable[[str], bool]:
+    """Whether a file's column is one the mapping could read: its name, loosely, is text
+    somewhere in the mapping, or it matches a stage-entry pattern. The others are not read
+    (an export's object files hold dozens of columns a mapping never names)."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            names.add(loose_name(value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                names.add(loose_name(str(k)))
+                walk(v)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                walk(v)
+
+    walk(mapping.model_dump())
+    patterns = [
+        re.compile("^" + re.escape(head) + ".+" + re.escape(tail) + "$")
+        for _, parts in mapping.tables.items() for tm in parts.values()
+        for head, _, tail in (p.partition("{stage}") for p in tm.stage_entered)
+    ]
+    return lambda col: loose_name(col) in names or any(rx.match(col) for rx in patterns)
+
+
+def _read_file(
+    path: Path, delimiter: str, encoding: str, missing: tuple[str, ...],
+    wanted: Callable[[str], bool],
+) -> tuple[pd.DataFrame, dict[str, int], tuple[str, ...]]:
+    """The columns of the file that ``wanted`` names, as trimmed text (empty as None); how
+    many cells each of ``missing`` emptied; and every column of the file, as its header
+    names them. CSV is read by Arrow, every column as text."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            names = [str(n) for n in pq.ParquetFile(path).schema_arrow.names]
+            tbl = pq.read_table(path, columns=[n for n in names if wanted(n.strip())])
+            tbl = pa.table({n: pc.cast(tbl.column(n), pa.string()) for n in tbl.column_names})
+        else:
+            names = _header(path, delimiter, encoding)
+            tbl = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                               encoding=_arrow_encoding(encoding)),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names}, null_values=[""],
+                    include_columns=[n for n in names if wanted(n)],
+                    strings_can_be_null=True, quoted_strings_can_be_null=True),
+            )
+    except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
+        raise ExportError(f"{path}: cannot be read: {exc}") from None
+    emptied: dict[str, int] = {}
+    columns: dict[str, pd.Series] = {}
+    tokens = pa.array(list(missing), type=pa.string()) if missing else None
+    for name in tbl.column_names:
+        arr = pc.utf8_trim_whitespace(tbl.column(name))
+        drop = pc.equal(pc.binary_length(arr), 0)
+        if tokens is not None:
+            hit = pc.is_in(arr, value_set=tokens)
+            drop = pc.or_(drop, hit)
+            if pc.any(hit).as_py():
+                for item in pc.value_counts(arr.filter(hit)).to_pylist():
+                    emptied[item["values"]] = emptied.get(item["values"], 0) + item["counts"]
+        arr = pc.if_else(drop, pa.scalar(None, pa.string()), arr)
+        columns[name.strip()] = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.DataFrame(columns, index=pd.RangeIndex(tbl.num_rows)), emptied, tuple(
+        n.strip() for n in names)
+
+
+def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    with path.open(newline="", encoding=encoding) as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), None)
+    if not header:
+        raise ExportError(f"{path}: empty file, expected a header row")
+    names = [h.strip() for h in header]
+    dupes = sorted({h for h in names if names.count(h) > 1})
+    if dupes:
+        raise ExportError(f"{path}: repeated column(s) in the header: {', '.join(dupes)}")
+    return names
+
+
+def _arrow_encoding(encoding: str) -> str:
+    return "utf8" if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else encoding
+
+
+# ---------------------------------------------------------------------------------------
+# Running it.
+
+
+def _arrow_text(frame: pd.DataFrame) -> pa.Table:
+    return pa.table({c: as_arrow_text(frame[c]) for c in frame.columns})
+
+
+def against_export(load: LoadResult, converted: Converted) -> pd.DataFrame:
+    """The loader's rejections (table, row, column, reason) as lines about the export."""
+    rej = load.rejections
+    if rej.empty:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in REPORT_COLUMNS})
+    lines = []
+    for table, group in rej.groupby("table", sort=False):
+        origin = converted.origin[str(table)]
+        rows = group["row"].to_numpy()
+        files = origin["file"].to_numpy()[rows]
+        src_rows = origin["row"].to_numpy()[rows]
+        cols = [converted.source_column(str(table), int(r), str(c))
+                for r, c in zip(rows, group["column"], strict=True)]
+        lines.append(pd.DataFrame({
+            "file": files, "row": src_rows, "column": cols, "reason": group["reason"].to_numpy(),
+            "table": table, "field": group["column"].to_numpy(),
+        }))
+    return pd.concat(lines, ignore_index=True)[REPORT_COLUMNS]
+
+
+def run_import(settings: ImportSettings, progress: Progress | None = None) -> ImportResult:
+    """Import ``settings.source`` with ``settings.mapping`` into ``settings.out``.
+
+    Raises ``MappingError`` for a mapping that does not pass its schema and
+    ``ExportError`` for an export it cannot be applied to.
+    """
+    say = progress or (lambda _m: None)
+    mapping = load_mapping(settings.mapping)
+    say("reading the export")
+    sources = read_sources(mapping, settings.source)
+    say("converting")
+    try:
+        converted = convert(mapping, sources)
+    except ConvertError as exc:
+        raise ExportError(f"{settings.mapping}: {exc}") from None
+    arrow = {name: _arrow_text(frame) for name, frame in converted.tables.items()}
+    origins = {name: Path(f"{name} (from the export)") for name in TABLES}
+    now = pd.Timestamp(settings.now) if settings.now else None
+    try:
+        load = validate_tables(arrow, origins, now=now, progress=progress)
+    except DataContractError as exc:
+        raise ExportError(str(exc)) from None
+    rejections = against_export(load, converted)
+    say("writing")
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        stale = out / f"{name}.csv"
+        if stale.exists():
+            stale.unlink()  # one file per table: a CSV left from an earlier run would clash
+        frame = load.tables.get(name)
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
+    report = settings.report_path
+    report.parent.mkdir(parents=True, exist_ok=True)
+    rejections.to_csv(report, index=False)
+    result = ImportResult(load, converted, rejections, out, report, out / SUMMARY_FILE)
+    result.summary_file.write_text(json.dumps(result.summary(), indent=2, default=str) + "\n")
+    return result
+
+
+__all__ = ["ExportError", "ImportResult", "ImportSettings", "MappingError", "import_settings",
+           "read_sources", "run_import"]

@@ -1,0 +1,361 @@
+"""The schema of a mapping file: what each key means and what it may hold.
+
+A mapping says, per contract table (``features/schema.py``), which export file its rows
+come from and, per contract column, how the value is made from the file's columns. Keys
+outside the schema, values of the wrong type and values a map cannot reach (a stage that is
+not one of the project's) are errors naming the key and its line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.schema import ACTIVITY_TYPES, DIRECTIONS, STAGES, TABLES
+
+LEAD_STATUSES: tuple[str, ...] = ("qualified", "disqualified", "open")
+"""What a lead's status maps to: its outcome, or none yet."""
+
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lookup(_Strict):
+    """Replace a value by a column of another source, matched on a key column."""
+
+    source: str = Field(description="the source (under `sources:`) to look the value up in")
+    key: str = Field(description="its column holding the value being looked up")
+    value: str = Field(description="its column holding the result")
+
+
+class Sequence(_Strict):
+    """A time made from an order, for exports with none: ``start`` + rank x ``every``."""
+
+    column: str = Field(description="a column that orders the rows (a number), or `row`")
+    start: str = Field(description="the time of the first row, ISO 8601")
+    every: str = Field(description="the step between two rows, e.g. 1h, 1D")
+
+
+class FieldMap(_Strict):
+    """How one contract column is made. Written as a column name, a list of alternative
+    names (an API name and a report label: the first present is used), or these keys."""
+
+    column: tuple[str, ...] = ()
+    value: Scalar | None = Field(default=None, description="a constant for every row")
+    sequence: Sequence | None = None
+    row_id: str | None = Field(
+        default=None, description="an id made from the row's position: this text + its number"
+    )
+    values: dict[str, Scalar] | None = Field(
+        default=None, description="export value -> contract value; others are reported"
+    )
+    default: Scalar | None = Field(
+        default=None, description="what a value outside `values` becomes (counted in the report)"
+    )
+    lookup: Lookup | None = None
+    prefix: str | None = Field(
+        default=None, description="keep only ids that start with this (Salesforce WhoId: 00Q lead)"
+    )
+    format: str | None = Field(default=None, description="strptime format of a date, e.g. %m/%d/%Y")
+    timezone: str | None = Field(default=None, description="time zone of times without an offset")
+    date_only: Literal["start", "end"] = Field(
+        default="start", description="a date without a time: the start or the end of that day"
+    )
+    scale: float | None = Field(default=None, description="multiply numbers by this (e.g. 1e6)")
+    currency: bool = Field(
+        default=False, description="convert this amount with the currency settings"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"column": (data,)}
+        if isinstance(data, list):
+            return {"column": tuple(data)}
+        if isinstance(data, dict) and isinstance(data.get("column"), str):
+            return {**data, "column": (data["column"],)}
+        return data
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> FieldMap:
+        origins = [bool(self.column), self.value is not None, self.sequence is not None,
+                   self.row_id is not None]
+        if sum(origins) != 1:
+            raise ValueError("give exactly one of column, value, sequence or row_id")
+        return self
+
+
+class SourceFile(_Strict):
+    """One file of the export."""
+
+    file: tuple[str, ...] = Field(description="its name; alternatives in a list")
+    delimiter: str = ","
+    encoding: str = "utf-8-sig"
+    missing: tuple[str, ...] = Field(
+        default=(), description="texts that mean 'no value' in this file (besides an empty cell)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"file": (data,)}
+        if isinstance(data, list):
+            return {"file": tuple(data)}
+        if isinstance(data, dict) and isinstance(data.get("file"), str):
+            return {**data, "file": (data["file"],)}
+        return data
+
+
+class StageTable(_Strict):
+    """A table of the CRM's stages that says which are won and closed (Salesforce's
+    OpportunityStage): stages it lists and `stage.values` does not are mapped from it."""
+
+    source: str
+    name: tuple[str, ...] = ("ApiName", "MasterLabel")
+    is_won: str = "IsWon"
+    is_closed: str = "IsClosed"
+    probability: str | None = Field(
+        default="DefaultProbability",
+        description="an open stage goes to the project's stage of the nearest CRM default",
+    )
+
+
+class FieldHistory(_Strict):
+    """A long field-history table (Salesforce OpportunityFieldHistory, HubSpot property
+    history): one row per change of one field of one record."""
+
+    source: str
+    id: tuple[str, ...]
+    field: tuple[str, ...]
+    new_value: tuple[str, ...]
+    changed_at: tuple[str, ...]
+    old_value: tuple[str, ...] = ()
+    stage: tuple[str, ...] = Field(description="names the field takes for the stage")
+    amount: tuple[str, ...] = ()
+    close_date: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) and k != "source" else v
+                    for k, v in data.items()}
+        return data
+
+
+class StatusHistory(_Strict):
+    """When a lead's status was set, from a field-history table (Salesforce LeadHistory)."""
+
+    source: str
+    id: tuple[str, ...] = ("LeadId",)
+    field: tuple[str, ...] = ("Field",)
+    field_name: tuple[str, ...] = ("Status", "LeadStatus")
+    new_value: tuple[str, ...] = ("NewValue",)
+    changed_at: tuple[str, ...] = ("CreatedDate",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) and k != "source" else v
+                    for k, v in data.items()}
+        return data
+
+
+class ContactRoles(_Strict):
+    """Which deal a contact is on (Salesforce OpportunityContactRole): an activity with a
+    contact and no deal is put on the contact's deal when the contact is on only one."""
+
+    source: str
+    contact: tuple[str, ...] = ("ContactId",)
+    opportunity: tuple[str, ...] = ("OpportunityId",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) and k != "source" else v
+                    for k, v in data.items()}
+        return data
+
+
+class TableMap(_Strict):
+    """How one contract table is made from one source file."""
+
+    source: str = Field(description="a name under `sources:`")
+    fields: dict[str, FieldMap] = Field(default_factory=dict)
+    skip_rows: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="column -> values whose rows are not imported "
+        "(counted in the report)"
+    )
+    # leads
+    status: FieldMap | None = Field(
+        default=None, description="leads: qualified, disqualified or open"
+    )
+    status_at: FieldMap | None = Field(default=None, description="leads: when the status was set")
+    status_history: StatusHistory | None = None
+    undated_outcome_days: float | None = Field(
+        default=None, ge=0, description="leads: an outcome with no date is dated this many days "
+        "after creation (said in the report)",
+    )
+    # opportunities
+    stage: FieldMap | None = Field(default=None, description="opportunities: the current stage")
+    stage_table: StageTable | None = None
+    stage_entered: tuple[str, ...] = Field(
+        default=(), description="opportunities: columns with the date each stage was entered, "
+        "`{stage}` standing for the CRM's stage name (HubSpot hs_date_entered_{stage})",
+    )
+    created_stage: str = Field(
+        default="prospecting", description="opportunities: the stage a deal is in when created, "
+        "where the export has no history"
+    )
+    field_history: FieldHistory | None = None
+    # activities
+    contact_roles: ContactRoles | None = None
+
+    @field_validator("skip_rows", mode="before")
+    @classmethod
+    def _skip_lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+    @field_validator("stage_entered", mode="before")
+    @classmethod
+    def _one_pattern(cls, data: Any) -> Any:
+        return (data,) if isinstance(data, str) else data
+
+    @field_validator("created_stage")
+    @classmethod
+    def _open_stage(cls, value: str) -> str:
+        if value not in STAGES[:5]:
+            raise ValueError(f"{value!r} is not an open stage; use one of {', '.join(STAGES[:5])}")
+        return value
+
+
+class Currency(_Strict):
+    """Amounts are in USD in the contract: one currency for the export, or a column and a
+    rate table (USD per unit)."""
+
+    code: str = "USD"
+    column: tuple[str, ...] = ()
+    rates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("column", mode="before")
+    @classmethod
+    def _one(cls, data: Any) -> Any:
+        return (data,) if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _rate_known(self) -> Currency:
+        if not self.column and self.code != "USD" and self.code not in self.rates:
+            raise ValueError(f"amounts in {self.code} need rates: {{{self.code}: <USD per unit>}}")
+        return self
+
+
+# What each contract column's value map may reach, where the contract fixes it.
+_DOMAINS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("opportunity_history", "stage"): STAGES,
+    ("activities", "type"): ACTIVITY_TYPES,
+    ("activities", "direction"): DIRECTIONS,
+}
+
+
+class Mapping(_Strict):
+    """A whole mapping file, after its preset is merged under it."""
+
+    preset: str | None = Field(default=None, description="a shipped preset this file overrides")
+    description: str | None = None
+    timezone: str = Field(default="UTC", description="time zone of times without an offset")
+    currency: Currency = Field(default_factory=Currency)
+    sources: dict[str, SourceFile] = Field(default_factory=dict)
+    tables: dict[str, dict[str, TableMap]] = Field(
+        default_factory=dict, description="per contract table, one map (with `source:`) or "
+        "several by name, whose rows are put together (Salesforce Task and Event)"
+    )
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _named_parts(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        unknown = [t for t in data if t not in TABLES]
+        if unknown:
+            raise ValueError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(TABLES)}")
+        # A map with any of a table map's own keys is one map; otherwise maps by name.
+        own = set(TableMap.model_fields)
+        return {t: {t: v} if isinstance(v, dict) and own & set(v) else v
+                for t, v in data.items() if v is not None}
+
+    def parts(self, table: str) -> list[tuple[str, TableMap]]:
+        """The table's maps by name (the table's own name where there is one)."""
+        return list(self.tables.get(table, {}).items())
+
+
+def domain_of(table: str, column: str) -> tuple[str, ...] | None:
+    """The values a contract column may take, where the contract fixes them."""
+    return _DOMAINS.get((table, column))
+
+
+def check_references(mapping: Mapping) -> list[tuple[tuple[str, ...], str]]:
+    """Problems the schema alone cannot see, each with its key path: unknown sources,
+    columns that are not the contract's, and value maps that reach outside a fixed set."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    known = set(mapping.sources)
+
+    def source_ok(path: tuple[str, ...], name: str) -> None:
+        if name not in known:
+            problems.append((path, f"no source {name!r} under `sources:` "
+                             f"(there are: {', '.join(sorted(known)) or 'none'})"))
+
+    for table in mapping.tables:
+        for name, part in mapping.parts(table):
+            base: tuple[str, ...] = ("tables", table, name)
+            source_ok((*base, "source"), part.source)
+            contract = TABLES[table]
+            for col, fm in part.fields.items():
+                path = (*base, "fields", col)
+                if col not in contract.column_names:
+                    problems.append((path, f"{table} has no column {col!r}; its columns: "
+                                     f"{', '.join(contract.column_names)}"))
+                    continue
+                if fm.lookup is not None:
+                    source_ok((*path, "lookup", "source"), fm.lookup.source)
+                dom = domain_of(table, col)
+                if dom is not None:
+                    _check_targets(problems, path, fm, dom)
+            if part.status is not None:
+                _check_targets(problems, (*base, "status"), part.status, LEAD_STATUSES)
+            if part.stage is not None:
+                _check_targets(problems, (*base, "stage"), part.stage, STAGES)
+            for name, sub in (("stage_table", part.stage_table),
+                              ("field_history", part.field_history),
+                              ("status_history", part.status_history),
+                              ("contact_roles", part.contact_roles)):
+                if sub is not None:
+                    source_ok((*base, name, "source"), sub.source)
+    return problems
+
+
+def _check_targets(problems: list[tuple[tuple[str, ...], str]], path: tuple[str, ...],
+                   fm: FieldMap, allowed: tuple[str, ...]) -> None:
+    for key, target in (fm.values or {}).items():
+        if str(target) not in allowed:
+            problems.append(((*path, "values", key),
+                             f"{target!r} is not one of {', '.join(allowed)}"))
+    if fm.default is not None and str(fm.default) not in allowed:
+        problems.append(((*path, "default"),
+                         f"{fm.default!r} is not one of {', '.join(allowed)}"))
+    if fm.value is not None and str(fm.value) not in allowed:
+        problems.append(((*path, "value"), f"{fm.value!r} is not one of {', '.join(allowed)}"))
+
+
+def plain(column: str) -> FieldMap:
+    """A field read from one column as it is."""
+    return FieldMap.model_validate({"column": [column]})

@@ -1,0 +1,245 @@
+"""A mapping that cannot be used says so with the key and the line of every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from features.mapping.document import MappingError, merge, parse_document
+from features.mapping.load import PRESETS, load_mapping, mapping_from_document, preset_document
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(MappingError) as info:
+        load_mapping(path)
+    return [p.replace(str(path), "mapping.yaml") for p in info.value.problems]
+
+
+def test_unknown_key_names_key_and_line(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    source: leads
+    feilds:
+      lead_id: Id
+"""
+    assert _problems(tmp_path, text) == ["mapping.yaml:5: tables.leads.feilds: unknown key"]
+
+
+def test_unknown_key_inside_a_field(tmp_path: Path) -> None:
+    text = """preset: flat-deals
+tables:
+  opportunities:
+    source: deals
+    fields:
+      amount:
+        column: Amount
+        multiply: 100
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:8: tables.opportunities.fields.amount.multiply: unknown key"]
+
+
+def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    source: leads
+    undated_outcome_days: soon
+"""
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith("mapping.yaml:5: tables.leads.undated_outcome_days: ")
+    assert "number" in problem
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    text = """sources:
+  deals: deals.csv
+tables:
+  opportunities:
+    fields:
+      opportunity_id: Id
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:4: tables.opportunities.source: required key missing"]
+
+
+def test_missing_required_key_of_a_sequence(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    source: leads
+    fields:
+      created_at:
+        sequence: {column: Lead Number, start: "2020-01-01"}
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:7: tables.leads.fields.created_at.sequence.every: required key missing"]
+
+
+def test_unknown_preset(tmp_path: Path) -> None:
+    text = "description: mine\npreset: dynamics\n"
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith("mapping.yaml:2: preset: unknown preset 'dynamics'; use one of ")
+    assert all(p in problem for p in PRESETS)
+
+
+def test_bad_value_map_names_the_entry(tmp_path: Path) -> None:
+    text = """preset: flat-deals
+tables:
+  opportunities:
+    source: deals
+    stage:
+      column: Stage
+      values:
+        Won: closed_won
+        Dead: lost
+"""
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith("mapping.yaml:9: tables.opportunities.stage.values.Dead: 'lost' "
+                              "is not one of prospecting")
+
+
+def test_bad_activity_type_and_default(tmp_path: Path) -> None:
+    text = """preset: hubspot
+tables:
+  activities:
+    source: engagements
+    fields:
+      type:
+        column: hs_engagement_type
+        values: {EMAIL: email}
+        default: chat
+"""
+    problems = _problems(tmp_path, text)
+    assert [p.split(": ")[0] + ": " + p.split(": ")[1] for p in problems] == [
+        "mapping.yaml:8: tables.activities.fields.type.values.EMAIL",
+        "mapping.yaml:9: tables.activities.fields.type.default",
+    ]
+
+
+def test_unknown_table_column_and_source(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    source: lead_file
+    fields:
+      lead_score: Score
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:4: tables.leads.source: no source 'lead_file' under `sources:` "
+        "(there are: leads)",
+        "mapping.yaml:6: tables.leads.fields.lead_score: leads has no column 'lead_score'; "
+        "its columns: lead_id, account_id, created_at, source, title, seniority, "
+        "job_function, country, industry, employees, budget_confirmed, is_decision_maker, "
+        "need_stated, timeline_days, qualified_at, disqualified_at, opportunity_id",
+    ]
+
+
+def test_unknown_table(tmp_path: Path) -> None:
+    text = "sources:\n  x: x.csv\ntables:\n  contacts:\n    source: x\n"
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith("mapping.yaml:3: tables: unknown table(s) contacts; use accounts")
+
+
+def test_field_with_two_origins(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    source: leads
+    fields:
+      source: {column: Origin, value: web}
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:6: tables.leads.fields.source: give exactly one of column, value, "
+        "sequence or row_id"]
+
+
+def test_yaml_syntax_error_and_repeated_key(tmp_path: Path) -> None:
+    (problem,) = _problems(tmp_path, "preset: flat-leads\ntables: [\n")
+    assert problem.startswith("mapping.yaml:3: not valid YAML")
+    (problem,) = _problems(tmp_path, "preset: flat-leads\ntimezone: UTC\ntimezone: CET\n")
+    assert problem == "mapping.yaml:3: timezone: written twice"
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+colour: blue
+tables:
+  leads:
+    source: leads
+    undated_outcome_days: -1
+"""
+    problems = _problems(tmp_path, text)
+    assert [p.split(":")[1] for p in problems] == ["2", "6"]
+
+
+def test_the_preset_s_own_lines_are_named_for_a_problem_in_the_preset() -> None:
+    base = parse_document("tables:\n  leads:\n    source: leads\n    bogus: 1\n", "preset x")
+    doc = merge(base, parse_document("timezone: UTC\n", "mine.yaml"))
+    with pytest.raises(MappingError) as info:
+        mapping_from_document(doc)
+    assert "preset x:4: tables.leads.bogus: unknown key" in info.value.problems
+
+
+def test_keys_are_kept_as_written() -> None:
+    doc = parse_document("values:\n  Yes: 1\n  No: 0\n  1: x\n", "m")
+    assert doc.data == {"values": {"Yes": 1, "No": 0, "1": "x"}}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_passes_its_schema_and_says_what_it_expects(name: str) -> None:
+    doc = preset_document(name)
+    mapping = mapping_from_document(doc)
+    assert mapping.tables and mapping.sources
+    assert len(str(doc.data["description"])) > 200
+
+
+def test_a_field_written_over_a_preset_takes_its_origin_and_extends_its_map(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("""preset: salesforce
+tables:
+  activities:
+    events:
+      source: Event
+      fields:
+        direction:
+          column: Direction__c
+          values: {In: inbound, Out: outbound}
+""", encoding="utf-8")
+    mapping = load_mapping(path)
+    events = dict(mapping.parts("activities"))["events"]
+    direction = events.fields["direction"]
+    assert direction.column == ("Direction__c",) and direction.value is None
+    assert events.fields["type"].default == "meeting"  # the preset's other fields stay
+    assert "tasks" in dict(mapping.parts("activities"))
+
+
+def test_a_value_map_over_a_preset_adds_entries_and_null_removes_one(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("""preset: salesforce
+tables:
+  opportunities:
+    source: Opportunity
+    stage:
+      values:
+        Discovery: qualification
+        Perception Analysis: null
+""", encoding="utf-8")
+    stage = dict(load_mapping(path).parts("opportunities"))["opportunities"].stage
+    assert stage is not None and stage.values is not None
+    assert stage.values["Discovery"] == "qualification"
+    assert stage.values["Closed Won"] == "closed_won"  # the preset's entries stay
+    assert "Perception Analysis" not in stage.values
+    assert stage.column == ("StageName", "Stage")
+
+
+def test_a_currency_without_its_rate(tmp_path: Path) -> None:
+    text = "preset: flat-deals\ncurrency:\n  code: EUR\n"
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:2: currency: amounts in EUR need rates: {EUR: <USD per unit>}"]
