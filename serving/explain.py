@@ -26,6 +26,9 @@ from features.sets import CATEGORY_LEVELS
 
 TOP_K = 3
 
+KNOWN_ROWS_MIN = 8
+"""From this many rows, which topics are known is read for the whole batch at once."""
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -86,6 +89,12 @@ class Explainer:
                                     for f in t.absence)
             for t in self.topics
         ]
+        self._needed = sorted({f for t in self.topics for f in t.needs})
+        self._known_levels = {  # by category code, with code -1 (missing) in the last slot
+            f: np.array([lv not in UNKNOWN_LEVELS for lv in category_dtype(f).categories]
+                        + [False])
+            for f in self._needed if f in self.categorical
+        }
         self.context_labels: dict[ContextPart, list[str]] = {}
         self._context_features: dict[ContextPart, list[str]] = {}
         for t in self.topics:
@@ -95,28 +104,28 @@ class Explainer:
                 self._context_features.setdefault(t.context, []).extend(
                     t.context_features or t.features)
 
-    def known_rows(self, scored_columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    def known_rows(self, scored_columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """:meth:`Topic.known` of every row at once (rows x topics), read from the scored
         feature columns (numbers, yes/no as 1/0 and categories as codes, as
-        ``serving.scoring.Scored.columns`` holds them) instead of row by row."""
+        ``serving.scoring.Scored.columns`` holds them) instead of row by row. None below
+        ``KNOWN_ROWS_MIN`` rows, where asking each topic of each row costs less."""
         n = len(next(iter(scored_columns.values()))) if scored_columns else 0
+        if n < KNOWN_ROWS_MIN:
+            return None
+        known = {f: self._feature_known(f, scored_columns[f]) for f in self._needed}
         out = np.ones((n, len(self.topics)), dtype=bool)
-        cache: dict[str, np.ndarray] = {}
         for j, t in enumerate(self.topics):
             for f in t.needs:
-                if f not in cache:
-                    cache[f] = self._feature_known(f, scored_columns[f])
-                out[:, j] &= cache[f]
+                out[:, j] &= known[f]
         return out
 
     def _feature_known(self, name: str, column: np.ndarray) -> np.ndarray:
         """``features.reasons._known`` of each value of one feature column: a category
         is known unless missing or an unknown level, anything else unless NaN or infinite."""
-        if name in self.categorical:
-            levels = list(category_dtype(name).categories)
-            good = np.array([lv not in UNKNOWN_LEVELS for lv in levels] + [False])
+        good = self._known_levels.get(name)
+        if good is not None:
             codes = np.asarray(column, dtype=np.int64)
-            return np.asarray(good[np.where(codes < 0, len(levels), codes)], dtype=bool)
+            return np.asarray(good[np.where(codes < 0, len(good) - 1, codes)], dtype=bool)
         return np.isfinite(np.asarray(column, dtype=np.float64))
 
     def context_features(self, part: ContextPart) -> list[str]:

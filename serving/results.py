@@ -72,8 +72,9 @@ class _Rows:
     explainer: Explainer
     values: list[dict[str, Any]]
     sums: np.ndarray | None
-    known: np.ndarray
-    """Per row and topic, whether the topic is known (``Explainer.known_rows``)."""
+    known: np.ndarray | None
+    """Per row and topic, whether the topic is known (``Explainer.known_rows``; None for
+    a few rows, each topic then asked of each row)."""
 
     @classmethod
     def of(cls, scored: Scored) -> _Rows:
@@ -105,7 +106,7 @@ class _Rows:
         e = self.explainer.explain(
             None if self.sums is None else self.sums[i], self.values[i],
             absent=gap.context.keys(), exclude_up=exclude_up, said=unseen.keys(),
-            known_row=self.known[i],
+            known_row=None if self.known is None else self.known[i],
         )
         warnings = _context_warnings(self.explainer, gap.context)
         warnings += [unseen_warning(f, v) for f, v in unseen.items()]

@@ -224,7 +224,9 @@ def test_unseen_category_values_are_found() -> None:
 
 
 @pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)
-def test_known_rows_is_each_topics_known_row_by_row(fs: FeatureSet) -> None:
+def test_known_rows_is_each_topics_known_row_by_row(
+    fs: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole batch's known topics, read from the scored columns, are what each topic
     says of each row's values (missing, NaN, unknown levels, real values)."""
     import pandas as pd
@@ -250,8 +252,11 @@ def test_known_rows_is_each_topics_known_row_by_row(fs: FeatureSet) -> None:
     scored = Scored(ids=ids, feature_set=fs, columns=columns,
                     probabilities=np.zeros(len(ids)), contributions=None)
     ex = Explainer(fs)
+    one = {name: col[:1] for name, col in columns.items()}
+    assert ex.known_rows(one) is None  # a few rows: each topic asks each row
+    monkeypatch.setattr("serving.explain.KNOWN_ROWS_MIN", 1)
     rows = [row_values(fs, row) for row in scored.values()]
     expected = np.array([[t.known(v) for t in ex.topics] for v in rows])
     got = ex.known_rows(columns)
-    assert expected.shape == got.shape and not expected.all() and expected.any()
+    assert got is not None and expected.shape == got.shape and not expected.all() and expected.any()
     np.testing.assert_array_equal(got, expected)
