@@ -18,8 +18,8 @@ the median. Models come from `--tracking-uri` (champions of both tasks), else bo
 trained on the first folder with `leadscore train` (`--rounds` at most, no strict
 backtest) into a temporary MLflow store.
 
-Run: `.venv/bin/python -P benchmarks/batch.py [FOLDER ...]` (default: /tmp/gen100k if it
-exists, else a 100,000-lead CRM generated with seed 7 into a temporary folder).
+Run: `.venv/bin/python -P benchmarks/batch.py [FOLDER ...]` (default: a 100,000-lead CRM
+generated with seed 7 into a temporary folder).
 `--profile` prints the top of a cProfile of the in-process scoring instead.
 """
 
@@ -166,9 +166,6 @@ def in_process(task: str, folder: Path, out: Path, explain: bool, trend: bool,
 
 
 def default_folder(work: Path) -> Path:
-    shared = Path("/tmp/gen100k")
-    if (shared / "leads.parquet").exists():
-        return shared
     folder = work / "gen100k"
     subprocess.run(_cli("generate", "--out", str(folder), "--leads", "100000", "--seed", "7"),
                    env=_env(""), check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
