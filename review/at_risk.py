@@ -18,7 +18,6 @@ stage-weighted pipeline overstates what the model expects.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pandas as pd
 
@@ -57,11 +56,7 @@ def score_open_deals(
     endpoint = TASKS[TASK].endpoint.load()
     open_ = facts.deals.loc[facts.open_at(facts.as_of)]
     ids = [str(i) for i in open_.index]
-    rows: list[dict[str, Any]] = [
-        {"account_id": a, "lead_id": lead, "product": p}
-        for a, lead, p in zip(open_["account_id"], open_["lead_id"], open_["product"],
-                              strict=True)
-    ]
+    rows = open_[["account_id", "lead_id", "product"]].reset_index(drop=True)
     context = {name: tables.get(name) for name in TABLES}
     gaps = file_gaps(rows, "opportunity_id", tables, context)
     as_of = facts.as_of.to_pydatetime()

@@ -19,11 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.build import category_dtype
 from features.declarations import FeatureSet
-from features.reasons import ContextPart, Topic, Value, Values, topics_for
+from features.reasons import UNKNOWN_LEVELS, ContextPart, Topic, Value, Values, topics_for
 from features.sets import CATEGORY_LEVELS
 
 TOP_K = 3
+
+KNOWN_ROWS_MIN = 8
+"""From this many rows, which topics are known is read for the whole batch at once."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,12 @@ class Explainer:
                                     for f in t.absence)
             for t in self.topics
         ]
+        self._needed = sorted({f for t in self.topics for f in t.needs})
+        self._known_levels = {  # by category code, with code -1 (missing) in the last slot
+            f: np.array([lv not in UNKNOWN_LEVELS for lv in category_dtype(f).categories]
+                        + [False])
+            for f in self._needed if f in self.categorical
+        }
         self.context_labels: dict[ContextPart, list[str]] = {}
         self._context_features: dict[ContextPart, list[str]] = {}
         for t in self.topics:
@@ -93,6 +103,30 @@ class Explainer:
                     t.context_label or t.label)
                 self._context_features.setdefault(t.context, []).extend(
                     t.context_features or t.features)
+
+    def known_rows(self, scored_columns: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """:meth:`Topic.known` of every row at once (rows x topics), read from the scored
+        feature columns (numbers, yes/no as 1/0 and categories as codes, as
+        ``serving.scoring.Scored.columns`` holds them) instead of row by row. None below
+        ``KNOWN_ROWS_MIN`` rows, where asking each topic of each row costs less."""
+        n = len(next(iter(scored_columns.values()))) if scored_columns else 0
+        if n < KNOWN_ROWS_MIN:
+            return None
+        known = {f: self._feature_known(f, scored_columns[f]) for f in self._needed}
+        out = np.ones((n, len(self.topics)), dtype=bool)
+        for j, t in enumerate(self.topics):
+            for f in t.needs:
+                out[:, j] &= known[f]
+        return out
+
+    def _feature_known(self, name: str, column: np.ndarray) -> np.ndarray:
+        """``features.reasons._known`` of each value of one feature column: a category
+        is known unless missing or an unknown level, anything else unless NaN or infinite."""
+        good = self._known_levels.get(name)
+        if good is not None:
+            codes = np.asarray(column, dtype=np.int64)
+            return np.asarray(good[np.where(codes < 0, len(good) - 1, codes)], dtype=bool)
+        return np.isfinite(np.asarray(column, dtype=np.float64))
 
     def context_features(self, part: ContextPart) -> list[str]:
         """The features read from one part of a request's context."""
@@ -117,6 +151,7 @@ class Explainer:
         exclude_up: Collection[str] = (),
         said: Collection[str] = (),
         k: int = TOP_K,
+        known_row: np.ndarray | None = None,
     ) -> Explanation:
         """Up to ``k`` reasons for and ``k`` against one row's score, strongest first.
 
@@ -124,10 +159,14 @@ class Explainer:
         the row's features by name, ``absent`` the context parts the request left out,
         ``exclude_up`` features a risk flag states, kept out of the reasons for, and
         ``said`` features another warning already names (a category value training
-        never saw), left out of ``unknown``.
+        never saw), left out of ``unknown``. ``known_row``: the row of :meth:`known_rows`,
+        when computed for the whole batch.
         """
-        known = [t.known(values) and (t.context not in absent or bool(t.context_features))
-                 for t in self.topics]
+        topic_known = (known_row.tolist() if known_row is not None
+                       else [t.known(values) for t in self.topics])
+        known = topic_known if not absent else [
+            ok and (t.context not in absent or bool(t.context_features))
+            for t, ok in zip(self.topics, topic_known, strict=True)]
         unknown = [t.label for t, ok in zip(self.topics, known, strict=True)
                    if not ok and t.context not in absent
                    and not any(f in said for f in t.features)]

@@ -63,6 +63,19 @@ def rows_to_table(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
     )
 
 
+def columns_to_table(columns: dict[str, Any], table: Table, n: int) -> pd.DataFrame:
+    """:func:`rows_to_table` of validated values held a column at a time (a list of
+    Python values, None missing, per column; a timestamp column may be a UTC
+    ``DatetimeIndex`` already)."""
+    if n == 0:
+        return _empty(table.name)
+    return pd.DataFrame({
+        c.name: columns[c.name] if isinstance(columns[c.name], pd.DatetimeIndex)
+        else _column(columns[c.name], c.kind)
+        for c in table.columns
+    })
+
+
 def _row(model: Any, **fill: Any) -> dict[str, Any]:
     """A validated record's fields as a row (the schemas declare every contract column;
     extra fields such as nested activities are ignored by ``rows_to_table``)."""

@@ -72,6 +72,9 @@ class _Rows:
     explainer: Explainer
     values: list[dict[str, Any]]
     sums: np.ndarray | None
+    known: np.ndarray | None
+    """Per row and topic, whether the topic is known (``Explainer.known_rows``; None for
+    a few rows, each topic then asked of each row)."""
 
     @classmethod
     def of(cls, scored: Scored) -> _Rows:
@@ -87,7 +90,7 @@ class _Rows:
                 for i, g in enumerate(scored.gaps):
                     contributions[i, ex.masked(g.context.keys())] = 0.0
             sums = ex.sums(contributions)
-        return cls(scored, ex, values, sums)
+        return cls(scored, ex, values, sums, ex.known_rows(scored.columns))
 
     def explain(self, i: int, exclude_up: frozenset[str] = frozenset()) -> tuple[
         Reasons, list[str]
@@ -107,6 +110,9 @@ class _Rows:
             None if self.sums is None else self.sums[i], values,
             absent=gap.context.keys(), exclude_up=exclude_up,
             said=unseen.keys() | ignored,
+            # The batch's known topics read the columns as scored; with features the
+            # model ignores, the row's own values (those read as not known) decide.
+            known_row=None if self.known is None or ignored else self.known[i],
         )
         warnings = _context_warnings(self.explainer, gap.context)
         warnings += [unseen_warning(f, v) for f, v in unseen.items()]
@@ -332,8 +338,9 @@ def account_warnings(
     as not known. ``unserved``: the parts no model serves (the gate withheld them)."""
     unserved = unserved or []
     due = scored.columns.get("days_to_renewal")
-    rows = _Rows(scored, explainer(scored.feature_set),
-                 [row_values(scored.feature_set, r) for r in scored.values()], None)
+    ex = explainer(scored.feature_set)
+    rows = _Rows(scored, ex, [row_values(scored.feature_set, r) for r in scored.values()], None,
+                 ex.known_rows(scored.columns))
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
         said = [f"{field} is not scored: no model of it is served (GET /v1/models says why)"

@@ -54,6 +54,8 @@ MAX_ROWS_PER_ENTITY = 5000
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+TIMESTAMP_RANGE = (_EARLIEST, _LATEST)
+"""Every timestamp of a request is in [start, end) (UTC)."""
 
 
 def _utc(value: datetime) -> datetime:

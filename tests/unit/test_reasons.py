@@ -221,3 +221,42 @@ def test_left_out_context_is_not_known_and_not_listed_twice() -> None:
 def test_unseen_category_values_are_found() -> None:
     raw = {"source": "linkedin_ads", "seniority": "chief", "industry": "software"}
     assert unseen_features(LEAD_V1, raw) == {"source": "linkedin_ads", "seniority": "chief"}
+
+
+@pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)
+def test_known_rows_is_each_topics_known_row_by_row(
+    fs: FeatureSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole batch's known topics, read from the scored columns, are what each topic
+    says of each row's values (missing, NaN, unknown levels, real values)."""
+    import pandas as pd
+
+    from features.build import select_features
+    from serving.explain import row_values
+    from serving.scoring import Scored, entity_features
+    from tests.data.toy_crm import toy_crm
+
+    tables = toy_crm(5, n_leads=40)
+    key = fs.entity_key
+    frame = tables.leads if key == "lead_id" else tables.opportunities
+    ids = frame[key].astype(str).tolist()
+    as_of = pd.Timestamp(frame["created_at"].max()) + pd.Timedelta(days=3)
+    columns = select_features(entity_features(tables, key, ids, as_of.to_pydatetime()), fs)
+    rng = np.random.default_rng(0)
+    for name in fs.names:  # blank out some values of every kind
+        category = fs.spec(name).dtype == "category"
+        col = columns[name].copy() if category else columns[name].astype(np.float64)
+        hole = rng.random(len(col)) < 0.2
+        col[hole] = -1 if category else np.nan
+        columns[name] = col
+    scored = Scored(ids=ids, feature_set=fs, columns=columns,
+                    probabilities=np.zeros(len(ids)), contributions=None)
+    ex = Explainer(fs)
+    one = {name: col[:1] for name, col in columns.items()}
+    assert ex.known_rows(one) is None  # a few rows: each topic asks each row
+    monkeypatch.setattr("serving.explain.KNOWN_ROWS_MIN", 1)
+    rows = [row_values(fs, row) for row in scored.values()]
+    expected = np.array([[t.known(v) for t in ex.topics] for v in rows])
+    got = ex.known_rows(columns)
+    assert got is not None and expected.shape == got.shape and not expected.all() and expected.any()
+    np.testing.assert_array_equal(got, expected)
