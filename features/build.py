@@ -304,6 +304,34 @@ def _owner_record(tables: AnyTables, owner_code: np.ndarray, owners: pit.Queries
     return {"owner_win_rate": _win_rate(won, lost), "owner_closed_deals": won + lost}
 
 
+def _owner_activity_rate(tables: AnyTables, owner_code: np.ndarray,
+                         owners: pit.Queries) -> np.ndarray:
+    """Activities a day on the owner's deals while open, before t: better reps run busier
+    deals, measured over every deal they have had rather than the few an account sees."""
+    opps, acts = tables.opportunities, tables.activities
+    t = owners.times
+    created, closed = times(opps, "created_at"), times(opps, "closed_at")
+    # Open days before t: (t - created) over deals created before t, less (t - closed) over
+    # those closed before t, as counts and sums of times.
+    opened = pit.index_events(owner_code, created)
+    shut = pit.index_events(owner_code, closed)
+    days = np.zeros(len(t))
+    for idx, sign in ((opened, 1.0), (shut, -1.0)):
+        start = owners.starts(idx)
+        end = owners.positions(idx, owners.thresholds(idx.distinct_times))
+        total = np.zeros(len(idx) + 1)
+        if len(idx):
+            np.cumsum(idx.times / _DAY, out=total[1:])
+        days += sign * ((end - start) * (t / _DAY) - (total[end] - total[start]))
+    deal_owner = _pick(owner_code, pit.codes(keys(acts, "opportunity_id"),
+                                             keys(opps, "opportunity_id")),
+                       np.ones(len(acts), dtype=bool))
+    busy = owners.count(pit.index_events(deal_owner, times(acts, "occurred_at")))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # No activity at all on their deals: not sent (a request without them), not idle.
+        return np.where((owners.keys >= 0) & (days >= 1.0) & (busy > 0), busy / days, np.nan)
+
+
 def _vocab(values: pd.Series | np.ndarray) -> pd.Index | np.ndarray:
     """Distinct non-null ids, in first-seen order: the code space of an entity."""
     if isinstance(values, np.ndarray):
@@ -493,6 +521,26 @@ def _window(
     return lo, hi
 
 
+def _renewal_activity(tables: AnyTables, deal_vocab: pd.Series | np.ndarray,
+                      renewal: pit.Queries) -> Columns:
+    """The open renewal deal's own activities before t: in the last 14 days, the days since
+    the latest, and the contacts they touched. Better deals are busier and multi-threaded;
+    a troubled one goes quiet."""
+    acts = tables.activities
+    code = _relevant(pit.codes(keys(acts, "opportunity_id"), deal_vocab), renewal.keys,
+                     len(deal_vocab))
+    idx = pit.index_events(code, times(acts, "occurred_at"))
+    firsts = pit.running_count(_first_sightings(idx, pit.id_codes(keys(acts, "contact_id"))))
+    lo, hi = _window(renewal, idx, 14)
+    open_deal = renewal.keys >= 0
+    return {
+        "renewal_activities_14d": np.where(open_deal, hi - lo, 0),
+        "renewal_contacts": np.where(open_deal, firsts[hi] - firsts[renewal.starts(idx)], 0),
+        "renewal_days_since_activity": pit.days_between(
+            renewal.times, _take_time(idx.times, renewal.last(idx))),
+    }
+
+
 def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
                     acc: pit.Queries) -> Columns:
     """Usage, tickets and survey answers of each account before t."""
@@ -524,6 +572,7 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
         when = _take_time(idx.times, at)
         return np.where(found, got, np.nan), pit.days_between(t, when)
 
+    sums: dict[str, dict[int, np.ndarray]] = {}
     for name in ("active_users", "logins"):
         idx = index(name)
         total = _running_sum(idx, value)
@@ -531,8 +580,26 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
         out[f"{name}_30d"] = recent
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"{name}_trend"] = np.where(before > 0, recent / before - 1.0, np.nan)
+        sums[name] = {}
+        for days in (14, 30):
+            lo, hi = _window(acc, idx, days)
+            sums[name][days] = total[hi] - total[lo]
         if name == "active_users":
-            out["active_users_last"], _ = last(idx)
+            out["active_users_last"], out["days_since_usage"] = last(idx)
+            # The 30-day average against every reading before it: a drop from the
+            # account's own usual level, whatever its size and reach.
+            start = acc.starts(idx)
+            lo, _ = _window(acc, idx, 30)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                usual = np.where(lo > start, (total[lo] - total[start]) / (lo - start), np.nan)
+                out["active_users_vs_usual"] = np.where(usual > 0, recent / usual - 1.0,
+                                                        np.nan)
+    # Logins per active user: how intensely the users there are use it.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for days in (14, 30):
+            users = sums["active_users"][days]
+            out[f"logins_per_user_{days}d"] = np.where(users > 0,
+                                                       sums["logins"][days] / users, np.nan)
     seats, _ = last(index("licensed_seats"))
     out["licensed_seats"] = seats
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -607,14 +674,18 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
     out["term_product"] = _category(opps, "product", term_deal, has_term, "term_product")
     deal_vocab = keys(opps, "opportunity_id")
-    history = _deal_history(tables, deal_vocab, pit.Queries(renewal, t))
+    renewal_q = pit.Queries(renewal, t)
+    history = _deal_history(tables, deal_vocab, renewal_q)
     out["renewal_stage"] = history["stage"]
     out["renewal_days_in_stage"] = history["days_in_stage"]
+    out["renewal_close_date_pushes"] = history["close_date_pushes"]
+    out.update(_renewal_activity(tables, deal_vocab, renewal_q))
     # The account's owner: the owner of the renewing contract's deal; their record so far,
     # on every deal and on renewals alone.
     owner_code = _owner_codes(opps)
     owners = pit.Queries(_pick(owner_code, term_deal, has_term), t)
     out.update(_owner_record(tables, owner_code, owners))
+    out["owner_activity_rate"] = _owner_activity_rate(tables, owner_code, owners)
     renewal_owner = np.where(equals(opps, "product", contracts.RENEWAL_PRODUCT), owner_code, -1)
     won, lost, _, _ = _deal_outcomes(tables, renewal_owner, owners)
     out["owner_renewal_rate"] = _win_rate(won, lost)

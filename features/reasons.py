@@ -168,6 +168,19 @@ def share(value: Value) -> str:
     return f"{abs(float(value or 0)):.0%}"
 
 
+def rate(value: Value) -> str:
+    """Activities a day: "1.5 activities a day", "1 activity a day"."""
+    x = float(value or 0)
+    return "1 activity a day" if f"{x:.1f}" == "1.0" else f"{x:,.1f} activities a day"
+
+
+def per_user(value: Value) -> str:
+    """Weekly logins per active user."""
+    x = float(value or 0)
+    return "1 login a week per active user" if f"{x:.1f}" == "1.0" else \
+        f"{x:,.1f} logins a week per active user"
+
+
 def _article(text: str) -> str:
     return ("an " if text[:1].lower() in "aeio" or text.startswith("SMB") else "a ") + text
 
@@ -630,10 +643,78 @@ def _account_topics() -> tuple[Topic, ...]:
     )
 
 
+def _owner_activity(v: Values) -> str:
+    return f"the account owner's deals see {rate(v['owner_activity_rate'])} while open"
+
+
+def _renewal_trail(v: Values) -> str:
+    if v.get("renewal_stage") is None:
+        return "no renewal deal open yet"
+    pushes = whole(v["renewal_close_date_pushes"])
+    return ("the renewal deal's close date was never pushed" if pushes == 0
+            else f"the renewal deal's close date was pushed {times(pushes)}")
+
+
+def _renewal_activity(v: Values) -> str:
+    last = v["renewal_days_since_activity"]
+    if last is None:
+        return ("no renewal deal open yet" if v.get("renewal_stage") is None
+                else "no activity on the renewal deal yet")
+    n14 = whole(v["renewal_activities_14d"])
+    text = ("no activity on the renewal deal in the last 14 days" if n14 == 0 else
+            f"{count(n14, 'activity', 'activities')} on the renewal deal in the last 14 days")
+    text += f", the latest {ago(last)}"
+    contacts = whole(v.get("renewal_contacts"))
+    return text + (f"; {count(contacts, 'contact')} engaged on it" if contacts else "")
+
+
+def _usage_level(v: Values) -> str:
+    since = v["days_since_usage"]
+    if since is None:
+        return "no product usage reported yet"
+    text = f"the latest usage report came {ago(since)}"
+    change = v.get("active_users_vs_usual")
+    if change is not None and abs(float(change)) >= 0.005:
+        text += (f"; active users {'up' if float(change) > 0 else 'down'} {share(change)} "
+                 "against the account's usual level")
+    return text
+
+
+def _login_intensity(v: Values) -> str:
+    recent, month = v["logins_per_user_14d"], v.get("logins_per_user_30d")
+    if recent is None and month is None:
+        return "no logins reported in the last 30 days"
+    if recent is None:
+        return f"{per_user(month)} over the last 30 days"
+    text = f"{per_user(recent)} over the last 14 days"
+    return text + (f" ({per_user(month)} over the last 30)" if month is not None else "")
+
+
+def _renewal_sign_topics() -> tuple[Topic, ...]:
+    """The renewal set's own topics, beside the ones it shares with expansion."""
+    return (
+        Topic("owner_activity", "the account owner's deal activity", ("owner_activity_rate",),
+              _owner_activity, False, needs=("owner_activity_rate",), context="owner_deals"),
+        Topic("renewal_trail", "the renewal deal's close date", ("renewal_close_date_pushes",),
+              _renewal_trail, True, absence=("renewal_close_date_pushes",),
+              reads=("renewal_stage",)),
+        Topic("renewal_activity", "activity on the renewal deal",
+              ("renewal_activities_14d", "renewal_contacts", "renewal_days_since_activity"),
+              _renewal_activity, True, absence=("renewal_days_since_activity",),
+              reads=("renewal_stage",)),
+        Topic("usage_level", "usage against the usual level",
+              ("days_since_usage", "active_users_vs_usual"), _usage_level, False,
+              absence=("days_since_usage",)),
+        Topic("login_intensity", "logins per active user",
+              ("logins_per_user_14d", "logins_per_user_30d"), _login_intensity, False,
+              absence=("logins_per_user_14d", "logins_per_user_30d")),
+    )
+
+
 TOPICS: dict[str, tuple[Topic, ...]] = {
     LEAD_V1.name: LEAD_TOPICS,
     DEAL_V1.name: DEAL_TOPICS,
-    ACCOUNT_RENEWAL_V1.name: _account_topics(),
+    ACCOUNT_RENEWAL_V1.name: (*_account_topics(), *_renewal_sign_topics()),
     ACCOUNT_EXPANSION_V1.name: _account_topics(),
 }
 """Per feature set (by name), its topics: every feature in exactly one."""

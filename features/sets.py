@@ -325,12 +325,40 @@ def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
     )
 
 
+def _renewal_signs() -> tuple[FeatureSpec, ...]:
+    """What a renewal's outcome shows before it closes, beyond what the expansion task
+    reads: the owner's deals' activity (their skill), the open renewal deal slipping or
+    going quiet, and usage falling from the account's own usual level."""
+
+    def spec(name: str, dtype: FeatureDtype, text: str, window: int | None = None) -> FeatureSpec:
+        return FeatureSpec(name, "account", dtype, text, window_days=window)
+
+    return (
+        spec("owner_activity_rate", "float", "the account owner's deals have {value:.1f} "
+             "activities a day while open"),
+        spec("renewal_close_date_pushes", "int", "the renewal deal's close date pushed "
+             "{value:.0f} times"),
+        spec("renewal_activities_14d", "int", "{value:.0f} activities on the renewal deal in "
+             "the last 14 days", 14),
+        spec("renewal_contacts", "int", "{value:.0f} contacts engaged on the renewal deal"),
+        spec("renewal_days_since_activity", "float", "{value:.0f} days since the last activity "
+             "on the renewal deal"),
+        spec("days_since_usage", "float", "{value:.0f} days since the last usage report"),
+        spec("active_users_vs_usual", "float", "active users {value:+.0%} against the "
+             "account's usual level", 30),
+        spec("logins_per_user_14d", "float", "{value:.1f} logins per active user a week (last "
+             "14 days)", 14),
+        spec("logins_per_user_30d", "float", "{value:.1f} logins per active user a week (last "
+             "30 days)", 30),
+    )
+
+
 ACCOUNT_RENEWAL_V1 = FeatureSet(
     name="account_renewal_v1",
-    version=1,
+    version=2,
     task="account_renewal",
     entity_key="account_id",
-    features=_account({"severe_tickets_90d": -1, "renewals_lost": -1}),
+    features=(*_account({"severe_tickets_90d": -1, "renewals_lost": -1}), *_renewal_signs()),
 )
 
 ACCOUNT_EXPANSION_V1 = FeatureSet(

@@ -264,7 +264,8 @@ class AccountBatch(_Strict):
     context: Context | None = Field(
         default=None,
         description="the account owners' other deals (`opportunities`), which their record "
-        "reads; left out, the owner's record is not known and the result says so",
+        "reads, and those deals' `activities`, which the renewal score reads as how busy the "
+        "owner's deals are; left out, the owner's record is not known and the result says so",
     )
 
 
