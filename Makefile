@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check leadscore features modeling training serving tests benchmarks
-	$(BIN)/mypy leadscore features modeling training serving
+	$(BIN)/ruff check leadscore features modeling forecast training serving tests benchmarks
+	$(BIN)/mypy leadscore features modeling forecast training serving
 
 clean:
 	rm -rf $(VENV) models/mlflow.db models/artifacts

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from features.tasks import TASKS
+from leadscore.pipeline_cmd import pipeline_app
 
 TASK_HELP = "One of: " + ", ".join(TASKS) + "."
 HORIZON_HELP = "Label horizon in days, for tasks with one (default: the task's; " + ", ".join(
@@ -19,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+app.add_typer(pipeline_app, name="pipeline")
 
 
 @app.callback()
