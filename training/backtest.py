@@ -32,13 +32,14 @@ from features.training_set import build_training_set
 from forecast.core import DRAWS, METHODS, Forecast, Range, forecast
 from forecast.periods import Period, check_kind, period_of
 from modeling.artifact import ScoringModel
+from modeling.registry import BACKTEST_ARTIFACT, BACKTEST_EXPERIMENT
 from modeling.time_to_close import Form, TimeToCloseModel
 from training.fit import BoosterParams, fit_scoring_model
 from training.time_to_close import FORMS, TimeToCloseParams, choose_form, split_won, won_rows
 
 Step = Callable[[str], None]
 Oracle = Callable[[pd.DataFrame], np.ndarray]
-EXPERIMENT = "pipeline_backtest"
+EXPERIMENT = BACKTEST_EXPERIMENT
 ORIGIN_BOOSTER = BoosterParams(learning_rate=0.1, num_boost_round=300, early_stopping_rounds=30)
 """Small, fast boosters: one model per origin, several origins per run."""
 
@@ -256,7 +257,7 @@ def log_backtest(result: Backtest, params: dict[str, Any], tracking_uri: str | N
             for m, r in p.ranges.items():
                 mlflow.log_metric(f"p50_{m}", r.p50, step=i)
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "backtest.json"
+            path = Path(tmp) / BACKTEST_ARTIFACT
             path.write_text(json.dumps(result.to_json(), indent=2, default=str))
             mlflow.log_artifact(str(path))
         return str(run.info.run_id)

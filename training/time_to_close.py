@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.schema import CRMTables
+from features.snapshots import data_end_of
 from modeling.time_to_close import (
     CATEGORICAL,
     DAY_NS,
@@ -210,3 +211,35 @@ def choose_form(
     chosen = fitted[best]
     chosen.metadata["form_brier"] = {k: {str(d): b for d, b in v.items()} for k, v in brier.items()}
     return FormChoice(chosen, brier)
+
+
+MIN_WON_ROWS = 30
+"""Fewest won snapshots to fit, early-stop and compare the forms on, each."""
+
+
+def fit_companion(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    test_start: pd.Timestamp,
+    tables: CRMTables,
+    params: TimeToCloseParams | None = None,
+    seed: int = 7,
+) -> FormChoice | None:
+    """The time-to-close model of a ``deal_close`` run, on the run's own time split.
+
+    Its rows are the won deals of the training and validation periods that had closed by
+    the test period's start (few validation deals had: they are the recent ones), the
+    latest 15 % of those deals early-stopping the boosters; the form is chosen on the
+    test period's won deals. None when a part has fewer than :data:`MIN_WON_ROWS` rows.
+    """
+    after_all = data_end_of(tables) + pd.Timedelta(days=1)
+    known = pd.concat([won_rows(train, tables, test_start),
+                       won_rows(validation, tables, test_start)])
+    if len(known) < 2 * MIN_WON_ROWS:
+        return None
+    fit_rows, early = split_won(known, 0.15)
+    held_out = won_rows(test, tables, after_all)
+    if min(len(fit_rows), len(early), len(held_out)) < MIN_WON_ROWS:
+        return None
+    return choose_form(fit_rows, early, held_out, params=params, seed=seed)

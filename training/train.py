@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
@@ -47,6 +48,7 @@ from training.registry import (
     version_with_fingerprint,
     withhold,
 )
+from training.time_to_close import FormChoice, TimeToCloseParams, fit_companion
 
 Step = Callable[[str], None]
 
@@ -177,6 +179,8 @@ class TrainResult:
     """Where ``version`` stands now: champion, challenger, or None."""
     withheld: str | None = None
     """Why the task has no champion, when the gate left it without one."""
+    companions: tuple[str, ...] = ()
+    """Companion models logged in the run (``time_to_close``)."""
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
@@ -326,7 +330,28 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         },
         on_step=step,
         fingerprint=digest,
+        companions=fit_companions(ev, inputs.tables, settings, step),
     )
+
+
+def fit_companions(ev: Evaluation, tables: CRMTables | None, settings: TrainSettings,
+                   on_step: Step | None = None) -> dict[str, FormChoice]:
+    """The task's companion models (``TaskSpec.companions``) on the run's own split.
+
+    The time-to-close model needs the tables (when each won deal closed): a run from a
+    prebuilt training set has none, and logs none.
+    """
+    step = on_step or (lambda _: None)
+    out: dict[str, FormChoice] = {}
+    if "time_to_close" in task_spec(ev.task).companions and tables is not None:
+        split = ev.split
+        choice = fit_companion(split.train, split.validation, split.test, split.test_start,
+                               tables, TimeToCloseParams(num_threads=settings.num_threads),
+                               settings.seed)
+        if choice is not None:
+            out["time_to_close"] = choice
+            step("fitted the time-to-close model")
+    return out
 
 
 def keep_unchanged(settings: TrainSettings, digest: str) -> TrainResult | None:
@@ -359,8 +384,13 @@ def log_and_register(
     plots: bool = True,
     on_step: Step | None = None,
     fingerprint: str | None = None,
+    companions: dict[str, FormChoice] | None = None,
 ) -> TrainResult:
-    """Write the report, log the run to MLflow, register the model and apply the gate."""
+    """Write the report, log the run to MLflow, register the model and apply the gate.
+
+    Companion models are logged in the same run (artifact folder of their name, metrics
+    and the form as a tag), so a registered version's run holds the ones fit beside it.
+    """
     import mlflow
 
     step = on_step or (lambda _: None)
@@ -390,6 +420,12 @@ def log_and_register(
         version = log_scoring_model(
             ev.model, ev.split.test, ev.task if settings.register_model else None
         )
+        for name, choice in (companions or {}).items():
+            with tempfile.TemporaryDirectory() as tmp:
+                choice.model.save(Path(tmp) / name)
+                mlflow.log_artifacts(str(Path(tmp) / name), artifact_path=name)
+            mlflow.log_metrics({k: v for k, v in choice.metrics().items() if np.isfinite(v)})
+            mlflow.set_tag(f"{name}_form", choice.model.form)
         withheld: str | None = None
         alias: str | None = None
         uri = settings.tracking_uri
@@ -410,4 +446,4 @@ def log_and_register(
         run_id = run.info.run_id
     step("logged to MLflow")
     return TrainResult(ev, run_id, version, decision, report_dir, fingerprint=fingerprint,
-                       alias=alias, withheld=withheld)
+                       alias=alias, withheld=withheld, companions=tuple(companions or {}))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from features.schema import TABLES, CRMTables
 from forecast.core import Range
 from leadscore.cli import app
+from modeling.registry import last_backtest
 from training.backtest import (
     Backtest,
     BacktestPeriod,
@@ -138,6 +139,9 @@ def test_cli_logs_the_backtest_to_mlflow(small_crm_dir: Path, tmp_path: Path,
     assert np.isfinite(run.data.metrics["wape_model"])
     assert "coverage_p10_p90_oracle" in run.data.metrics
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["backtest.json"]
+    last = last_backtest(uri)
+    assert last is not None and last["run_id"] == run.info.run_id
+    assert last["metrics"]["wape_model"] == pytest.approx(run.data.metrics["wape_model"])
 
 
 def test_cli_refuses_an_unknown_period(small_crm_dir: Path) -> None:

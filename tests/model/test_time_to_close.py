@@ -107,3 +107,40 @@ def test_the_form_is_chosen_by_held_out_brier(small_tables: CRMTables) -> None:
     best = min(("hazard", "regression"), key=lambda f: choice.mean_brier[f])
     assert choice.model.form == best
     assert "ttc_hazard_brier_30d" in choice.metrics()
+
+
+def test_logged_in_the_deal_close_run_and_read_back_by_version(
+    deal_frame: pd.DataFrame, small_tables: CRMTables, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from features.sets import DEAL_V1
+    from modeling.registry import _client, load_time_to_close
+    from training.evaluate import EvaluationConfig, fit_and_evaluate
+    from training.train import fit_companions, log_and_register, train_settings
+
+    from .conftest import QUICK as QUICK_DEALS
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ev = fit_and_evaluate(deal_frame, "deal_close", DEAL_V1,
+                          EvaluationConfig(params=QUICK_DEALS, strict_backtest=False))
+    settings = train_settings(task="deal_close", data=tmp_path, tracking_uri=uri,
+                              out_dir=tmp_path / "report", num_threads=1)
+    companions = fit_companions(ev, small_tables, settings)
+    assert set(companions) == {"time_to_close"}
+    # Fit only on won deals closed before the test period.
+    fitted = companions["time_to_close"].model
+    assert fitted.metadata["rows_train"] > 0
+    result = log_and_register(ev, settings, plots=False, companions=companions)
+    assert result.companions == ("time_to_close",) and result.version is not None
+    run = _client(uri).get_run(result.run_id)
+    assert run.data.tags["time_to_close_form"] == fitted.form
+    assert "ttc_hazard_brier_mean" in run.data.metrics
+    loaded = load_time_to_close("deal_close", version=result.version, tracking_uri=uri)
+    assert loaded is not None and loaded.form == fitted.form
+    test = ev.split.test.head(50)
+    days = np.array([15.0, 45.0])
+    assert np.array_equal(loaded.prob_closed_within(test, days),
+                          fitted.prob_closed_within(test, days))
+    # A lead model's run has no companion.
+    assert fit_companions(ev, None, settings) == {}
