@@ -145,3 +145,52 @@ def test_a_wider_spread_widens_only_the_range() -> None:
 def test_unknown_period_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown period"):
         forecast(crafted_crm(), AS_OF, "week", ById(), FixedTime())
+
+
+def test_no_open_deals_is_a_forecast_of_new_deals_only() -> None:
+    fc = forecast(crafted_crm(), pd.Timestamp("2024-11-15", tz="UTC"), "quarter", ById(),
+                  FixedTime(), draws=1000)
+    assert fc.deals == [] and fc.current.open_expected == 0.0
+    assert fc.current.period == "2024Q4" and fc.next.period == "2025Q1"
+    # Nothing was created, let alone won, before: no history to expect new wins from.
+    assert fc.current.bookings == fc.current.crm_default
+    assert fc.current.bookings.p90 == 0.0
+
+
+def _deals_only(rows: list[tuple[str, str, float]]) -> CRMTables:
+    """Won deals (created, closed, amount) and nothing else."""
+    opps = [{"opportunity_id": f"N{i}", "account_id": "A1", "lead_id": None, "owner_id": "R1",
+             "created_at": created, "product": "starter", "amount": amount,
+             "close_date": closed, "closed_at": closed, "is_won": True}
+            for i, (created, closed, amount) in enumerate(rows)]
+    empty = {name: empty_frame(TABLES[name]) for name in
+             ("accounts", "leads", "opportunity_history", "activities")}
+    return CRMTables(opportunities=_frame("opportunities", opps), **empty)
+
+
+def test_new_deal_wins_from_like_periods_by_hand() -> None:
+    from forecast.new_deals import new_deal_rates
+
+    tables = _deals_only([
+        # Created and won inside a first month of a quarter: January, October, April 2024.
+        ("2025-01-05", "2025-01-20", 100), ("2025-01-10", "2025-01-28", 300),
+        ("2024-10-02", "2024-10-30", 200), ("2024-04-03", "2024-04-25", 400),
+        # A second month of a quarter: February.
+        ("2025-02-03", "2025-02-20", 1000),
+        # Created in January, won in February: the month after.
+        ("2025-01-25", "2025-02-10", 500),
+        # Created and won in March (a third month): neither.
+        ("2025-03-20", "2025-03-31", 50),
+    ])
+    rates = new_deal_rates(tables, pd.Timestamp("2025-04-01", tz="UTC"), "month")
+    # April: the four first months before it (Jan, Oct, Jul, Apr) hold 2 + 1 + 0 + 1 wins.
+    assert rates.current.expected_count == pytest.approx(1.0)
+    assert sorted(rates.current.amounts) == [100, 200, 300, 400]
+    assert rates.current.expected_amount == pytest.approx(250.0)
+    # May: 1 win in four second months, plus 1 in four of created in a first, won next.
+    assert rates.next.expected_count == pytest.approx(0.25 + 0.25)
+    assert sorted(rates.next.amounts) == [500, 1000]
+    # Half of April left: half of its own new wins, and of those carried into May.
+    half = new_deal_rates(tables, pd.Timestamp("2025-04-16", tz="UTC"), "month")
+    assert half.current.expected_count == pytest.approx(0.5)
+    assert half.next.expected_count == pytest.approx(0.25 + 0.5 * 0.25)
