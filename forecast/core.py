@@ -155,17 +155,27 @@ class PastError:
     period: str
     expected: float
     actual: float
+    independent_cv: float = 0.0
+    """The coefficient of variation the Monte Carlo over independent deals alone gives
+    that period's bookings (its standard deviation / ``expected``)."""
+
+
+def _expected_and_variance(feats: pd.DataFrame, p_won: np.ndarray, time_model: TimeModel,
+                           as_of: pd.Timestamp, end: pd.Timestamp) -> tuple[float, float]:
+    """Sum over the open deals of amount x P(won by ``end``), and the variance of the
+    sum of independent wins (amount^2 x p x (1 - p))."""
+    if not len(feats):
+        return 0.0, 0.0
+    days = np.array([(end - as_of) / pd.Timedelta(days=1)])
+    q = p_won * time_model.prob_closed_within(feats, days)[:, 0]
+    amounts = feats["amount"].astype("float64").fillna(0.0).to_numpy()
+    return float(q @ amounts), float((q * (1.0 - q)) @ amounts**2)
 
 
 def expected_won(feats: pd.DataFrame, p_won: np.ndarray, time_model: TimeModel,
                  as_of: pd.Timestamp, end: pd.Timestamp) -> float:
     """Sum of amount x P(won) x P(closed by ``end`` | won) over the open deals."""
-    if not len(feats):
-        return 0.0
-    days = np.array([(end - as_of) / pd.Timedelta(days=1)])
-    closed_by = time_model.prob_closed_within(feats, days)[:, 0]
-    amounts = feats["amount"].astype("float64").fillna(0.0).to_numpy()
-    return float((p_won * closed_by) @ amounts)
+    return _expected_and_variance(feats, p_won, time_model, as_of, end)[0]
 
 
 def past_errors(tables: CRMTables, as_of: pd.Timestamp, kind: str, deal_model: DealScorer,
@@ -189,17 +199,30 @@ def past_errors(tables: CRMTables, as_of: pd.Timestamp, kind: str, deal_model: D
     for q, feats in zip(chosen, frames, strict=True):
         p_won = (np.asarray(deal_model.predict_proba(feats), dtype=float) if len(feats)
                  else np.zeros(0))
-        expected = expected_won(feats, p_won, time_model, q.start, q.end)
-        expected += new_deal_rates(tables, q.start, kind).current.expected_amount
-        out.append(PastError(q.label, expected, _won_in(tables, q, as_of)))
+        expected, variance = _expected_and_variance(feats, p_won, time_model, q.start, q.end)
+        new = new_deal_rates(tables, q.start, kind).current
+        expected += new.expected_amount
+        if len(new.amounts):  # a compound Poisson sum: lambda x E[amount^2]
+            variance += new.expected_count * float(np.mean(new.amounts**2))
+        cv = float(np.sqrt(variance) / expected) if expected > 0 else 0.0
+        out.append(PastError(q.label, expected, _won_in(tables, q, as_of), cv))
     return out
 
 
 def spread_of(errors: list[PastError]) -> float:
-    """The standard deviation of log(actual / expected) over past periods (0 with fewer
-    than three)."""
-    ratios = [np.log(e.actual / e.expected) for e in errors if e.actual > 0 and e.expected > 0]
-    return float(np.std(ratios, ddof=1)) if len(ratios) >= 3 else 0.0
+    """The part of the past periods' error that independent deals do not explain.
+
+    The mean square of log(actual / expected) (around 0: the P50 is not corrected for a
+    bias, so a bias widens the range) minus the mean squared coefficient of variation of
+    the Monte Carlo over independent deals, which already has that much; 0 when that is
+    negative or with fewer than three periods.
+    """
+    used = [e for e in errors if e.actual > 0 and e.expected > 0]
+    if len(used) < 3:
+        return 0.0
+    total = float(np.mean([np.log(e.actual / e.expected) ** 2 for e in used]))
+    independent = float(np.mean([e.independent_cv**2 for e in used]))
+    return float(np.sqrt(max(0.0, total - independent)))
 
 
 def _close_dates(feats: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:

@@ -194,3 +194,16 @@ def test_new_deal_wins_from_like_periods_by_hand() -> None:
     half = new_deal_rates(tables, pd.Timestamp("2025-04-16", tz="UTC"), "month")
     assert half.current.expected_count == pytest.approx(0.5)
     assert half.next.expected_count == pytest.approx(0.25 + 0.5 * 0.25)
+
+
+def test_the_spread_is_the_past_error_independent_deals_do_not_explain() -> None:
+    from forecast.core import PastError, spread_of
+
+    def err(log_ratio: float, cv: float) -> PastError:
+        return PastError("p", 100.0, 100.0 * float(np.exp(log_ratio)), cv)
+
+    errors = [err(0.1, 0.05), err(-0.1, 0.05), err(0.2, 0.05)]
+    # Mean square of the log ratios (0.01 + 0.01 + 0.04) / 3, less the independent 0.05^2.
+    assert spread_of(errors) == pytest.approx(np.sqrt(0.02 - 0.0025))
+    assert spread_of([err(0.1, 0.2), err(-0.1, 0.2), err(0.05, 0.2)]) == 0.0
+    assert spread_of(errors[:2]) == 0.0
