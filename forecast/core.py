@@ -110,7 +110,9 @@ class Forecast:
     deals: list[DealForecast]
     stage_win_rates: dict[str, float]
     spread: float = 0.0
-    """The standard deviation of log(actual / expected) the range was widened by."""
+    """The past periods' common error (:func:`spread_of`) the range was widened by."""
+    shock_sd: tuple[float, float] = (0.0, 0.0)
+    """The log shock's standard deviation in the current and the next period."""
     past_errors: list[PastError] = field(default_factory=list)
     models: dict[str, Any] = field(default_factory=dict)
 
@@ -217,12 +219,38 @@ def spread_of(errors: list[PastError]) -> float:
     the Monte Carlo over independent deals, which already has that much; 0 when that is
     negative or with fewer than three periods.
     """
-    used = [e for e in errors if e.actual > 0 and e.expected > 0]
+    used = _usable(errors)
     if len(used) < 3:
         return 0.0
     total = float(np.mean([np.log(e.actual / e.expected) ** 2 for e in used]))
     independent = float(np.mean([e.independent_cv**2 for e in used]))
     return float(np.sqrt(max(0.0, total - independent)))
+
+
+def _usable(errors: list[PastError]) -> list[PastError]:
+    return [e for e in errors if e.actual > 0 and e.expected > 0]
+
+
+Z90 = 1.2815515655446004
+"""The standard normal's 90th percentile."""
+
+
+def t90_over_z90(dof: int) -> float:
+    """Student's t 90th percentile with ``dof`` degrees of freedom, over the normal's: how
+    much wider a P10-P90 is when its variance is estimated from ``dof`` squared errors
+    (Cornish-Fisher expansion to 1/dof^2: 1.122 at 6, within 0.002 of the table)."""
+    z, n = Z90, float(dof)
+    t = z + (z**3 + z) / (4 * n) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
+    return t / z
+
+
+def shock_sd(samples: np.ndarray, common: float, dof: int) -> float:
+    """The standard deviation of the log shock that gives ``samples`` (the independent-
+    deal draws) a total log spread of t90/z90 x sqrt(cv^2 + common^2)."""
+    mean = float(samples.mean())
+    cv = float(samples.std() / mean) if mean > 0 else 0.0
+    k = t90_over_z90(dof) if dof >= 3 else 1.0
+    return float(np.sqrt(max(0.0, (k**2 - 1.0) * cv**2 + k**2 * common**2)))
 
 
 def _close_dates(feats: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
@@ -259,10 +287,11 @@ def forecast(
     probabilities: the oracle's forecast on generated data. Everything reads rows dated
     before ``as_of`` only.
 
-    Our range multiplies each draw of what is still to close by exp(spread x Z), Z
-    standard normal: the periods' common error, which independent deals do not have.
-    ``spread`` None: measured on the last ``spread_periods`` periods by
-    :func:`past_errors` with the same models (0 when there is no deal model).
+    Our range multiplies each draw of what is still to close by exp(s x Z), Z standard
+    normal: ``spread``, the periods' common error which independent deals do not have,
+    and, when it is measured (``spread`` None: on the last ``spread_periods`` periods by
+    :func:`past_errors` with the same models; 0 without a deal model), the widening of a
+    range whose variance rests on that few periods (:func:`shock_sd`).
     """
     kind = check_kind(period)
     t = utc(as_of)
@@ -290,13 +319,15 @@ def forecast(
     new_nxt = rates.next if rates else NO_NEW_WINS
     cur_s, nxt_s = simulate(amounts, p_cur, p_nxt, new_cur, new_nxt, draws=draws, seed=seed)
     errors: list[PastError] = []
+    dof = 0
     if spread is None:
         errors = (past_errors(tables, t, kind, deal_model, time_model, spread_periods)
                   if deal_model is not None else [])
         spread = spread_of(errors)
-    if spread > 0:
-        shock = np.exp(spread * np.random.default_rng([seed, 1]).standard_normal((2, draws)))
-        cur_s, nxt_s = cur_s * shock[0], nxt_s * shock[1]
+        dof = len(_usable(errors))
+    sds = (shock_sd(cur_s, spread, dof), shock_sd(nxt_s, spread, dof))
+    z = np.random.default_rng([seed, 1]).standard_normal((2, draws))
+    cur_s, nxt_s = cur_s * np.exp(sds[0] * z[0]), nxt_s * np.exp(sds[1] * z[1])
 
     stages = feats["stage"].astype("object").to_numpy()
     close = _close_dates(feats, t)
@@ -341,6 +372,7 @@ def forecast(
         current=period_forecast(current, cur_s, 0, closed_cur, p_cur, new_cur.expected_amount,
                                 in_cur),
         next=period_forecast(nxt, nxt_s, 1, 0.0, p_nxt, new_nxt.expected_amount, in_nxt),
-        deals=deals, stage_win_rates=win_rates, spread=spread, past_errors=errors,
+        deals=deals, stage_win_rates=win_rates, spread=spread, shock_sd=sds,
+        past_errors=errors,
         models=dict(models or {}),
     )

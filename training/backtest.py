@@ -118,6 +118,7 @@ class BacktestPeriod:
     new_deals_expected: float
     time_model_form: str
     spread: float
+    shock_sd: float
     time_model_brier: dict[str, dict[int, float]]
     deal_rows: int
     trained_to: str
@@ -233,6 +234,7 @@ def run_backtest(
             open_deals=len(fc.deals), open_expected=fc.current.open_expected,
             new_deals_expected=fc.current.new_deals_expected,
             time_model_form=models.time_model.form, spread=fc.spread,
+            shock_sd=fc.shock_sd[0],
             time_model_brier=models.time_model_brier,
             deal_rows=models.deal_rows, trained_to=models.trained_to.isoformat(),
             seconds=time.perf_counter() - started,

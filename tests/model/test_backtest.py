@@ -100,7 +100,7 @@ def _period(actual: float, **ranges: tuple[float, float, float]) -> BacktestPeri
         period="p", origin="o", actual=actual,
         ranges={m: Range(lo, mid, hi, mid) for m, (lo, mid, hi) in ranges.items()},
         open_deals=0, open_expected=0.0, new_deals_expected=0.0, time_model_form="hazard",
-        spread=0.0, time_model_brier={}, deal_rows=0, trained_to="t", seconds=0.0)
+        spread=0.0, shock_sd=0.0, time_model_brier={}, deal_rows=0, trained_to="t", seconds=0.0)
 
 
 def test_wape_and_coverage_by_hand() -> None:

@@ -207,3 +207,18 @@ def test_the_spread_is_the_past_error_independent_deals_do_not_explain() -> None
     assert spread_of(errors) == pytest.approx(np.sqrt(0.02 - 0.0025))
     assert spread_of([err(0.1, 0.2), err(-0.1, 0.2), err(0.05, 0.2)]) == 0.0
     assert spread_of(errors[:2]) == 0.0
+
+
+def test_a_range_resting_on_few_periods_is_wider() -> None:
+    from forecast.core import Z90, shock_sd, t90_over_z90
+
+    # Student's t 90th percentiles: 1.440 with 6 degrees of freedom, 1.372 with 10.
+    assert t90_over_z90(6) * Z90 == pytest.approx(1.440, abs=0.002)
+    assert t90_over_z90(10) * Z90 == pytest.approx(1.372, abs=0.002)
+    samples = np.random.default_rng(0).normal(100.0, 10.0, 200_000)
+    cv = samples.std() / samples.mean()
+    k = t90_over_z90(6)
+    # Total log spread k * sqrt(cv^2 + common^2): the shock adds what the samples lack.
+    assert shock_sd(samples, 0.2, 6) == pytest.approx(np.sqrt((k**2 - 1) * cv**2
+                                                              + k**2 * 0.2**2))
+    assert shock_sd(samples, 0.0, 0) == 0.0  # nothing measured: independent deals only
