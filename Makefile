@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check leadscore features modeling training serving review tests benchmarks
-	$(BIN)/mypy leadscore features modeling training serving review
+	$(BIN)/ruff check leadscore features modeling forecast training serving review tests benchmarks
+	$(BIN)/mypy leadscore features modeling forecast training serving review
 
 clean:
 	rm -rf $(VENV) models/mlflow.db models/artifacts

@@ -139,6 +139,9 @@ class TaskSpec:
     """The snapshots' column the time split keeps together in one period (None: the
     entity). A customer account lives for years: one renewal, or one snapshot, is the
     unit, so every period holds old customers as well as new ones."""
+    companions: tuple[str, ...] = ()
+    """Models trained on the same split and logged in the same run (``time_to_close``:
+    when a won deal closes, which the pipeline forecast reads beside P(won))."""
 
     def split_column(self, columns: Iterable[str]) -> str:
         """What the time split groups by in a frame with ``columns``: the split key when the
@@ -252,6 +255,7 @@ TASKS: dict[str, TaskSpec] = {
             endpoint=Ref("serving.endpoints:DEALS"),
             oracle=Ref("leadscore.truth:deal_truth"),
             stage_column="stage",
+            companions=("time_to_close",),
         ),
         TaskSpec(
             name="account_renewal",

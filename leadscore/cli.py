@@ -8,6 +8,7 @@ import typer
 
 from features.mapping.load import PRESETS
 from features.tasks import TASKS
+from leadscore.pipeline_cmd import pipeline_app
 
 TASK_HELP = "One of: " + ", ".join(TASKS) + "."
 HORIZON_HELP = "Label horizon in days, for tasks with one (default: the task's; " + ", ".join(
@@ -22,6 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+app.add_typer(pipeline_app, name="pipeline")
 
 
 @app.callback()
@@ -188,10 +192,6 @@ def score(
     )
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
-
-
-pipeline_app = typer.Typer(invoke_without_command=True)
-app.add_typer(pipeline_app, name="pipeline")
 
 
 @pipeline_app.callback()

@@ -22,12 +22,15 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from modeling.artifact import ScoringModel
+from modeling.time_to_close import TimeToCloseModel
 
 DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 MODEL_ARTIFACT = "model"
 SCORING_MODEL_KEY = "scoring_model"
+TIME_TO_CLOSE = "time_to_close"
+"""Artifact folder of a ``deal_close`` run's time-to-close model (``TaskSpec.companions``)."""
 WITHHELD_TAG = "withheld"
 """Tag of a registered model that has no champion because no version passed the gate:
 its value says why (serving's ``/readyz`` and ``/v1/models`` repeat it)."""
@@ -147,3 +150,71 @@ def load_model_version(
         metadata=model.metadata,
     )
     return model, info
+
+
+def load_time_to_close(
+    task: str = "deal_close",
+    alias: str | None = CHAMPION,
+    tracking_uri: str | None = None,
+    version: str | None = None,
+) -> TimeToCloseModel | None:
+    """The time-to-close model logged in the run of a registered version (by alias or
+    version) of ``task``; None when that run has none.
+
+    Raises ``LookupError`` when the alias or version does not exist.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = _client(uri)
+    try:
+        mv = (client.get_model_version(task, str(version)) if version is not None
+              else client.get_model_version_by_alias(task, alias))
+    except MlflowException as exc:
+        what = f"version {version}" if version is not None else f"alias {alias!r}"
+        raise LookupError(f"no registered model {task!r} with {what}") from exc
+    if mv.run_id is None:
+        return None
+    names = {Path(a.path).name for a in client.list_artifacts(mv.run_id)}
+    if TIME_TO_CLOSE not in names:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=mv.run_id, artifact_path=TIME_TO_CLOSE, dst_path=tmp, tracking_uri=uri
+        )
+        return TimeToCloseModel.load(Path(local))
+
+
+BACKTEST_EXPERIMENT = "pipeline_backtest"
+BACKTEST_ARTIFACT = "backtest.json"
+
+
+def last_backtest(tracking_uri: str | None = None,
+                  experiment: str = BACKTEST_EXPERIMENT) -> dict[str, Any] | None:
+    """The ``backtest.json`` of the latest `leadscore pipeline backtest` run (what the
+    review page shows), or None when there is none."""
+    import json
+
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    if not runs:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=runs[0].info.run_id, artifact_path=BACKTEST_ARTIFACT, dst_path=tmp,
+                tracking_uri=uri,
+            )
+        except OSError:
+            return None
+        data: dict[str, Any] = json.loads(Path(local).read_text())
+    data["run_id"] = runs[0].info.run_id
+    return data

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
@@ -49,6 +50,7 @@ from training.registry import (
     version_with_fingerprint,
     withhold,
 )
+from training.time_to_close import FormChoice, TimeToCloseParams, fit_companion
 
 Step = Callable[[str], None]
 
@@ -191,6 +193,8 @@ class TrainResult:
     """Where the run's report (plots, model card, grades) is in MLflow's artifacts."""
     audit: AuditReport | None = None
     """The leakage audit of the training period (None: not run)."""
+    companions: tuple[str, ...] = ()
+    """Companion models logged in the run (``time_to_close``)."""
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[Path]:
@@ -360,7 +364,28 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         on_step=step,
         fingerprint=digest,
         audit=audit,
+        companions=fit_companions(ev, inputs.tables, settings, step),
     )
+
+
+def fit_companions(ev: Evaluation, tables: CRMTables | None, settings: TrainSettings,
+                   on_step: Step | None = None) -> dict[str, FormChoice]:
+    """The task's companion models (``TaskSpec.companions``) on the run's own split.
+
+    The time-to-close model needs the tables (when each won deal closed): a run from a
+    prebuilt training set has none, and logs none.
+    """
+    step = on_step or (lambda _: None)
+    out: dict[str, FormChoice] = {}
+    if "time_to_close" in task_spec(ev.task).companions and tables is not None:
+        split = ev.split
+        choice = fit_companion(split.train, split.validation, split.test, split.test_start,
+                               tables, TimeToCloseParams(num_threads=settings.num_threads),
+                               settings.seed)
+        if choice is not None:
+            out["time_to_close"] = choice
+            step("fitted the time-to-close model")
+    return out
 
 
 def keep_unchanged(settings: TrainSettings, digest: str) -> TrainResult | None:
@@ -395,18 +420,21 @@ def log_and_register(
     on_step: Step | None = None,
     fingerprint: str | None = None,
     audit: AuditReport | None = None,
+    companions: dict[str, FormChoice] | None = None,
 ) -> TrainResult:
     """Write the report, log the run to MLflow, register the model and apply the gate.
 
     Without ``out_dir`` the report is written to a temporary folder, logged, and the folder
-    removed: the run's artifacts in MLflow hold it (``report_uri``).
+    removed: the run's artifacts in MLflow hold it (``report_uri``). Companion models are
+    logged in the same run (artifact folder of their name, metrics and the form as a tag),
+    so a registered version's run holds the ones fit beside it.
     """
     if settings.out_dir is not None:
         return _log_and_register(ev, settings, settings.out_dir, extra_params, plots, on_step,
-                                 fingerprint, audit)
+                                 fingerprint, audit, companions)
     with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp:
         result = _log_and_register(ev, settings, Path(tmp), extra_params, plots, on_step,
-                                   fingerprint, audit)
+                                   fingerprint, audit, companions)
     return replace(result, report_dir=None)
 
 
@@ -419,6 +447,7 @@ def _log_and_register(
     on_step: Step | None,
     fingerprint: str | None,
     audit: AuditReport | None,
+    companions: dict[str, FormChoice] | None,
 ) -> TrainResult:
     import mlflow
 
@@ -455,6 +484,12 @@ def _log_and_register(
         version = log_scoring_model(
             ev.model, ev.split.test, ev.task if settings.register_model else None
         )
+        for name, choice in (companions or {}).items():
+            with tempfile.TemporaryDirectory() as tmp:
+                choice.model.save(Path(tmp) / name)
+                mlflow.log_artifacts(str(Path(tmp) / name), artifact_path=name)
+            mlflow.log_metrics({k: v for k, v in choice.metrics().items() if np.isfinite(v)})
+            mlflow.set_tag(f"{name}_form", choice.model.form)
         withheld: str | None = None
         alias: str | None = None
         uri = settings.tracking_uri
@@ -477,4 +512,4 @@ def _log_and_register(
     step("logged to MLflow")
     return TrainResult(ev, run_id, version, decision, report_dir, fingerprint=fingerprint,
                        alias=alias, withheld=withheld, report_uri=report_uri,
-                       audit=audit)
+                       audit=audit, companions=tuple(companions or {}))
