@@ -12,7 +12,10 @@
    ``/v1/pipeline`` answers). Then, one client on one kept-alive connection, ``--requests``
    requests each of ``GET /pipeline`` (signed in, the session cookie) and ``GET
    /v1/pipeline`` (the API key header), timed from the client: every one checks the
-   folder's files and answers from the cached review.
+   folder's files and answers from the cached review. Then the modification time of
+   ``opportunities.parquet`` is set to now (its content is not changed) and
+   ``/v1/pipeline`` is asked again and again until the rebuilt review answers: the
+   requests in between are answered from the cached one, timed while the rebuild runs.
 """
 
 from __future__ import annotations
@@ -115,6 +118,22 @@ def main() -> None:
                     assert r.status_code == 200 and r.headers["x-review-data"] == "current"
                     size = len(r.content)
                 print(f"GET {path} ({size / 1e6:.1f} MB): {_quantiles(ms)}")
+
+            # A file of the folder changes: the review is rebuilt in a thread while the
+            # cached one keeps answering; each answer is timed until the new one is in.
+            touched = data / "opportunities.parquet"
+            os.utime(touched)
+            ms, stale, t0 = [], 0, time.perf_counter()
+            while True:
+                t = time.perf_counter()
+                r = client.get("/v1/pipeline", headers={"X-API-Key": KEY})
+                ms.append((time.perf_counter() - t) * 1000)
+                if r.headers["x-review-data"] == "current":
+                    break
+                stale += 1
+            print(f"after touching {touched.name}: rebuilt in {time.perf_counter() - t0:.1f} s, "
+                  f"{stale} requests answered from the cached review meanwhile: "
+                  f"{_quantiles(ms[:-1] or ms)}")
     finally:
         server.terminate()
         server.wait(timeout=30)
