@@ -180,6 +180,8 @@ def test_the_review_is_rebuilt_when_the_files_change(
     folder = _folder(trained, tmp_path / "crm")
     app = create_app(settings(data_dir=folder), models=[trained.lead, trained.deal])
     with TestClient(app) as client:
+        cache = app.state.review_cache
+        assert cache.task is not None or cache.built is not None  # started at startup
         first = _wait_current(client)
         again = client.get("/v1/pipeline", headers=auth())
         assert again.headers["x-review-data"] == "current" and again.json() == first
