@@ -112,7 +112,9 @@ def serve(
     port: int = typer.Option(None, help="Port (default 8000)."),
     workers: int = typer.Option(None, help="Worker processes sharing one socket (default 1)."),
 ) -> None:
-    """Serve the scoring API (keys from LEADSCORE_API_KEY_HASHES; see /docs)."""
+    """Serve the scoring API (keys from LEADSCORE_API_KEY_HASHES; see /docs) and the
+    pipeline review of LEADSCORE_DATA_DIR at /pipeline (sign in with an API key)."""
+    from review.web import create_app
     from serving.server import serve as run_server
     from serving.settings import get_serving_settings
 
@@ -122,7 +124,7 @@ def serve(
     except ValueError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
-    run_server(settings)
+    run_server(settings, create_app)
 
 
 @app.command()

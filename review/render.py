@@ -53,7 +53,8 @@ def day(value: datetime | None) -> str:
 
 
 @functools.cache
-def _environment() -> Environment:
+def environment() -> Environment:
+    """The templates of this package (the review page, and the served page's sign-in)."""
     env = Environment(
         loader=PackageLoader("review", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -81,17 +82,18 @@ def _charts(review: Review) -> dict[str, Markup]:
     return {"conversion": conversion, "changes": changes}
 
 
-def render_html(review: Review, page_deals: int = PAGE_DEALS) -> str:
+def render_html(review: Review, page_deals: int = PAGE_DEALS, sign_out: str | None = None) -> str:
     """The page of ``review``; it lists the deals with money at risk, at most
-    ``page_deals`` of them, most first. The forecast section says "forecast: not
+    ``page_deals`` of them, most first; ``sign_out``: where its sign-out button posts,
+    when the page is served behind a sign-in. The forecast section says "forecast: not
     computed" while ``review.forecast`` is None, and renders
     ``templates/forecast.html.j2`` when it is set."""
-    env = _environment()
+    env = environment()
     template = env.get_template("review.html.j2")
     return template.render(
         forecast_template=FORECAST_TEMPLATE if FORECAST_TEMPLATE in env.list_templates()
         else None,
-        review=review, current=review.current, now=review.overall[-1],
+        review=review, sign_out=sign_out, current=review.current, now=review.overall[-1],
         before=review.overall[-2] if len(review.overall) > 1 else None,
         deals=[d for d in review.at_risk.deals if d.money_at_risk > 0][:page_deals],
         charts=_charts(review), labels=LABELS,

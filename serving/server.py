@@ -11,19 +11,25 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from serving.logs import configure_logging
 from serving.settings import ServingSettings
 
+AppFactory = Callable[[ServingSettings], FastAPI]
+"""What builds the app from the settings: ``serving.app.create_app`` by default; a
+module-level function, so spawned workers import it by name."""
 
-def _config(settings: ServingSettings) -> uvicorn.Config:
+
+def _config(settings: ServingSettings, factory: AppFactory | None = None) -> uvicorn.Config:
     from serving.app import create_app
 
     return uvicorn.Config(
-        create_app(settings),
+        (factory or create_app)(settings),
         host=settings.host,
         port=settings.port,
         log_config=None,
@@ -32,9 +38,9 @@ def _config(settings: ServingSettings) -> uvicorn.Config:
     )
 
 
-def _worker(settings: ServingSettings, sock: socket.socket) -> None:
+def _worker(settings: ServingSettings, sock: socket.socket, factory: AppFactory | None) -> None:
     configure_logging(settings.log_level)
-    server = uvicorn.Server(_config(settings))
+    server = uvicorn.Server(_config(settings, factory))
     server.run(sockets=[sock])
 
 
@@ -55,16 +61,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: ServingSettings) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+def serve(settings: ServingSettings, factory: AppFactory | None = None) -> None:
+    """Serve the app ``factory`` builds until interrupted (Ctrl-C or SIGTERM)."""
     configure_logging(settings.log_level)
     if settings.workers == 1:
-        uvicorn.Server(_config(settings)).run()
+        uvicorn.Server(_config(settings, factory)).run()
         return
     sock = bind_socket(settings.host, settings.port)
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(settings, sock), name=f"leadscore-worker-{i}")
+        ctx.Process(target=_worker, args=(settings, sock, factory), name=f"leadscore-worker-{i}")
         for i in range(settings.workers)
     ]
     for p in procs:

@@ -8,9 +8,11 @@ development flag is set explicitly, so a forgotten variable cannot open the API.
 from __future__ import annotations
 
 import re
+import secrets
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.tasks import TASKS as REGISTERED
@@ -107,6 +109,26 @@ class ServingSettings(ScoringSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     inline_max_rows: int = Field(16, ge=0)
     """Batches up to this many rows are scored on the event loop; larger ones in a thread."""
+
+    data_dir: Path | None = None
+    """The CRM folder whose pipeline review ``/pipeline`` and ``/v1/pipeline`` show
+    (``LEADSCORE_DATA_DIR``); none: those routes answer 404, saying so."""
+    session_ttl_s: int = Field(8 * 3600, ge=60, le=30 * 24 * 3600)
+    """How long a sign-in to the pipeline page lasts (the session cookie's Max-Age)."""
+    session_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    """The key that signs session cookies (``LEADSCORE_SESSION_SECRET``). By default a new
+    random one each time the settings are built: sign-ins end when the server restarts,
+    and the workers of one server share it. Set it to keep sign-ins across restarts."""
+    session_cookie_secure: bool = False
+    """Mark the session cookie ``Secure`` (sent over HTTPS only): set it behind TLS."""
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("the session secret must be at least 32 characters")
+        return value
 
     @field_validator("api_key_hashes", mode="before")
     @classmethod

@@ -61,9 +61,10 @@ def _run(code: str) -> dict[str, object]:
 
 
 def test_importing_the_serving_app_imports_neither_training_nor_sklearn() -> None:
+    """Nor does the app `leadscore serve` runs, with the pipeline review's page."""
     found = _run(
         "import json, sys\n"
-        "import serving.app, serving.batch, serving.server, serving.models\n"
+        "import serving.app, serving.batch, serving.server, serving.models, review.web\n"
         "print(json.dumps({'loaded': sorted(m for m in sys.modules\n"
         "    if m.split('.')[0] in ('training', 'sklearn'))}))\n"
     )
