@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 
 from features.build import build_features
 from features.schema import (
@@ -28,7 +29,9 @@ from features.sets import DEAL_V1, LEAD_V1
 from features.tasks import task_spec
 from features.training_set import build_training_set
 from leadscore.generator import generate_crm
+from serving.app import create_app
 from serving.auth import hash_api_key
+from serving.deps import get_now
 from serving.models import LoadedModel
 from serving.settings import ServingSettings, get_serving_settings
 from tests.data.entity_rows import entity_tables
@@ -88,6 +91,19 @@ def settings(**overrides: Any) -> ServingSettings:
     }
     base.update(overrides)
     return get_serving_settings(**base)
+
+
+def app_at(models: list[LoadedModel], now: pd.Timestamp | None = None,
+           **overrides: Any) -> FastAPI:
+    """The scoring app serving ``models``, its clock fixed at ``now`` (default ``AS_OF``)."""
+    app = create_app(settings(**overrides), models=models)
+    at = (AS_OF if now is None else now).to_pydatetime()
+
+    async def fixed_now() -> datetime:
+        return at
+
+    app.dependency_overrides[get_now] = fixed_now
+    return app
 
 
 def _json_value(value: Any) -> Any:

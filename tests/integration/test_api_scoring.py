@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from fastapi.testclient import TestClient
 
 from features.sets import DEAL_V1, LEAD_V1
 from serving.app import create_app
-from serving.deps import get_now
 from serving.requests import deal_gaps, deal_tables
 from serving.schemas import DealBatch
 from serving.scoring import score_tables
@@ -20,6 +18,7 @@ from tests.integration.test_api_fixtures import (
     AS_OF,
     OTHER_KEY,
     Trained,
+    app_at,
     auth,
     deal_request,
     lead_request,
@@ -33,13 +32,7 @@ from tests.integration.test_api_fixtures import (
 
 @pytest.fixture()
 def client(trained: Trained) -> Iterator[TestClient]:  # noqa: F811
-    app = create_app(settings(), models=[trained.lead, trained.deal])
-
-    async def fixed_now() -> datetime:
-        return AS_OF.to_pydatetime()
-
-    app.dependency_overrides[get_now] = fixed_now
-    with TestClient(app) as c:
+    with TestClient(app_at([trained.lead, trained.deal])) as c:
         yield c
 
 

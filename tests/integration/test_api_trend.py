@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app
-from serving.deps import get_now
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
+    app_at,
     auth,
     deal_request,
     lead_request,
     offline_features,
     open_deals,
     open_leads,
-    settings,
     trained,  # noqa: F401  (session fixture)
 )
 
@@ -31,13 +28,7 @@ ROUTES = {"lead_qualification": ("/v1/leads/score", lead_request, open_leads),
 
 @pytest.fixture()
 def client(trained: Trained) -> Iterator[TestClient]:  # noqa: F811
-    app = create_app(settings(trend_steady_points=3), models=[trained.lead, trained.deal])
-
-    async def fixed_now() -> datetime:
-        return AS_OF.to_pydatetime()
-
-    app.dependency_overrides[get_now] = fixed_now
-    with TestClient(app) as c:
+    with TestClient(app_at([trained.lead, trained.deal], trend_steady_points=3)) as c:
         yield c
 
 

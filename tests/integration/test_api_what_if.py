@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -12,17 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.actions import ACTIONS
-from serving.app import create_app
-from serving.deps import get_now
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
+    app_at,
     auth,
     deal_request,
     lead_request,
     open_deals,
     open_leads,
-    settings,
     trained,  # noqa: F401  (session fixture)
 )
 
@@ -32,13 +29,7 @@ CASES = {"leads": ("/v1/leads/score", lead_request, open_leads),
 
 @pytest.fixture()
 def client(trained: Trained) -> Iterator[TestClient]:  # noqa: F811
-    app = create_app(settings(), models=[trained.lead, trained.deal])
-
-    async def fixed_now() -> datetime:
-        return AS_OF.to_pydatetime()
-
-    app.dependency_overrides[get_now] = fixed_now
-    with TestClient(app) as c:
+    with TestClient(app_at([trained.lead, trained.deal])) as c:
         yield c
 
 

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -23,12 +22,11 @@ from review.build import ReviewInputError, build_review
 from review.files import at_risk_frame
 from review.render import render_html
 from review.schemas import Review
-from serving.app import create_app
-from serving.deps import get_now
 from tests.data.crm_builder import write_folder
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
+    app_at,
     auth,
     deal_request,
     settings,
@@ -43,13 +41,7 @@ def review(trained: Trained) -> Review:  # noqa: F811
 
 @pytest.fixture()
 def client(trained: Trained) -> Iterator[TestClient]:  # noqa: F811
-    app = create_app(settings(), models=[trained.lead, trained.deal])
-
-    async def fixed_now() -> datetime:
-        return AS_OF.to_pydatetime()
-
-    app.dependency_overrides[get_now] = fixed_now
-    with TestClient(app) as c:
+    with TestClient(app_at([trained.lead, trained.deal])) as c:
         yield c
 
 
