@@ -200,7 +200,20 @@ def print_result(result: TrainResult, console: Console) -> None:
         if result.withheld:
             console.print(f"[yellow]not served:[/yellow] {result.withheld}")
         return
-    console.print(metrics_table(ev.task, ev.metrics))
+    static = ev.static
+    if static:
+        why = ev.params.get("static_reason") or "--static"
+        console.print(
+            f"[yellow]static mode ({why}):[/yellow] grouped {ev.params.get('folds')}-fold "
+            f"cross-validation, each {task_spec(ev.task).entity} in one fold. [bold]These "
+            "figures are not a backtest[/bold]: no fold is later than another (MLflow: "
+            "evaluation=static_cv)", soft_wrap=True)
+    console.print(metrics_table(
+        ev.task, ev.metrics,
+        title=f"{ev.task}: cross-validated, not a backtest" if static else None))
+    if ev.regime_note:
+        colour = "yellow" if ev.regime == "rate_model" else "cyan"
+        console.print(f"[{colour}]{ev.regime_note}[/{colour}]", soft_wrap=True)
     m = ev.metrics
     calibration = ev.model.metadata.get("calibration") or {}
     methods = ", ".join(
@@ -213,7 +226,7 @@ def print_result(result: TrainResult, console: Console) -> None:
         f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
         f"calibration: {methods or 'none'}; rows train / validation / test: {counts}"
     )
-    if ev.params.get("small_data"):
+    if ev.params.get("small_data") and not ev.model.is_rate_model:
         console.print(
             f"small data ({ev.params['train_entities']:,} {task_spec(ev.task).plural} to train "
             "on): smaller, smoother trees (BoosterParams.for_small_data)"
@@ -228,7 +241,7 @@ def print_result(result: TrainResult, console: Console) -> None:
     strict = strict_table(m, rows)
     if strict is not None:
         console.print(strict)
-    for stage, auc in weak_stages(m).items():
+    for stage, auc in ({} if ev.model.is_rate_model else weak_stages(m)).items():
         console.print(
             f"[yellow]warning:[/yellow] inside {stage} the model ranks {task_spec(ev.task).plural}"
             f" little better than chance (test ROC AUC {auc:.3f}, below {WEAK_STAGE_AUC})"
