@@ -60,7 +60,8 @@ def grades_table(ev: Evaluation) -> Table | None:
     grading = ev.model.grading
     if grading is None or not ev.grades:
         return None
-    table = Table(title=f"{ev.task}: grades on the test period")
+    where = "the cross-validated rows" if ev.static else "the test period"
+    table = Table(title=f"{ev.task}: grades on {where}")
     for name in ("grade", "scores", "rows", "share", "observed rate"):
         table.add_column(name, justify="left" if name == "grade" else "right")
     bounds = grading.ranges()
@@ -248,8 +249,9 @@ def print_result(result: TrainResult, console: Console) -> None:
         )
     entities = ev.split.test[ev.feature_set.entity_key].nunique()
     if entities < 500:
+        where = "the cross-validation scores" if static else "the test period holds"
         console.print(
-            f"[yellow]note:[/yellow] the test period holds only {entities:,} "
+            f"[yellow]note:[/yellow] {where} only {entities:,} "
             f"{task_spec(ev.task).plural}; these metrics are noisy "
             "(a few hundredths of AUC either way). Train on more history for a firm comparison."
         )
