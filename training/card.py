@@ -197,6 +197,8 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
     for name, label, prefix in SCORERS:
         if name not in ev.test_scores:
             continue
+        if name == "model" and ev.model.is_rate_model:
+            label = "rate model (cold start)"
         lines.append(
             f"| {label} | {_fmt(m.get(prefix + 'roc_auc'))} | {_fmt(m.get(prefix + 'pr_auc'))} "
             f"| {_fmt(m.get(prefix + 'log_loss'))} | {_fmt(m.get(prefix + 'brier'))} "

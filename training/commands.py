@@ -38,12 +38,13 @@ def _f(v: float | None) -> str:
 
 
 def metrics_table(task: str, metrics: dict[str, float], title: str | None = None,
-                  period: str = "test") -> Table:
+                  period: str = "test", model_label: str = "LightGBM") -> Table:
     """The model's metrics on a period beside its baselines and the oracle."""
     table = Table(title=title or f"{task}: test period")
     for name in ("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE"):
         table.add_column(name, justify="left" if name == "scorer" else "right")
     for label, test_prefix in ROWS:
+        label = model_label if test_prefix == "test_" else label
         prefix = test_prefix.replace("test_", f"{period}_")
         if f"{prefix}roc_auc" not in metrics and f"{prefix}log_loss" not in metrics:
             continue
@@ -211,7 +212,8 @@ def print_result(result: TrainResult, console: Console) -> None:
             "evaluation=static_cv)", soft_wrap=True)
     console.print(metrics_table(
         ev.task, ev.metrics,
-        title=f"{ev.task}: cross-validated, not a backtest" if static else None))
+        title=f"{ev.task}: cross-validated, not a backtest" if static else None,
+        model_label="rate model" if ev.model.is_rate_model else "LightGBM"))
     if ev.regime_note:
         colour = "yellow" if ev.regime == "rate_model" else "cyan"
         console.print(f"[{colour}]{ev.regime_note}[/{colour}]", soft_wrap=True)

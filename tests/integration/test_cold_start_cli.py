@@ -52,9 +52,9 @@ def test_below_the_floor_a_rate_model_is_registered_and_served(
     out = _train(data, tmp_path / "report")
     assert "cold start:" in out and "fewer than 40 of each that LightGBM needs" in out
     assert re.search(r"LightGBM needs \d+ more (positive|negative)", out)
-    assert "as champion" in out and "rate model" in out
+    assert "as champion" in out and "│ rate model │" in out  # its row in the metrics table
     card = (tmp_path / "report" / "model_card.md").read_text()
-    assert "**Rate model** (cold start)" in card and "win" in card
+    assert "**Rate model** (cold start)" in card and "| rate model (cold start) |" in card
     assert resolve_alias("deal_close", CHAMPION, store) == "1"
     model, _ = load_model_version("deal_close", CHAMPION, store)
     assert model.is_rate_model
