@@ -377,6 +377,29 @@ def train(
         None, "--allow-column", help="Keep a feature column the leakage audit flagged "
         "(repeatable; the run and the model card name it as a leak risk)."
     ),
+    static: bool = typer.Option(
+        False, "--static", help="Grouped k-fold cross-validation instead of a time split, "
+        "for an export without history or real timestamps (chosen anyway when the import "
+        "made the times from an order, or the snapshots fall on fewer than 3 days). The "
+        "figures are then not a backtest, and the run, the card and MLflow say so."
+    ),
+    folds: int = typer.Option(None, min=3, max=20, help="Folds of --static (default 5)."),
+    gap_days: int = typer.Option(
+        None, "--gap-days", min=0, help="Days of rows dropped before each period boundary "
+        "so labels do not reach into the next period (default: the task's label horizon)."
+    ),
+    validation_fraction: float = typer.Option(
+        None, min=0.01, max=0.49, help="Share of the entities, by first snapshot, in the "
+        "validation window (default 0.15)."
+    ),
+    test_fraction: float = typer.Option(
+        None, min=0.01, max=0.49, help="Share of the entities, latest first, in the test "
+        "window (default 0.2)."
+    ),
+    cold_start: bool = typer.Option(
+        True, help="With fewer than 40 positive or negative training outcomes register the "
+        "CRM's rate as a rate model; below a few hundred, start LightGBM from the rates."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -401,6 +424,9 @@ def train(
             grade_shares=grade_shares,
             force=force, strict_backtest=strict_backtest,
             allow_columns=tuple(allow_column) if allow_column else None,
+            static=static, folds=folds, gap_days=gap_days,
+            validation_fraction=validation_fraction, test_fraction=test_fraction,
+            cold_start=cold_start,
         )
     except ValidationError as exc:
         typer.echo(f"invalid settings: {exc}", err=True)

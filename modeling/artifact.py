@@ -159,6 +159,12 @@ class ScoringModel:
     :data:`ALL`, or one key per value of ``route_by`` (the deal's stage). Rows whose
     route has no model of its own fall back to :data:`ALL` when it exists.
 
+    A *rate model* has no booster: its log-odds are the ``offset`` alone (the CRM's rate of
+    the offset column's value, learned in training), calibrated by construction, with the
+    single calibrator ``none`` keyed :data:`ALL`. It is what a task with too few outcomes
+    for LightGBM registers (``training.cold_start``); ``levels`` then gives the category
+    levels the boosters would otherwise carry.
+
     ``grading`` (grade cut-offs and the reference distribution of percentiles) is learned
     at training; None for a model saved before it was (serving grades those with fixed
     cut-offs).
@@ -174,10 +180,16 @@ class ScoringModel:
         route_by: str | None = None,
         offset: Offset | None = None,
         grading: Grading | None = None,
+        levels: Mapping[str, list[Any]] | None = None,
     ) -> None:
-        if set(boosters) != set(calibrators):
+        rate_model = not boosters
+        if rate_model:
+            if offset is None or route_by is not None or set(calibrators) != {ALL}:
+                raise ValueError("a model without boosters is a rate model: an offset, no "
+                                 f"routing and one calibrator keyed {ALL!r}")
+        elif set(boosters) != set(calibrators):
             raise ValueError("boosters and calibrators must have the same keys")
-        if route_by is None and set(boosters) != {ALL}:
+        if route_by is None and not rate_model and set(boosters) != {ALL}:
             raise ValueError(f"a model without routing has exactly one booster keyed {ALL!r}")
         self.task = task
         self.feature_set = feature_set
@@ -187,11 +199,17 @@ class ScoringModel:
         self.route_by = route_by
         self.offset = offset
         self.grading = grading
-        self._levels = _category_levels(feature_set, boosters)
+        self._levels = (_category_levels(feature_set, boosters) if boosters
+                        else {c: list(v) for c, v in (levels or {}).items()})
         self._position = {name: i for i, name in enumerate(feature_set.names)}
         self._recode: dict[str, np.ndarray] | None = None
         """Built on first use by ``column_matrix``: only serving's feature sets have the
         fixed category levels it needs."""
+
+    @property
+    def is_rate_model(self) -> bool:
+        """No booster: the offset's rates are the model (cold start)."""
+        return not self.boosters
 
     # -- scoring -------------------------------------------------------------------
 
@@ -327,9 +345,10 @@ class ScoringModel:
         matrix = self._matrix(X)
         raw = self._offset(matrix, X)
         for key, idx, m in self._parts(matrix, X):
-            raw[idx] += self.boosters[key].predict(
-                m, raw_score=True, num_threads=self._threads(len(idx))
-            )
+            booster = self.boosters.get(key)
+            if booster is not None:
+                raw[idx] += booster.predict(m, raw_score=True,
+                                            num_threads=self._threads(len(idx)))
         return raw
 
     def score(
@@ -361,7 +380,12 @@ class ScoringModel:
         )
         offset = self._offset(matrix, frame)
         for key, idx, m in self._parts(matrix, frame):
-            booster, threads = self.boosters[key], self._threads(len(idx))
+            booster, threads = self.boosters.get(key), self._threads(len(idx))
+            if booster is None:  # a rate model: the offset is the whole score
+                proba[idx] = self.calibrators[key].apply(offset[idx])
+                if contrib is not None:
+                    contrib[idx[idx < k]] = 0.0
+                continue
             raw = np.asarray(booster.predict(m, raw_score=True, num_threads=threads))
             proba[idx] = self.calibrators[key].apply(raw + offset[idx])
             if contrib is not None:
@@ -372,7 +396,7 @@ class ScoringModel:
                                         pred_contrib=True, num_threads=threads)
                     )
         if contrib is not None:
-            contrib[:, -1] += offset[:k]
+            self._add_offset(contrib, offset[:k])
         return proba, contrib
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -388,14 +412,29 @@ class ScoringModel:
         matrix = self._matrix(X)
         names = self.feature_set.names
         out = np.empty((len(X), len(names) + 1), dtype=float)
+        out[:] = 0.0
         for key, idx, m in self._parts(matrix, X):
-            out[idx] = np.asarray(
-                self.boosters[key].predict(
-                    m, pred_contrib=True, num_threads=self._threads(len(idx))
+            booster = self.boosters.get(key)
+            if booster is not None:
+                out[idx] = np.asarray(
+                    booster.predict(m, pred_contrib=True, num_threads=self._threads(len(idx)))
                 )
-            )
-        out[:, -1] += self._offset(matrix, X)
+        self._add_offset(out, self._offset(matrix, X))
         return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
+
+    def _add_offset(self, contrib: np.ndarray, offset: np.ndarray) -> None:
+        """The offset into a contribution matrix (features + bias): in the bias beside a
+        booster's trees; for a rate model, its rate column holds how far its value's rate
+        is from the overall one, so the rate is the reason, and the bias the overall rate."""
+        assert self.offset is not None or not offset.any()
+        position = (self._position.get(self.offset.column)
+                    if self.offset is not None and self.is_rate_model else None)
+        if position is None:
+            contrib[:, -1] += offset
+            return
+        assert self.offset is not None
+        contrib[:, position] += offset - self.offset.default
+        contrib[:, -1] += self.offset.default
 
     # -- persistence ---------------------------------------------------------------
 
@@ -427,6 +466,7 @@ class ScoringModel:
             "feature_set": _feature_set_to_json(self.feature_set),
             "offset": self.offset.to_json() if self.offset is not None else None,
             "grading": GRADING_FILE if self.grading is not None else None,
+            **({"levels": self._levels} if self.is_rate_model else {}),
         }
         (path / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
         (path / "metadata.json").write_text(
@@ -461,6 +501,7 @@ class ScoringModel:
             route_by=spec["route_by"],
             offset=Offset.from_json(spec["offset"]) if spec.get("offset") else None,
             grading=grading,
+            levels=spec.get("levels"),
         )
 
 

@@ -3,7 +3,7 @@ risk and warnings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,12 +119,17 @@ class _Rows:
         line = not_known(e.unknown)
         if line is not None:
             warnings.append(line)
-        return (Reasons.model_construct(up=[_reason(f) for f in e.up],
-                                        down=[_reason(f) for f in e.down]), warnings)
+        rates = self.scored.rate_reasons
+        return (Reasons.model_construct(up=[_reason(f, rates) for f in e.up],
+                                        down=[_reason(f, rates) for f in e.down]), warnings)
 
 
-def _reason(f: Factor) -> Reason:
-    return Reason.model_construct(topic=f.topic, text=f.text, actionable=f.actionable,
+def _reason(f: Factor, rates: tuple[str, Mapping[str, str]] | None = None) -> Reason:
+    """The factor as a reason; a rate model's rate column reads as its rate."""
+    text = f.text
+    if rates is not None and rates[0] in f.values:
+        text = rates[1].get(str(f.values[rates[0]]), text)
+    return Reason.model_construct(topic=f.topic, text=text, actionable=f.actionable,
                                   contribution=f.contribution, features=f.values)
 
 

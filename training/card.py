@@ -134,16 +134,37 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         f"test: {len(ev.split.test):,} rows from {ev.params['test_start']}",
         f"- Label rate: train {ev.split.train['label'].mean():.3f}, "
         f"test {ev.split.test['label'].mean():.3f}",
-        "- Split by time, by entity: an entity belongs to the period of its first snapshot, "
-        "and no period's rows are later than the next period's start.",
-        "",
-        "## Model",
-        "",
-        f"- LightGBM, native categoricals, early stopping on validation log loss "
-        f"(best iteration {ev.best_iterations}), monotone constraints from the feature "
-        f"declarations",
     ]
-    if ev.params.get("small_data"):
+    if ev.static:
+        lines += [
+            f"- **Not a backtest.** Static mode: the data's times cannot carry a time split "
+            f"({md.get('static_reason') or 'asked for'}), so the figures below come from "
+            f"grouped {ev.params.get('folds')}-fold cross-validation (each {spec.entity} in "
+            "one fold), every row scored by a model fit on the other folds. No fold is later "
+            "than another: they say how well the model ranks and calibrates rows like its "
+            "training rows, not how it will do on next month's.",
+        ]
+    else:
+        lines.append("- Split by time, by entity: an entity belongs to the period of its "
+                     "first snapshot, and no period's rows are later than the next period's "
+                     "start.")
+    lines += ["", "## Model", ""]
+    if ev.model.is_rate_model:
+        info = md.get("rate_model") or {}
+        lines.append(
+            f"- **Rate model** (cold start): the {spec.baselines.rate_label}, each value's "
+            f"rate Beta-smoothed toward the overall {info.get('prior', 0):.3f} with a prior "
+            f"of {info.get('prior_strength', 0):g} {spec.plural}; no booster")
+        for value, text in (info.get("reasons") or {}).items():
+            lines.append(f"  - {value}: {text}")
+    else:
+        lines.append(
+            f"- LightGBM, native categoricals, early stopping on validation log loss "
+            f"(best iteration {ev.best_iterations}), monotone constraints from the feature "
+            f"declarations")
+    if ev.regime_note:
+        lines.append(f"- {ev.regime_note}")
+    if ev.params.get("small_data") and not ev.model.is_rate_model:
         lines.append(
             f"- Small data ({ev.params.get('train_entities'):,} {spec.plural} to train on): "
             "smaller, smoother trees on half the features at a time "
@@ -168,7 +189,7 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         )
     lines += [
         "",
-        "## Test-period metrics",
+        "## Cross-validated metrics (not a backtest)" if ev.static else "## Test-period metrics",
         "",
         "| scorer | ROC AUC | PR AUC | log loss | Brier | ECE |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -176,6 +197,8 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
     for name, label, prefix in SCORERS:
         if name not in ev.test_scores:
             continue
+        if name == "model" and ev.model.is_rate_model:
+            label = "rate model (cold start)"
         lines.append(
             f"| {label} | {_fmt(m.get(prefix + 'roc_auc'))} | {_fmt(m.get(prefix + 'pr_auc'))} "
             f"| {_fmt(m.get(prefix + 'log_loss'))} | {_fmt(m.get(prefix + 'brier'))} "
@@ -190,7 +213,7 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         for k in per_stage:
             s = k.removeprefix("test_roc_auc_")
             lines.append(f"| {s} | {_fmt(m[k])} | {_fmt(m.get('test_brier_' + s))} |")
-        weak = list(weak_stages(m))
+        weak = [] if ev.model.is_rate_model else list(weak_stages(m))
         if weak:
             lines += ["", f"**Warning:** inside {', '.join(weak)} the model ranks "
                       f"{spec.plural} little better than chance (ROC AUC below {WEAK_STAGE_AUC})."]

@@ -38,12 +38,13 @@ def _f(v: float | None) -> str:
 
 
 def metrics_table(task: str, metrics: dict[str, float], title: str | None = None,
-                  period: str = "test") -> Table:
+                  period: str = "test", model_label: str = "LightGBM") -> Table:
     """The model's metrics on a period beside its baselines and the oracle."""
     table = Table(title=title or f"{task}: test period")
     for name in ("scorer", "ROC AUC", "PR AUC", "log loss", "Brier", "ECE"):
         table.add_column(name, justify="left" if name == "scorer" else "right")
     for label, test_prefix in ROWS:
+        label = model_label if test_prefix == "test_" else label
         prefix = test_prefix.replace("test_", f"{period}_")
         if f"{prefix}roc_auc" not in metrics and f"{prefix}log_loss" not in metrics:
             continue
@@ -60,7 +61,8 @@ def grades_table(ev: Evaluation) -> Table | None:
     grading = ev.model.grading
     if grading is None or not ev.grades:
         return None
-    table = Table(title=f"{ev.task}: grades on the test period")
+    where = "the cross-validated rows" if ev.static else "the test period"
+    table = Table(title=f"{ev.task}: grades on {where}")
     for name in ("grade", "scores", "rows", "share", "observed rate"):
         table.add_column(name, justify="left" if name == "grade" else "right")
     bounds = grading.ranges()
@@ -200,7 +202,21 @@ def print_result(result: TrainResult, console: Console) -> None:
         if result.withheld:
             console.print(f"[yellow]not served:[/yellow] {result.withheld}")
         return
-    console.print(metrics_table(ev.task, ev.metrics))
+    static = ev.static
+    if static:
+        why = ev.params.get("static_reason") or "--static"
+        console.print(
+            f"[yellow]static mode ({why}):[/yellow] grouped {ev.params.get('folds')}-fold "
+            f"cross-validation, each {task_spec(ev.task).entity} in one fold. [bold]These "
+            "figures are not a backtest[/bold]: no fold is later than another (MLflow: "
+            "evaluation=static_cv)", soft_wrap=True)
+    console.print(metrics_table(
+        ev.task, ev.metrics,
+        title=f"{ev.task}: cross-validated, not a backtest" if static else None,
+        model_label="rate model" if ev.model.is_rate_model else "LightGBM"))
+    if ev.regime_note:
+        colour = "yellow" if ev.regime == "rate_model" else "cyan"
+        console.print(f"[{colour}]{ev.regime_note}[/{colour}]", soft_wrap=True)
     m = ev.metrics
     calibration = ev.model.metadata.get("calibration") or {}
     methods = ", ".join(
@@ -213,7 +229,7 @@ def print_result(result: TrainResult, console: Console) -> None:
         f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
         f"calibration: {methods or 'none'}; rows train / validation / test: {counts}"
     )
-    if ev.params.get("small_data"):
+    if ev.params.get("small_data") and not ev.model.is_rate_model:
         console.print(
             f"small data ({ev.params['train_entities']:,} {task_spec(ev.task).plural} to train "
             "on): smaller, smoother trees (BoosterParams.for_small_data)"
@@ -228,15 +244,16 @@ def print_result(result: TrainResult, console: Console) -> None:
     strict = strict_table(m, rows)
     if strict is not None:
         console.print(strict)
-    for stage, auc in weak_stages(m).items():
+    for stage, auc in ({} if ev.model.is_rate_model else weak_stages(m)).items():
         console.print(
             f"[yellow]warning:[/yellow] inside {stage} the model ranks {task_spec(ev.task).plural}"
             f" little better than chance (test ROC AUC {auc:.3f}, below {WEAK_STAGE_AUC})"
         )
     entities = ev.split.test[ev.feature_set.entity_key].nunique()
     if entities < 500:
+        where = "the cross-validation scores" if static else "the test period holds"
         console.print(
-            f"[yellow]note:[/yellow] the test period holds only {entities:,} "
+            f"[yellow]note:[/yellow] {where} only {entities:,} "
             f"{task_spec(ev.task).plural}; these metrics are noisy "
             "(a few hundredths of AUC either way). Train on more history for a firm comparison."
         )

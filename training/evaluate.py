@@ -21,13 +21,35 @@ from modeling.artifact import ALL, ScoringModel
 from modeling.grading import DEFAULT_SHARES
 from training.baselines import crm_default_table, fit_rate_table, make_lr_pipeline
 from training.calibration import MIN_CALIBRATION_ENTITIES, CalibrationChoice
-from training.fit import BoosterParams, blank_columns, fit_scoring_model
-from training.grades import GradeRow, grade_metrics, grade_params, grade_table, grade_warnings
-from training.metrics import binary_metrics
-from training.split import TimeSplit, strict_backtest, time_split
+from training.cold_start import (
+    MIN_OUTCOMES,
+    REGULARISED_OUTCOMES,
+    Outcomes,
+    Regime,
+    count_outcomes,
+    fit_rate_model,
+    regularised_params,
+)
+from training.fit import BoosterParams, FittedModel, blank_columns, fit_scoring_model
+from training.grades import (
+    VALIDATION_REFERENCE,
+    GradeRow,
+    fit_grading,
+    grade_metrics,
+    grade_params,
+    grade_table,
+    grade_warnings,
+)
+from training.metrics import binary_metrics, log_loss
+from training.split import TimeSplit, grouped_folds, strict_backtest, time_split
 
 Step = Callable[[str], None]
 DealModel = Literal["per_stage", "single"]
+EvaluationMode = Literal["time_split", "static_cv"]
+STATIC_CV: EvaluationMode = "static_cv"
+MIN_SPLIT_DAYS = 3
+"""Fewest distinct days the entities' first snapshots must fall on for a time split: on
+fewer, the periods would be cut inside one day's rows, an order and not a calendar."""
 
 WEAK_STAGE_AUC = 0.55
 """Inside a stage, a test ROC AUC below this ranks deals little better than chance."""
@@ -79,6 +101,15 @@ class EvaluationConfig:
     """Also fit on the training and validation rows whose label was known when the test
     period starts, and report those test figures as ``strict_*`` (tasks that declare when
     a label is known, or have a horizon)."""
+    evaluation: EvaluationMode = "time_split"
+    """``static_cv``: grouped k-fold cross-validation (each entity, or account, in one fold)
+    for data whose times cannot carry a time split; its figures are not a backtest."""
+    folds: int = 5
+    """Folds of the static cross-validation."""
+    cold_start: bool = True
+    """Below ``training.cold_start.MIN_OUTCOMES`` positive or negative training outcomes,
+    a rate model; below ``REGULARISED_OUTCOMES``, a booster started from the rates and
+    regularised toward them."""
     excluded: Mapping[str, str] = field(default_factory=dict)
     """Feature columns left out of the model, each with its reason (the leakage audit's,
     ``training.audit``). They are blanked in every period before fitting, so no booster
@@ -105,6 +136,18 @@ class Evaluation:
     """Per grade A-D on the test period: count and observed rate."""
     warnings: list[str] = field(default_factory=list)
     """What the run found wrong with its own model (shown by the command and the card)."""
+    evaluation: EvaluationMode = "time_split"
+    regime: Regime = "booster"
+    """What was fit: a rate model (cold start), a booster started from the rates and
+    regularised toward them, or a booster."""
+    outcomes: Outcomes | None = None
+    """Positive and negative outcomes of the training period."""
+    regime_note: str | None = None
+    """Why the regime is what it is, in words (the command and the card print it)."""
+
+    @property
+    def static(self) -> bool:
+        return self.evaluation == STATIC_CV
 
 
 def stage_win_rates(train: pd.DataFrame, entity_key: str) -> dict[str, float]:
@@ -224,7 +267,14 @@ def split_periods(
     data_end: pd.Timestamp | None = None,
 ) -> TimeSplit:
     """The time split a run fits and evaluates on (the task's gap and censoring unless
-    ``config`` sets them): the leakage audit reads the same training period."""
+    ``config`` sets them): the leakage audit reads the same training period. In the static
+    mode, the registered model's: every fold but the first to train on, the first to
+    validate (and, there being no later period, as the test rows)."""
+    if config.evaluation == STATIC_CV:
+        fold = static_split(frame, task, config)
+        start = frame["as_of"].min()
+        return TimeSplit(train=frame.loc[fold != 0], validation=frame.loc[fold == 0],
+                         test=frame.loc[fold == 0], validation_start=start, test_start=start)
     spec = task_spec(task)
     horizon = config.horizon_days or spec.label.horizon_days
     gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
@@ -238,6 +288,139 @@ def split_periods(
         censor_days=censor,
         data_end=data_end,
     )
+
+
+def check_periods(split: TimeSplit, task: str, config: EvaluationConfig) -> None:
+    """Refuse a split with an empty period, or a period of one class, saying which and why.
+
+    An empty period is named as empty, with the gap and the window that emptied it: a
+    gap at least as long as a period's window drops every row of it.
+    """
+    spec = task_spec(task)
+    horizon = config.horizon_days or spec.label.horizon_days
+    gap = config.gap_days if config.gap_days is not None else spec.label.gap_days(horizon)
+    train_days = (split.validation_start - split.train["as_of"].min()).days if len(
+        split.train) else None
+    windows = {
+        "train": train_days,
+        "validation": (split.test_start - split.validation_start).days,
+        "test": None,
+    }
+    for name, part in (("train", split.train), ("validation", split.validation),
+                       ("test", split.test)):
+        if part.empty:
+            window = windows[name]
+            why = (f": the {gap}-day gap outran a {window}-day window; give a shorter "
+                   "--gap-days or a longer window (--validation-fraction, --test-fraction)"
+                   if gap and window is not None and gap >= window else
+                   "; give a longer window (--validation-fraction, --test-fraction)")
+            raise ValueError(f"the {'training' if name == 'train' else name} period has no "
+                             f"rows{why}")
+        if part["label"].nunique() < 2:
+            only = "positive" if int(part["label"].iloc[0]) else "negative"
+            raise ValueError(f"the {'training' if name == 'train' else name} period has "
+                             f"{len(part):,} rows, all {only}; need more data")
+
+
+def time_split_problem(frame: pd.DataFrame, task: str) -> str | None:
+    """Why the snapshots' times cannot carry a time split (None: they can): the entities'
+    first snapshots fall on fewer than :data:`MIN_SPLIT_DAYS` days."""
+    spec = task_spec(task)
+    key = spec.split_column(frame.columns)
+    first = frame["as_of"].groupby(frame[key], observed=True).min()
+    days = first.dt.normalize().nunique()
+    if days < MIN_SPLIT_DAYS:
+        return (f"the {spec.plural}' first snapshots fall on {days} day(s): a time split "
+                "would cut inside one day's rows")
+    return None
+
+
+def static_split(frame: pd.DataFrame, task: str, config: EvaluationConfig) -> np.ndarray:
+    """Each row's fold of the static cross-validation, grouped by the split key (the
+    entity, or the renewal or account unit) so no entity is in two folds."""
+    key = task_spec(task).split_column(frame.columns)
+    return grouped_folds(frame[key], config.folds, config.seed)
+
+
+def _rate_column(task: str, feature_set: FeatureSet, config: EvaluationConfig) -> str:
+    return config.rate_column or task_spec(task).baselines.rate_column
+
+
+def fit_for_outcomes(
+    task: str,
+    feature_set: FeatureSet,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    config: EvaluationConfig,
+    booster_params: BoosterParams,
+    route_by: str | None,
+    offset_column: str | None,
+    metadata: dict[str, Any] | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> tuple[FittedModel, Regime, Outcomes, str | None, BoosterParams]:
+    """Fit what the training period's outcomes support: the rate model below the floor,
+    a booster from the rates' offset regularised toward them in the range above it, else
+    the booster as configured. Returns the fit, its regime, the outcomes, a note and the
+    booster settings used."""
+    spec = task_spec(task)
+    outcomes = count_outcomes(train, spec.split_column(train.columns))
+    rate_col = _rate_column(task, feature_set, config)
+    can_rate = rate_col in feature_set.categorical
+    regime: Regime = outcomes.regime if config.cold_start and can_rate else "booster"
+    note: str | None = None
+
+    def rate_fit() -> FittedModel:
+        model = fit_rate_model(task, feature_set, train, rate_col, metadata)
+        model.grading = fit_grading(model.predict_proba(validation), config.grade_shares,
+                                    source=VALIDATION_REFERENCE)
+        return FittedModel(model=model, calibration={}, best_iterations={ALL: 0})
+
+    if regime == "rate_model":
+        more_pos, more_neg = outcomes.needed()
+        wanted = " and ".join(
+            f"{n:,} more {what}" for n, what in ((more_pos, "positive"), (more_neg, "negative"))
+            if n)
+        note = (f"cold start: {outcomes.positive:,} positive and {outcomes.negative:,} negative "
+                f"outcomes in the training period, fewer than {MIN_OUTCOMES} of each that "
+                f"LightGBM needs; registered the {spec.baselines.rate_label} as a rate model. "
+                f"LightGBM needs {wanted} outcome(s) in the training period")
+        return rate_fit(), regime, outcomes, note, booster_params
+    def boost(params: BoosterParams, route: str | None, offset: str | None) -> FittedModel:
+        return fit_scoring_model(
+            task, feature_set, train, validation, params, config.seed,
+            route_by=route, metadata=metadata, on_iteration=on_iteration,
+            offset_column=offset, min_calibration_entities=config.min_calibration_entities,
+            grade_shares=config.grade_shares,
+        )
+
+    if regime == "booster":
+        return boost(booster_params, route_by, offset_column), regime, outcomes, None, \
+            booster_params
+    # A few hundred outcomes: the booster from the rates, regularised toward them, beside
+    # the booster as configured and the rates alone; the validation period's log loss
+    # chooses (as it chooses the calibration), so the registered model is not worse than
+    # the rates there.
+    regularised = regularised_params(booster_params, len(train))
+    y = validation["label"].to_numpy(dtype=int)
+    candidates: list[tuple[Regime, FittedModel, BoosterParams]] = [
+        ("regularised", boost(regularised, None, offset_column or rate_col), regularised),
+        ("booster", boost(booster_params, route_by, offset_column), booster_params),
+        ("rate_model", rate_fit(), booster_params),
+    ]
+    losses = [log_loss(y, fit.model.predict_proba(validation)) for _, fit, _ in candidates]
+    best = int(np.argmin(losses))
+    chosen, fitted, params = candidates[best]
+    label = spec.baselines.rate_label
+    what = {"regularised": f"the booster started from the {label} and regularised toward it "
+                           f"(at most {regularised.num_leaves} leaves of "
+                           f"{regularised.min_data_in_leaf}+ rows, L2 {regularised.lambda_l2:g})",
+            "booster": "the booster fit without the rates' start",
+            "rate_model": f"the {label} as a rate model"}
+    note = (f"{outcomes.positive:,} positive and {outcomes.negative:,} negative outcomes in the "
+            f"training period, fewer than {REGULARISED_OUTCOMES} of the rarer kind: "
+            f"registered {what[chosen]}; validation log loss {losses[0]:.4f} from the rates, "
+            f"{losses[1]:.4f} without, {losses[2]:.4f} for the rates alone")
+    return fitted, chosen, outcomes, note, params
 
 
 def fit_and_evaluate(
@@ -265,12 +448,20 @@ def fit_and_evaluate(
     has_stage = stage is not None and stage in frame.columns
     horizon = config.horizon_days or spec.label.horizon_days
     censor = config.censor_days if config.censor_days is not None else spec.label.censor_days
-    split = split_periods(frame, task, config, data_end)
-    for name, part in (("train", split.train), ("validation", split.validation),
-                       ("test", split.test)):
-        if part["label"].nunique() < 2:
-            raise ValueError(f"the {name} period has a single class; need more data")
-    step("split by time")
+    static = config.evaluation == STATIC_CV
+    rate_col = _rate_column(task, feature_set, config)
+    route_by = stage if has_stage and config.deal_model == "per_stage" else None
+    task_params = replace(config.params, **spec.booster)
+    offset_column = stage if has_stage and config.deal_offset else None
+    oof: dict[str, np.ndarray] | None = None
+    if static:
+        split, oof = _static_cv(frame, task, feature_set, config, task_params, route_by,
+                                offset_column, rate_col)
+        step("cross-validated by group (static)")
+    else:
+        split = split_periods(frame, task, config, data_end)
+        check_periods(split, task, config)
+        step("split by time")
     metadata: dict[str, Any] = {
         "task": task,
         "feature_set": feature_set.name,
@@ -282,28 +473,27 @@ def fit_and_evaluate(
         "test_to": split.test["as_of"].max().isoformat(),
         "seed": config.seed,
         "excluded_features": dict(config.excluded),
+        "evaluation": config.evaluation,
     }
-    route_by = stage if has_stage and config.deal_model == "per_stage" else None
     train_entities = int(split.train[key].nunique())
     small = config.small_data_entities is not None and train_entities < config.small_data_entities
-    task_params = replace(config.params, **spec.booster)
     booster_params = task_params.for_small_data() if small else task_params
-    offset_column = stage if has_stage and config.deal_offset else None
-    fitted = fit_scoring_model(
-        task, feature_set, split.train, split.validation, booster_params, config.seed,
-        route_by=route_by, metadata=metadata, on_iteration=on_iteration,
-        offset_column=offset_column, min_calibration_entities=config.min_calibration_entities,
-        grade_shares=config.grade_shares,
+    fitted, regime, outcomes, regime_note, booster_params = fit_for_outcomes(
+        task, feature_set, split.train, split.validation, config, booster_params, route_by,
+        offset_column, metadata, on_iteration,
     )
+    if regime == "regularised":
+        route_by, offset_column = None, offset_column or rate_col
     model = fitted.model
     step("fitted LightGBM and calibrated")
 
     test = split.test
     y = test["label"].to_numpy(dtype=int)
-    scores: dict[str, np.ndarray] = {"model": model.predict_proba(test)}
-
-    rate_col = config.rate_column or spec.baselines.rate_column
-    scores.update(_baseline_scores(split.train, test, task, feature_set, rate_col))
+    if oof is not None:
+        scores: dict[str, np.ndarray] = oof
+    else:
+        scores = {"model": model.predict_proba(test)}
+        scores.update(_baseline_scores(split.train, test, task, feature_set, rate_col))
     step("fitted baselines")
 
     metrics: dict[str, float] = {}
@@ -343,7 +533,7 @@ def fit_and_evaluate(
     step("scored the test period")
 
     resolved = (spec.label.resolution_times(frame, tables, horizon)
-                if config.strict_backtest else None)
+                if config.strict_backtest and not static and regime != "rate_model" else None)
     if resolved is not None:
         metrics.update(_strict_metrics(
             strict_backtest(split, resolved), y, task, feature_set, booster_params, config,
@@ -355,7 +545,9 @@ def fit_and_evaluate(
         k: v for k, v in metrics.items() if k.startswith(("baseline_", "oracle_"))
     }
     metadata["calibration"] = {k: c.calibrator.method for k, c in fitted.calibration.items()}
-    metadata["calibration_method"] = fitted.calibration[ALL].calibrator.method
+    metadata["calibration_method"] = (fitted.calibration[ALL].calibrator.method
+                                      if ALL in fitted.calibration else "none")
+    metadata["regime"] = regime
     metadata["rows"] = {"train": len(split.train), "validation": len(split.validation),
                         "test": len(test)}
     if stage is not None:
@@ -368,6 +560,9 @@ def fit_and_evaluate(
                 if tables is not None
                 else won_stage_days_p75_from_snapshots(split.train, key)
             )
+    # A rate model's rates and reasons were recorded when it was fit.
+    metadata.update({k: model.metadata[k] for k in ("model_kind", "rate_model")
+                     if k in model.metadata})
     model.metadata = metadata
 
     params: dict[str, Any] = {
@@ -382,7 +577,13 @@ def fit_and_evaluate(
         "deal_censor_days": censor,
         "deal_offset": config.deal_offset if stage is not None else False,
         "calibration_method": metadata["calibration_method"],
-        "best_iteration": fitted.best_iterations[ALL],
+        "best_iteration": fitted.best_iterations.get(ALL, 0),
+        "evaluation": config.evaluation,
+        "folds": config.folds if static else 0,
+        "model_kind": "rate" if model.is_rate_model else "booster",
+        "cold_start_regime": regime,
+        "train_positive_outcomes": outcomes.positive,
+        "train_negative_outcomes": outcomes.negative,
         **{f"lgb_{k}": v for k, v in config.params.lgb_params(config.seed, []).items()
            if k not in ("verbose",)},
         "data_from": str(frame["as_of"].min().isoformat()),
@@ -406,4 +607,56 @@ def fit_and_evaluate(
         params=params,
         grades=grades,
         warnings=grade_warnings(grades, grading=model.grading),
+        evaluation=config.evaluation,
+        regime=regime,
+        outcomes=outcomes,
+        regime_note=regime_note,
     )
+
+
+def _static_cv(
+    frame: pd.DataFrame,
+    task: str,
+    feature_set: FeatureSet,
+    config: EvaluationConfig,
+    task_params: BoosterParams,
+    route_by: str | None,
+    offset_column: str | None,
+    rate_col: str,
+) -> tuple[TimeSplit, dict[str, np.ndarray]]:
+    """Grouped k-fold cross-validation: each fold scored by a model fit on the others
+    (the next fold its validation: early stopping, calibration), the baselines likewise.
+
+    Returns the split the registered model is fit on (fold 0 as its validation, the rest
+    to train on; every row as the "test" rows the out-of-fold scores belong to) and
+    those scores. No period is later than another: the figures are not a backtest.
+    """
+    if config.folds < 3:
+        raise ValueError("static cross-validation needs at least 3 folds")
+    fold = static_split(frame, task, config)
+    k = config.folds
+    key = feature_set.entity_key
+    scores: dict[str, np.ndarray] = {}
+    for i in range(k):
+        test_mask, val_mask = fold == i, fold == (i + 1) % k
+        train, validation, test = (frame.loc[~(test_mask | val_mask)], frame.loc[val_mask],
+                                   frame.loc[test_mask])
+        for name, part in (("training", train), ("validation", validation)):
+            if part["label"].nunique() < 2:
+                raise ValueError(f"fold {i + 1} of {k}: its {name} rows hold one class; "
+                                 "need more data or fewer --folds")
+        small = (config.small_data_entities is not None
+                 and train[key].nunique() < config.small_data_entities)
+        params = task_params.for_small_data() if small else task_params
+        fitted, *_ = fit_for_outcomes(task, feature_set, train, validation, config, params,
+                                route_by, offset_column)
+        fold_scores = {"model": fitted.model.predict_proba(test),
+                       **_baseline_scores(train, test, task, feature_set, rate_col)}
+        for name, p in fold_scores.items():
+            scores.setdefault(name, np.full(len(frame), np.nan))[test_mask] = p
+    if frame["label"].nunique() < 2:
+        raise ValueError("every row holds one class; need more data")
+    start = frame["as_of"].min()
+    split = TimeSplit(train=frame.loc[fold != 0], validation=frame.loc[fold == 0], test=frame,
+                      validation_start=start, test_start=start)
+    return split, scores

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 
@@ -102,3 +103,16 @@ def strict_backtest(split: TimeSplit, resolved_at: pd.Series) -> TimeSplit:
         return part.loc[when.notna().to_numpy() & (when < split.test_start).to_numpy()]
 
     return replace(split, train=known(split.train), validation=known(split.validation))
+
+
+def grouped_folds(groups: pd.Series, k: int, seed: int) -> np.ndarray:
+    """Each row's fold (0..k-1) for grouped k-fold cross-validation: the groups (entities,
+    or accounts) shuffled by ``seed`` and dealt round-robin, so every group is in one fold
+    and the folds hold nearly equal numbers of groups."""
+    codes, uniques = pd.factorize(groups, sort=True)
+    if len(uniques) < k:
+        raise ValueError(f"too few entities ({len(uniques)}) for {k} folds")
+    order = np.random.default_rng(seed).permutation(len(uniques))
+    fold_of_group = np.empty(len(uniques), dtype=np.int64)
+    fold_of_group[order] = np.arange(len(uniques)) % k
+    return fold_of_group[codes]

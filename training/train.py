@@ -29,7 +29,14 @@ from training import plots
 from training.audit import AuditReport, audit_settings, audit_task
 from training.card import model_card
 from training.data import load_training_inputs
-from training.evaluate import DealModel, Evaluation, EvaluationConfig, fit_and_evaluate
+from training.evaluate import (
+    STATIC_CV,
+    DealModel,
+    Evaluation,
+    EvaluationConfig,
+    fit_and_evaluate,
+    time_split_problem,
+)
 from training.fit import BoosterParams
 from training.grades import check_shares
 from training.metrics import binary_metrics
@@ -108,6 +115,16 @@ class TrainSettings(BaseSettings):
     """Also report the test figures of a model fit only on labels known at the test start."""
     force: bool = False
     """Promote even when the gate says no (recorded on the run and printed)."""
+    static: bool = False
+    """Grouped k-fold cross-validation instead of a time split (also chosen when the data's
+    times cannot carry one: see :func:`static_reason`)."""
+    folds: int = Field(5, ge=3, le=20)
+    """Folds of the static cross-validation."""
+    gap_days: int | None = Field(None, ge=0)
+    """Rows dropped before each period boundary; None: the task's label rule."""
+    cold_start: bool = True
+    """A rate model below the floor of outcomes, a booster regularised toward the rates
+    above it (``training.cold_start``)."""
     audit: bool = True
     """Run the leakage audit on the training period and leave flagged columns out."""
     allow_columns: tuple[str, ...] = ()
@@ -131,6 +148,10 @@ class TrainSettings(BaseSettings):
             grade_shares=self.grade_shares,
             small_data_entities=self.small_data_entities or None,
             strict_backtest=self.strict_backtest,
+            evaluation="static_cv" if self.static else "time_split",
+            folds=self.folds,
+            gap_days=self.gap_days,
+            cold_start=self.cold_start,
             params=BoosterParams(
                 learning_rate=self.learning_rate,
                 num_leaves=self.num_leaves,
@@ -140,6 +161,33 @@ class TrainSettings(BaseSettings):
                 num_threads=self.num_threads,
             ),
         )
+
+
+IMPORT_REPORT = "import_report.json"
+"""What ``leadscore import`` writes beside the tables it makes."""
+ORDER_NOT_CALENDAR = "an order, not a calendar"
+"""How the import report says a time was made from the rows' order."""
+
+
+def static_reason(settings: TrainSettings, frame: pd.DataFrame) -> str | None:
+    """Why this run is evaluated by static cross-validation (None: by time): asked for
+    with ``--static``; the import made the entities' creation times from an order; or the
+    snapshots' times fall on too few days to cut periods from."""
+    if settings.static:
+        return "--static"
+    spec = task_spec(settings.task)
+    report = settings.data / IMPORT_REPORT if settings.data.is_dir() else None
+    if report is not None and report.is_file():
+        try:
+            notes = json.loads(report.read_text()).get("derived") or []
+        except (ValueError, AttributeError):
+            notes = []
+        for note in notes:
+            if (isinstance(note, str) and note.startswith(f"{spec.table}.created_at:")
+                    and ORDER_NOT_CALENDAR in note):
+                return f"the import made the {spec.plural}' creation times from an order " \
+                       f"({IMPORT_REPORT}: {note})"
+    return time_split_problem(frame, settings.task)
 
 
 def train_settings(**values: Any) -> TrainSettings:
@@ -208,11 +256,13 @@ def write_plots(ev: Evaluation, out: Path) -> list[Path]:
         "gains_lift.png": plots.gains_and_lift(y, scores, title=title),
         "roc_pr.png": plots.roc_pr(y, scores, title=title),
     }
-    booster = ev.model.boosters[next(iter(sorted(ev.model.boosters)))]
-    gain = pd.Series(
-        booster.feature_importance(importance_type="gain"), index=booster.feature_name()
-    )
-    figures["feature_importance.png"] = plots.feature_importance(gain, title=f"{ev.task}: gain")
+    if ev.model.boosters:
+        booster = ev.model.boosters[next(iter(sorted(ev.model.boosters)))]
+        gain = pd.Series(
+            booster.feature_importance(importance_type="gain"), index=booster.feature_name()
+        )
+        figures["feature_importance.png"] = plots.feature_importance(
+            gain, title=f"{ev.task}: gain")
     sample = ev.split.test.iloc[:: max(1, len(ev.split.test) // 5000)]
     contrib = ev.model.contributions(sample)
     figures["contributions.png"] = plots.contribution_summary(
@@ -301,6 +351,8 @@ def baselines_to_beat(ev: Evaluation) -> dict[str, dict[str, float]]:
 def decide(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
     """The promotion gate on this run's test rows: against the current champion, the CRM's
     own rate and logistic regression."""
+    if ev.model.is_rate_model:
+        return rate_model_decision(ev, tracking_uri)
     new = {"roc_auc": ev.metrics["test_roc_auc"], "log_loss": ev.metrics["test_log_loss"]}
     try:
         old = champion_metrics_on(ev, tracking_uri)
@@ -309,6 +361,24 @@ def decide(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
     version = resolve_alias(ev.task, CHAMPION, tracking_uri)
     return promotion_gate(new, old, baselines=baselines_to_beat(ev),
                           champion_name=f"the champion (version {version})")
+
+
+def rate_model_decision(ev: Evaluation, tracking_uri: str | None) -> GateDecision:
+    """A cold start's rate model is the CRM's own rate, so it cannot beat that rate: it is
+    served where nothing is (no champion, or a champion that is a rate model itself, whose
+    rates it renews) and never replaces a booster."""
+    label = task_spec(ev.task).baselines.rate_label
+    version = resolve_alias(ev.task, CHAMPION, tracking_uri)
+    if version is None:
+        return GateDecision(True, f"cold start: no current champion; the {label} is served as "
+                            "a rate model (calibrated rates, reasons) until LightGBM has the "
+                            "outcomes it needs")
+    champion, _ = load_model_version(ev.task, CHAMPION, tracking_uri)
+    if champion.is_rate_model:
+        return GateDecision(True, f"cold start: renews the rates of the champion (version "
+                            f"{version}), itself a rate model")
+    return GateDecision(False, f"cold start: a rate model does not replace the champion "
+                        f"(version {version}), a LightGBM model")
 
 
 def withheld_reason_for(ev: Evaluation, decision: GateDecision, version: str) -> str:
@@ -333,6 +403,9 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
                                   on_step=step)
     config = settings.evaluation_config()
+    why_static = static_reason(settings, inputs.frame)
+    if why_static is not None:
+        config = replace(config, evaluation=STATIC_CV)
     audit: AuditReport | None = None
     if settings.audit:
         audit = audit_task(inputs.frame, settings.task, inputs.feature_set, config,
@@ -340,7 +413,8 @@ def train(settings: TrainSettings, on_step: Step | None = None,
                            allowed=settings.allow_columns)
         config = replace(config, excluded=audit.excluded)
     step("audited the training period for leaks")
-    digest = fingerprint(inputs.frame, settings, tuple(config.excluded))
+    digest = fingerprint(inputs.frame, settings.model_copy(
+        update={"static": config.evaluation == STATIC_CV}), tuple(config.excluded))
     if settings.register_model:
         kept = keep_unchanged(settings, digest)
         if kept is not None:
@@ -355,6 +429,9 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         on_step=step,
         on_iteration=on_iteration,
     )
+    if why_static is not None:
+        ev.model.metadata["static_reason"] = why_static
+        ev.params["static_reason"] = why_static
     return log_and_register(
         ev, settings, extra_params={
             "data": str(settings.data),
@@ -472,6 +549,9 @@ def _log_and_register(
         mlflow.set_tags({
             "task": ev.task,
             "feature_set": f"{ev.feature_set.name}@{ev.feature_set.version}",
+            "evaluation": ev.evaluation,
+            "model_kind": "rate" if ev.model.is_rate_model else "booster",
+            **({"not_a_backtest": "true"} if ev.static else {}),
             **({FINGERPRINT_TAG: fingerprint} if fingerprint else {}),
         })
         finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}

@@ -28,7 +28,7 @@ from training.audit import (
 )
 from training.evaluate import EvaluationConfig, fit_and_evaluate
 
-CONFIG = EvaluationConfig(params=QUICK)
+CONFIG = EvaluationConfig(params=QUICK, cold_start=False)  # the booster, however few deals
 
 
 def _with(frame: pd.DataFrame, name: str, values: object) -> tuple[pd.DataFrame, FeatureSet]:

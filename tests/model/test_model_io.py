@@ -23,7 +23,8 @@ from .conftest import QUICK
 def deal_models(deal_frame: pd.DataFrame) -> dict[str, ScoringModel]:
     out = {}
     for kind in ("single", "per_stage"):
-        cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, censor_days=60)
+        cfg = EvaluationConfig(params=QUICK, seed=5, deal_model=kind, censor_days=60,
+                               cold_start=False)
         out[kind] = fit_and_evaluate(deal_frame, "deal_close", DEAL_V1, cfg).model
     return out
 

@@ -22,7 +22,9 @@ from .conftest import QUICK
 def _run(frame: pd.DataFrame, uri: str, tmp: Path, rounds: int) -> TrainResult:
     """Fit with ``rounds`` boosting rounds at most, then log, register and gate (no plots)."""
     params = replace(QUICK, num_boost_round=rounds)
-    ev = fit_and_evaluate(frame, "lead_qualification", LEAD_V1, EvaluationConfig(params=params))
+    # The gate's own behaviour on boosters: no cold-start choice among candidates.
+    ev = fit_and_evaluate(frame, "lead_qualification", LEAD_V1,
+                          EvaluationConfig(params=params, cold_start=False))
     settings = train_settings(task="lead_qualification", data=tmp, tracking_uri=uri,
                               out_dir=tmp / f"r{rounds}")
     return log_and_register(ev, settings, plots=False)
@@ -57,7 +59,7 @@ def _weak_deal_run(frame: pd.DataFrame, uri: str, tmp: Path, force: bool) -> Tra
     stage offset, no calibration. Its probabilities are about the overall win rate."""
     params = replace(QUICK, num_boost_round=1, learning_rate=1e-4)
     config = EvaluationConfig(params=params, deal_offset=False, min_calibration_entities=10**9,
-                              strict_backtest=False)
+                              strict_backtest=False, cold_start=False)
     ev = fit_and_evaluate(frame, "deal_close", DEAL_V1, config)
     settings = train_settings(task="deal_close", data=tmp, tracking_uri=uri, force=force,
                               out_dir=tmp / f"weak-{force}")
