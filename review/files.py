@@ -14,6 +14,7 @@ import pandas as pd
 from features.loader import load_crm
 from features.reasons import words
 from review.build import build_review
+from review.forecasting import ForecastSection, attach_forecast
 from review.render import money, pct, render_html
 from review.schemas import Review
 from review.settings import ReviewSettings
@@ -99,10 +100,27 @@ def run_review(
                           history_periods=settings.review_history_periods, progress=progress)
     seconds["review"] = time.perf_counter() - t
     t = time.perf_counter()
+    attach_forecast(review, loaded.tables, model, settings.tracking_uri)
+    seconds["forecast"] = time.perf_counter() - t
+    t = time.perf_counter()
     paths = write_review(review, out, settings.review_page_deals)
     seconds["write"] = time.perf_counter() - t
     rejected = int(loaded.rejections["row"].count()) if not loaded.ok else 0
     return ReviewRun(review, paths, rejected, seconds)
+
+
+def forecast_line(review: Review) -> str:
+    """The forecast in one line per period: P50 and range beside the CRM's weighting."""
+    f = review.forecast
+    if not isinstance(f, ForecastSection):
+        return "forecast: not computed"
+    parts = []
+    for p in (f.current, f.next):
+        b = p["bookings"]
+        parts.append(f"{p['period']} P50 {money(b['p50'])} (P10 {money(b['p10'])} to P90 "
+                     f"{money(b['p90'])}; CRM default weighted "
+                     f"{money(p['crm_default_weighted'])})")
+    return f"forecast of bookings, closed won included: {'; '.join(parts)}"
 
 
 def summary_lines(review: Review, top: int = 5) -> list[str]:
@@ -140,6 +158,6 @@ def summary_lines(review: Review, top: int = 5) -> list[str]:
             f" {money(d.amount)} at {pct(d.result.probability)} against "
             f"{pct(d.stage_win_rate)} for its stage: {money(d.money_at_risk)} at risk"
             + (f"; {why}" if why else ""))
-    lines.append("forecast: not computed" if review.forecast is None else "forecast: computed")
+    lines.append(forecast_line(review))
     lines += [f"warning: {w}" for w in review.warnings]
     return lines

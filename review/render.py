@@ -15,6 +15,7 @@ from features.reasons import words
 from features.schema import OPEN_STAGES
 from review import charts
 from review.changes import LABELS
+from review.forecasting import ForecastSection
 from review.schemas import Review
 
 PAGE_DEALS = 1000
@@ -22,8 +23,8 @@ PAGE_DEALS = 1000
 deal)."""
 
 FORECAST_TEMPLATE = "forecast.html.j2"
-"""The forecast section's own template, rendered with ``review`` when the package ships
-it; without it a computed forecast is shown as its JSON."""
+"""The forecast section's template, for a :class:`ForecastSection`; any other forecast
+object is shown as its JSON."""
 
 GAINS = frozenset({"new", "pulled_in", "increased", "won"})
 
@@ -91,7 +92,7 @@ def render_html(review: Review, page_deals: int = PAGE_DEALS, sign_out: str | No
     env = environment()
     template = env.get_template("review.html.j2")
     return template.render(
-        forecast_template=FORECAST_TEMPLATE if FORECAST_TEMPLATE in env.list_templates()
+        forecast_template=FORECAST_TEMPLATE if isinstance(review.forecast, ForecastSection)
         else None,
         review=review, sign_out=sign_out, current=review.current, now=review.overall[-1],
         before=review.overall[-2] if len(review.overall) > 1 else None,

@@ -31,6 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from features.loader import DataContractError, load_crm
 from review.build import ReviewInputError, build_review
+from review.forecasting import attach_forecast
 from review.render import environment, render_html
 from review.schemas import Review
 from review.settings import ReviewSettings, get_review_settings
@@ -115,6 +116,7 @@ class ReviewCache:
             review = build_review(loaded.tables, model, s, period=s.period,
                                   target=s.review_target,
                                   history_periods=s.review_history_periods)
+            attach_forecast(review, loaded.tables, model, s.tracking_uri)
         except (DataContractError, ReviewInputError, OSError) as exc:
             raise PageUnavailable(503, f"the data folder cannot be reviewed: {exc}") from None
         html = render_html(review, self.settings.review_page_deals, sign_out=SIGN_OUT)

@@ -216,3 +216,41 @@ def test_the_command_refuses_bad_input(
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_the_forecast_section_is_the_forecast_of_the_served_model(
+    review: Review, trained: Trained  # noqa: F811
+) -> None:
+    """With a time-to-close model, the review carries the forecast package's figures for
+    the period and the next, and the page and the summary show them."""
+    from features.snapshots import crm_as_of
+    from features.training_set import build_training_set
+    from forecast.core import forecast
+    from review.files import forecast_line
+    from review.forecasting import ForecastSection, forecast_section
+    from training.time_to_close import (
+        TimeToCloseParams,
+        fit_time_to_close,
+        split_won,
+        won_rows,
+    )
+
+    past = crm_as_of(trained.tables, AS_OF)
+    frame = build_training_set(past, "deal_close", data_end=AS_OF, every_days=14)
+    quick = TimeToCloseParams(num_boost_round=40, early_stopping_rounds=10,
+                              min_data_in_leaf=20, num_threads=1)
+    ttc = fit_time_to_close(*split_won(won_rows(frame, past, AS_OF), 0.2), "hazard", quick)
+    section = forecast_section(trained.tables, AS_OF, "month", trained.deal, ttc)
+    expected = forecast(trained.tables, AS_OF, "month", trained.deal.model, ttc).to_json()
+    assert section.current == expected["current"] and section.next == expected["next"]
+    b = section.next["bookings"]
+    assert b["p10"] <= b["p50"] <= b["p90"] and b["p90"] > b["p10"]
+
+    with_forecast = review.model_copy(update={"forecast": section})
+    html = render_html(with_forecast)
+    assert "Forecast of bookings, with its range" in html and "forecast: not computed" not in html
+    assert section.next["period"] in html
+    line = forecast_line(with_forecast)
+    assert section.current["period"] in line and "P50" in line
+    assert forecast_line(review) == "forecast: not computed"
+    assert isinstance(with_forecast.forecast, ForecastSection)
