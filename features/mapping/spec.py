@@ -126,7 +126,19 @@ class StageTable(_Strict):
     )
 
 
-class FieldHistory(_Strict):
+class _SourceColumns(_Strict):
+    """A source file and, per role, the column names it may go by (one name or a list)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) and k != "source" else v
+                    for k, v in data.items()}
+        return data
+
+
+class FieldHistory(_SourceColumns):
     """A long field-history table (Salesforce OpportunityFieldHistory, HubSpot property
     history): one row per change of one field of one record."""
 
@@ -140,16 +152,8 @@ class FieldHistory(_Strict):
     amount: tuple[str, ...] = ()
     close_date: tuple[str, ...] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _lists(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: (v,) if isinstance(v, str) and k != "source" else v
-                    for k, v in data.items()}
-        return data
 
-
-class StatusHistory(_Strict):
+class StatusHistory(_SourceColumns):
     """When a lead's status was set, from a field-history table (Salesforce LeadHistory)."""
 
     source: str
@@ -159,30 +163,14 @@ class StatusHistory(_Strict):
     new_value: tuple[str, ...] = ("NewValue",)
     changed_at: tuple[str, ...] = ("CreatedDate",)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _lists(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: (v,) if isinstance(v, str) and k != "source" else v
-                    for k, v in data.items()}
-        return data
 
-
-class ContactRoles(_Strict):
+class ContactRoles(_SourceColumns):
     """Which deal a contact is on (Salesforce OpportunityContactRole): an activity with a
     contact and no deal is put on the contact's deal when the contact is on only one."""
 
     source: str
     contact: tuple[str, ...] = ("ContactId",)
     opportunity: tuple[str, ...] = ("OpportunityId",)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _lists(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: (v,) if isinstance(v, str) and k != "source" else v
-                    for k, v in data.items()}
-        return data
 
 
 class TableMap(_Strict):
