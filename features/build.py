@@ -38,8 +38,10 @@ from features import contracts
 from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
+from features.own import NONE as NO_OWN
+from features.own import OwnFeatures, category_codes, own_columns
 from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
-from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, SEGMENT_EMPLOYEES
+from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, FEATURE_SETS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
 
@@ -59,30 +61,42 @@ def _noop(_: str) -> None:
 
 
 @functools.cache
-def category_dtype(name: str) -> pd.CategoricalDtype:
-    """The fixed categorical dtype of a category feature, whatever the data holds.
+def category_dtype(name: str, levels: tuple[str, ...] = ()) -> pd.CategoricalDtype:
+    """The fixed categorical dtype of a category feature, whatever the data holds: the
+    ``levels`` a feature learned from its training data (``FeatureSpec.levels``), else the
+    declared ones of ``features.sets.CATEGORY_LEVELS``.
 
     Built once per name (the levels are constants): a serving request would otherwise
     pay for a new dtype per category column, a noticeable share of a one-row build.
     """
-    return pd.CategoricalDtype(categories=pd.Index(CATEGORY_LEVELS[name], dtype=object))
+    return pd.CategoricalDtype(
+        categories=pd.Index(levels or CATEGORY_LEVELS[name], dtype=object))
 
 
-def _code_dtype(name: str) -> type[np.signedinteger]:
+def spec_dtype(spec: FeatureSpec) -> pd.CategoricalDtype:
+    """:func:`category_dtype` of a declared category feature."""
+    return category_dtype(spec.name, spec.levels)
+
+
+def _code_dtype(name: str, levels: tuple[str, ...] = ()) -> type[np.signedinteger]:
     """The smallest signed integer type holding a category feature's codes (and -1).
 
     A training set holds every category column through the engagement counts, the
     build's peak: as int64 codes, five columns of 6.6M rows cost 0.26 GB more than as
     the int8 codes of a typed Categorical.
     """
-    n = len(CATEGORY_LEVELS[name])
+    n = len(levels or CATEGORY_LEVELS[name])
     return np.int8 if n < 2**7 else np.int16 if n < 2**15 else np.int32
 
 
 def _plain(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """A computed column in its plain form (see ``feature_columns``)."""
     if spec.dtype == "category":
-        return np.asarray(values, dtype=_code_dtype(spec.name))
+        if values.dtype == object:  # an export's own column, as text (features.own)
+            values = category_codes(values, spec.levels)
+        elif values.dtype.kind == "f":  # ... of which nothing was sent as text: not known
+            values = np.where(np.isnan(values), -1, values)
+        return np.asarray(values, dtype=_code_dtype(spec.name, spec.levels))
     if spec.dtype == "int":
         return np.asarray(values, dtype=np.int64)
     return np.asarray(values, dtype=np.float64)
@@ -91,7 +105,7 @@ def _plain(values: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 def _cast(values: np.ndarray, spec: FeatureSpec) -> pd.api.extensions.ExtensionArray | np.ndarray:
     """Give a plain column the pandas dtype its spec declares."""
     if spec.dtype == "category":
-        return pd.Categorical.from_codes(values, dtype=category_dtype(spec.name))
+        return pd.Categorical.from_codes(values, dtype=spec_dtype(spec))
     if spec.dtype == "bool":
         return pd.array(values, dtype="boolean")
     return values
@@ -737,6 +751,7 @@ def feature_columns(
     feature_set: FeatureSet,
     *,
     on_step: Step | None = None,
+    own: OwnFeatures = NO_OWN,
 ) -> Columns:
     """The features of each snapshot as plain arrays, from rows dated strictly before its
     ``as_of``: what ``build_features`` computes, before it becomes a typed DataFrame.
@@ -747,22 +762,29 @@ def feature_columns(
     (``category_dtype(name).categories``; -1: not known). Serving scores these directly;
     ``tables`` and ``snapshots`` may be DataFrames or ``features.columns`` tables.
     """
-    columns = entity_columns(tables, snapshots, feature_set.entity_key, on_step=on_step)
+    columns = entity_columns(tables, snapshots, feature_set.entity_key, on_step=on_step,
+                             own=own)
     return select_features(columns, feature_set)
 
 
 def entity_columns(
-    tables: AnyTables, snapshots: Frame, key: str, *, on_step: Step | None = None
+    tables: AnyTables, snapshots: Frame, key: str, *, on_step: Step | None = None,
+    own: OwnFeatures = NO_OWN,
 ) -> Columns:
     """Every feature the entity ``key`` has, per snapshot: what each of its feature sets
-    picks from (:func:`select_features`), so sets of one entity can share one pass."""
+    picks from (:func:`select_features`), so sets of one entity can share one pass. An
+    export's ``own`` columns come as text or float (``features.own``)."""
     missing = {key, "as_of"} - set(snapshots.columns)
     if missing:
         raise ValueError(f"snapshots lack columns {sorted(missing)}")
     entity = ENTITY_FEATURES.get(key)
     if entity is None:
         raise ValueError(f"no features for entity key {key!r}")
-    return entity.compute(tables, snapshots, on_step or _noop)
+    columns = entity.compute(tables, snapshots, on_step or _noop)
+    own = own or tables.own or NO_OWN
+    if own:
+        columns.update(own_columns(own, key, snapshots, columns[EXISTS]))
+    return columns
 
 
 def select_features(columns: Columns, feature_set: FeatureSet) -> Columns:
@@ -770,8 +792,24 @@ def select_features(columns: Columns, feature_set: FeatureSet) -> Columns:
     :func:`feature_columns` gives them."""
     unknown = [name for name in feature_set.names if name not in columns]
     if unknown:
-        raise KeyError(f"feature set {feature_set.name} declares uncomputed features {unknown}")
+        own = own_names(feature_set)
+        if not set(unknown) <= own:
+            raise KeyError(f"feature set {feature_set.name} declares uncomputed features "
+                           f"{sorted(set(unknown) - own)}")
+        # An export's own column nothing sent (a request without its attributes): not known.
+        n = len(columns[EXISTS])
+        columns = {**columns, **{name: np.full(n, np.nan) if feature_set.spec(name).dtype
+                                 != "category" else np.full(n, -1) for name in unknown}}
     return {spec.name: _plain(columns[spec.name], spec) for spec in feature_set.features}
+
+
+def own_names(feature_set: FeatureSet) -> frozenset[str]:
+    """The features of a derived set (``lead_v1+own``) that its declared base set lacks:
+    an export's own columns (``features.own``)."""
+    base = FEATURE_SETS.get(feature_set.base_name)
+    if base is None or feature_set.name == feature_set.base_name:
+        return frozenset()
+    return frozenset(feature_set.names) - frozenset(base.names)
 
 
 def build_features(
@@ -780,13 +818,19 @@ def build_features(
     feature_set: FeatureSet,
     *,
     on_step: Step | None = None,
+    own: OwnFeatures = NO_OWN,
 ) -> pd.DataFrame:
     """Features of each snapshot, from rows dated strictly before its ``as_of``.
 
     Returns one row per snapshot, with the same order and index: the entity key, ``as_of``,
     then ``feature_set.names`` in order, typed per the spec (categories with fixed levels).
     """
-    columns = feature_columns(tables, snapshots, feature_set, on_step=on_step)
+    columns = feature_columns(tables, snapshots, feature_set, on_step=on_step, own=own)
+    return features_frame(columns, snapshots, feature_set)
+
+
+def features_frame(columns: Columns, snapshots: Frame, feature_set: FeatureSet) -> pd.DataFrame:
+    """:func:`build_features` from the set's computed columns (consumed)."""
     key = feature_set.entity_key
     if isinstance(snapshots, ColumnTable):
         ids = pd.array(snapshots[key], dtype="string")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ from features.schema import (
     CRMTables,
     Table,
 )
+
+if TYPE_CHECKING:
+    from features.own import OwnFeatures
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -80,6 +83,8 @@ class ColumnTables:
     account_signals: ColumnTable = field(
         default_factory=lambda: table_from_rows([], ACCOUNT_SIGNALS)
     )
+    own: OwnFeatures | None = None
+    """The request's own columns (``attributes``), if any (``features.own``)."""
 
 
 AnyTables: TypeAlias = CRMTables | ColumnTables
@@ -151,15 +156,16 @@ CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACC
 
 def tables_from_rows(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> ColumnTables:
     """The contract's tables from rows per table name (absent names: empty tables)."""
-    return ColumnTables(
-        **{t.name: first_per_key(table_from_rows(list(rows.get(t.name, ())), t), t.key)
-           for t in CONTRACT}
-    )
+    tables: dict[str, Any] = {
+        t.name: first_per_key(table_from_rows(list(rows.get(t.name, ())), t), t.key)
+        for t in CONTRACT}
+    return ColumnTables(**tables)
 
 
 def tables_from_frames(tables: CRMTables) -> ColumnTables:
     """Contract DataFrames as :class:`ColumnTables` (the data tests compare both forms)."""
-    return ColumnTables(**{t.name: table_from_frame(tables.get(t.name), t) for t in CONTRACT})
+    columns: dict[str, Any] = {t.name: table_from_frame(tables.get(t.name), t) for t in CONTRACT}
+    return ColumnTables(**columns, own=tables.own)
 
 
 # -- what the feature code reads: either form -----------------------------------------

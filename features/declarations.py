@@ -24,6 +24,10 @@ class FeatureSpec:
     window_days: int | None = None
     monotone: Literal[-1, 0, 1] = 0
     """+1: more never lowers the score; -1: more never raises it; 0: free."""
+    levels: tuple[str, ...] = ()
+    """A category's levels, where they are learned from the training data (an export's own
+    columns, ``features.own``); empty for the declared sets, whose levels are fixed in
+    ``features.sets.CATEGORY_LEVELS``."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,12 @@ class FeatureSet:
     task: str
     entity_key: str
     features: tuple[FeatureSpec, ...]
+
+    @property
+    def base_name(self) -> str:
+        """The declared set a derived one (``lead_v1+own``: the declared features plus an
+        export's own columns) is built on; the set's own name otherwise."""
+        return self.name.split("+", 1)[0]
 
     @property
     def names(self) -> list[str]:

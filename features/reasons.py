@@ -737,12 +737,12 @@ def _fallback(spec_name: str, description: str) -> Topic:
 def topics_for(feature_set: FeatureSet) -> tuple[Topic, ...]:
     """The topics of a feature set, covering each of its features once.
 
-    Topics of the declared set of that name whose features the set holds; any other
-    feature (a model saved with a set the code declares differently) reads through its
-    own description.
+    Topics of the declared set of that name (for a derived set, of the set it is built on)
+    whose features the set holds; any other feature (an export's own column, or a model
+    saved with a set the code declares differently) reads through its own description.
     """
     names = set(feature_set.names)
-    declared = [t for t in TOPICS.get(feature_set.name, ()) if set(t.features) <= names]
+    declared = [t for t in TOPICS.get(feature_set.base_name, ()) if set(t.features) <= names]
     covered = {f for t in declared for f in t.features}
     rest = [_fallback(s.name, s.description) for s in feature_set.features
             if s.name not in covered]

@@ -7,9 +7,12 @@ repeating column names. Timestamps are UTC (``datetime64[ns, UTC]``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from features.own import OwnFeatures
 
 # Open pipeline stages, in order, then the terminal ones.
 OPEN_STAGES: tuple[str, ...] = (
@@ -249,6 +252,8 @@ class CRMTables:
     opportunity_history: pd.DataFrame
     activities: pd.DataFrame
     account_signals: pd.DataFrame = field(default_factory=lambda: empty_frame(ACCOUNT_SIGNALS))
+    own: OwnFeatures | None = None
+    """The export's own columns beside the tables (``features.own``), if any."""
 
     def get(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self, name)

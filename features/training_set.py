@@ -10,8 +10,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.build import ENTITY_FEATURES, Step, build_features
+from features.build import (
+    ENTITY_FEATURES,
+    Step,
+    build_features,
+    entity_columns,
+    features_frame,
+    select_features,
+)
 from features.declarations import FeatureSet
+from features.own import Derived, OwnFeatures, derive_feature_set
 from features.schema import CRMTables
 from features.tasks import task_spec
 
@@ -43,10 +51,38 @@ def build_training_set(
     )
     step("snapshots")
     out = build_features(tables, snaps, fs, on_step=step)
+    return _with_label(out, snaps, spec.split_key)
+
+
+def _with_label(out: pd.DataFrame, snaps: pd.DataFrame, split_key: str | None) -> pd.DataFrame:
     out.insert(2, "label", snaps["label"])
-    if spec.split_key is not None:
-        out.insert(3, spec.split_key, snaps[spec.split_key])
+    if split_key is not None:
+        out.insert(3, split_key, snaps[split_key])
     return out
+
+
+def build_training_set_with_own(
+    tables: CRMTables,
+    task: str,
+    own: OwnFeatures,
+    *,
+    horizon_days: int | None = None,
+    feature_set: FeatureSet | None = None,
+    on_step: Step | None = None,
+) -> tuple[pd.DataFrame, Derived]:
+    """:func:`build_training_set` with an export's own columns (``features.own``): the
+    feature set derived from the task's over these snapshots (levels learned from them,
+    features missing almost everywhere left out), and the training set in it."""
+    spec = task_spec(task)
+    fs = feature_set or spec.feature_set
+    step = on_step or (lambda _: None)
+    snaps = spec.take_snapshots(tables, horizon_days=horizon_days)
+    step("snapshots")
+    columns = entity_columns(tables, snaps, fs.entity_key, on_step=step, own=own)
+    derived = derive_feature_set(fs, own, columns)
+    out = features_frame(select_features(columns, derived.feature_set), snaps,
+                         derived.feature_set)
+    return _with_label(out, snaps, spec.split_key), derived
 
 
 def build_steps(task: str) -> int:

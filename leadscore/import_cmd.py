@@ -53,6 +53,21 @@ def print_result(console: Console, result: ImportResult, source: str) -> None:
     for s in conv.skipped:
         console.print(f"skipped: {s['rows']:,} row(s) of {s['file']} by {s['column']} "
                       f"{s['values']} (skip_rows)", highlight=False, markup=False, soft_wrap=True)
+    if conv.own.features:
+        own = Table(title="the export's own columns (features:)")
+        for name in ("table", "feature", "from", "type", "known at", "filled", "in the models"):
+            own.add_column(name, justify="right" if name == "filled" else "left")
+        rows = result.summary()["own_features"]
+        for row in rows:
+            own.add_row(row["table"], row["name"], row["column"], row["type"], row["known_at"],
+                        f"{row['filled']:.0%}", row["use"])
+        console.print(own)
+        left = sum(1 for row in rows if row["use"].startswith("no"))
+        if left:
+            console.print(f"{left} own column(s) known only at export are left out of the "
+                          "models: only their value on the export's day exists, which may "
+                          "tell the outcome. List one under allow_current_values to use it; "
+                          "the model card then names it as a leak risk.", soft_wrap=True)
     if conv.unplaced:
         un = Table(title="values nothing mapped (kept as written, or the default where one is set)")
         for name in ("table.column", "what", "rows", "examples"):

@@ -52,7 +52,8 @@ def _feature_set_from_json(data: dict[str, Any]) -> FeatureSet:
         version=int(data["version"]),
         task=data["task"],
         entity_key=data["entity_key"],
-        features=tuple(FeatureSpec(**f) for f in data["features"]),
+        features=tuple(FeatureSpec(**{**f, "levels": tuple(f.get("levels") or ())})
+                       for f in data["features"]),
     )
     try:
         from features.sets import FEATURE_SETS
@@ -135,17 +136,18 @@ def _recode_tables(
     """Per category feature: booster code (as float, NaN: missing) of each code of the
     feature's fixed levels, with a last slot for code -1. Identity unless the booster was
     trained with other levels; what ``set_categories`` does in ``_matrix``."""
-    from features.build import category_dtype
+    from features.build import spec_dtype
     from features.sets import CATEGORY_LEVELS
 
     out = {}
     for name in feature_set.categorical:
-        if name not in CATEGORY_LEVELS:
+        spec = feature_set.spec(name)
+        if not spec.levels and name not in CATEGORY_LEVELS:
             raise ValueError(
                 f"category feature {name!r} has no fixed levels in features.sets: "
                 "features.build.feature_columns does not compute it; score a DataFrame"
             )
-        fixed = list(category_dtype(name).categories)
+        fixed = list(spec_dtype(spec).categories)
         booster = levels.get(name, fixed)
         position = {level: float(i) for i, level in enumerate(booster)}
         out[name] = np.array([position.get(level, np.nan) for level in fixed] + [np.nan])

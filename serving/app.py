@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 from fastapi import FastAPI
 
+from features.build import own_names
 from features.sets import FEATURE_SETS
 from features.tasks import task_spec
 from leadscore import __version__
@@ -43,18 +44,24 @@ log = logging.getLogger("leadscore.serving")
 
 def check_model(loaded: LoadedModel) -> None:
     """Refuse a model that cannot score: unknown feature set, missing feature, bad output.
+    A derived set (``lead_v1+own``) is its declared base set plus an export's own columns,
+    each category with the levels it learned.
 
     A made-up entity goes through the whole serving path (tables, feature_columns, the
     model's matrix, probabilities and contributions); a corrupt or mismatched version
     fails here, before it is swapped in.
     """
     fs = loaded.model.feature_set
-    known = FEATURE_SETS.get(fs.name)
+    known = FEATURE_SETS.get(fs.base_name)
     if known is None:
         raise ValueError(f"unknown feature set {fs.name!r}")
-    if known.names != fs.names:
-        missing = sorted(set(fs.names) - set(known.names))
+    own = own_names(fs)
+    if known.names != [n for n in fs.names if n not in own]:
+        missing = sorted(set(fs.names) - set(known.names) - own)
         raise ValueError(f"feature set {fs.name!r} differs from the code's; unknown: {missing}")
+    unlearned = [n for n in own if fs.spec(n).dtype == "category" and not fs.spec(n).levels]
+    if unlearned:
+        raise ValueError(f"feature set {fs.name!r}: own categories without levels {unlearned}")
     if known.task != loaded.task:
         raise ValueError(f"feature set {fs.name!r} is for {known.task}, not {loaded.task}")
     now = datetime.now(UTC)

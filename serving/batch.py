@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from features.own import OwnFeatures, read_own
 from features.reasons import ContextPart
 from features.schema import (
     PANDAS_DTYPES,
@@ -358,14 +359,16 @@ def score_frame(
     progress: Callable[[int], None] | None = None,
     trend: bool = True,
     what_if: bool = False,
+    own: OwnFeatures | None = None,
 ) -> pd.DataFrame:
     """Score validated entity rows in chunks; one output row per entity, input order kept.
     ``trend``: each row's scores 7 and 28 days earlier (``trend_*`` columns); ``what_if``:
-    the actions that would raise each score (a ``what_if`` column of JSON)."""
+    the actions that would raise each score (a ``what_if`` column of JSON); ``own``: the
+    data folder's own columns (``features.own``), for a model trained on them."""
     task = model.task
     spec, endpoint = _task(task)
     key = spec.entity_key
-    tables = batch_tables(rows, task, context)
+    tables = dataclasses.replace(batch_tables(rows, task, context), own=own or None)
     ids = [str(k) for k in _cells(rows[key])]
     gaps = file_gaps(rows, key, tables, context)
     trend_days = TREND_DAYS if trend else ()
@@ -444,7 +447,8 @@ def score_file(
         model = source_from_settings(settings).load(task)
     if len(open_rows):
         result = score_frame(model, open_rows, context, settings, stamp.to_pydatetime(), explain,
-                             progress, trend, what_if)
+                             progress, trend, what_if,
+                             read_own(data_dir) if data_dir is not None else None)
     else:
         result = pd.DataFrame()
     write_table_file(result, output_path)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import category_dtype
+from features.build import spec_dtype
 from features.declarations import FeatureSet
 from features.reasons import UNKNOWN_LEVELS, ContextPart, Topic, Value, Values, topics_for
 from features.sets import CATEGORY_LEVELS
@@ -91,7 +91,7 @@ class Explainer:
         ]
         self._needed = sorted({f for t in self.topics for f in t.needs})
         self._known_levels = {  # by category code, with code -1 (missing) in the last slot
-            f: np.array([lv not in UNKNOWN_LEVELS for lv in category_dtype(f).categories]
+            f: np.array([lv not in UNKNOWN_LEVELS for lv in spec_dtype(specs[f]).categories]
                         + [False])
             for f in self._needed if f in self.categorical
         }
@@ -248,4 +248,5 @@ def unseen_features(feature_set: FeatureSet, raw: Mapping[str, str]) -> dict[str
     """Category features whose value as sent is none of the levels training knew."""
     cats = explainer(feature_set).categorical
     return {f: v for f, v in raw.items()
-            if f in cats and v is not None and v not in CATEGORY_LEVELS.get(f, ())}
+            if f in cats and v is not None
+            and v not in (feature_set.spec(f).levels or CATEGORY_LEVELS.get(f, ()))}

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.columns import ColumnTables, column_array, tables_from_rows
 from features.contracts import EXPANSION_PRODUCT
+from features.declarations import FeatureSet
+from features.own import TABLE_KEYS, OwnFeature, OwnFeatures
 from features.reasons import ContextPart
 from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
 from serving.schemas import AccountBatch, Context, DealBatch, LeadBatch
@@ -119,6 +123,55 @@ def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> Co
     return tables_from_rows({name: own.get(name, []) + rows for name, rows in ctx.items()})
 
 
+def request_own(records: Sequence[Any], table: str) -> OwnFeatures | None:
+    """The records' ``attributes`` (an export's own columns) as ``features.own`` reads
+    them: text is a category, a number or true/false a number (None: none sent).
+
+    Each feature set that reads one encodes it as training did: a category through the
+    levels it learned (an unseen one is not known), after :func:`attribute_problems` has
+    held every value to its feature's kind."""
+    sent = [r for r in records if getattr(r, "attributes", None)]
+    if not sent:
+        return None
+    key = TABLE_KEYS[table]
+    names = list(dict.fromkeys(n for r in sent for n in r.attributes))
+    data: dict[str, Any] = {key: [getattr(r, key) for r in sent]}
+    features = []
+    for name in names:
+        values = [r.attributes.get(name) for r in sent]
+        text = any(isinstance(v, str) for v in values)
+        data[name] = (np.array(values, dtype=object) if text else
+                      np.array([np.nan if v is None else float(v) for v in values]))
+        features.append(OwnFeature(name, table, "category" if text else "number",
+                                   "creation", name))
+    return OwnFeatures(tuple(features), {table: pd.DataFrame(data)})
+
+
+def attribute_problems(
+    items: Sequence[Any], name: str, feature_sets: Sequence[FeatureSet]
+) -> list[dict[str, Any]]:
+    """Attributes whose kind is not the one the model reads (text for a number, a number
+    for a category), as validation errors with their ``loc``."""
+    specs = {s.name: s for fs in feature_sets for s in fs.features}
+    problems: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        for attr, value in (getattr(item, "attributes", None) or {}).items():
+            spec = specs.get(attr)
+            if spec is None or value is None:
+                continue
+            text = isinstance(value, str)
+            if spec.dtype == "category" and not text:
+                want = "text (a category)"
+            elif spec.dtype != "category" and text:
+                want = "a number" if spec.dtype in ("float", "int") else "true or false"
+            else:
+                continue
+            problems.append({"loc": ("body", name, i, "attributes", attr),
+                             "msg": f"{attr} is {want} for the model, not {value!r}",
+                             "type": "attribute_kind"})
+    return problems
+
+
 def lead_tables(batch: LeadBatch) -> ColumnTables:
     """The contract tables holding the batch's leads, their activities and any context."""
     leads, activities = [], []
@@ -128,7 +181,8 @@ def lead_tables(batch: LeadBatch) -> ColumnTables:
             _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
             for a in lead.activities
         ]
-    return _tables({"leads": leads, "activities": activities}, batch.context)
+    out = _tables({"leads": leads, "activities": activities}, batch.context)
+    return replace(out, own=request_own(batch.leads, "leads"))
 
 
 def deal_tables(batch: DealBatch) -> ColumnTables:
@@ -148,10 +202,11 @@ def deal_tables(batch: DealBatch) -> ColumnTables:
             )
             for a in deal.activities
         ]
-    return _tables(
+    out = _tables(
         {"opportunities": deals, "opportunity_history": history, "activities": activities},
         batch.context,
     )
+    return replace(out, own=request_own(batch.deals, "opportunities"))
 
 
 def account_tables(batch: AccountBatch) -> ColumnTables:
@@ -171,10 +226,11 @@ def account_tables(batch: AccountBatch) -> ColumnTables:
     ctx = batch.context or Context()
     deals += [_row(o) for o in ctx.opportunities if o.opportunity_id not in ours]
     history += [_row(h) for h in ctx.opportunity_history if h.opportunity_id not in ours]
-    return tables_from_rows({
+    out = tables_from_rows({
         "accounts": accounts, "opportunities": deals, "opportunity_history": history,
         "activities": activities, "account_signals": signals,
     })
+    return replace(out, own=request_own(batch.accounts, "accounts"))
 
 
 def request_problems(
@@ -248,8 +304,16 @@ LEAD_CATEGORIES = ("source", "industry", "country", "seniority", "job_function")
 
 def lead_gaps(batch: LeadBatch) -> list[Gaps]:
     """Per lead: the account rows its request left out, its category values as sent."""
-    return [Gaps(_account_gaps(lead.account_id, batch.context), _raw(lead, LEAD_CATEGORIES))
+    return [Gaps(_account_gaps(lead.account_id, batch.context),
+                 {**_raw(lead, LEAD_CATEGORIES), **_text_attributes(lead)},
+                 tuple(lead.attributes))
             for lead in batch.leads]
+
+
+def _text_attributes(record: Any) -> dict[str, str]:
+    """A record's own columns sent as text: category values to check against the levels."""
+    return {k: v for k, v in (getattr(record, "attributes", None) or {}).items()
+            if isinstance(v, str)}
 
 
 def deal_gaps(batch: DealBatch) -> list[Gaps]:
@@ -261,14 +325,14 @@ def deal_gaps(batch: DealBatch) -> list[Gaps]:
     out = []
     for deal in batch.deals:
         gaps = _account_gaps(deal.account_id, batch.context, deal.owner_id)
-        raw = _raw(deal, ("product",))
+        raw = {**_raw(deal, ("product",)), **_text_attributes(deal)}
         raw.update(_raw(accounts.get(deal.account_id), ("industry", "country")))
         if deal.lead_id is not None:
             if deal.lead_id in leads:
                 raw.update(_raw(leads[deal.lead_id], ("source",)))
             else:
                 gaps["lead"] = f"lead {deal.lead_id} in context.leads"
-        out.append(Gaps(gaps, raw))
+        out.append(Gaps(gaps, raw, tuple(deal.attributes)))
     return out
 
 
@@ -282,5 +346,6 @@ def account_gaps(batch: AccountBatch) -> list[Gaps]:
         gaps: dict[ContextPart, str] = {}
         if owner is not None and not _sent(batch.context, "opportunities"):
             gaps["owner_deals"] = f"the deals of owner {owner} in context.opportunities"
-        out.append(Gaps(gaps, _raw(a, ("industry", "country"))))
+        out.append(Gaps(gaps, {**_raw(a, ("industry", "country")), **_text_attributes(a)},
+                        tuple(a.attributes)))
     return out

@@ -116,6 +116,10 @@ class _Rows:
         )
         warnings = _context_warnings(self.explainer, gap.context)
         warnings += [unseen_warning(f, v) for f, v in unseen.items()]
+        unread = [a for a in gap.attributes if a not in self.scored.feature_set.names]
+        if unread:
+            warnings.append(f"attributes the model does not read (not features of "
+                            f"{self.scored.feature_set.name}): {', '.join(unread)}")
         line = not_known(e.unknown)
         if line is not None:
             warnings.append(line)

@@ -26,7 +26,7 @@ from serving.endpoints import Ask, Endpoint
 from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelStore
-from serving.requests import request_problems
+from serving.requests import attribute_problems, request_problems
 from serving.results import grading
 from serving.schemas import (
     ErrorBody,
@@ -125,7 +125,8 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         what_if: bool = False,
     ) -> Any:
         items = endpoint.items(batch)
-        problems = request_problems(items, name, key, now)
+        problems = request_problems(items, name, key, now) + attribute_problems(
+            items, name, [m.model.feature_set for m in models])
         if problems:
             raise RequestValidationError(problems)
         ids = [str(getattr(item, key)) for item in items]

@@ -87,6 +87,20 @@ Text = Annotated[str, Field(max_length=256), AfterValidator(_clean)]
 Money = Annotated[float, Field(ge=0.0, le=1e12)]
 
 
+AttributeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+AttributeValue = Annotated[str, Field(max_length=256), AfterValidator(_clean)] | float | bool | None
+ATTRIBUTES_DESCRIPTION = (
+    "the export's own columns, by feature name, for a model trained on an import that "
+    "passed them (its mapping's `features:`): a category as text, a number, or true/false. "
+    "One the model does not read is named in the warnings; one it reads and is not sent is "
+    "not known"
+)
+
+
+def _attributes() -> Any:
+    return Field(default_factory=dict, max_length=200, description=ATTRIBUTES_DESCRIPTION)
+
+
 class _Strict(BaseModel):
     """Unknown fields and non-finite numbers are errors, never silently dropped."""
 
@@ -128,6 +142,7 @@ class LeadIn(_Strict):
     qualified_at: Timestamp | None = None
     disqualified_at: Timestamp | None = None
     opportunity_id: Id | None = None
+    attributes: dict[AttributeName, AttributeValue] = _attributes()
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
 
 
@@ -160,6 +175,7 @@ class AccountIn(_Strict):
     annual_revenue: Money | None = None
     country: Text | None = None
     created_at: Timestamp
+    attributes: dict[AttributeName, AttributeValue] = _attributes()
 
 
 class OpportunityIn(_Strict):
@@ -175,6 +191,7 @@ class OpportunityIn(_Strict):
     close_date: Timestamp | None = None
     closed_at: Timestamp | None = None
     is_won: bool | None = None
+    attributes: dict[AttributeName, AttributeValue] = _attributes()
 
 
 class DealIn(OpportunityIn):

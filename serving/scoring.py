@@ -27,9 +27,9 @@ from serving.models import LoadedModel
 
 
 @functools.cache
-def _level_names(name: str) -> np.ndarray:
+def _level_names(name: str, learned: tuple[str, ...] = ()) -> np.ndarray:
     """A category feature's levels by code, with None at code -1 (the last slot)."""
-    levels = list(category_dtype(name).categories)
+    levels = list(category_dtype(name, learned).categories)
     out = np.empty(len(levels) + 1, dtype=object)
     out[:] = [*levels, None]
     return out
@@ -45,6 +45,8 @@ class Gaps:
     categories: dict[str, str] = field(default_factory=dict)
     """Category features by name with the value as sent (checked against the levels
     training knew)."""
+    attributes: tuple[str, ...] = ()
+    """The names of the record's ``attributes`` (an export's own columns) as sent."""
 
 
 NO_GAPS = Gaps()
@@ -98,7 +100,7 @@ class Scored:
         for i, spec in enumerate(specs):
             col = self.columns[spec.name]
             if spec.dtype == "category":
-                out[:, i] = _level_names(spec.name)[col]
+                out[:, i] = _level_names(spec.name, spec.levels)[col]
             elif spec.dtype == "bool":
                 out[:, i] = [None if v != v else v == 1.0 for v in col.tolist()]
             else:

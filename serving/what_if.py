@@ -43,7 +43,8 @@ def _with_rows(tables: AnyTables, name: str, rows: list[dict[str, Any]]) -> AnyT
         new = table_from_rows(rows, table)
         merged = ColumnTable({c: np.concatenate([old[c], new[c]]) for c in old.columns},
                              old.length + new.length)
-        return dataclasses.replace(tables, **{name: merged})
+        changed: dict[str, Any] = {name: merged}
+        return dataclasses.replace(tables, **changed)
     frame = pd.concat([tables.get(name), rows_to_table(rows, table)], ignore_index=True)
     return dataclasses.replace(tables, **{name: frame})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from features.tasks import task_spec
 from training.audit import AuditReport
@@ -111,6 +112,22 @@ def audit_lines(audit: AuditReport | None) -> list[str]:
     return lines
 
 
+def own_lines(own: dict[str, Any] | None) -> list[str]:
+    """The export's own columns: which the model reads, which it leaves out and why, and
+    which it reads with only their value on the export's day (leak risks)."""
+    if not own:
+        return []
+    lines = ["", "## The export's own columns", ""]
+    used, risks = own.get("used") or [], set(own.get("leak_risks") or [])
+    if used:
+        lines.append("- Features: " + ", ".join(
+            f"`{n}`" + (" (**leak risk**: only the export's value exists, used by "
+                        "allow_current_values)" if n in risks else "") for n in used) + ".")
+    for name, why in (own.get("left_out") or {}).items():
+        lines.append(f"- Left out: `{name}`: {why}.")
+    return lines
+
+
 def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | None = None,
                audit: AuditReport | None = None) -> str:
     """Markdown: data range, row counts, feature set, metrics beside baselines, limits."""
@@ -148,6 +165,7 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         lines.append("- Split by time, by entity: an entity belongs to the period of its "
                      "first snapshot, and no period's rows are later than the next period's "
                      "start.")
+    lines += own_lines(md.get("own_features"))
     lines += ["", "## Model", ""]
     if ev.model.is_rate_model:
         info = md.get("rate_model") or {}

@@ -184,6 +184,24 @@ def print_audit(audit: AuditReport, console: Console, training: bool = True) -> 
             console.print(f"note: --allow-column {column}: the audit did not flag it")
 
 
+def print_own(own: dict[str, Any] | None, console: Console) -> None:
+    """The export's own columns the model reads, those left out, and the leak risks."""
+    if not own:
+        return
+    used, risks = own.get("used") or [], own.get("leak_risks") or []
+    left = own.get("left_out") or {}
+    console.print(f"the export's own columns: {len(used)} read as features"
+                  + (f", {len(left)} left out" if left else ""), soft_wrap=True)
+    by_reason: dict[str, list[str]] = {}
+    for name, why in left.items():
+        by_reason.setdefault(why.split(" (")[0].split(":")[0], []).append(name)
+    for why, names in by_reason.items():
+        console.print(f"  left out, {why}: {', '.join(names)}", soft_wrap=True, highlight=False)
+    if risks:
+        console.print(f"  [yellow]leak risk[/yellow] (only the export's value exists, read by "
+                      f"allow_current_values): {', '.join(risks)}", soft_wrap=True)
+
+
 def print_result(result: TrainResult, console: Console) -> None:
     if result.audit is not None:
         print_audit(result.audit, console)
@@ -202,6 +220,7 @@ def print_result(result: TrainResult, console: Console) -> None:
         if result.withheld:
             console.print(f"[yellow]not served:[/yellow] {result.withheld}")
         return
+    print_own(ev.model.metadata.get("own_features"), console)
     static = ev.static
     if static:
         why = ev.params.get("static_reason") or "--static"

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.declarations import FeatureSet
+from features.own import Derived, read_own
 from features.schema import TABLES, CRMTables, coerce_dtypes
 from features.tasks import TRUTH, task_spec
 
@@ -31,6 +32,9 @@ class TrainingInputs:
     hidden state (``_truth/``), else None."""
     unlabelled_rows: int
     rejected_rows: int
+    own: Derived | None = None
+    """The export's own columns (``features.own``): which are features, which were left
+    out and why; None when the folder has none for the task's entity."""
 
 
 def read_tables(data_dir: Path) -> tuple[CRMTables, int]:
@@ -81,6 +85,7 @@ def load_training_inputs(
     tables: CRMTables | None = None
     truth = None
     rejected = 0
+    own: Derived | None = None
     if data.is_file():
         frame = pd.read_parquet(data)
         step("read training set")
@@ -90,9 +95,16 @@ def load_training_inputs(
         except ImportError:  # loader not available: read the files as they are
             tables = read_tables_unvalidated(data)
         step("loaded tables")
-        from features.training_set import build_training_set
+        from features.training_set import build_training_set, build_training_set_with_own
 
-        frame = build_training_set(tables, task, horizon_days=horizon_days, feature_set=fs)
+        own_features = read_own(data)
+        if own_features.of_key(fs.entity_key) and feature_set is None:
+            frame, own = build_training_set_with_own(tables, task, own_features,
+                                                     horizon_days=horizon_days)
+            fs = own.feature_set
+        else:
+            frame = build_training_set(tables, task, horizon_days=horizon_days,
+                                       feature_set=fs)
         step("built snapshots and features")
         truth = TRUTH.load()(data)
     missing = [c for c in (fs.entity_key, "as_of", "label", *fs.names) if c not in frame.columns]
@@ -109,4 +121,5 @@ def load_training_inputs(
         oracle=spec.oracle_for(truth, horizon_days),
         unlabelled_rows=int((~labelled).sum()),
         rejected_rows=rejected,
+        own=own,
     )

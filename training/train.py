@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.own import Derived
 from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
@@ -432,6 +433,8 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     if why_static is not None:
         ev.model.metadata["static_reason"] = why_static
         ev.params["static_reason"] = why_static
+    if inputs.own is not None:
+        record_own(ev, inputs.own)
     return log_and_register(
         ev, settings, extra_params={
             "data": str(settings.data),
@@ -443,6 +446,19 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         audit=audit,
         companions=fit_companions(ev, inputs.tables, settings, step),
     )
+
+
+def record_own(ev: Evaluation, own: Derived) -> None:
+    """The export's own columns on the model (metadata, for its card and serving's
+    warnings) and the run (MLflow params): which are features, which left out and why,
+    and which are used with only the export's value (leak risks)."""
+    base = set(task_spec(ev.task).feature_set.names)
+    used = [n for n in ev.feature_set.names if n not in base]
+    ev.model.metadata["own_features"] = {"used": used, "left_out": dict(own.left_out),
+                                         "leak_risks": list(own.leak_risks)}
+    ev.params["own_features"] = ",".join(used) or "none"
+    ev.params["own_features_left_out"] = ",".join(own.left_out) or "none"
+    ev.params["own_features_leak_risks"] = ",".join(own.leak_risks) or "none"
 
 
 def fit_companions(ev: Evaluation, tables: CRMTables | None, settings: TrainSettings,

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.mapping.own_columns import OWN_PREFIX, own_values
 from features.mapping.spec import (
     ContactRoles,
     FieldHistory,
@@ -41,6 +42,8 @@ from features.mapping.values import (
     to_number_text,
     to_utc_text,
 )
+from features.own import NONE as NO_OWN
+from features.own import OwnFeatures
 from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, OPEN_STAGES, TABLES
 from features.sets import CATEGORY_LEVELS
 
@@ -78,6 +81,8 @@ class Converted:
     unplaced: list[dict[str, object]] = field(default_factory=list)
     skipped: list[dict[str, object]] = field(default_factory=list)
     not_in_export: dict[str, list[str]] = field(default_factory=dict)
+    own: OwnFeatures = NO_OWN
+    """The export's own columns (the mapping's ``features:``), typed, by contract key."""
 
     def source_column(self, table: str, row: int, column: str) -> str:
         part = int(self.origin[table]["part"].iat[row])
@@ -228,6 +233,15 @@ class _Run:
             values, col = self.field(table, pseudo, kind, pm, src, f"{base}.{pseudo}")
             if values is not None:
                 out[f"_{pseudo}"], used[pseudo] = values, col
+        for oname, om in self.m.features.get(table, {}).items():
+            where = f"features.{table}.{oname}"
+            values, col = self.field(table, oname, "float" if om.type == "number" else
+                                     "category", om, src, where)
+            if values is None:
+                raise ConvertError(
+                    f"{where}: none of {', '.join(map(repr, om.column))} is a column of "
+                    f"{src.file}")
+            out[f"{OWN_PREFIX}{oname}"], used[f"{OWN_PREFIX}{oname}"] = values, col
         frame = pd.DataFrame(out, index=src.frame.index)
         for c in contract.columns:
             if c.name not in frame:
@@ -378,6 +392,7 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     columns: dict[str, list[dict[str, str]]] = {}
     for table, parts in parts_of.items():
         tables[table], origin[table], columns[table] = _stack(parts, table)
+    own = own_values(mapping, tables, run.placed)
 
     _lead_outcomes(run, mapping, tables["leads"], parts_of["leads"])
     _deal_outcomes(run, tables["opportunities"])
@@ -406,7 +421,7 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     for name in TABLES:
         tables[name] = tables[name][TABLES[name].column_names]
     return Converted(tables, origin, columns, run.notes, unplaced, run.skipped,
-                     run.not_in_export)
+                     run.not_in_export, own)
 
 
 # ---------------------------------------------------------------------------------------

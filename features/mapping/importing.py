@@ -28,8 +28,10 @@ from features.loader import LoadResult, Progress, validate_tables
 from features.mapping.convert import Converted, ConvertError, Source, convert
 from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
+from features.mapping.own_columns import valid_only
 from features.mapping.spec import Mapping
 from features.mapping.values import as_arrow_text, loose_name
+from features.own import OwnFeature, OwnFeatures, write_own
 from features.reading import DataContractError
 from features.schema import TABLES
 
@@ -89,7 +91,20 @@ class ImportResult:
             "unplaced_values": self.converted.unplaced,
             "skipped_rows": self.converted.skipped,
             "not_in_export": self.converted.not_in_export,
+            "own_features": [own_summary(f, self.converted.own) for f in
+                             self.converted.own.features],
         }
+
+
+def own_summary(f: OwnFeature, own: OwnFeatures) -> dict[str, Any]:
+    """One own feature as the import report gives it: where it came from, how it is
+    known, how often it holds a value, and whether training will read it."""
+    values = own.values[f.table][f.name]
+    use = ("yes" if f.known_at == "creation" else "yes, by opt-in: a leak risk"
+           if f.allowed else "no: known only at export")
+    return {"name": f.name, "table": f.table, "column": f.column, "type": f.kind,
+            "known_at": f.known_at, "filled": float(values.notna().mean()) if len(values)
+            else 0.0, "use": use}
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,6 +281,7 @@ def run_import(settings: ImportSettings, progress: Progress | None = None) -> Im
             stale.unlink()  # one file per table: a CSV left from an earlier run would clash
         frame = load.tables.get(name)
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
+    write_own(out, valid_only(converted.own, load.tables))
     report = settings.report_path
     report.parent.mkdir(parents=True, exist_ok=True)
     rejections.to_csv(report, index=False)

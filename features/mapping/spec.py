@@ -8,6 +8,7 @@ not one of the project's) are errors naming the key and its line.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -247,6 +248,34 @@ class Currency(_Strict):
         return self
 
 
+class OwnFeatureMap(FieldMap):
+    """An export column passed into the models as a feature of its own (``features.own``):
+    read from the table's own source file, like a contract column."""
+
+    type: Literal["number", "category", "yes_no"] = Field(
+        description="a number, a category (its levels learned in training) or a yes/no answer"
+    )
+    known_at: Literal["creation", "history", "export"] = Field(
+        description="creation: fixed when the record is created; export: only its value on "
+        "the day of the export exists (left out unless listed in allow_current_values); "
+        "history: its past values come from a field-history table"
+    )
+
+    @model_validator(mode="after")
+    def _readable(self) -> OwnFeatureMap:
+        if not self.column:
+            raise ValueError("an own feature is read from a column: give `column`")
+        if self.known_at == "history":
+            raise ValueError("known_at: history is not read for an export's own columns "
+                             "yet: declare creation, or export (then it is left out unless "
+                             "listed in allow_current_values)")
+        return self
+
+
+_OWN_TABLES = ("leads", "opportunities", "accounts")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
 # What each contract column's value map may reach, where the contract fixes it.
 _DOMAINS: dict[tuple[str, str], tuple[str, ...]] = {
     ("opportunity_history", "stage"): STAGES,
@@ -280,6 +309,46 @@ class Mapping(_Strict):
         own = set(TableMap.model_fields)
         return {t: {t: v} if isinstance(v, dict) and own & set(v) else v
                 for t, v in data.items() if v is not None}
+
+    features: dict[str, dict[str, OwnFeatureMap]] = Field(
+        default_factory=dict, description="per table (leads, opportunities, accounts), the "
+        "export's own columns passed into the models, by feature name"
+    )
+    allow_current_values: tuple[str, ...] = Field(
+        default=(), description="own features known only at export, used anyway (the model "
+        "card names each as a leak risk)"
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _own_names(cls, data: dict[str, dict[str, OwnFeatureMap]]
+                   ) -> dict[str, dict[str, OwnFeatureMap]]:
+        unknown = [t for t in data if t not in _OWN_TABLES]
+        if unknown:
+            raise ValueError(f"own features of {', '.join(unknown)}: use one of "
+                             f"{', '.join(_OWN_TABLES)}")
+        seen: set[str] = set()
+        for table, named in data.items():
+            for name in named:
+                if not _NAME.match(name):
+                    raise ValueError(f"{table}.{name}: a feature name is lower-case letters, "
+                                     "digits and _, starting with a letter")
+                if name in seen:
+                    raise ValueError(f"feature {name!r} is declared twice")
+                seen.add(name)
+        return data
+
+    @model_validator(mode="after")
+    def _allowed_exist(self) -> Mapping:
+        known = {n: f for named in self.features.values() for n, f in named.items()}
+        for name in self.allow_current_values:
+            if name not in known:
+                raise ValueError(f"allow_current_values: {name!r} is not under features: "
+                                 f"({', '.join(sorted(known)) or 'none declared'})")
+            if known[name].known_at != "export":
+                raise ValueError(f"allow_current_values: {name!r} is known at "
+                                 f"{known[name].known_at}, not only at export")
+        return self
 
     def parts(self, table: str) -> list[tuple[str, TableMap]]:
         """The table's maps by name (the table's own name where there is one)."""

@@ -243,3 +243,44 @@ def test_a_currency_without_its_rate(tmp_path: Path) -> None:
     text = "preset: flat-deals\ncurrency:\n  code: EUR\n"
     assert _problems(tmp_path, text) == [
         "mapping.yaml:2: currency: amounts in EUR need rates: {EUR: <USD per unit>}"]
+
+
+def test_own_feature_errors_name_their_key(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+features:
+  leads:
+    origin: {column: Origin, type: colour, known_at: creation}
+    visits: {column: Visits, type: number, known_at: history}
+"""
+    problems = "\n".join(_problems(tmp_path, text))
+    assert "mapping.yaml:4: features.leads.origin.type: Input should be 'number'" in problems
+    assert "mapping.yaml:5: features.leads.visits: known_at: history is not read" in problems
+    names = """preset: flat-leads
+features:
+  leads:
+    Bad-Name: {column: X, type: number, known_at: creation}
+"""
+    assert "a feature name is lower-case letters" in "\n".join(_problems(tmp_path, names))
+    tables = """preset: flat-leads
+features:
+  activities:
+    kind: {column: Kind, type: category, known_at: creation}
+"""
+    assert "use one of leads, opportunities, accounts" in "\n".join(
+        _problems(tmp_path, tables))
+
+
+def test_allow_current_values_names_an_export_only_own_feature(tmp_path: Path) -> None:
+    base = """preset: flat-leads
+features:
+  leads:
+    origin: {column: Origin, type: category, known_at: creation}
+    visits: {column: Visits, type: number, known_at: export}
+"""
+    unknown = "\n".join(_problems(tmp_path, base + "allow_current_values: [tags]\n"))
+    assert "'tags' is not under features" in unknown and "origin, visits" in unknown
+    creation = "\n".join(_problems(tmp_path, base + "allow_current_values: [origin]\n"))
+    assert "'origin' is known at creation, not only at export" in creation
+    (tmp_path / "ok.yaml").write_text(base + "allow_current_values: [visits]\n",
+                                      encoding="utf-8")
+    assert load_mapping(tmp_path / "ok.yaml").allow_current_values == ("visits",)

@@ -237,10 +237,10 @@ def test_schemas_cover_the_data_contract() -> None:
     assert get_args(Direction) == DIRECTIONS
     assert get_args(Stage) == STAGES
     for model, table, extra in (
-        (LeadIn, LEADS, {"activities"}),
-        (OpportunityIn, OPPORTUNITIES, set()),
-        (DealIn, OPPORTUNITIES, {"history", "activities"}),
-        (AccountIn, ACCOUNTS, set()),
+        (LeadIn, LEADS, {"activities", "attributes"}),
+        (OpportunityIn, OPPORTUNITIES, {"attributes"}),
+        (DealIn, OPPORTUNITIES, {"history", "activities", "attributes"}),
+        (AccountIn, ACCOUNTS, {"attributes"}),
         (ActivityIn, ACTIVITIES, set()),
         (HistoryRow, OPPORTUNITY_HISTORY, set()),
     ):
