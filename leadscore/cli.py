@@ -449,6 +449,9 @@ def audit(
     ),
     out: Path = typer.Option(None, "--out", help="Write the findings as JSON to this file."),
     horizon_days: int = typer.Option(None, min=1, help=HORIZON_HELP),
+    static: bool = typer.Option(
+        False, "--static", help="Audit every labelled row, as train --static does (data "
+        "whose times are an order, not a calendar, is static by itself)."),
 ) -> None:
     """Look for leaks in each task's training period, as `train` does before fitting.
 
@@ -471,7 +474,7 @@ def audit(
         typer.echo("a training-set file holds one task: give it with --task", err=True)
         raise typer.Exit(2)
     try:
-        run_audit(data, tasks, out=out, horizon_days=horizon_days)
+        run_audit(data, tasks, out=out, horizon_days=horizon_days, static=static)
     except (DataContractError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

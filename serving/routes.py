@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
@@ -20,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from features.build import own_names
+from features.declarations import FeatureSet
 from features.tasks import TASKS, TaskSpec
 from serving.deps import MetricsDep, NowDep, SettingsDep, StoreDep, require_api_key
 from serving.endpoints import Ask, Endpoint
@@ -29,6 +31,7 @@ from serving.models import LoadedModel, ModelStore
 from serving.requests import attribute_problems, request_problems
 from serving.results import grading
 from serving.schemas import (
+    AttributeDescription,
     ErrorBody,
     GradingDescription,
     ModelDescription,
@@ -187,6 +190,21 @@ def _test_metrics(metadata: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _attributes(fs: FeatureSet, metadata: dict[str, Any]) -> list[AttributeDescription]:
+    """The feature set's own columns (``features.own``), as a request sends them."""
+    risks = set((metadata.get("own_features") or {}).get("leak_risks") or ())
+    kinds: dict[str, Literal["category", "yes_no"]] = {"category": "category",
+                                                         "bool": "yes_no"}
+    out = []
+    for name in sorted(own_names(fs), key=fs.names.index):
+        spec = fs.spec(name)
+        column = spec.description.rsplit(": {", 1)[0]
+        out.append(AttributeDescription(name=name, kind=kinds.get(spec.dtype, "number"),
+                                        column=column, levels=list(spec.levels),
+                                        leak_risk=name in risks))
+    return out
+
+
 def _trained_period(metadata: dict[str, Any]) -> dict[str, Any] | None:
     keys = ("trained_from", "trained_to", "test_from", "test_to")
     found = {k: metadata[k] for k in keys if metadata.get(k) is not None}
@@ -218,6 +236,7 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
                 ),
                 excluded_features={str(k): str(v) for k, v in
                                    (metadata.get("excluded_features") or {}).items()},
+                attributes=_attributes(fs, metadata),
                 loaded_at=loaded.loaded_at,
             )
         )

@@ -477,6 +477,20 @@ class GradingDescription(BaseModel):
     description: str
 
 
+class AttributeDescription(BaseModel):
+    """One of the export's own columns a model reads, sent in a record's ``attributes``."""
+
+    name: str
+    kind: Literal["number", "category", "yes_no"]
+    column: str = Field(description="the export's column it was trained from")
+    levels: list[str] = Field(
+        default_factory=list, description="a category's values seen in training, the most "
+        "frequent first (any other is read as not known)")
+    leak_risk: bool = Field(
+        default=False, description="trained on the export's current value only "
+        "(allow_current_values)")
+
+
 class ModelDescription(BaseModel):
     task: str
     name: str
@@ -491,6 +505,11 @@ class ModelDescription(BaseModel):
         default_factory=dict,
         description="features of its set the model was fit without, each with the leakage "
         "audit's reason: read from a request and ignored",
+    )
+    attributes: list[AttributeDescription] = Field(
+        default_factory=list,
+        description="the export's own columns the model reads: what a record sends under "
+        "`attributes`",
     )
     loaded_at: datetime
 

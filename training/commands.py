@@ -362,14 +362,19 @@ def run_audit(
     out: Path | None = None,
     horizon_days: int | None = None,
     console: Console | None = None,
+    static: bool = False,
 ) -> list[AuditReport]:
     """The leakage audit of each task's training period, printed and (with ``out``)
-    written as JSON; findings are reported, not an error."""
+    written as JSON; findings are reported, not an error. The training period is the one
+    ``train`` would use: static mode's (``static``, or data whose times cannot carry a time
+    split, as ``train`` decides), else the time split's."""
     import json
+    from dataclasses import replace
 
     from training.audit import audit_settings, audit_task
     from training.data import load_training_inputs
-    from training.evaluate import EvaluationConfig
+    from training.evaluate import STATIC_CV, EvaluationConfig
+    from training.train import static_reason, train_settings
 
     console = console or Console()
     settings = audit_settings()
@@ -377,9 +382,17 @@ def run_audit(
     for task in tasks:
         with console.status(f"{task}: building the training set of {data}"):
             inputs = load_training_inputs(data, task, horizon_days)
-            report = audit_task(inputs.frame, task, inputs.feature_set,
-                                EvaluationConfig(horizon_days=horizon_days),
+            config = EvaluationConfig(horizon_days=horizon_days)
+            why = static_reason(train_settings(data=data, task=task, static=static),
+                                inputs.frame)
+            if why is not None:
+                config = replace(config, evaluation=STATIC_CV)
+            report = audit_task(inputs.frame, task, inputs.feature_set, config,
                                 tables=inputs.tables, settings=settings)
+        if why is not None:
+            console.print(f"static mode ({why}): the audit reads the training rows of "
+                          "train's static mode, not a time split's", soft_wrap=True,
+                          highlight=False)
         print_audit(report, console, training=False)
         reports.append(report)
     if out is not None:

@@ -6,17 +6,20 @@ value of the wrong kind a 422 naming its field."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from features.build import build_features
-from features.own import OwnFeature, OwnFeatures
+from features.own import OwnFeature, OwnFeatures, write_own
 from features.schema import CRMTables
 from features.training_set import build_training_set_with_own
+from leadscore.cli import app as cli
 from leadscore.generator import generate_crm
 from modeling.artifact import ScoringModel
 from serving.models import LoadedModel
@@ -140,3 +143,43 @@ def test_own_columns_are_reasons_with_the_export_s_own_words(
     (res,) = r.json()["results"]
     texts = [x["text"] for x in res["reasons"]["up"] + res["reasons"]["down"]]
     assert "Minutes on site: 2,500" in texts, texts
+
+
+def test_the_models_route_lists_the_attributes_a_record_sends(
+        served: tuple[CRMTables, LoadedModel]) -> None:
+    _, model = served
+    with TestClient(app_at([model], tasks=("lead_qualification",))) as client:
+        r = client.get("/v1/models", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 200, r.text
+    (desc,) = r.json()["models"]
+    by_name = {a["name"]: a for a in desc["attributes"]}
+    assert list(by_name) == ["region", "web_minutes"]
+    assert by_name["region"]["kind"] == "category" and by_name["region"]["column"] == "Region"
+    assert sorted(by_name["region"]["levels"]) == sorted(REGIONS)
+    assert by_name["web_minutes"] == {"name": "web_minutes", "kind": "number",
+                                      "column": "Minutes on site", "levels": [],
+                                      "leak_risk": False}
+
+
+def test_batch_scoring_reads_the_folder_s_own_columns_as_the_api_reads_attributes(
+        served: tuple[CRMTables, LoadedModel], tmp_path: Path) -> None:
+    tables, model = served
+    assert tables.own is not None
+    data = tmp_path / "crm"
+    data.mkdir()
+    for name in ("accounts", "leads", "opportunities", "opportunity_history", "activities"):
+        tables.get(name).to_parquet(data / f"{name}.parquet", index=False)
+    write_own(data, tables.own)
+    model.model.save(tmp_path / "model")  # type: ignore[attr-defined]
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(cli, [
+        "score", "--task", "lead_qualification", "--input", str(data / "leads.parquet"),
+        "--output", str(out), "--data", str(data), "--as-of", AS_OF.isoformat(),
+        "--model", str(tmp_path / "model"), "--no-trend"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(out).set_index("lead_id")
+    ids = open_leads(tables, AS_OF)[:5]
+    with TestClient(app_at([model], tasks=("lead_qualification",))) as client:
+        api = [_post(client, _body(tables, i)).json()["results"][0]["probability"]
+               for i in ids]
+    np.testing.assert_allclose(scores.loc[ids, "probability"], api, rtol=0, atol=1e-9)

@@ -158,3 +158,16 @@ def test_train_leaves_the_flagged_column_out_and_records_why(
     assert runs[0].data.metrics["audit_excluded_columns"] == 0
     assert runs[0].data.params["audit_allowed_columns"] == LEAK
     assert runs[0].data.metrics["test_roc_auc"] > 0.95
+
+
+def test_audit_static_reads_static_mode_s_training_rows(crm_dir: Path, tmp_path: Path) -> None:
+    _, timed = _run("audit", "--data", str(crm_dir), "--task", "lead_qualification",
+                    "--out", str(tmp_path / "t.json"))
+    code, static = _run("audit", "--data", str(crm_dir), "--task", "lead_qualification",
+                        "--static", "--out", str(tmp_path / "s.json"))
+    assert code == 0, static
+    assert "static mode (--static): the audit reads the training rows of train's static " \
+           "mode" in static and "static mode" not in timed
+    rows = [json.loads((tmp_path / f).read_text())["tasks"][0]["rows"]
+            for f in ("t.json", "s.json")]
+    assert rows[1] > rows[0]  # every fold's rows, not the first period's
