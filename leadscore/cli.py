@@ -124,7 +124,11 @@ def serve(
     except ValueError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
-    run_server(settings, create_app)
+    try:
+        run_server(settings, create_app)
+    except FileNotFoundError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()

@@ -14,15 +14,19 @@ promotion gate and moving aliases are training's (``training.registry``).
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from modeling.artifact import ScoringModel
 from modeling.time_to_close import TimeToCloseModel
+
+T = TypeVar("T")
 
 DEFAULT_TRACKING_URI = "sqlite:///models/mlflow.db"
 CHAMPION = "champion"
@@ -83,27 +87,72 @@ class ModelInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_alias(task: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> str | None:
-    """The version an alias points at, or None (cheap: one registry query)."""
+NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+"""MLflow's error codes for a registered model or alias that does not exist (an answer);
+any other failure means the registry could not be asked (:class:`RegistryError`)."""
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of every URI in it replaced by ``***``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+class RegistryError(RuntimeError):
+    """The registry could not be asked: unreachable, timed out, or a broken store. Its
+    message is redacted (no credentials); the cause is chained."""
+
+
+def _asked(call: Callable[[], T]) -> T | None:
+    """``call``'s answer; None when what it asks for does not exist; RegistryError when
+    the registry could not answer."""
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = _client(tracking_uri).get_model_version_by_alias(task, alias)
-    except MlflowException:
-        return None
-    return str(mv.version)
+        return call()
+    except MlflowException as exc:
+        if getattr(exc, "error_code", None) in NOT_FOUND_CODES:
+            return None
+        raise RegistryError(redact(f"{type(exc).__name__}: {exc}")) from exc
+    except Exception as exc:  # SQL, network and file errors below MLflow
+        raise RegistryError(redact(f"{type(exc).__name__}: {exc}")) from exc
+
+
+def resolve_alias(task: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> str | None:
+    """The version an alias points at, or None when the task or the alias does not exist
+    (cheap: one registry query). Raises :class:`RegistryError` when the registry could not
+    be asked: an outage is not "no model"."""
+    mv = _asked(lambda: _client(tracking_uri).get_model_version_by_alias(task, alias))
+    return None if mv is None else str(mv.version)
 
 
 def withheld_reason(task: str, tracking_uri: str | None = None) -> str | None:
-    """Why no version of the task serves, when the promotion gate withheld it; else None."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = _client(tracking_uri).get_registered_model(task)
-    except MlflowException:
+    """Why no version of the task serves, when the promotion gate withheld it; else None.
+    Raises :class:`RegistryError` when the registry could not be asked."""
+    model = _asked(lambda: _client(tracking_uri).get_registered_model(task))
+    if model is None:
         return None
     reason = (model.tags or {}).get(WITHHELD_TAG)
     return None if reason is None else str(reason)
+
+
+def registered_versions(task: str, tracking_uri: str | None = None) -> list[str]:
+    """Every registered version of the task, the newest first (none: an empty list)."""
+    found = _asked(lambda: _client(tracking_uri).search_model_versions(f"name='{task}'"))
+    return [str(v) for v in sorted((int(mv.version) for mv in found or ()), reverse=True)]
+
+
+def require_store(tracking_uri: str | None = None) -> str:
+    """The resolved URI, refusing a SQLite store whose file does not exist: serving would
+    otherwise create an empty store at a mistyped path and report "no model registered"."""
+    uri = resolve_tracking_uri(tracking_uri)
+    path = _sqlite_path(uri)
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(
+            f"no MLflow store at {path}: train a model first (leadscore train) or point "
+            "LEADSCORE_TRACKING_URI / MLFLOW_TRACKING_URI at the store to serve from")
+    return uri
 
 
 def load_model_version(

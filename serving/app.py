@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,6 +27,7 @@ from serving.examples import install_examples
 from serving.metrics import create_metrics
 from serving.middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from serving.models import (
+    REGISTRY_UNREACHABLE,
     Checker,
     LoadedModel,
     ModelSource,
@@ -77,6 +79,31 @@ def check_model(loaded: LoadedModel) -> None:
         raise ValueError("model gave non-finite contributions")
 
 
+def in_daemon_thread(work: Callable[[], None]) -> asyncio.Future[None]:
+    """Run ``work`` in a daemon thread; the future completes when it returns (or raises)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def finish(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting side
+            loop.call_soon_threadsafe(finish, exc)
+        else:
+            loop.call_soon_threadsafe(finish, None)
+
+    threading.Thread(target=run, name="leadscore-first-load", daemon=True).start()
+    return future
+
+
 def create_app(
     settings: ServingSettings,
     *,
@@ -98,20 +125,42 @@ def create_app(
     if source is None and models is None:
         source = source_from_settings(settings)
 
+    def first_load() -> None:
+        assert source is not None
+        try:
+            for task in settings.tasks:
+                if store.get(task) is None:
+                    load_into(store, source, task, check, fallback=True)
+            unreachable = [t for t in settings.tasks if (f := store.failure(t)) is not None
+                           and f.error == REGISTRY_UNREACHABLE]
+            if unreachable:
+                store.registry_answered(False)
+                for task in unreachable:
+                    metrics.registry_failures.labels(task).inc()
+        finally:
+            store.loading = False
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         poller: asyncio.Task[None] | None = None
         if source is not None:
-            for task in settings.tasks:
-                if store.get(task) is None:
-                    await asyncio.to_thread(load_into, store, source, task, check)
+            # The first load runs in a daemon thread: startup waits for it at most
+            # startup_wait_s, and a registry that does not answer never holds the port
+            # closed nor a shutdown (the thread dies with the process).
+            store.loading = True
+            done = in_daemon_thread(first_load)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), settings.startup_wait_s)
             if settings.reload_interval_s > 0:
                 reloader = Reloader(store, source, check, settings.reload_interval_s)
+                reloader.on_registry_failure = (
+                    lambda task: metrics.registry_failures.labels(task).inc())
                 app.state.reloader = reloader
-                poller = asyncio.create_task(reloader.run())
+                poller = asyncio.create_task(reloader.run(after=done))
         else:
             freeze_heap()
-        log.info("ready" if store.ready() else "started without every model",
+        log.info("ready" if store.ready() else "loading the models" if store.loading
+                 else "started without every model",
                  extra={"models": {m.task: m.version for m in store.loaded()}})
         try:
             yield

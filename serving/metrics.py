@@ -26,6 +26,7 @@ class Metrics:
     scored_rows: Counter
     model_version: Gauge
     model_load_failures: Counter
+    registry_failures: Counter
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -71,6 +72,12 @@ def create_metrics() -> Metrics:
         model_load_failures=Counter(
             "leadscore_model_load_failures",
             "Model versions that failed to load or check, by task.",
+            ["task"],
+            registry=registry,
+        ),
+        registry_failures=Counter(
+            "leadscore_registry_poll_failures",
+            "Registry polls that could not reach the model registry, by task.",
             ["task"],
             registry=registry,
         ),

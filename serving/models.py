@@ -10,6 +10,7 @@ for ``/readyz`` and the logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
@@ -127,6 +128,13 @@ class RegistrySource:
             return None
         return withheld_reason(task, self.tracking_uri)
 
+    def fallback_versions(self, task: str) -> list[str]:
+        """Versions to serve when the current one fails to load, the newest first (none for
+        a pinned version: it was asked for by number)."""
+        from modeling.registry import registered_versions
+
+        return [] if self.pinned is not None else registered_versions(task, self.tracking_uri)
+
     def load(self, task: str, version: str | None = None) -> LoadedModel:
         from modeling.registry import load_model_version
 
@@ -184,12 +192,35 @@ class CombinedSource:
         source = self.by_task.get(task)
         return None if source is None else withheld_by(source, task)
 
+    def fallback_versions(self, task: str) -> list[str]:
+        source = self.by_task.get(task)
+        return [] if source is None else fallback_versions(source, task)
+
+
+def fallback_versions(source: ModelSource, task: str) -> list[str]:
+    """The source's versions to fall back on, the newest first (none if it has none)."""
+    ask = getattr(source, "fallback_versions", None)
+    return [] if ask is None else list(ask(task))
+
+
+REGISTRY_UNREACHABLE = "the model registry could not be reached"
+LOAD_FAILED = "the model failed to load or to score its probe"
+
 
 @dataclass
 class LoadFailure:
     version: str | None
     error: str
+    """What ``/readyz`` says: a short reason, never an exception's text (the log has it)."""
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """A task served by an older version because its current one failed to load."""
+
+    failed_version: str
+    version: str
 
 
 Checker = Callable[[LoadedModel], None]
@@ -204,7 +235,13 @@ class ModelStore:
         self._models: dict[str, LoadedModel] = {}
         self._failures: dict[str, LoadFailure] = {}
         self._withheld: dict[str, str] = {}
+        self._fallbacks: dict[str, Fallback] = {}
         self._lock = threading.Lock()
+        self.registry_failed_polls = 0
+        """Registry polls in a row that could not reach it (0: the last one did)."""
+        self.registry_down_since: datetime | None = None
+        self.loading = False
+        """The first load of the models is still running (startup did not wait for it)."""
         self.on_failure: Callable[[str], None] | None = None
         """Called with the task after each failed load (the app counts them)."""
 
@@ -221,7 +258,25 @@ class ModelStore:
             self._models = {**self._models, loaded.task: loaded}
             self._failures.pop(loaded.task, None)
             self._withheld.pop(loaded.task, None)
+            self._fallbacks.pop(loaded.task, None)
         return old
+
+    def fall_back(self, fallback: Fallback, task: str) -> None:
+        with self._lock:
+            self._fallbacks[task] = fallback
+
+    def fallback(self, task: str) -> Fallback | None:
+        return self._fallbacks.get(task)
+
+    def registry_answered(self, reachable: bool) -> None:
+        """Count a poll that reached the registry or not."""
+        with self._lock:
+            if reachable:
+                self.registry_failed_polls, self.registry_down_since = 0, None
+            else:
+                self.registry_failed_polls += 1
+                if self.registry_down_since is None:
+                    self.registry_down_since = datetime.now(UTC)
 
     def withhold(self, task: str, reason: str | None) -> None:
         """Record that no model serves ``task`` on purpose, and why (None: it no longer is)."""
@@ -261,11 +316,25 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker) -> bool:
+def _load_checked(source: ModelSource, task: str, version: str, check: Checker) -> LoadedModel:
+    loaded = source.load(task, version)
+    if loaded.task != task:
+        raise ValueError(f"model is for task {loaded.task!r}, expected {task!r}")
+    check(loaded)
+    return loaded
+
+
+def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker,
+              fallback: bool = False) -> bool:
     """Load the source's current model for ``task``, check it, and swap it in.
 
-    Returns True on a swap. Any failure is logged and recorded; the old model stays.
+    Returns True on a swap. Any failure is logged (redacted) and recorded; the old model
+    stays. With ``fallback`` (startup, when nothing serves the task yet) a current version
+    that fails to load gives way to the newest older one that loads and scores its probe,
+    and ``/readyz`` and the log say so.
     """
+    from modeling.registry import RegistryError, redact
+
     version: str | None = None
     try:
         version = source.current_version(task)
@@ -279,18 +348,29 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker)
             store.record_failure(task, None, "no model registered under the alias")
             log.warning("no model to load", extra={"task": task})
             return False
-        loaded = source.load(task, version)
-        if loaded.task != task:
-            raise ValueError(f"model is for task {loaded.task!r}, expected {task!r}")
-        check(loaded)
+        loaded = _load_checked(source, task, version, check)
+    except RegistryError as exc:
+        store.record_failure(task, version, REGISTRY_UNREACHABLE)
+        log.error("model registry unreachable; keeping the current model",
+                  extra={"task": task, "version": version, "error": str(exc)})
+        return False
     except Exception as exc:  # any failure must leave the old model serving
-        store.record_failure(task, version, f"{type(exc).__name__}: {exc}")
+        store.record_failure(task, version, LOAD_FAILED)
         log.error(
             "model load failed; keeping the current model",
-            extra={"task": task, "version": version, "error": f"{type(exc).__name__}: {exc}"},
+            extra={"task": task, "version": version,
+                   "error": redact(f"{type(exc).__name__}: {exc}")},
         )
-        return False
+        if not (fallback and version is not None and store.get(task) is None):
+            return False
+        found = _fall_back(store, source, task, version, check)
+        if found is None:
+            return False
+        loaded = found
     old = store.swap(loaded)
+    if loaded.version != version and version is not None:
+        store.fall_back(Fallback(failed_version=version, version=loaded.version), task)
+        store.record_failure(task, version, LOAD_FAILED)
     freeze_heap()
     log.info(
         "model loaded",
@@ -305,6 +385,33 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker)
     return True
 
 
+def _fall_back(store: ModelStore, source: ModelSource, task: str, failed: str,
+               check: Checker) -> LoadedModel | None:
+    """The newest version older than ``failed`` that loads and scores its probe."""
+    from modeling.registry import redact
+
+    try:
+        candidates = [v for v in fallback_versions(source, task)
+                      if v != failed and (not v.isdigit() or not failed.isdigit()
+                                          or int(v) < int(failed))]
+    except Exception as exc:
+        log.error("no fallback: the versions could not be listed",
+                  extra={"task": task, "error": redact(f"{type(exc).__name__}: {exc}")})
+        return None
+    for version in candidates:
+        try:
+            loaded = _load_checked(source, task, version, check)
+        except Exception as exc:
+            log.error("fallback version failed too",
+                      extra={"task": task, "version": version,
+                             "error": redact(f"{type(exc).__name__}: {exc}")})
+            continue
+        log.warning("serving an older version: the current one failed to load",
+                    extra={"task": task, "version": version, "failed_version": failed})
+        return loaded
+    return None
+
+
 class Reloader:
     """Polls the source every ``interval_s`` and swaps in new versions in the background."""
 
@@ -316,36 +423,57 @@ class Reloader:
         self.check = check
         self.interval_s = interval_s
         self._failed: dict[str, str] = {}
+        self.on_registry_failure: Callable[[str], None] | None = None
+        """Called with the task after each poll that could not reach the registry."""
 
     def poll_once(self) -> list[str]:
         """One check of every task (blocking); returns the tasks whose model changed."""
+        from modeling.registry import redact
+
         changed = []
+        reached = True
         for task in self.store.tasks:
             try:
                 version = self.source.current_version(task)
             except Exception as exc:
-                log.error("alias lookup failed", extra={"task": task, "error": repr(exc)})
+                reached = False
+                if self.on_registry_failure is not None:
+                    self.on_registry_failure(task)
+                log.error("registry poll failed; serving the current models",
+                          extra={"task": task, "error": redact(f"{type(exc).__name__}: {exc}"),
+                                 "failed_polls": self.store.registry_failed_polls + 1})
                 continue
             current = self.store.get(task)
             if version is None and current is None:
                 try:
                     self.store.withhold(task, withheld_by(self.source, task))
                 except Exception as exc:
-                    log.error("withheld lookup failed", extra={"task": task, "error": repr(exc)})
+                    log.error("withheld lookup failed",
+                              extra={"task": task,
+                                     "error": redact(f"{type(exc).__name__}: {exc}")})
                 continue
             if version is None or (current is not None and current.version == version):
                 continue
             if self._failed.get(task) == version:
                 continue  # already failed to load this version; wait for the alias to move
-            if load_into(self.store, self.source, task, self.check):
+            if load_into(self.store, self.source, task, self.check, fallback=current is None):
                 changed.append(task)
                 self._failed.pop(task, None)
             else:
-                self._failed[task] = version
+                failure = self.store.failure(task)
+                if failure is not None and failure.error == REGISTRY_UNREACHABLE:
+                    reached = False  # try the version again next poll
+                else:
+                    self._failed[task] = version
+        self.store.registry_answered(reached)
         return changed
 
-    async def run(self) -> None:
-        """Poll forever (until cancelled), loading off the event loop."""
+    async def run(self, after: asyncio.Future[None] | None = None) -> None:
+        """Poll forever (until cancelled), loading off the event loop; the first poll waits
+        for ``after`` (the first load) so the two never load the same task at once."""
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await after
         while True:
             await asyncio.sleep(self.interval_s)
             try:

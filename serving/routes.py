@@ -251,23 +251,41 @@ async def healthz() -> dict[str, str]:
 
 
 @ops.get("/readyz", summary="A model is loaded for every task, or the task is withheld")
-async def readyz(store: StoreDep) -> JSONResponse:
+async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """200 only when every task has a model or is withheld by the promotion gate (no version
     beat the CRM's own rate; ``withheld`` says why and its route answers 503 with it);
-    otherwise 503 with what is missing and why."""
+    otherwise 503 with what is missing and why. Reasons are short and never an exception's
+    text (the log has the detail). ``loading``: the first load is still running;
+    ``registry.reachable`` turns false after ``LEADSCORE_REGISTRY_WARN_POLLS`` failed polls
+    in a row, while the loaded models go on serving; ``fallback_from``: the version that
+    failed to load, where an older one serves instead."""
     tasks: dict[str, Any] = {}
     for task in store.tasks:
         loaded = store.get(task)
         failure = store.failure(task)
+        fallback = store.fallback(task)
         tasks[task] = {
             "loaded": loaded is not None,
             "version": None if loaded is None else loaded.version,
             "last_error": None if failure is None else failure.error,
             "failed_version": None if failure is None else failure.version,
             "withheld": store.withheld(task),
+            "fallback_from": None if fallback is None else fallback.failed_version,
         }
     ready = store.ready()
-    return JSONResponse({"ready": ready, "tasks": tasks}, status_code=200 if ready else 503)
+    failed = store.registry_failed_polls
+    since = store.registry_down_since
+    body: dict[str, Any] = {
+        "ready": ready,
+        "loading": store.loading,
+        "registry": {
+            "reachable": failed < settings.registry_warn_polls,
+            "failed_polls": failed,
+            "unreachable_since": None if since is None else since.isoformat(),
+        },
+        "tasks": tasks,
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @ops.get("/metrics", summary="Prometheus metrics", response_class=Response)

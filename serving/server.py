@@ -61,9 +61,32 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+REGISTRY_ENV = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": lambda s: str(max(1, round(s.registry_timeout_s))),
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": lambda s: str(s.registry_retries),
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": lambda s: "1",
+}
+"""MLflow's client settings the server gives a short default (its own: 120 s a request and
+retries with backoff, minutes before a dead registry answers); an explicit value wins."""
+
+
+def prepare(settings: ServingSettings) -> None:
+    """Before serving: short registry timeouts, and a SQLite store that must exist when
+    any task is served from the registry (a mistyped path is an error, not a new store).
+    Raises ``FileNotFoundError`` for a missing store."""
+    from modeling.registry import require_store
+
+    for name, value in REGISTRY_ENV.items():
+        os.environ.setdefault(name, value(settings))
+    if any(not settings.model_uri(task) or str(settings.model_uri(task)).startswith("models:/")
+           for task in settings.tasks):
+        require_store(settings.tracking_uri)
+
+
 def serve(settings: ServingSettings, factory: AppFactory | None = None) -> None:
     """Serve the app ``factory`` builds until interrupted (Ctrl-C or SIGTERM)."""
     configure_logging(settings.log_level)
+    prepare(settings)
     if settings.workers == 1:
         uvicorn.Server(_config(settings, factory)).run()
         return

@@ -7,6 +7,7 @@ development flag is set explicitly, so a forgotten variable cannot open the API.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 from pathlib import Path
@@ -90,6 +91,16 @@ class ScoringSettings(BaseSettings):
         return value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (a name, or an address of 127.0.0.0/8 or ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ServingSettings(ScoringSettings):
     """Everything the API reads from its environment."""
 
@@ -105,6 +116,17 @@ class ServingSettings(ScoringSettings):
 
     reload_interval_s: float = Field(30.0, ge=0.0)
     """How often to poll the registry alias; 0 turns hot reload off."""
+    startup_wait_s: float = Field(5.0, ge=0.0)
+    """How long startup waits for the first load of the models before the port opens;
+    they go on loading after it (``/readyz`` answers 503 "loading" meanwhile), so an
+    unreachable registry never keeps the server from starting or from stopping."""
+    registry_timeout_s: float = Field(5.0, gt=0.0, le=300.0)
+    """Seconds one registry request may take (MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT``,
+    unless that is set)."""
+    registry_retries: int = Field(1, ge=0, le=10)
+    """Retries of a failed registry request (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, unless set)."""
+    registry_warn_polls: int = Field(3, ge=1)
+    """``/readyz`` says the registry is unreachable after this many failed polls in a row."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     inline_max_rows: int = Field(16, ge=0)
@@ -122,6 +144,14 @@ class ServingSettings(ScoringSettings):
     and the workers of one server share it. Set it to keep sign-ins across restarts."""
     session_cookie_secure: bool = False
     """Mark the session cookie ``Secure`` (sent over HTTPS only): set it behind TLS."""
+
+    @model_validator(mode="after")
+    def _no_open_door(self) -> ServingSettings:
+        if self.insecure_no_auth and not is_loopback(self.host):
+            raise ValueError(
+                "LEADSCORE_INSECURE_NO_AUTH=true serves /v1 without API keys, so it binds only "
+                f"to a loopback host (127.0.0.1, ::1, localhost), not {self.host!r}")
+        return self
 
     @field_validator("session_secret")
     @classmethod

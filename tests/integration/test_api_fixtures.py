@@ -87,6 +87,7 @@ def settings(**overrides: Any) -> ServingSettings:
     base: dict[str, Any] = {
         "api_key_hashes": f"{hash_api_key(API_KEY)},{hash_api_key(OTHER_KEY)}",
         "reload_interval_s": 0,
+        "startup_wait_s": 120,  # the tests read the models as loaded once the app starts
         "tasks": ("lead_qualification", "deal_close"),
     }
     base.update(overrides)
