@@ -38,6 +38,7 @@ from review.settings import ReviewSettings, get_review_settings
 from serving import sessions
 from serving.app import create_app as create_scoring_app
 from serving.auth import check_key, key_matches
+from serving.deps import keyring
 from serving.errors import error_response
 from serving.models import LoadedModel, ModelStore
 from serving.settings import ScoringSettings, ServingSettings
@@ -226,7 +227,7 @@ async def sign_in(request: Request) -> Response:
     key = (form.get("api_key") or [""])[0].strip()
     if not key:
         return _page("sign_in.html.j2", 401, error="Enter an API key.")
-    if not s.insecure_no_auth and not key_matches(key, s.api_key_hashes):
+    if not s.insecure_no_auth and not key_matches(key, keyring(request).digests()):
         log.info("pipeline sign-in refused")
         return _page("sign_in.html.j2", 403, error="That API key is not accepted.")
     response = RedirectResponse("/pipeline", status_code=303)
@@ -266,9 +267,8 @@ async def pipeline_page(request: Request) -> Response:
 async def pipeline_json(request: Request) -> Response:
     """The review the page shows, as ``review.json`` holds it; takes the API key header
     (``Authorization: Bearer`` or ``X-API-Key``) or the page's session cookie."""
-    s = _settings(request)
     if not signed_in(request):
-        check_key(_presented_key(request), s.api_key_hashes, enabled=True)
+        check_key(_presented_key(request), keyring(request).digests(), enabled=True)
     try:
         built, current = await _cache(request).get(_model(request))
     except PageUnavailable as exc:

@@ -21,6 +21,7 @@ from features.build import own_names
 from features.sets import FEATURE_SETS
 from features.tasks import task_spec
 from leadscore import __version__
+from serving.auth import KeyRing, RateLimiter
 from serving.endpoints import Endpoint
 from serving.errors import install_error_handlers
 from serving.examples import install_examples
@@ -177,6 +178,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keyring = KeyRing(settings.api_key_hashes, settings.api_key_hashes_file)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.store = store
     app.state.metrics = metrics
     app.state.reloader = None

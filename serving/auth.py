@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
+import threading
+import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from fastapi import HTTPException, status
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def hash_api_key(key: str) -> str:
@@ -40,3 +47,100 @@ def check_key(key: str | None, digests: Iterable[str], enabled: bool) -> None:
         )
     if not key_matches(key, digests):
         raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="API key not accepted")
+
+
+def read_key_file(path: Path) -> list[str]:
+    """The SHA-256 digests of a key file: one per line, ``#`` comments and blank lines
+    skipped. Raises ``ValueError`` naming the line of anything that is not a digest."""
+    digests = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip().lower()
+        if not entry:
+            continue
+        if not SHA256_HEX.match(entry):
+            raise ValueError(f"{path.name}:{n}: not a SHA-256 hex digest (64 hex characters)")
+        digests.append(entry)
+    return digests
+
+
+class KeyRing:
+    """The accepted key digests: those of the settings, and those of a key file that is
+    read again when it changes (at most once per ``check_every_s``), so keys rotate
+    without a restart. A file that becomes unreadable or invalid keeps the last good set
+    (and says so through ``error``): a bad edit never locks every caller out."""
+
+    def __init__(self, fixed: Iterable[str], path: Path | None = None,
+                 check_every_s: float = 1.0) -> None:
+        self.fixed = tuple(fixed)
+        self.path = path
+        self.check_every_s = check_every_s
+        self.error: str | None = None
+        self._from_file: tuple[str, ...] = ()
+        self._stamp: tuple[int, int] | None = None
+        self._checked = -math.inf
+        self._lock = threading.Lock()
+        if path is not None:
+            self._from_file = tuple(read_key_file(path))  # at startup a bad file is fatal
+            stat = path.stat()
+            self._stamp = (stat.st_mtime_ns, stat.st_size)
+
+    def digests(self) -> tuple[str, ...]:
+        if self.path is not None:
+            self._refresh()
+        return self.fixed + self._from_file
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_every_s:
+            return
+        with self._lock:
+            self._checked = now
+            assert self.path is not None
+            try:
+                stat = self.path.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+                if stamp == self._stamp:
+                    return
+                self._from_file = tuple(read_key_file(self.path))
+                self._stamp, self.error = stamp, None
+            except (OSError, ValueError) as exc:
+                self.error = f"the key file could not be read again: {type(exc).__name__}"
+
+
+class RateLimiter:
+    """Requests a minute per key (its digest), as a token bucket: up to ``per_minute`` at
+    once, refilled evenly. ``per_minute`` 0 turns it off."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, digest: str, now: float | None = None) -> int | None:
+        """None when the request may go ahead (and is counted); else the whole seconds
+        until the key may send the next one."""
+        if self.per_minute <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        rate = self.per_minute / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(digest, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[digest] = (tokens - 1.0, now)
+                return None
+            self._buckets[digest] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / rate))
+
+
+def check_rate(limiter: RateLimiter, key: str | None) -> None:
+    """429 with ``Retry-After`` when the key has used up its requests a minute."""
+    if key is None:
+        return
+    wait = limiter.retry_after(hash_api_key(key))
+    if wait is not None:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many requests for this API key: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.auth import check_key
+from serving.auth import KeyRing, check_key, check_rate
 from serving.metrics import Metrics
 from serving.models import ModelStore
 from serving.settings import ServingSettings
@@ -49,6 +49,7 @@ NowDep = Annotated[datetime, Depends(get_now)]
 
 
 async def require_api_key(
+    request: Request,
     settings: SettingsDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header_key: Annotated[str | None, Depends(_api_key)],
@@ -57,4 +58,11 @@ async def require_api_key(
     key = bearer.credentials.strip() if bearer is not None and bearer.credentials else None
     if not key and header_key and header_key.strip():
         key = header_key.strip()
-    check_key(key or None, settings.api_key_hashes, enabled=not settings.insecure_no_auth)
+    check_key(key or None, keyring(request).digests(), enabled=not settings.insecure_no_auth)
+    check_rate(request.app.state.rate_limiter, key or None)
+
+
+def keyring(request: Request) -> KeyRing:
+    """The app's accepted key digests (its settings' and its key file's)."""
+    ring: KeyRing = request.app.state.keyring
+    return ring

@@ -8,7 +8,6 @@ development flag is set explicitly, so a forgotten variable cannot open the API.
 from __future__ import annotations
 
 import ipaddress
-import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +17,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.tasks import TASKS as REGISTERED
 from modeling.grading import FIXED_CUTOFFS
+from serving.auth import SHA256_HEX, read_key_file
 
 TASKS: tuple[str, ...] = tuple(REGISTERED)
 """Every registered task, served unless ``LEADSCORE_TASKS`` names fewer."""
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ScoringSettings(BaseSettings):
@@ -111,6 +110,12 @@ class ServingSettings(ScoringSettings):
 
     api_key_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """SHA-256 hex digests of the accepted API keys (comma-separated in the environment)."""
+    api_key_hashes_file: Path | None = None
+    """A file of accepted key digests, one per line (``#`` comments), read again when it
+    changes: keys rotate without a restart (``LEADSCORE_API_KEY_HASHES_FILE``)."""
+    rate_limit_per_minute: int = Field(0, ge=0)
+    """Requests a minute each API key may send to /v1 (429 with Retry-After past it);
+    0: no limit."""
     insecure_no_auth: bool = False
     """Development only: serve /v1 without keys. Never set this in production."""
 
@@ -172,17 +177,25 @@ class ServingSettings(ScoringSettings):
     @field_validator("api_key_hashes")
     @classmethod
     def _check_hashes(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if not _SHA256_HEX.match(v)]
+        bad = [v for v in value if not SHA256_HEX.match(v)]
         if bad:
             raise ValueError(f"{len(bad)} entries are not SHA-256 hex digests (64 hex chars)")
         return value
 
     @model_validator(mode="after")
     def _refuse_open_api(self) -> ServingSettings:
-        if not self.api_key_hashes and not self.insecure_no_auth:
+        if self.api_key_hashes_file is not None:
+            if not self.api_key_hashes_file.is_file():
+                raise ValueError(f"LEADSCORE_API_KEY_HASHES_FILE: no file "
+                                 f"{self.api_key_hashes_file}")
+            file_keys = read_key_file(self.api_key_hashes_file)
+        else:
+            file_keys = []
+        if not self.api_key_hashes and not file_keys and not self.insecure_no_auth:
             raise ValueError(
                 "no API keys: set LEADSCORE_API_KEY_HASHES to comma-separated SHA-256 digests "
-                "of your keys, or LEADSCORE_INSECURE_NO_AUTH=true for local development only"
+                "of your keys (or LEADSCORE_API_KEY_HASHES_FILE to a file of them), or "
+                "LEADSCORE_INSECURE_NO_AUTH=true for local development only"
             )
         return self
 
