@@ -56,7 +56,7 @@ def validation_items(errors: Sequence[Any]) -> list[dict[str, str]]:
     items = []
     for err in errors[:MAX_LISTED_ERRORS]:
         reason = _printable(str(err.get("msg", "invalid value")).removeprefix("Value error, "))
-        if err.get("type") == "json_invalid":
+        if err.get("type") == "json_invalid" and err.get("ctx"):  # FastAPI's own
             ctx = err.get("ctx") or {}
             reason = _printable(f"body is not valid JSON: {ctx.get('error', 'parse error')}")
         items.append(

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from features.tasks import TASKS
+from serving.body import with_body_schemas
 from serving.endpoints import Endpoint
 from serving.schemas import AccountBatch, DealBatch, LeadBatch
 
@@ -207,7 +208,11 @@ def install_examples(app: FastAPI, clock: Callable[[], datetime] | None = None) 
     cached: dict[str, Any] = {}
 
     def openapi() -> dict[str, Any]:
-        base = FastAPI.openapi(app)  # built once; FastAPI keeps it on app.openapi_schema
+        # Built once (FastAPI keeps it on app.openapi_schema), with the body schemas of the
+        # scoring routes, which read their bodies themselves (serving.body).
+        from serving.routes import BODY_MODELS
+
+        base = with_body_schemas(FastAPI.openapi(app), BODY_MODELS)
         now = clock()
         day = now.astimezone(UTC).date().isoformat()
         if cached.get("day") != day:

@@ -14,15 +14,17 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from features.build import own_names
 from features.declarations import FeatureSet
 from features.tasks import TASKS, TaskSpec
+from serving.body import body_schema, check_media_type, rows_of, validate_body
 from serving.deps import MetricsDep, NowDep, SettingsDep, StoreDep, require_api_key
 from serving.endpoints import Ask, Endpoint
 from serving.errors import ModelUnavailable
@@ -72,7 +74,9 @@ WhatIfQuery = Query(
 
 
 async def _run(rows: int, settings: ServingSettings, work: Callable[[], T]) -> T:
-    """Small batches inline on the loop, large ones in the threadpool."""
+    """Small batches inline on the loop, large ones in the threadpool. ``rows`` counts
+    every record of the request (entities, activities, history, signals, context): 16
+    leads with 3,000 activities each are a big request, not a small one."""
     if rows <= settings.inline_max_rows:
         return work()
     return await run_in_threadpool(work)
@@ -110,6 +114,11 @@ def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[Loaded
     return models
 
 
+BODY_MODELS: list[type[BaseModel]] = []
+"""The body models of the scoring routes, which read their bodies themselves
+(``serving.body``): their schemas join the OpenAPI document's components."""
+
+
 def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> None:
     """``POST route`` for the tasks that share it (one entity), from their declarations."""
     endpoint: Endpoint = specs[0].endpoint.load()
@@ -118,7 +127,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
     key, name = spec.entity_key, spec.plural
 
     async def score(
-        batch: Any,
+        request: Request,
         models: list[LoadedModel],
         settings: ServingSettings,
         metrics: Metrics,
@@ -127,6 +136,12 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         trend: bool = True,
         what_if: bool = False,
     ) -> Any:
+        check_media_type(request)
+        body = await request.body()
+        if len(body) <= settings.inline_max_bytes:
+            batch = validate_body(endpoint.batch, body)
+        else:  # a big body is parsed and validated off the event loop
+            batch = await run_in_threadpool(validate_body, endpoint.batch, body)
         items = endpoint.items(batch)
         problems = request_problems(items, name, key, now) + attribute_problems(
             items, name, [m.model.feature_set for m in models])
@@ -139,7 +154,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
             return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, ask,
                                     settings)
 
-        out = await _run(len(ids), settings, work)
+        out = await _run(rows_of(batch), settings, work)
         add_stale_warnings(items, out.results, now, settings.stale_data_days)
         for task, scores in zip(tasks, endpoint.scores(out), strict=True):
             _observe(metrics, task, scores)
@@ -149,7 +164,7 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
     param = functools.partial(inspect.Parameter, kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
     score.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
-            param("batch", annotation=endpoint.batch),
+            param("request", annotation=Request),
             param("models", annotation=Annotated[list[LoadedModel], Depends(models_for(tasks))]),
             param("settings", annotation=SettingsDep),
             param("metrics", annotation=MetricsDep),
@@ -162,8 +177,12 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
     )
     score.__name__ = f"score_{name}"
     score.__doc__ = endpoint.description
+    BODY_MODELS.append(endpoint.batch)
     router.add_api_route(route.removeprefix(router.prefix), score, methods=["POST"],
-                         response_model=endpoint.response, summary=endpoint.summary)
+                         response_model=endpoint.response, summary=endpoint.summary,
+                         openapi_extra=body_schema(endpoint.batch),
+                         responses={415: {"model": ErrorBody,
+                                          "description": "the body is not sent as JSON"}})
 
 
 def _routes() -> dict[str, list[TaskSpec]]:

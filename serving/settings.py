@@ -134,8 +134,12 @@ class ServingSettings(ScoringSettings):
     """``/readyz`` says the registry is unreachable after this many failed polls in a row."""
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    inline_max_rows: int = Field(16, ge=0)
-    """Batches up to this many rows are scored on the event loop; larger ones in a thread."""
+    inline_max_rows: int = Field(256, ge=0)
+    """Requests of up to this many records in all (entities, activities, history, signals,
+    context) are scored on the event loop; larger ones in a thread."""
+    inline_max_bytes: int = Field(64 * 1024, ge=0)
+    """Bodies up to this size are parsed and validated on the event loop; larger ones in a
+    thread, so a big request never holds the others."""
 
     data_dir: Path | None = None
     """The CRM folder whose pipeline review ``/pipeline`` and ``/v1/pipeline`` show

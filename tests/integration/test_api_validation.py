@@ -183,3 +183,65 @@ def test_errors_never_echo_the_input(client: TestClient) -> None:
     r = client.post("/v1/leads/score", json=_lead(employees=secret), headers=auth())
     assert r.status_code == 422
     assert secret not in r.text
+
+
+def test_a_body_not_sent_as_json_is_415(client: TestClient) -> None:
+    body = json.dumps(_lead()).encode()
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {**auth(), **({"content-type": ctype} if ctype else {})}
+        r = client.post("/v1/leads/score", content=body, headers=headers)
+        assert r.status_code == 415, (ctype, r.text)
+        assert "send the body as application/json" in r.json()["detail"]
+    ok = client.post("/v1/leads/score", content=body,
+                     headers={**auth(), "content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_json_errors_name_a_position_not_a_field(client: TestClient) -> None:
+    text = json.dumps(_lead())[:30]  # truncated mid-body
+    r = client.post("/v1/leads/score", content=text.encode(),
+                    headers={**auth(), "content-type": "application/json"})
+    errors = _errors(r)
+    assert list(errors) == ["body"]
+    assert "body is not valid JSON" in errors["body"]
+    assert "line 1 column 30 (character 29)" in errors["body"]
+    huge = b'{"leads": [{"lead_id": "L1", "employees": ' + b"9" * 5000 + b"}]}"
+    r = client.post("/v1/leads/score", content=huge,
+                    headers={**auth(), "content-type": "application/json"})
+    assert "digits" in _errors(r)["body"]
+
+
+def test_a_repeated_json_key_is_422(client: TestClient) -> None:
+    text = json.dumps(_lead()).replace('"lead_id": "L1"', '"lead_id": "L1", "lead_id": "L2"', 1)
+    assert text.count('"lead_id"') == 2
+    r = client.post("/v1/leads/score", content=text.encode(),
+                    headers={**auth(), "content-type": "application/json"})
+    errors = _errors(r)
+    assert "repeats the key 'lead_id'" in errors["body"]
+
+
+def test_big_requests_are_parsed_and_scored_off_the_event_loop(
+        trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """16 leads with 300 activities each are a big request: parsing and scoring both leave
+    the event loop (so /healthz is not held), where one small lead stays on it."""
+    import serving.routes as routes
+
+    calls: list[str] = []
+    real = routes.run_in_threadpool
+
+    async def spy(fn: Any, *args: Any) -> Any:
+        calls.append(getattr(fn, "__name__", "work"))
+        return await real(fn, *args)
+
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    app = create_app(settings(), models=[trained.lead, trained.deal])
+    base = _lead()["leads"][0]
+    acts = [{"activity_id": f"A{j}", "occurred_at": "2024-09-02T00:00:00Z",
+             "type": "web_visit", "direction": "inbound"} for j in range(300)]
+    big = {"leads": [{**base, "lead_id": f"L{i}", "activities": acts} for i in range(16)]}
+    with TestClient(app) as c:
+        small = c.post("/v1/leads/score", json=_lead(), headers=auth())
+        assert small.status_code == 200 and calls == []
+        r = c.post("/v1/leads/score", json=big, headers=auth())
+        assert r.status_code == 200, r.text[:300]
+    assert calls == ["validate_body", "work"]

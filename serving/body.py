@@ -1,0 +1,114 @@
+"""A scoring route's body: read as bytes, parsed and validated by the route itself.
+
+FastAPI would parse and validate a body on the event loop before the route runs, so one
+5 MB request held every other caller (``/healthz`` included) for half a second. Here a
+large body is parsed and validated in the threadpool. Parsing is also stricter than
+``json.loads`` alone, and its errors say what a caller needs:
+
+- a body that is not JSON names its position (line, column, character), never a field;
+- a key repeated in one object is an error, not the last value silently kept;
+- a body sent as anything but JSON is a 415.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+JSON_MEDIA = "application/json"
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _invalid(reason: str, kind: str = "json_invalid") -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body",), "msg": reason, "type": kind}])
+
+
+def check_media_type(request: Request) -> None:
+    """415 unless the body is sent as JSON (``application/json`` or a ``+json`` type)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON_MEDIA and not media.endswith("+json"):
+        raise HTTPException(
+            status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"send the body as {JSON_MEDIA} (got {media or 'no content type'})",
+        )
+
+
+def parse_json(body: bytes) -> Any:
+    """The body's JSON value; a 422 ``RequestValidationError`` saying where it fails."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"body is not UTF-8: byte {exc.start} cannot be decoded") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique)
+    except DuplicateKey as exc:
+        raise _invalid(f"body repeats the key {exc.key[:100]!r} in one object: each key may "
+                       "appear once", "json_duplicate_key") from None
+    except json.JSONDecodeError as exc:
+        raise _invalid(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                       f"{exc.colno} (character {exc.pos})") from None
+    except RecursionError:
+        raise _invalid("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise _invalid(f"body is not valid JSON: {str(exc)[:120]}") from None
+
+
+def validate_body(model: type[BaseModel], body: bytes) -> Any:
+    """``model`` from the body's bytes; each error located under ``body`` as FastAPI's own
+    are, so they read the same."""
+    data = parse_json(body)
+    try:
+        return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])}
+                  for e in exc.errors(include_url=False, include_input=False)]
+        raise RequestValidationError(errors) from None
+
+
+def rows_of(value: Any) -> int:
+    """How many rows a validated batch holds: every record in every list, nested ones
+    (activities, history, signals, context) included. What the work grows with."""
+    if isinstance(value, BaseModel):
+        return sum(rows_of(getattr(value, name)) for name in type(value).model_fields)
+    if isinstance(value, list):
+        return len(value) + sum(rows_of(v) for v in value if isinstance(v, BaseModel))
+    return 0
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that reads ``model`` from its bytes."""
+    return {"requestBody": {"required": True, "content": {JSON_MEDIA: {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def with_body_schemas(schema: dict[str, Any], models: list[type[BaseModel]]) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document) with the component schemas of ``models``."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        full = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in full.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components.setdefault(model.__name__, full)
+    return schema
+
+
+__all__ = ["body_schema", "check_media_type", "parse_json", "rows_of", "validate_body",
+           "with_body_schemas"]
