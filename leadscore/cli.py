@@ -276,12 +276,21 @@ def generate(
         None, min=0, help="Customers who bought before the first day, renewing in it "
         "(default: 6 per 100 leads; 0 for none)."
     ),
+    format: str = typer.Option(
+        "contract", "--format",
+        help="contract: the contract's tables as Parquet, with _truth/; salesforce or "
+        "hubspot: the CRM's own export files (CSV, history included), to import with "
+        "`leadscore import --mapping salesforce|hubspot`.",
+    ),
 ) -> None:
-    """Simulate a B2B CRM with known ground truth (tables + _truth/)."""
-    from leadscore.generate_cmd import run_generate
+    """Simulate a B2B CRM with known ground truth (tables + _truth/), or as a CRM export."""
+    from leadscore.generate_cmd import FORMATS, run_generate
 
+    if format not in FORMATS:
+        typer.echo(f"unknown format {format!r}; use one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
     run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months,
-                 installed_base=installed_base)
+                 installed_base=installed_base, fmt=format)
 
 
 @app.command()
