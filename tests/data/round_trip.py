@@ -20,7 +20,7 @@ from __future__ import annotations
 import pandas as pd
 
 from features.mapping.export_format.crm_ids import CrmIds, own_contacts, with_the_lead
-from features.schema import TABLES, CRMTables
+from features.schema import TABLES, CRMTables, coerce_dtypes
 
 _KEYS = {"accounts": ["account_id"], "leads": ["lead_id"], "opportunities": ["opportunity_id"],
          "opportunity_history": ["opportunity_id", "changed_at", "stage"],
@@ -69,5 +69,7 @@ def expected(tables: CRMTables, fmt: str) -> dict[str, pd.DataFrame]:
 
 
 def sorted_by_key(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    cols = TABLES[name].column_names
-    return frame[cols].sort_values(_KEYS[name], kind="stable").reset_index(drop=True)
+    """In the contract's dtypes and a fixed order, to compare two sides row by row."""
+    table = TABLES[name]
+    frame = coerce_dtypes(frame[table.column_names], table)
+    return frame.sort_values(_KEYS[name], kind="stable").reset_index(drop=True)
