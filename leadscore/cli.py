@@ -151,10 +151,21 @@ def score(
         False, "--what-if", help="List up to three actions that would raise each score "
         "(a what_if column of JSON); re-scores the file once per action."
     ),
+    export: str = typer.Option(
+        None, "--export", help="salesforce or hubspot: also write the CRM's import file "
+        "(keyed by its record ids, fields from the mapping's export: section) beside "
+        "--output, for one upload."
+    ),
+    mapping: Path = typer.Option(
+        None, "--mapping", help="The mapping whose export: section names the CRM fields "
+        "(default: the --export CRM's preset)."
+    ),
 ) -> None:
     """Score a file of leads or deals with the champion model, as the API would.
 
     Scores are as of the data's end unless --as-of says otherwise; the time used is printed.
+    With --export, the results also go to the CRM's own import format (Salesforce Data
+    Loader, HubSpot import), one file for the scored object.
     """
     from pathlib import Path
 
@@ -166,6 +177,15 @@ def score(
     from serving.settings import get_scoring_settings
     from serving.staleness import as_of_line
 
+    target = None
+    if mapping is not None and export is None:
+        typer.echo("--mapping names the export: section for --export; give --export too",
+                   err=True)
+        raise typer.Exit(2)
+    if export is not None:
+        from leadscore.write_back_cmd import export_mapping
+
+        target = export_mapping(task, export, mapping)  # before scoring: fail fast
     settings = get_scoring_settings()
     try:
         loaded = source_for_uri(task, model, settings.tracking_uri).load(task) if model else None
@@ -194,6 +214,10 @@ def score(
     )
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if export is not None and target is not None:
+        from leadscore.write_back_cmd import run_write_back
+
+        raise typer.Exit(run_write_back(task, Path(output), export, *target, report.as_of))
 
 
 @pipeline_app.callback()
