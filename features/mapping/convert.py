@@ -694,28 +694,48 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     is_stage = rows["_kind"].eq("stage")
     unplaced = run.placed("opportunity_history", "stage", f"{v_c}: stage not in the value map")
     mapped_new = apply_value_map(new.where(is_stage, None), stage_fm, unplaced)
+    dates = tm.fields.get("close_date") or plain(v_c)
+    is_date = rows["_kind"].eq("close_date")
+
+    def as_date(text: pd.Series) -> pd.Series:
+        # a close date in the history reads as the deal's own close date does (a date: the
+        # end of that day where the preset says so)
+        done, _ = to_utc_text(text.where(is_date, None), dates, run.m.timezone)
+        return text.where(~is_date, done)
+
+    new = as_date(new)
     out = pd.DataFrame({"i": rows["i"].astype(np.int64), "changed_at": rows["_at"],
                         "stage": mapped_new.where(is_stage, None)})
     for k in ("amount", "close_date"):
         out[k] = new.where(rows["_kind"].eq(k), None)
-    if old_c is not None:  # the stage before the first change is the first change's old value
-        first = is_stage & ~rows.duplicated(subset=["i", "_kind"]) & is_stage
-        old = apply_value_map(clean_text(rows[old_c]).where(first, None), stage_fm, unplaced)
-        starts = pd.DataFrame({"i": rows["i"][first].astype(np.int64),
-                               "initial": old[first]}).set_index("i")["initial"]
-    else:
-        starts = pd.Series(dtype=object)
+    # Before a field's first change it held the change's old value; a field that never
+    # changed held its current value all along.
+    first = ~rows.duplicated(subset=["i", "_kind"])
+    current = {"stage": opps["_stage"] if "_stage" in opps else pd.Series(None, index=opps.index),
+               "amount": opps["amount"], "close_date": opps["close_date"]}
+    deals = np.unique(rows["i"].to_numpy(dtype=np.int64))
+    initial: dict[str, pd.Series] = {}
+    for k in ("stage", "amount", "close_date"):
+        now = pd.Series(current[k].to_numpy(object)[deals], index=deals, dtype=object)
+        if old_c is None:
+            initial[k] = now
+            continue
+        hit = first & rows["_kind"].eq(k)
+        old = clean_text(rows[old_c]).where(hit, None)
+        old = apply_value_map(old, stage_fm, unplaced) if k == "stage" else as_date(old)
+        before = pd.Series(old[hit].to_numpy(object), index=rows["i"][hit].to_numpy(np.int64))
+        initial[k] = before.reindex(deals).where(lambda x: x.notna(), now)
     out["stage"] = out.groupby("i")["stage"].ffill()
     fill = out["stage"].isna()
-    out.loc[fill, "stage"] = out.loc[fill, "i"].map(starts)
+    out.loc[fill, "stage"] = out.loc[fill, "i"].map(initial["stage"])
     out = out[out["stage"].notna()]
     # Changes saved together (a stage and an amount in one edit) are one history row.
     out = out.groupby(["i", "changed_at"], as_index=False, sort=False).agg(
         {"stage": "last", "amount": "first", "close_date": "first"})
-    if len(starts):  # the stage the deal was created in, dated at its creation
-        created = pd.DataFrame({"i": starts.index.to_numpy(dtype=np.int64),
-                                "changed_at": opps["created_at"].to_numpy()[starts.index],
-                                "stage": starts.to_numpy(), "amount": None, "close_date": None})
+    if old_c is not None:  # the deal as created, dated at its creation
+        created = pd.DataFrame({"i": deals, "changed_at": opps["created_at"].to_numpy()[deals],
+                                **{k: initial[k].to_numpy(object) for k in initial}})
+        created = created[created["stage"].notna()]
         out = pd.concat([created, out], ignore_index=True)
     # A row holds the values as of its change: an amount or close date not changed in that
     # edit is the one set last.

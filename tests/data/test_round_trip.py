@@ -38,12 +38,34 @@ def test_import_of_the_export_gives_back_the_generator_tables(crm, fmt, tmp_path
     assert result.load.tables.account_signals.empty
 
 
+def test_salesforce_field_history_alone_gives_back_the_stage_history(crm, tmp_path: Path):
+    """Without OpportunityHistory the preset reads OpportunityFieldHistory: the same rows."""
+    written = write_export(crm, "salesforce", tmp_path / "export")
+    (tmp_path / "export" / "OpportunityHistory.csv").unlink()
+    result = run_import(import_settings(mapping=Path("salesforce"), source=tmp_path / "export",
+                                        out=tmp_path / "imported"))
+    assert result.ok
+    got = to_contract_ids(result.load.tables, written.ids, own_contacts(crm.activities))
+    name = "opportunity_history"
+    # A deal that never changed after its creation (the installed base's, created closed)
+    # leaves no field history: the import dates it from its creation and its close date,
+    # as for any deal without history. The others come back row for row.
+    rows = crm.opportunity_history.groupby("opportunity_id")["stage"].size()
+    changed = rows.index[rows > 1]
+    a, b = got[name], expected(crm, "salesforce")[name]
+    pd.testing.assert_frame_equal(sorted_by_key(a[a["opportunity_id"].isin(changed)], name),
+                                  sorted_by_key(b[b["opportunity_id"].isin(changed)], name),
+                                  check_dtype=False, obj=name)
+    unchanged = a[~a["opportunity_id"].isin(changed)]
+    assert unchanged.groupby("opportunity_id").size().le(2).all()
+
+
 def test_salesforce_export_has_its_objects_ids_and_formats(crm, tmp_path: Path):
     written = write_export(crm, "salesforce", tmp_path)
     names = sorted(p.name for p in written.files)
     assert names == ["Account.csv", "Event.csv", "Lead.csv", "LeadHistory.csv",
-                     "Opportunity.csv", "OpportunityHistory.csv", "OpportunityStage.csv",
-                     "Task.csv"]
+                     "Opportunity.csv", "OpportunityFieldHistory.csv", "OpportunityHistory.csv",
+                     "OpportunityStage.csv", "Task.csv"]
     leads = pd.read_csv(tmp_path / "Lead.csv", dtype=str)
     assert leads["Id"].str.match(r"^00Q\w{12}$").all()
     assert {"Status", "ConvertedDate", "Budget_Confirmed__c", "Timeline_Days__c"} <= set(leads)

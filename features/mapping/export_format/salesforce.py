@@ -114,6 +114,9 @@ def write_salesforce(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
     hist_tm = names.part("opportunity_history")
     files[names.file(hist_tm.source)] = _columns(
         names, "opportunity_history", tables.opportunity_history, ids)
+    if opps_tm.field_history is not None:
+        files[names.file(opps_tm.field_history.source)] = _field_history(
+            names, tables.opportunity_history, ids)
     if opps_tm.stage_table is not None:
         files[names.file(opps_tm.stage_table.source)] = _stage_table(names)
 
@@ -153,6 +156,36 @@ def _lead_history(names: PresetColumns, leads: pd.DataFrame, status: pd.Series,
         sh.changed_at[0]: timestamp_text(outcome_at(leads)[done], TIME),
     })
     return frame.sort_values(sh.changed_at[0], kind="stable")
+
+
+def _field_history(names: PresetColumns, history: pd.DataFrame, ids: CrmIds) -> pd.DataFrame:
+    """OpportunityFieldHistory: one row per change of StageName, Amount or CloseDate after
+    the deal's creation, with the old and the new value (the preset reads it when the
+    export has no OpportunityHistory)."""
+    tm = names.part("opportunities")
+    fh = tm.field_history
+    assert fh is not None and tm.stage is not None
+    h = history.sort_values(["opportunity_id", "changed_at"], kind="stable")
+    deal = h["opportunity_id"].to_numpy()
+    values = {
+        fh.stage[0]: encode(h["stage"], tm.stage),
+        fh.amount[0]: scalar_text(h["amount"], "float"),
+        fh.close_date[0]: timestamp_text(h["close_date"], DATE),
+    }
+    pieces = []
+    for field, text in values.items():
+        before = text.groupby(deal).shift()
+        changed = h["opportunity_id"].duplicated() & text.ne(before) & text.notna()
+        pieces.append(pd.DataFrame({
+            fh.id[0]: ids.translate("opportunity_id", h.loc[changed, "opportunity_id"]),
+            fh.field[0]: field,
+            fh.old_value[0] if fh.old_value else "OldValue": before[changed],
+            fh.new_value[0]: text[changed],
+            fh.changed_at[0]: timestamp_text(h.loc[changed, "changed_at"], TIME),
+            "_order": h.index[changed],
+        }))
+    frame = pd.concat(pieces).sort_values("_order", kind="stable")
+    return frame.drop(columns="_order").reset_index(drop=True)
 
 
 def _stage_table(names: PresetColumns) -> pd.DataFrame:
