@@ -84,7 +84,8 @@ def validate(
 @app.command("import")
 def import_export(
     mapping: Path = typer.Option(
-        ..., "--mapping", help="The mapping YAML (names a preset: " + PRESET_NAMES + ")."
+        ..., "--mapping", help="The mapping YAML (names a preset: " + PRESET_NAMES + "), or a "
+        "preset's name to use it as shipped."
     ),
     source: Path = typer.Option(..., "--source", help="Folder holding the export's files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the contract's tables into."),
