@@ -84,7 +84,8 @@ def validate(
 @app.command("import")
 def import_export(
     mapping: Path = typer.Option(
-        ..., "--mapping", help="The mapping YAML (names a preset: " + PRESET_NAMES + ")."
+        ..., "--mapping", help="The mapping YAML (names a preset: " + PRESET_NAMES + "), or a "
+        "preset's name to use it as shipped."
     ),
     source: Path = typer.Option(..., "--source", help="Folder holding the export's files."),
     out: Path = typer.Option(..., "--out", help="Folder to write the contract's tables into."),
@@ -155,10 +156,21 @@ def score(
         False, "--what-if", help="List up to three actions that would raise each score "
         "(a what_if column of JSON); re-scores the file once per action."
     ),
+    export: str = typer.Option(
+        None, "--export", help="salesforce or hubspot: also write the CRM's import file "
+        "(keyed by its record ids, fields from the mapping's export: section) beside "
+        "--output, for one upload."
+    ),
+    mapping: Path = typer.Option(
+        None, "--mapping", help="The mapping whose export: section names the CRM fields "
+        "(default: the --export CRM's preset)."
+    ),
 ) -> None:
     """Score a file of leads or deals with the champion model, as the API would.
 
     Scores are as of the data's end unless --as-of says otherwise; the time used is printed.
+    With --export, the results also go to the CRM's own import format (Salesforce Data
+    Loader, HubSpot import), one file for the scored object.
     """
     from pathlib import Path
 
@@ -170,6 +182,15 @@ def score(
     from serving.settings import get_scoring_settings
     from serving.staleness import as_of_line
 
+    target = None
+    if mapping is not None and export is None:
+        typer.echo("--mapping names the export: section for --export; give --export too",
+                   err=True)
+        raise typer.Exit(2)
+    if export is not None:
+        from leadscore.write_back_cmd import export_mapping
+
+        target = export_mapping(task, export, mapping)  # before scoring: fail fast
     settings = get_scoring_settings()
     try:
         loaded = source_for_uri(task, model, settings.tracking_uri).load(task) if model else None
@@ -198,6 +219,10 @@ def score(
     )
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if export is not None and target is not None:
+        from leadscore.write_back_cmd import run_write_back
+
+        raise typer.Exit(run_write_back(task, Path(output), export, *target, report.as_of))
 
 
 @pipeline_app.callback()
@@ -280,12 +305,21 @@ def generate(
         None, min=0, help="Customers who bought before the first day, renewing in it "
         "(default: 6 per 100 leads; 0 for none)."
     ),
+    format: str = typer.Option(
+        "contract", "--format",
+        help="contract: the contract's tables as Parquet, with _truth/; salesforce or "
+        "hubspot: the CRM's own export files (CSV, history included), to import with "
+        "`leadscore import --mapping salesforce|hubspot`.",
+    ),
 ) -> None:
-    """Simulate a B2B CRM with known ground truth (tables + _truth/)."""
-    from leadscore.generate_cmd import run_generate
+    """Simulate a B2B CRM with known ground truth (tables + _truth/), or as a CRM export."""
+    from leadscore.generate_cmd import FORMATS, run_generate
 
+    if format not in FORMATS:
+        typer.echo(f"unknown format {format!r}; use one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
     run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months,
-                 installed_base=installed_base)
+                 installed_base=installed_base, fmt=format)
 
 
 @app.command()

@@ -395,7 +395,8 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     own = own_values(mapping, tables, run.placed)
 
     _lead_outcomes(run, mapping, tables["leads"], parts_of["leads"])
-    _deal_outcomes(run, tables["opportunities"])
+    closed_from_date = _deal_outcomes(run, tables["opportunities"])
+    _deal_leads(run, tables["opportunities"], tables["leads"])
     for cols in columns["opportunities"]:
         if "stage" in cols:
             cols.setdefault("is_won", f"{cols['stage']} (derived)")
@@ -406,6 +407,8 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
                                    origin["opportunities"], parts_of["opportunities"])
         tables["opportunity_history"], origin["opportunity_history"] = h, o
         columns["opportunity_history"] = c
+    _closed_at_from_history(run, tables["opportunities"], tables["opportunity_history"],
+                            closed_from_date)
     _fill_activity_links(run, mapping, tables)
     _accounts(run, tables, origin, columns)
     for t in ("leads", "opportunities"):
@@ -460,6 +463,24 @@ def _lead_outcomes(run: _Run, mapping: Mapping, leads: pd.DataFrame,
         absent = run.not_in_export.get("leads", [])
         if fill.any() and col in absent:
             absent.remove(col)
+        _to_the_second(run, leads, col, status.eq(word), when)
+
+
+def _to_the_second(run: _Run, leads: pd.DataFrame, col: str, took: pd.Series,
+                   when: pd.Series) -> None:
+    """An outcome dated by a date alone (Salesforce's ConvertedDate: the day's start)
+    takes the time of day from the status history when that falls on the same day."""
+    have = took & leads[col].notna() & when.notna()
+    if not have.any():
+        return
+    day = pd.to_datetime(leads.loc[have, col], utc=True, errors="coerce", format="ISO8601")
+    at = pd.to_datetime(when[have], utc=True, errors="coerce", format="ISO8601")
+    same = (day == day.dt.floor("D")) & (at.dt.floor("D") == day) & (at != day)
+    if same.any():
+        idx = same[same].index
+        leads.loc[idx, col] = at[idx].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        run.notes.append(f"leads: {col} of {len(idx):,} lead(s) to the second from the "
+                         "status history (the export dates it by the day)")
 
 
 def _status_dates(run: _Run, sh: StatusHistory, leads: pd.DataFrame) -> pd.Series:
@@ -494,9 +515,12 @@ def _status_dates(run: _Run, sh: StatusHistory, leads: pd.DataFrame) -> pd.Serie
 # Deals: outcomes from the stage, and a history where the export has none.
 
 
-def _deal_outcomes(run: _Run, opps: pd.DataFrame) -> None:
+def _deal_outcomes(run: _Run, opps: pd.DataFrame) -> pd.Series:
+    """is_won and closed_at from the stage where the export lacks them; returns which
+    deals' closed_at was taken from the close date (a date, often only the day)."""
+    none = pd.Series(False, index=opps.index)
     if "_stage" not in opps or opps.empty:
-        return
+        return none
     stage = opps["_stage"]
     won = stage.eq("closed_won")
     closed = won | stage.eq("closed_lost")
@@ -510,6 +534,48 @@ def _deal_outcomes(run: _Run, opps: pd.DataFrame) -> None:
     if fill_at.any():
         run.notes.append(f"opportunities: closed_at from the close date for "
                          f"{int(fill_at.sum()):,} closed deal(s)")
+    return fill_at
+
+
+def _deal_leads(run: _Run, opps: pd.DataFrame, leads: pd.DataFrame) -> None:
+    """A deal's lead, where the export names it only on the lead (Salesforce's
+    ConvertedOpportunityId): the one lead converted into the deal."""
+    if opps.empty or leads.empty or not opps["lead_id"].isna().any():
+        return
+    pairs = leads[["opportunity_id", "lead_id"]].dropna()
+    pairs = pairs[~pairs["opportunity_id"].duplicated(keep=False)]
+    look = pd.Series(pairs["lead_id"].to_numpy(), index=pairs["opportunity_id"].to_numpy())
+    need = opps["lead_id"].isna()
+    got = opps.loc[need, "opportunity_id"].map(look)
+    got = got[got.notna()]
+    if len(got):
+        opps.loc[got.index, "lead_id"] = got
+        run.notes.append(f"opportunities: lead_id from the lead converted into the deal for "
+                         f"{len(got):,} deal(s)")
+        absent = run.not_in_export.get("opportunities", [])
+        if "lead_id" in absent:
+            absent.remove("lead_id")
+
+
+def _closed_at_from_history(run: _Run, opps: pd.DataFrame, hist: pd.DataFrame,
+                            from_date: pd.Series) -> None:
+    """A closed deal whose closed_at came from its close date (a date: the end of that
+    day) closed when its history entered the closed stage, to the second: that time
+    wins where the history has it."""
+    if not from_date.any() or hist.empty:
+        return
+    stage_of = pd.Series(opps["_stage"].to_numpy() if "_stage" in opps else None,
+                         index=opps["opportunity_id"].to_numpy())
+    h = hist[hist["stage"].isin(("closed_won", "closed_lost"))]
+    h = h[h["stage"].to_numpy() == stage_of.reindex(h["opportunity_id"]).to_numpy()]
+    at = pd.to_datetime(h["changed_at"], utc=True, errors="coerce", format="ISO8601")
+    first = at.groupby(h["opportunity_id"].to_numpy()).min().dropna()
+    got = opps.loc[from_date, "opportunity_id"].map(first)
+    got = got[got.notna()]
+    if len(got):
+        opps.loc[got.index, "closed_at"] = got.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        run.notes.append(f"opportunities: closed_at from the stage history for "
+                         f"{len(got):,} of those deal(s) (the time it entered its closed stage)")
 
 
 def _derived_history(run: _Run, mapping: Mapping, opps: pd.DataFrame,
@@ -643,29 +709,53 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     is_stage = rows["_kind"].eq("stage")
     unplaced = run.placed("opportunity_history", "stage", f"{v_c}: stage not in the value map")
     mapped_new = apply_value_map(new.where(is_stage, None), stage_fm, unplaced)
+    dates = tm.fields.get("close_date") or plain(v_c)
+    is_date = rows["_kind"].eq("close_date")
+
+    def as_date(text: pd.Series) -> pd.Series:
+        # a close date in the history reads as the deal's own close date does (a date: the
+        # end of that day where the preset says so)
+        done, _ = to_utc_text(text.where(is_date, None), dates, run.m.timezone)
+        return text.where(~is_date, done)
+
+    new = as_date(new)
     out = pd.DataFrame({"i": rows["i"].astype(np.int64), "changed_at": rows["_at"],
                         "stage": mapped_new.where(is_stage, None)})
     for k in ("amount", "close_date"):
         out[k] = new.where(rows["_kind"].eq(k), None)
-    if old_c is not None:  # the stage before the first change is the first change's old value
-        first = is_stage & ~rows.duplicated(subset=["i", "_kind"]) & is_stage
-        old = apply_value_map(clean_text(rows[old_c]).where(first, None), stage_fm, unplaced)
-        starts = pd.DataFrame({"i": rows["i"][first].astype(np.int64),
-                               "initial": old[first]}).set_index("i")["initial"]
-    else:
-        starts = pd.Series(dtype=object)
+    # Before a field's first change it held the change's old value; a field that never
+    # changed held its current value all along.
+    first = ~rows.duplicated(subset=["i", "_kind"])
+    current = {"stage": opps["_stage"] if "_stage" in opps else pd.Series(None, index=opps.index),
+               "amount": opps["amount"], "close_date": opps["close_date"]}
+    deals = np.unique(rows["i"].to_numpy(dtype=np.int64))
+    initial: dict[str, pd.Series] = {}
+    for k in ("stage", "amount", "close_date"):
+        now = pd.Series(current[k].to_numpy(object)[deals], index=deals, dtype=object)
+        if old_c is None:
+            initial[k] = now
+            continue
+        hit = first & rows["_kind"].eq(k)
+        old = clean_text(rows[old_c]).where(hit, None)
+        old = apply_value_map(old, stage_fm, unplaced) if k == "stage" else as_date(old)
+        before = pd.Series(old[hit].to_numpy(object), index=rows["i"][hit].to_numpy(np.int64))
+        initial[k] = before.reindex(deals).where(lambda x: x.notna(), now)
     out["stage"] = out.groupby("i")["stage"].ffill()
     fill = out["stage"].isna()
-    out.loc[fill, "stage"] = out.loc[fill, "i"].map(starts)
+    out.loc[fill, "stage"] = out.loc[fill, "i"].map(initial["stage"])
     out = out[out["stage"].notna()]
     # Changes saved together (a stage and an amount in one edit) are one history row.
     out = out.groupby(["i", "changed_at"], as_index=False, sort=False).agg(
         {"stage": "last", "amount": "first", "close_date": "first"})
-    if len(starts):  # the stage the deal was created in, dated at its creation
-        created = pd.DataFrame({"i": starts.index.to_numpy(dtype=np.int64),
-                                "changed_at": opps["created_at"].to_numpy()[starts.index],
-                                "stage": starts.to_numpy(), "amount": None, "close_date": None})
+    if old_c is not None:  # the deal as created, dated at its creation
+        created = pd.DataFrame({"i": deals, "changed_at": opps["created_at"].to_numpy()[deals],
+                                **{k: initial[k].to_numpy(object) for k in initial}})
+        created = created[created["stage"].notna()]
         out = pd.concat([created, out], ignore_index=True)
+    # A row holds the values as of its change: an amount or close date not changed in that
+    # edit is the one set last.
+    out = out.sort_values(["i", "changed_at"], kind="stable").reset_index(drop=True)
+    out[["amount", "close_date"]] = out.groupby("i")[["amount", "close_date"]].ffill()
     out["opportunity_id"] = opps["opportunity_id"].to_numpy()[out["i"].to_numpy(dtype=np.int64)]
     run.notes.append(f"opportunity_history: from the field history in {src.file} "
                      f"({len(out):,} row(s))")
@@ -680,6 +770,14 @@ def _fill_activity_links(run: _Run, mapping: Mapping, tables: dict[str, pd.DataF
     acts = tables["activities"]
     if acts.empty:
         return
+    # A person column read as both lead and contact (HubSpot's associated contact) names a
+    # contact the leads do not hold: the activity keeps the contact, not a lead.
+    not_lead = (acts["lead_id"].notna() & acts["lead_id"].eq(acts["contact_id"])
+                & ~acts["lead_id"].isin(tables["leads"]["lead_id"]))
+    if not_lead.any():
+        acts.loc[not_lead, "lead_id"] = None
+        run.notes.append(f"activities: {int(not_lead.sum()):,} with a contact that is not "
+                         "among the leads: kept with the contact, no lead")
     roles: list[ContactRoles] = [tm.contact_roles for _, tm in mapping.parts("activities")
                                  if tm.contact_roles is not None]
     if roles and roles[0].source in run.sources:

@@ -101,5 +101,8 @@ def mapping_from_document(doc: Document) -> Mapping:
 
 
 def load_mapping(path: Path) -> Mapping:
-    """The mapping in ``path``, its preset merged under it and checked."""
+    """The mapping in ``path``, its preset merged under it and checked; a preset's name
+    where no such file exists is that preset as shipped."""
+    if not Path(path).exists() and str(path) in PRESETS:
+        return mapping_from_document(preset_document(str(path)))
     return mapping_from_document(read_document(Path(path)))

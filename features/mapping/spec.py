@@ -276,6 +276,46 @@ _OWN_TABLES = ("leads", "opportunities", "accounts")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
+ExportValue = Literal["score", "grade", "probability", "reasons", "trend", "risk_level",
+                      "risk_reasons", "model_version", "scored_at"]
+"""What write-back can put in a CRM field: a result's score (0-100), grade (A-D),
+probability (0-1), reasons (the top reasons for and against, joined into one text),
+trend (improving, steady or declining), risk level and risk reasons (deals), the model's
+version and the time scored as of."""
+
+
+class ExportTarget(_Strict):
+    """One task's results as one import file of one CRM object, keyed by its record id."""
+
+    object: str = Field(description="the CRM object the file updates, e.g. Lead, contacts")
+    file: str = Field(description="the import file's name, e.g. Lead_scores.csv")
+    id: str = Field(description="the column for the CRM's record id, e.g. Id, Record ID")
+    id_pattern: str = Field(
+        default=r".+", description="a regular expression every record id matches: a scored "
+        "row whose id does not is not one of the CRM's records (write-back refuses)")
+    fields: dict[ExportValue, str] = Field(
+        description="result value -> the CRM field (API name or internal property name)")
+    text_length: int = Field(
+        default=255, ge=20, description="the longest text a text field takes: reasons are "
+        "joined whole, as many as fit")
+
+    @field_validator("id_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class ExportSection(_Strict):
+    """Write-back: the CRM the files are for and, per task, its target."""
+
+    crm: str = Field(description="the CRM the files are imported into (salesforce, hubspot)")
+    tasks: dict[str, ExportTarget] = Field(description="task name -> where its results go")
+
+
 # What each contract column's value map may reach, where the contract fixes it.
 _DOMAINS: dict[tuple[str, str], tuple[str, ...]] = {
     ("opportunity_history", "stage"): STAGES,
@@ -295,6 +335,10 @@ class Mapping(_Strict):
     tables: dict[str, dict[str, TableMap]] = Field(
         default_factory=dict, description="per contract table, one map (with `source:`) or "
         "several by name, whose rows are put together (Salesforce Task and Event)"
+    )
+    export: ExportSection | None = Field(
+        default=None, description="write-back: `leadscore score --export` writes results "
+        "as the CRM's import files"
     )
 
     @field_validator("tables", mode="before")

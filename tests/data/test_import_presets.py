@@ -71,7 +71,8 @@ def test_salesforce_export_gives_the_contract_rows(tmp_path: Path) -> None:
 
     won = _row(t.opportunities, "opportunity_id", "0061")
     assert won["is_won"] is True
-    assert won["closed_at"] == _ts("2024-03-15T23:59:59Z")  # CloseDate: the end of that day
+    # CloseDate is a date; the history says when the deal entered Closed Won, to the second
+    assert won["closed_at"] == _ts("2024-03-15T10:00:00Z")
     open_deal = _row(t.opportunities, "opportunity_id", "0062")
     assert pd.isna(open_deal["is_won"]) and pd.isna(open_deal["closed_at"])
     assert open_deal["amount"] == pytest.approx(5500.0)  # EUR at 1.1

@@ -284,3 +284,20 @@ features:
     (tmp_path / "ok.yaml").write_text(base + "allow_current_values: [visits]\n",
                                       encoding="utf-8")
     assert load_mapping(tmp_path / "ok.yaml").allow_current_values == ("visits",)
+
+
+def test_export_section_errors_name_key_and_line(tmp_path: Path) -> None:
+    text = """preset: salesforce
+export:
+  tasks:
+    lead_qualification:
+      fields:
+        scor: Lead_Score__c
+      id_pattern: "00Q("
+"""
+    problems = _problems(tmp_path, text)
+    assert "mapping.yaml:6: export.tasks.lead_qualification.fields.scor: Input should be " \
+        "'score', 'grade', 'probability', 'reasons', 'trend', 'risk_level', 'risk_reasons', " \
+        "'model_version' or 'scored_at'" in problems
+    assert any(p.startswith("mapping.yaml:7: export.tasks.lead_qualification.id_pattern: "
+                            "not a regular expression") for p in problems)
