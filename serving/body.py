@@ -12,8 +12,9 @@ large body is parsed and validated in the threadpool. Parsing is also stricter t
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Any, get_args, get_origin
 
 from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -71,25 +72,83 @@ def parse_json(body: bytes) -> Any:
         raise _invalid(f"body is not valid JSON: {str(exc)[:120]}") from None
 
 
+def _located(exc: ValidationError, *prefix: Any) -> list[dict[str, Any]]:
+    return [{**e, "loc": ("body", *prefix, *e["loc"])}
+            for e in exc.errors(include_url=False, include_input=False)]
+
+
+def _records_field(model: type[BaseModel]) -> tuple[str, type[BaseModel]] | None:
+    """A batch's list of records (``leads``, ``deals``, ``accounts``) and their model."""
+    for name, info in model.model_fields.items():
+        args = get_args(info.annotation)
+        if (get_origin(info.annotation) is list and args and isinstance(args[0], type)
+                and issubclass(args[0], BaseModel)):
+            return name, args[0]
+    return None
+
+
 def validate_body(model: type[BaseModel], body: bytes) -> Any:
     """``model`` from the body's bytes; each error located under ``body`` as FastAPI's own
-    are, so they read the same."""
+    are, so they read the same.
+
+    The records are validated one at a time (the same rules, the same error locations),
+    then the batch around them: one validation call over a 5 MB body holds the
+    interpreter for a third of a second, which a server thread cannot interrupt; between
+    records it can, so the event loop keeps answering while a big body is read.
+    """
     data = parse_json(body)
+    found = _records_field(model)
+    if found is None or not isinstance(data, dict) or not isinstance(data.get(found[0]), list):
+        try:
+            return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+        except ValidationError as exc:
+            raise RequestValidationError(_located(exc)) from None
+    name, record = found
+    errors: list[dict[str, Any]] = []
+    records = []
+    for i, item in enumerate(data[name]):
+        try:
+            records.append(record.model_validate(item, from_attributes=True))
+        except ValidationError as exc:
+            errors += _located(exc, name, i)
     try:
-        return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+        batch = model.model_validate({**data, name: records}, from_attributes=True)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])}
-                  for e in exc.errors(include_url=False, include_input=False)]
-        raise RequestValidationError(errors) from None
+        # The records' own errors are above; a list rule (at least one, at most N) still
+        # counts every record sent.
+        errors += [e for e in _located(exc) if len(e["loc"]) <= 2 or e["loc"][1] != name
+                   or not errors]
+        if errors:
+            raise RequestValidationError(errors) from None
+        raise  # pragma: no cover - every error is located above
+    if errors:
+        raise RequestValidationError(errors)
+    return batch
+
+
+@functools.cache
+def _nested(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a record that hold records or lists of them (none for an activity)."""
+    out = []
+    for name, info in model.model_fields.items():
+        for kind in (info.annotation, *get_args(info.annotation)):
+            if get_origin(kind) is list or (isinstance(kind, type)
+                                            and issubclass(kind, BaseModel)):
+                out.append(name)
+                break
+    return tuple(out)
 
 
 def rows_of(value: Any) -> int:
     """How many rows a validated batch holds: every record in every list, nested ones
-    (activities, history, signals, context) included. What the work grows with."""
+    (activities, history, signals, context) included. What the work grows with; counted
+    by the lists' lengths, so 48,000 activities cost 16 look-ups, not 48,000."""
     if isinstance(value, BaseModel):
-        return sum(rows_of(getattr(value, name)) for name in type(value).model_fields)
+        return sum(rows_of(getattr(value, name)) for name in _nested(type(value)))
     if isinstance(value, list):
-        return len(value) + sum(rows_of(v) for v in value if isinstance(v, BaseModel))
+        if not value or not isinstance(value[0], BaseModel) or not _nested(type(value[0])):
+            return len(value)
+        return len(value) + sum(rows_of(v) for v in value)
     return 0
 
 

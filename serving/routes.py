@@ -151,11 +151,13 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         ask = Ask(explain=explain, trend=trend, what_if=what_if)
 
         def work() -> Any:
-            return endpoint.respond(batch, models, endpoint.tables(batch), ids, now, ask,
-                                    settings)
+            answer: Any = endpoint.respond(batch, models, endpoint.tables(batch), ids, now,
+                                           ask, settings)
+            # Reads every event sent: part of the work, off the loop for a big request.
+            add_stale_warnings(items, answer.results, now, settings.stale_data_days)
+            return answer
 
         out = await _run(rows_of(batch), settings, work)
-        add_stale_warnings(items, out.results, now, settings.stale_data_days)
         for task, scores in zip(tasks, endpoint.scores(out), strict=True):
             _observe(metrics, task, scores)
         return out

@@ -335,3 +335,18 @@ def test_a_repeated_activity_id_counts_once_with_or_without_context() -> None:
     assert alone["activity_id"].tolist() == ["X1"]
     assert with_context["activity_id"].tolist() == ["X1", "Z9"]
     assert alone["occurred_at"][0] == with_context["occurred_at"][0]
+
+
+def test_a_request_s_rows_count_every_record_nested_or_in_context() -> None:
+    from serving.body import rows_of
+    from serving.schemas import LeadBatch
+
+    act = {"occurred_at": "2024-09-02T00:00:00Z", "type": "web_visit", "direction": "inbound"}
+    batch = LeadBatch.model_validate({
+        "leads": [{"lead_id": f"L{i}", "created_at": "2024-09-01T00:00:00Z",
+                   "activities": [{**act, "activity_id": f"A{i}{j}"} for j in range(i)]}
+                  for i in range(4)],
+        "context": {"accounts": [{"account_id": "A1", "created_at": "2024-01-01T00:00:00Z"}],
+                    "activities": [{**act, "activity_id": "C1"}]},
+    })
+    assert rows_of(batch) == 4 + (0 + 1 + 2 + 3) + 1 + 1
