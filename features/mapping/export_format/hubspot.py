@@ -32,7 +32,7 @@ from features.mapping.export_format.preset_columns import (
     preset_mapping,
     scalar_text,
     timestamp_text,
-    write_csv,
+    write_files,
 )
 from features.schema import TABLES, CRMTables
 
@@ -113,11 +113,7 @@ def write_hubspot(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
         acts["type"], acts["direction"], acts_tm.fields["type"], acts_tm.fields["direction"])
     files[names.file(acts_tm.source)] = engagements
 
-    written = []
-    for file, frame in files.items():
-        write_csv(frame, out / file)
-        written.append(out / file)
-    return written, ids
+    return write_files(files, out), ids
 
 
 def _status_history(names: PresetColumns, leads: pd.DataFrame, status: pd.Series,

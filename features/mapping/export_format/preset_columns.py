@@ -158,3 +158,12 @@ def current_stage(opps: pd.DataFrame, history: pd.DataFrame) -> pd.Series:
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     """One file of the export: UTF-8 CSV, empty cells for missing values."""
     frame.to_csv(path, index=False, na_rep="")
+
+
+def write_files(files: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    """Every file of the export under ``out`` (:func:`write_csv`), in order; their paths."""
+    written = []
+    for file, frame in files.items():
+        write_csv(frame, out / file)
+        written.append(out / file)
+    return written

@@ -34,7 +34,7 @@ from features.mapping.export_format.preset_columns import (
     preset_mapping,
     scalar_text,
     timestamp_text,
-    write_csv,
+    write_files,
 )
 from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, TABLES, CRMTables
 
@@ -133,11 +133,7 @@ def write_salesforce(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
             acts["type"], acts["direction"], tm.fields["type"], tm.fields["direction"])
         files[names.file(tm.source)] = frame
 
-    written = []
-    for file, frame in files.items():
-        write_csv(frame, out / file)
-        written.append(out / file)
-    return written, ids
+    return write_files(files, out), ids
 
 
 def _lead_history(names: PresetColumns, leads: pd.DataFrame, status: pd.Series,
