@@ -22,7 +22,10 @@ Outcome columns (the leads' qualified_at, disqualified_at and opportunity_id; th
 closed_at and is_won) never feed an entity's own features. Other deals' outcomes feed the
 owner's win rate and the account's history only when they closed before t. Deal fields that
 change over time (stage, amount, close_date) come from opportunity_history as of t, never
-from the opportunities row, which holds the latest values.
+from the opportunities row, which holds the latest values; so do the lead attributes and
+the deal's product that a CRM lets users edit, from the field-history tables
+(``features.field_history``): the record's value is read only where the field never
+changed.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import numpy as np
 import pandas as pd
 
 from features import contracts
+from features import field_history as fh
 from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
-from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
+from features.schema import ACTIVITY_TYPES, LEADS, OPEN_STAGES, STAGES
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
@@ -113,6 +117,31 @@ def _category(
     (-1: unseen, missing or not yet known)."""
     levels = pit.codes(keys(frame, column), category_dtype(name).categories)
     return _pick(levels, rows, visible).astype(_code_dtype(name))
+
+
+def _category_as_of(
+    frame: Frame, history: Frame, key: str, column: str, queries: pit.Queries,
+    visible: np.ndarray, name: str,
+) -> np.ndarray:
+    """A changeable text attribute as of each query's t (see ``features.field_history``),
+    as codes of the feature's fixed categories; the record's value where it never changed.
+
+    ``queries`` hold each snapshot's row in ``frame`` (its code in ``frame[key]``)."""
+    current = _category(frame, column, queries.keys, visible, name)
+    found = fh.field_as_of(history, key, keys(frame, key), queries, column)
+    levels = category_dtype(name).categories
+    return np.where(visible, fh.codes_as_of(current, history, found, levels), -1).astype(
+        current.dtype)
+
+
+def _numeric_as_of(
+    frame: Frame, history: Frame, key: str, column: str, queries: pit.Queries,
+    visible: np.ndarray, kind: str,
+) -> np.ndarray:
+    """A changeable number or yes/no attribute as of each query's t, NaN where not known."""
+    current = _numeric(frame, column, queries.keys, visible)
+    found = fh.field_as_of(history, key, keys(frame, key), queries, column)
+    return np.where(visible, fh.numeric_as_of(current, history, found, kind), np.nan)
 
 
 def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -353,18 +382,22 @@ def _rows_at(
 def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
     t, row, created, visible = _rows_at(leads, "lead_id", snapshots)
+    ent = pit.Queries(row, t)
+    hist = tables.lead_field_history
     out: Columns = {}
+    # Every attribute a CRM lets users edit, as of t: BANT answers filled in during
+    # qualification and firmographics enriched later are not seen before they were.
     for col in ("source", "industry", "country", "seniority", "job_function"):
-        out[col] = _category(leads, col, row, visible, col)
-    for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated"):
-        out[col] = _numeric(leads, col, row, visible)
-    out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
+        out[col] = _category_as_of(leads, hist, "lead_id", col, ent, visible, col)
+    for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated",
+                "timeline_days"):
+        kind = LEADS.column(col).kind
+        out[col] = _numeric_as_of(leads, hist, "lead_id", col, ent, visible, kind)
     out["lead_age_days"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
 
     accounts = keys(tables.accounts, "account_id")
     lead_account = pit.codes(keys(leads, "account_id"), accounts)
-    ent = pit.Queries(row, t)
     acc = pit.Queries(_pick(lead_account, row, visible), t)
     step("lead attributes")
 
@@ -468,7 +501,9 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
-    out["product"] = _category(opps, "product", row, visible, "product")
+    opp_hist = tables.opportunity_field_history
+    out["product"] = _category_as_of(opps, opp_hist, "opportunity_id", "product", ent, visible,
+                                     "product")
     step("deal state as of t")
 
     owner_code = _owner_codes(opps)
@@ -489,7 +524,8 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     q_lead = _pick(lead_row_of_opp, row, visible)
     l_created = _take_time(times(leads, "created_at"), q_lead)
     l_visible = (q_lead >= 0) & (l_created != pit.NAT) & (l_created < t)
-    out["source"] = _category(leads, "source", q_lead, l_visible, "source")
+    out["source"] = _category_as_of(leads, tables.lead_field_history, "lead_id", "source",
+                                    pit.Queries(q_lead, t), l_visible, "source")
     step("owner and account")
 
     acc = pit.Queries(a_row, t)
@@ -672,7 +708,9 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
                        c.renewal[at] if len(c) else -1, -1)
     opps = tables.opportunities
     term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
-    out["term_product"] = _category(opps, "product", term_deal, has_term, "term_product")
+    out["term_product"] = _category_as_of(opps, tables.opportunity_field_history,
+                                          "opportunity_id", "product",
+                                          pit.Queries(term_deal, t), has_term, "term_product")
     deal_vocab = keys(opps, "opportunity_id")
     renewal_q = pit.Queries(renewal, t)
     history = _deal_history(tables, deal_vocab, renewal_q)

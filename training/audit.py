@@ -43,7 +43,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.declarations import FeatureSet
-from features.schema import TABLES, CRMTables
+from features.schema import FIELD_HISTORIES, TABLES, CRMTables
 from features.tasks import TaskSpec, task_spec
 from training.evaluate import EvaluationConfig, split_periods
 
@@ -445,7 +445,8 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
 
     A history table is one without a key of its own whose rows point at the entity, with a
     row per change that records every tracked field (``opportunity_history``): a field
-    changes where its value differs from the entity's previous row. Fields are named as
+    changes where its value differs from the entity's previous row; or a field-history
+    table (``lead_field_history``), whose every row is one change of the field it names. Fields are named as
     the entity's current record holds them (``opportunities.amount``): the features read
     the history as of each snapshot, so a change after the outcome reaches only a column
     copied from the current record, and that is what a finding names.
@@ -458,6 +459,14 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
             continue
         frame = tables.get(name)
         col = fks[0].column
+        if name in FIELD_HISTORIES:  # long: one row per change, the field named in a column
+            if len(frame):
+                parts.append(pd.DataFrame({
+                    entity.key: frame[col].astype(str).to_numpy(),
+                    "changed_at": frame[hist.time_column].to_numpy(),
+                    "field": (f"{table}." + frame["field"].astype(str)).to_numpy(),
+                }))
+            continue
         frame = frame.sort_values([col, hist.time_column], kind="mergesort")
         first = ~frame[col].duplicated()
         for c in hist.column_names:
