@@ -446,10 +446,10 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
     A history table is one without a key of its own whose rows point at the entity, with a
     row per change that records every tracked field (``opportunity_history``): a field
     changes where its value differs from the entity's previous row; or a field-history
-    table (``lead_field_history``), whose every row is one change of the field it names. Fields are named as
-    the entity's current record holds them (``opportunities.amount``): the features read
-    the history as of each snapshot, so a change after the outcome reaches only a column
-    copied from the current record, and that is what a finding names.
+    table (``lead_field_history``), whose every row is one change of the field it names.
+    Fields are named as the entity's current record holds them (``opportunities.amount``):
+    the features read the history as of each snapshot, so a change after the outcome
+    reaches only a column copied from the current record, and that is what a finding names.
     """
     entity = TABLES[table]
     parts = []
