@@ -4,6 +4,8 @@ Reads the export's files (every column as text), converts them (``convert``), va
 the result with the loader's own rules (``features.loader.validate_tables``), writes the
 valid rows as one Parquet file per table, and reports every rejected row against the
 export: its file, its row (0-based, as the loader counts), its column and the reason.
+Beside the tables, ``known_at.json`` says when each mapped attribute is known and which
+export-only ones were left out of features or kept (``features.mapping.timing``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from features.mapping.convert import Converted, ConvertError, Source, convert
 from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
 from features.mapping.spec import Mapping
+from features.mapping.timing import write_timing
 from features.mapping.values import as_arrow_text, loose_name
 from features.reading import DataContractError
 from features.schema import TABLES
@@ -89,6 +92,9 @@ class ImportResult:
             "unplaced_values": self.converted.unplaced,
             "skipped_rows": self.converted.skipped,
             "not_in_export": self.converted.not_in_export,
+            "known_at": self.converted.timing.known_at,
+            "export_only_left_out": self.converted.timing.left_out,
+            "current_values_allowed": self.converted.timing.allowed,
         }
 
 
@@ -266,6 +272,7 @@ def run_import(settings: ImportSettings, progress: Progress | None = None) -> Im
             stale.unlink()  # one file per table: a CSV left from an earlier run would clash
         frame = load.tables.get(name)
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
+    write_timing(converted.timing, out)
     report = settings.report_path
     report.parent.mkdir(parents=True, exist_ok=True)
     rejections.to_csv(report, index=False)
