@@ -42,7 +42,14 @@ from features import field_history as fh
 from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
-from features.schema import ACTIVITY_TYPES, LEADS, OPEN_STAGES, STAGES
+from features.schema import (
+    ACTIVITY_TYPES,
+    LEAD_CHANGEABLE,
+    LEADS,
+    OPEN_STAGES,
+    OPPORTUNITY_CHANGEABLE,
+    STAGES,
+)
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
@@ -120,28 +127,41 @@ def _category(
 
 
 def _category_as_of(
-    frame: Frame, history: Frame, key: str, column: str, queries: pit.Queries,
+    frame: Frame, changes: fh.Changes | None, column: str, queries: pit.Queries,
     visible: np.ndarray, name: str,
 ) -> np.ndarray:
     """A changeable text attribute as of each query's t (see ``features.field_history``),
     as codes of the feature's fixed categories; the record's value where it never changed.
 
-    ``queries`` hold each snapshot's row in ``frame`` (its code in ``frame[key]``)."""
+    ``queries`` hold each snapshot's row in ``frame`` (its record code in ``changes``)."""
     current = _category(frame, column, queries.keys, visible, name)
-    found = fh.field_as_of(history, key, keys(frame, key), queries, column)
+    if changes is None:
+        return current
+    found = changes.lookup(queries, column)
     levels = category_dtype(name).categories
-    return np.where(visible, fh.codes_as_of(current, history, found, levels), -1).astype(
-        current.dtype)
+    return np.where(visible, changes.codes(found, current, levels), -1).astype(current.dtype)
 
 
 def _numeric_as_of(
-    frame: Frame, history: Frame, key: str, column: str, queries: pit.Queries,
+    frame: Frame, changes: fh.Changes | None, column: str, queries: pit.Queries,
     visible: np.ndarray, kind: str,
 ) -> np.ndarray:
     """A changeable number or yes/no attribute as of each query's t, NaN where not known."""
     current = _numeric(frame, column, queries.keys, visible)
-    found = fh.field_as_of(history, key, keys(frame, key), queries, column)
-    return np.where(visible, fh.numeric_as_of(current, history, found, kind), np.nan)
+    if changes is None:
+        return current
+    found = changes.lookup(queries, column)
+    return np.where(visible, changes.numbers(found, current, kind), np.nan)
+
+
+def _lead_changes(tables: AnyTables) -> fh.Changes | None:
+    return fh.Changes.of(tables.lead_field_history, "lead_id", keys(tables.leads, "lead_id"),
+                         LEAD_CHANGEABLE)
+
+
+def _deal_changes(tables: AnyTables) -> fh.Changes | None:
+    return fh.Changes.of(tables.opportunity_field_history, "opportunity_id",
+                         keys(tables.opportunities, "opportunity_id"), OPPORTUNITY_CHANGEABLE)
 
 
 def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -383,16 +403,16 @@ def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
     t, row, created, visible = _rows_at(leads, "lead_id", snapshots)
     ent = pit.Queries(row, t)
-    hist = tables.lead_field_history
+    changes = _lead_changes(tables)
     out: Columns = {}
     # Every attribute a CRM lets users edit, as of t: BANT answers filled in during
     # qualification and firmographics enriched later are not seen before they were.
     for col in ("source", "industry", "country", "seniority", "job_function"):
-        out[col] = _category_as_of(leads, hist, "lead_id", col, ent, visible, col)
+        out[col] = _category_as_of(leads, changes, col, ent, visible, col)
     for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated",
                 "timeline_days"):
         kind = LEADS.column(col).kind
-        out[col] = _numeric_as_of(leads, hist, "lead_id", col, ent, visible, kind)
+        out[col] = _numeric_as_of(leads, changes, col, ent, visible, kind)
     out["lead_age_days"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
 
@@ -501,8 +521,7 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
-    opp_hist = tables.opportunity_field_history
-    out["product"] = _category_as_of(opps, opp_hist, "opportunity_id", "product", ent, visible,
+    out["product"] = _category_as_of(opps, _deal_changes(tables), "product", ent, visible,
                                      "product")
     step("deal state as of t")
 
@@ -524,7 +543,7 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     q_lead = _pick(lead_row_of_opp, row, visible)
     l_created = _take_time(times(leads, "created_at"), q_lead)
     l_visible = (q_lead >= 0) & (l_created != pit.NAT) & (l_created < t)
-    out["source"] = _category_as_of(leads, tables.lead_field_history, "lead_id", "source",
+    out["source"] = _category_as_of(leads, _lead_changes(tables), "source",
                                     pit.Queries(q_lead, t), l_visible, "source")
     step("owner and account")
 
@@ -708,8 +727,7 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
                        c.renewal[at] if len(c) else -1, -1)
     opps = tables.opportunities
     term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
-    out["term_product"] = _category_as_of(opps, tables.opportunity_field_history,
-                                          "opportunity_id", "product",
+    out["term_product"] = _category_as_of(opps, _deal_changes(tables), "product",
                                           pit.Queries(term_deal, t), has_term, "term_product")
     deal_vocab = keys(opps, "opportunity_id")
     renewal_q = pit.Queries(renewal, t)

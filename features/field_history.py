@@ -20,14 +20,17 @@ of the field's changes (``features.point_in_time``): vectorised over every snaps
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import point_in_time as pit
-from features.columns import Frame, equals, keys, times
-from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
+from features.columns import Frame, keys, times
+from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.schema import Table
 
 
@@ -41,84 +44,104 @@ class FieldAsOf:
     """True where that row's new value holds it, False where its old value does."""
 
 
-def field_as_of(
-    history: Frame, key: str, vocabulary: pd.Series | np.ndarray, queries: pit.Queries,
-    field: str,
-) -> FieldAsOf | None:
-    """Which history row (and side) gives each query's value of ``field``, or None when
-    the field has no changes at all (every value is the record's).
+@dataclass(frozen=True)
+class Changes:
+    """One field-history table, its rows coded once per build (record, field, time):
+    every attribute's look-up then shares them."""
 
-    ``queries`` are (record code in ``vocabulary``, t) pairs; a query without a record
-    (code -1) reads the record, which ``visible`` masks in the caller anyway.
-    """
-    if len(history) == 0:
-        return None
-    mine = equals(history, "field", field)
-    if not mine.any():
-        return None
-    code = np.where(mine, pit.codes(keys(history, key), vocabulary), -1)
-    idx = pit.index_events(code, times(history, "changed_at"))
-    if len(idx) == 0:
-        return None
-    last = queries.last(idx)
-    start = queries.starts(idx)
-    # The record's first change is at its block start, if the block is its own.
-    at = np.minimum(start, len(idx) - 1)
-    has_any = (queries.keys >= 0) & (start < len(idx)) & (
-        idx.composite[at] // idx.width == queries.keys)
-    before = last >= 0
-    pos = np.where(before, last, at)
-    row = np.where(has_any, idx.rows[pos], -1)
-    return FieldAsOf(row=row, new=before)
+    history: Frame
+    record: np.ndarray
+    """Each row's record as its code in the vocabulary (-1: none)."""
+    field: np.ndarray
+    """Each row's field as its position in ``fields`` (-1: another)."""
+    fields: tuple[str, ...]
+    changed_at: np.ndarray
+
+    @classmethod
+    def of(cls, history: Frame, key: str, vocabulary: pd.Series | np.ndarray,
+           fields: tuple[str, ...]) -> Changes | None:
+        """The coded table, or None when it has no rows (every value is the record's)."""
+        if len(history) == 0:
+            return None
+        return cls(history, pit.codes(keys(history, key), vocabulary),
+                   pit.codes(keys(history, "field"), pd.Index(fields)), fields,
+                   times(history, "changed_at"))
+
+    def lookup(self, queries: pit.Queries, field: str) -> FieldAsOf | None:
+        """Which history row (and side) gives each query's value of ``field``, or None
+        when the field has no changes at all.
+
+        ``queries`` are (record code, t) pairs; a query without a record (code -1) reads
+        the record, which the caller masks anyway.
+        """
+        mine = self.field == self.fields.index(field)
+        if not mine.any():
+            return None
+        idx = pit.index_events(np.where(mine, self.record, -1), self.changed_at)
+        if len(idx) == 0:
+            return None
+        last = queries.last(idx)
+        start = queries.starts(idx)
+        # The record's first change is at its block start, if the block is its own.
+        at = np.minimum(start, len(idx) - 1)
+        has_any = (queries.keys >= 0) & (start < len(idx)) & (
+            idx.composite[at] // idx.width == queries.keys)
+        before = last >= 0
+        row = np.where(has_any, idx.rows[np.where(before, last, at)], -1)
+        return FieldAsOf(row=row, new=before)
+
+    def _texts(self, column: str, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+        return pit.arrow_strings(keys(self.history, column)).take(pa.array(rows))
+
+    def _gather(self, found: FieldAsOf, current: np.ndarray,
+                parse: Callable[[pa.Array | pa.ChunkedArray], np.ndarray]) -> np.ndarray:
+        """Per query: its row's new or old value (parsed only for the rows asked about),
+        ``current`` where it has none."""
+        picked = found.row >= 0
+        rows, inverse = np.unique(found.row[picked], return_inverse=True)
+        new = parse(self._texts("new_value", rows))
+        old = parse(self._texts("old_value", rows))
+        out = current.copy()
+        out[picked] = np.where(found.new[picked], new[inverse], old[inverse])
+        return out
+
+    def numbers(self, found: FieldAsOf | None, current: np.ndarray, kind: str) -> np.ndarray:
+        """A numeric or yes/no attribute as of t: ``current`` (the record's, as float)
+        where the field never changed, the history's value elsewhere."""
+        if found is None:
+            return current
+        return self._gather(found, current, lambda text: as_numbers(text, kind))
+
+    def codes(self, found: FieldAsOf | None, current: np.ndarray,
+              levels: pd.Index) -> np.ndarray:
+        """A text attribute as of t, as codes of ``levels`` (-1: missing or unseen):
+        ``current`` (the record's codes) where the field never changed. Text is compared
+        as written, as the record's own is."""
+        if found is None:
+            return current
+        return self._gather(found, current,
+                            lambda text: pit.codes(text.to_numpy(zero_copy_only=False),
+                                                   levels))
 
 
-def _gather(found: FieldAsOf, new: np.ndarray, old: np.ndarray, current: np.ndarray
-            ) -> np.ndarray:
-    """Per query: the new or old value of its history row, ``current`` where it has none."""
-    picked = found.row >= 0
-    safe = np.where(picked, found.row, 0)
-    if len(new) == 0:
-        return current
-    return np.where(picked, np.where(found.new, new[safe], old[safe]), current)
-
-
-def as_numbers(texts: pd.Series | np.ndarray, kind: str) -> np.ndarray:
+def as_numbers(text: pa.Array | pd.Series | np.ndarray, kind: str) -> np.ndarray:
     """History values as the feature code reads numbers and yes/no answers: float64,
     NaN where empty (yes = 1.0). Bad text cannot reach here: the loader rejects it."""
-    series = pd.Series(texts, copy=False).astype("string")
-    clean = series.str.strip().str.lower()
+    arr = text if isinstance(text, pa.Array | pa.ChunkedArray) else pit.arrow_strings(text)
+    low = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
     if kind == "bool":
-        out = np.full(len(series), np.nan)
-        out[clean.isin(TRUE_TOKENS).fillna(False).to_numpy(dtype=bool)] = 1.0
-        out[clean.isin(FALSE_TOKENS).fillna(False).to_numpy(dtype=bool)] = 0.0
-        return out
-    clean = clean.mask(clean.isin(NULL_TOKENS).fillna(False))
-    return pd.to_numeric(clean, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def numeric_as_of(
-    current: np.ndarray, history: Frame, found: FieldAsOf | None, kind: str
-) -> np.ndarray:
-    """A numeric or yes/no attribute as of t: ``current`` (the record's, as float) where
-    the field never changed, the history's value elsewhere."""
-    if found is None:
-        return current
-    new = as_numbers(keys(history, "new_value"), kind)
-    old = as_numbers(keys(history, "old_value"), kind)
-    return _gather(found, new, old, current)
-
-
-def codes_as_of(
-    current: np.ndarray, history: Frame, found: FieldAsOf | None, levels: pd.Index
-) -> np.ndarray:
-    """A text attribute as of t, as codes of ``levels`` (-1: missing or unseen):
-    ``current`` (the record's codes) where the field never changed. Text is compared as
-    written, as the record's own is."""
-    if found is None:
-        return current
-    new = pit.codes(keys(history, "new_value"), levels)
-    old = pit.codes(keys(history, "old_value"), levels)
-    return _gather(found, new, old, current).astype(current.dtype)
+        yes = np_mask(pc.is_in(low, value_set=pa.array(TRUE_TOKENS)))
+        no = np_mask(pc.is_in(low, value_set=pa.array(FALSE_TOKENS)))
+        return np.where(yes, 1.0, np.where(no, 0.0, np.nan))
+    empty = pc.is_in(low, value_set=pa.array(NULL_TOKENS))
+    low = pc.if_else(empty, pa.scalar(None, pa.string()), low)
+    try:
+        values = pc.cast(low, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        series = pd.Series(low.to_numpy(zero_copy_only=False), dtype=object)
+        return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    return np.asarray(pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False),
+                      dtype=np.float64)
 
 
 def typed_values(texts: pd.Series, kind: str) -> pd.Series:
