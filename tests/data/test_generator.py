@@ -176,3 +176,20 @@ def test_bant_and_firmographics_become_known_after_creation(crm, tables) -> None
     # A qualified lead was asked by its qualification at the latest.
     qualified = bant.merge(leads["qualified_at"], left_on="lead_id", right_index=True)
     assert (qualified["changed_at"] <= qualified["qualified_at"].fillna(crm.config.end_ts)).all()
+
+
+def test_early_snapshots_see_fewer_bant_answers_than_the_latest_row_holds(tables) -> None:  # type: ignore[no-untyped-def]
+    """Read as of t, BANT answers are mostly unknown when a lead is new; read from the
+    latest row (no field history) they would be known, and would tell the outcome."""
+    from dataclasses import replace
+
+    from features.schema import LEAD_FIELD_HISTORY, empty_frame
+    from features.training_set import build_training_set
+
+    blind = replace(tables, lead_field_history=empty_frame(LEAD_FIELD_HISTORY))
+    known = {}
+    for name, crm in (("as_of", tables), ("latest", blind)):
+        frame = build_training_set(crm, "lead_qualification")
+        new = frame.loc[frame["lead_age_days"] < 1]
+        known[name] = new["budget_confirmed"].notna().mean()
+    assert known["as_of"] < 0.5 * known["latest"]
