@@ -410,7 +410,6 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
         if part is not None:
             tables[name], origin[name], columns[name] = _stack([part], name)
     leave_out_current_values(mapping, present, timing, tables)
-    run.notes.extend(timing.notes)
     _feature_levels(run, tables)
     for name in ("leads", "opportunities", "opportunity_history", "activities"):
         if tables[name].empty and not any(n.startswith(f"{name}:") for n in run.notes):

@@ -93,6 +93,7 @@ class ImportResult:
             "skipped_rows": self.converted.skipped,
             "not_in_export": self.converted.not_in_export,
             "known_at": self.converted.timing.known_at,
+            "known_at_notes": self.converted.timing.notes,
             "export_only_left_out": self.converted.timing.left_out,
             "current_values_allowed": self.converted.timing.allowed,
         }

@@ -105,7 +105,8 @@ def leave_out_current_values(mapping: Mapping, present: set[str], timing: Timing
             frame[col] = None
             timing.left_out.setdefault(table, {})[col] = n
     for table, counts in timing.left_out.items():
-        listed = ", ".join(f"{c} ({n:,} values)" for c, n in counts.items())
+        listed = ", ".join(f"{c} ({n:,} value{'' if n == 1 else 's'})"
+                           for c, n in counts.items())
         timing.notes.append(
             f"{table}: known only as of the export, left out of features (blanked): {listed}; "
             f"keep one with tables.{table}.allow_current_values")

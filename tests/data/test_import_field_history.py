@@ -108,7 +108,7 @@ def test_without_lead_history_bant_and_firmographics_are_left_out_by_default(
     left_out = result.summary()["export_only_left_out"]["leads"]
     assert left_out == {"industry": 1, "employees": 1, "budget_confirmed": 2,
                         "is_decision_maker": 1, "need_stated": 1, "timeline_days": 1}
-    notes = " ".join(result.converted.notes)
+    notes = " ".join(result.converted.timing.notes)
     assert "leads: no field history" in notes and "left out of features (blanked)" in notes
     assert read_current_values(result.out) == []
 
@@ -150,3 +150,20 @@ def test_the_plain_salesforce_export_still_imports_as_before(tmp_path: Path) -> 
     assert len(result.load.tables.lead_field_history) == 0
     leads = result.load.tables.leads.set_index("lead_id")
     assert leads.loc["00Q1", "industry"] == "software" and leads.loc["00Q1", "employees"] == 250
+
+
+def test_the_cli_says_what_it_left_out_and_writes_known_at(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    files = {k: v for k, v in SALESFORCE_BANT.items() if k != "LeadHistory.csv"}
+    export = write_export(tmp_path / "export", files)
+    (tmp_path / "mapping.yaml").write_text(SF_BANT, encoding="utf-8")
+    result = CliRunner().invoke(app, ["import", "--mapping", str(tmp_path / "mapping.yaml"),
+                                      "--source", str(export), "--out", str(tmp_path / "out")])
+    out = " ".join(result.output.split())
+    assert "known at: leads: no field history" in out
+    assert "known at: leads: known only as of the export, left out of features (blanked): " \
+        "industry (1 value), employees (1 value), budget_confirmed (2 values)" in out
+    assert (tmp_path / "out" / TIMING_FILE).exists()
