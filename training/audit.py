@@ -445,9 +445,10 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
 
     A history table is one without a key of its own whose rows point at the entity, with a
     row per change that records every tracked field (``opportunity_history``): a field
-    changes where its value differs from the entity's previous row; or a field-history
-    table (``lead_field_history``), whose every row is one change of the field it names.
-    Fields are named as the entity's current record holds them (``opportunities.amount``):
+    changes where its value differs from the entity's previous row. The long field-history
+    tables (``lead_field_history``) are left out: the features read each of their fields
+    as of the snapshot, so no feature copies a value edited after the outcome. Fields are
+    named as the entity's current record holds them (``opportunities.amount``):
     the features read the history as of each snapshot, so a change after the outcome
     reaches only a column copied from the current record, and that is what a finding names.
     """
@@ -459,13 +460,9 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
             continue
         frame = tables.get(name)
         col = fks[0].column
-        if name in FIELD_HISTORIES:  # long: one row per change, the field named in a column
-            if len(frame):
-                parts.append(pd.DataFrame({
-                    entity.key: frame[col].astype(str).to_numpy(),
-                    "changed_at": frame[hist.time_column].to_numpy(),
-                    "field": (f"{table}." + frame["field"].astype(str)).to_numpy(),
-                }))
+        if name in FIELD_HISTORIES:
+            # Every field these hold is read as of each snapshot (features.field_history):
+            # an edit after the outcome reaches no feature, so it is no finding.
             continue
         frame = frame.sort_values([col, hist.time_column], kind="mergesort")
         first = ~frame[col].duplicated()
