@@ -22,7 +22,10 @@ Outcome columns (the leads' qualified_at, disqualified_at and opportunity_id; th
 closed_at and is_won) never feed an entity's own features. Other deals' outcomes feed the
 owner's win rate and the account's history only when they closed before t. Deal fields that
 change over time (stage, amount, close_date) come from opportunity_history as of t, never
-from the opportunities row, which holds the latest values.
+from the opportunities row, which holds the latest values; so do the lead attributes and
+the deal's product that a CRM lets users edit, from the field-history tables
+(``features.field_history``): the record's value is read only where the field never
+changed.
 """
 
 from __future__ import annotations
@@ -35,12 +38,20 @@ import numpy as np
 import pandas as pd
 
 from features import contracts
+from features import field_history as fh
 from features import point_in_time as pit
 from features.columns import AnyTables, ColumnTable, Frame, equals, floats, keys, times
 from features.declarations import FeatureSet, FeatureSpec
 from features.own import NONE as NO_OWN
 from features.own import OwnFeatures, category_codes, own_columns
-from features.schema import ACTIVITY_TYPES, OPEN_STAGES, STAGES
+from features.schema import (
+    ACTIVITY_TYPES,
+    LEAD_CHANGEABLE,
+    LEADS,
+    OPEN_STAGES,
+    OPPORTUNITY_CHANGEABLE,
+    STAGES,
+)
 from features.sets import CATEGORY_LEVELS, ENGAGEMENT_WINDOWS, FEATURE_SETS, SEGMENT_EMPLOYEES
 
 Columns = dict[str, np.ndarray]
@@ -127,6 +138,44 @@ def _category(
     (-1: unseen, missing or not yet known)."""
     levels = pit.codes(keys(frame, column), category_dtype(name).categories)
     return _pick(levels, rows, visible).astype(_code_dtype(name))
+
+
+def _category_as_of(
+    frame: Frame, changes: fh.Changes | None, column: str, queries: pit.Queries,
+    visible: np.ndarray, name: str,
+) -> np.ndarray:
+    """A changeable text attribute as of each query's t (see ``features.field_history``),
+    as codes of the feature's fixed categories; the record's value where it never changed.
+
+    ``queries`` hold each snapshot's row in ``frame`` (its record code in ``changes``)."""
+    current = _category(frame, column, queries.keys, visible, name)
+    if changes is None:
+        return current
+    found = changes.lookup(queries, column)
+    levels = category_dtype(name).categories
+    return np.where(visible, changes.codes(found, current, levels), -1).astype(current.dtype)
+
+
+def _numeric_as_of(
+    frame: Frame, changes: fh.Changes | None, column: str, queries: pit.Queries,
+    visible: np.ndarray, kind: str,
+) -> np.ndarray:
+    """A changeable number or yes/no attribute as of each query's t, NaN where not known."""
+    current = _numeric(frame, column, queries.keys, visible)
+    if changes is None:
+        return current
+    found = changes.lookup(queries, column)
+    return np.where(visible, changes.numbers(found, current, kind), np.nan)
+
+
+def _lead_changes(tables: AnyTables) -> fh.Changes | None:
+    return fh.Changes.of(tables.lead_field_history, "lead_id", keys(tables.leads, "lead_id"),
+                         LEAD_CHANGEABLE)
+
+
+def _deal_changes(tables: AnyTables) -> fh.Changes | None:
+    return fh.Changes.of(tables.opportunity_field_history, "opportunity_id",
+                         keys(tables.opportunities, "opportunity_id"), OPPORTUNITY_CHANGEABLE)
 
 
 def _pick(codes: np.ndarray, rows: np.ndarray, visible: np.ndarray) -> np.ndarray:
@@ -367,18 +416,22 @@ def _rows_at(
 def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     leads = tables.leads
     t, row, created, visible = _rows_at(leads, "lead_id", snapshots)
+    ent = pit.Queries(row, t)
+    changes = _lead_changes(tables)
     out: Columns = {}
+    # Every attribute a CRM lets users edit, as of t: BANT answers filled in during
+    # qualification and firmographics enriched later are not seen before they were.
     for col in ("source", "industry", "country", "seniority", "job_function"):
-        out[col] = _category(leads, col, row, visible, col)
-    for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated"):
-        out[col] = _numeric(leads, col, row, visible)
-    out["timeline_days"] = _numeric(leads, "timeline_days", row, visible)
+        out[col] = _category_as_of(leads, changes, col, ent, visible, col)
+    for col in ("employees", "budget_confirmed", "is_decision_maker", "need_stated",
+                "timeline_days"):
+        kind = LEADS.column(col).kind
+        out[col] = _numeric_as_of(leads, changes, col, ent, visible, kind)
     out["lead_age_days"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
 
     accounts = keys(tables.accounts, "account_id")
     lead_account = pit.codes(keys(leads, "account_id"), accounts)
-    ent = pit.Queries(row, t)
     acc = pit.Queries(_pick(lead_account, row, visible), t)
     step("lead attributes")
 
@@ -482,7 +535,8 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     out: Columns = _deal_history(tables, vocab, ent)
     out["days_since_created"] = np.where(visible, pit.days_between(t, created), np.nan)
     out[EXISTS] = visible
-    out["product"] = _category(opps, "product", row, visible, "product")
+    out["product"] = _category_as_of(opps, _deal_changes(tables), "product", ent, visible,
+                                     "product")
     step("deal state as of t")
 
     owner_code = _owner_codes(opps)
@@ -503,7 +557,8 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
     q_lead = _pick(lead_row_of_opp, row, visible)
     l_created = _take_time(times(leads, "created_at"), q_lead)
     l_visible = (q_lead >= 0) & (l_created != pit.NAT) & (l_created < t)
-    out["source"] = _category(leads, "source", q_lead, l_visible, "source")
+    out["source"] = _category_as_of(leads, _lead_changes(tables), "source",
+                                    pit.Queries(q_lead, t), l_visible, "source")
     step("owner and account")
 
     acc = pit.Queries(a_row, t)
@@ -686,7 +741,8 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
                        c.renewal[at] if len(c) else -1, -1)
     opps = tables.opportunities
     term_deal = np.where(has_term, c.deal[at] if len(c) else -1, -1)
-    out["term_product"] = _category(opps, "product", term_deal, has_term, "term_product")
+    out["term_product"] = _category_as_of(opps, _deal_changes(tables), "product",
+                                          pit.Queries(term_deal, t), has_term, "term_product")
     deal_vocab = keys(opps, "opportunity_id")
     renewal_q = pit.Queries(renewal, t)
     history = _deal_history(tables, deal_vocab, renewal_q)

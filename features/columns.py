@@ -4,7 +4,7 @@ A serving request carries one entity's rows: a handful. Turning them into pandas
 DataFrames, and reading those back column by column inside ``build_features``, cost more
 than computing every feature from them (pandas spends ~10-40 µs per column or index it
 builds; a one-lead request built and read a few hundred). ``ColumnTables`` holds the same
-five tables as numpy arrays, in the only forms the feature code reads:
+contract tables as numpy arrays, in the only forms the feature code reads:
 
 - timestamps as int64 UTC nanoseconds (``NAT`` = int64 min where missing),
 - numbers and yes/no answers as float64 (NaN where missing; yes = 1.0),
@@ -30,8 +30,10 @@ from features.schema import (
     ACCOUNT_SIGNALS,
     ACCOUNTS,
     ACTIVITIES,
+    LEAD_FIELD_HISTORY,
     LEADS,
     OPPORTUNITIES,
+    OPPORTUNITY_FIELD_HISTORY,
     OPPORTUNITY_HISTORY,
     CRMTables,
     Table,
@@ -82,6 +84,12 @@ class ColumnTables:
     activities: ColumnTable
     account_signals: ColumnTable = field(
         default_factory=lambda: table_from_rows([], ACCOUNT_SIGNALS)
+    )
+    lead_field_history: ColumnTable = field(
+        default_factory=lambda: table_from_rows([], LEAD_FIELD_HISTORY)
+    )
+    opportunity_field_history: ColumnTable = field(
+        default_factory=lambda: table_from_rows([], OPPORTUNITY_FIELD_HISTORY)
     )
     own: OwnFeatures | None = None
     """The request's own columns (``attributes``), if any (``features.own``)."""
@@ -151,7 +159,8 @@ def table_from_frame(frame: pd.DataFrame, table: Table) -> ColumnTable:
     )
 
 
-CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACCOUNT_SIGNALS)
+CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACCOUNT_SIGNALS,
+            LEAD_FIELD_HISTORY, OPPORTUNITY_FIELD_HISTORY)
 
 
 def tables_from_rows(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> ColumnTables:

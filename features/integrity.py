@@ -16,13 +16,14 @@ from features.report import (
     AFTER_DEAL_CLOSED,
     BEFORE_ACCOUNT_CREATED,
     BEFORE_DEAL_CREATED,
+    BEFORE_ENTITY_CREATED,
     ORPHAN_FK,
     iso,
     joined,
     quoted,
 )
 from features.rules import CheckedTable
-from features.schema import TABLES, ForeignKey
+from features.schema import FIELD_HISTORIES, TABLES, ForeignKey
 
 
 def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
@@ -125,3 +126,36 @@ def check_signal_dates(checked: dict[str, CheckedTable]) -> None:
                 iso(created.filter(m)),
             ),
         )
+
+
+def check_field_history_dates(checked: dict[str, CheckedTable]) -> None:
+    """Reject field changes dated before their lead or deal was created.
+
+    A record cannot be edited before it exists; such a row is a broken export (a merge
+    that kept the older history), and its old value would read as the record's value at
+    times it was not there to score. Changes after a deal closed are kept: records are
+    edited after the fact, and features read them only as of their time.
+    """
+    for name, entity in FIELD_HISTORIES.items():
+        hist, parent = checked[name], checked[entity.name]
+        if hist.n_rows == 0:
+            continue
+        key = entity.key
+        assert key is not None
+        keep = pa.array(parent.valid)
+        pos = pc.index_in(hist.values(key), value_set=parent.values(key).filter(keep))
+        created = parent.values(entity.time_column).filter(keep).take(pos)
+        changed = hist.values("changed_at")
+        wrong = np_mask(pc.less(changed, created))
+        if wrong.any():
+            m = pa.array(wrong)
+            hist.reject(
+                wrong,
+                "changed_at",
+                joined(
+                    f"{BEFORE_ENTITY_CREATED}: changed_at ",
+                    iso(changed.filter(m)),
+                    f" is before the {entity.name} row's created_at ",
+                    iso(created.filter(m)),
+                ),
+            )

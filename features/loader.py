@@ -1,7 +1,8 @@
 """Read a folder of CRM tables, validate every row, and report what was rejected.
 
 A folder holds one file per table, named after it (``leads.parquet`` or ``leads.csv``);
-an optional table (``account_signals``) may be left out and then loads as an empty table.
+an optional table (``account_signals``, ``lead_field_history``,
+``opportunity_field_history``) may be left out and then loads as an empty table.
 ``load_crm`` returns the valid rows, typed per ``features/schema.py``, and a rejection
 report with one line per problem: ``table, row, column, reason``. ``row`` is the 0-based
 position of the data row in the file as read. Nothing is dropped without a line in the
@@ -27,11 +28,13 @@ and writes the report; this module runs them in order.
 The rules, with the reason each one writes (text before the first colon is the code):
 
 - ``bad type``: a value that is not a number, integer, boolean or ISO 8601 timestamp
-  (or a fraction where a signal is a whole number: a severity, an NPS or CSAT answer).
+  (or a fraction where a signal is a whole number: a severity, an NPS or CSAT answer;
+  or a field history's old or new value that is not of its field's type).
   Timestamps without an offset are taken as UTC, as the contract says.
 - ``missing required value``: a non-nullable column is empty.
 - ``unknown value``: a category column outside its allowed values (stage, activity type,
-  direction, account signal).
+  direction, account signal, a field history's field: only the attributes the contract
+  lets change, ``LEAD_CHANGEABLE`` and ``OPPORTUNITY_CHANGEABLE``).
 - ``value out of range``: an account signal's value outside its signal's range
   (``SIGNAL_RANGES``; the reason names the signal and the range).
 - ``negative value``: a count or an amount below zero.
@@ -48,6 +51,7 @@ The rules, with the reason each one writes (text before the first colon is the c
 - ``before deal created`` / ``after deal closed``: an opportunity_history row dated
   outside its deal's life.
 - ``before account created``: an account signal observed before its account was created.
+- ``before record created``: a field change dated before its lead or deal was created.
 
 The output keeps referential integrity: every non-null reference in the valid tables
 resolves to a valid row. That includes the back-reference ``leads.opportunity_id``, so a
@@ -64,7 +68,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from features.integrity import check_foreign_keys, check_history_dates, check_signal_dates
+from features.integrity import (
+    check_field_history_dates,
+    check_foreign_keys,
+    check_history_dates,
+    check_signal_dates,
+)
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
@@ -238,6 +247,7 @@ def validate_tables(
     check_foreign_keys(checked)
     check_history_dates(checked)
     check_signal_dates(checked)
+    check_field_history_dates(checked)
     say("collecting valid rows")
     rejections = sorted_rejections([c.rejections() for c in checked.values()])
     frames = {name: c.frame() for name, c in checked.items()}

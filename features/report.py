@@ -31,6 +31,7 @@ AFTER_DEAL_CLOSED = "after deal closed"
 OUTCOME_MISMATCH = "inconsistent outcome"
 VALUE_OUT_OF_RANGE = "value out of range"
 BEFORE_ACCOUNT_CREATED = "before account created"
+BEFORE_ENTITY_CREATED = "before record created"
 
 REJECTION_COLUMNS = ["table", "row", "column", "reason"]
 

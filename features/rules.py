@@ -32,7 +32,14 @@ from features.report import (
     joined,
     quoted,
 )
-from features.schema import INTEGER_SIGNALS, PANDAS_DTYPES, SIGNAL_RANGES, SIGNALS, Table
+from features.schema import (
+    FIELD_HISTORIES,
+    INTEGER_SIGNALS,
+    PANDAS_DTYPES,
+    SIGNAL_RANGES,
+    SIGNALS,
+    Table,
+)
 
 # Counts and amounts cannot be negative (in every table that has them).
 NON_NEGATIVE_COLUMNS = frozenset({"employees", "annual_revenue", "amount", "timeline_days"})
@@ -199,6 +206,10 @@ def check_rows(tbl: pa.Table, table: Table, path: Path, now: pd.Timestamp) -> Ch
         if name == table.name:
             _check_signal_values(checked, signal, value)
 
+    entity = FIELD_HISTORIES.get(table.name)
+    if entity is not None:
+        _check_field_values(checked, entity, path)
+
     if table.key is not None:
         _check_duplicates(checked, table.key)
     return checked
@@ -247,6 +258,41 @@ def _check_signal_values(checked: CheckedTable, signal: str, value: str) -> None
                 quoted(values.filter(m)),
             ),
         )
+
+
+def _check_field_values(checked: CheckedTable, entity: Table, path: Path) -> None:
+    """Reject old and new values that are not of their field's contract type.
+
+    A field-history value is text whatever the field; it is read as the entity's own
+    column reads it (``employees`` as an integer, ``budget_confirmed`` as a yes/no answer),
+    so a value the entity table would reject is rejected here, with the field named. A
+    row whose field is unknown is rejected for that already, once.
+    """
+    fields = checked.values("field")
+    for name in checked.table.column("field").allowed or ():
+        column = entity.column(name)
+        if column.kind in ("string", "category"):
+            continue  # any text is a value
+        rows = np_mask(pc.equal(fields, name))
+        if not rows.any():
+            continue
+        where = np.flatnonzero(rows)
+        for side in ("old_value", "new_value"):
+            text = checked.values(side).filter(pa.array(rows))
+            parsed = parse_column(text, column, path)
+            if parsed.bad.any():
+                bad = np.zeros(checked.n_rows, dtype=bool)
+                bad[where[parsed.bad]] = True
+                word = _KIND_WORDS.get(column.kind, column.kind)
+                checked.reject(bad, side, joined(f"{BAD_TYPE}: expected {word} for {name}, got ",
+                                                 quoted(parsed.bad_text)))
+            if name in NON_NEGATIVE_COLUMNS:
+                neg = np_mask(pc.less(parsed.values, 0))
+                if neg.any():
+                    below = np.zeros(checked.n_rows, dtype=bool)
+                    below[where[neg]] = True
+                    vals = pc.cast(parsed.values.filter(pa.array(neg)), pa.string())
+                    checked.reject(below, side, joined(f"{NEGATIVE_VALUE}: {name} ", vals))
 
 
 def _strictly_increasing(ids: pa.ChunkedArray) -> bool:

@@ -1,4 +1,4 @@
-"""The CRM data contract: five tables and one optional one, declared once.
+"""The CRM data contract: five tables and three optional ones, declared once.
 
 Every loader, generator and feature function reads these declarations instead of
 repeating column names. Timestamps are UTC (``datetime64[ns, UTC]``).
@@ -226,10 +226,74 @@ ACCOUNT_SIGNALS = Table(
     ),
 )
 
+# The attributes a CRM lets users change after creation, per entity. Their past values
+# come from the field-history tables below; features read them as of t, never from the
+# latest row (a BANT answer filled in during qualification must not be seen before).
+# A deal's stage, amount and close date are kept apart, in opportunity_history.
+LEAD_CHANGEABLE: tuple[str, ...] = (
+    "source",
+    "title",
+    "seniority",
+    "job_function",
+    "country",
+    "industry",
+    "employees",
+    "budget_confirmed",
+    "is_decision_maker",
+    "need_stated",
+    "timeline_days",
+)
+OPPORTUNITY_CHANGEABLE: tuple[str, ...] = ("product",)
+
+
+def _field_history(name: str, entity: Table, fields: tuple[str, ...]) -> Table:
+    """A field-history table of ``entity``: one row per change of one attribute, as
+    Salesforce (LeadHistory, OpportunityFieldHistory) and HubSpot (property history) keep
+    it. Values are text, read by the changed attribute's own contract type."""
+    key = entity.key
+    assert key is not None
+    return Table(
+        name=name,
+        key=None,
+        time_column="changed_at",
+        optional=True,
+        foreign_keys=(ForeignKey(key, entity.name, key),),
+        columns=(
+            Column(key, "string", nullable=False),
+            Column("changed_at", "timestamp", nullable=False,
+                   description="when the change was saved"),
+            Column("field", "category", nullable=False, allowed=fields,
+                   description="the attribute that changed"),
+            Column("old_value", "string", description="its value before (blank: empty)"),
+            Column("new_value", "string", description="its value after (blank: emptied)"),
+        ),
+    )
+
+
+LEAD_FIELD_HISTORY = _field_history("lead_field_history", LEADS, LEAD_CHANGEABLE)
+OPPORTUNITY_FIELD_HISTORY = _field_history(
+    "opportunity_field_history", OPPORTUNITIES, OPPORTUNITY_CHANGEABLE
+)
+
+FIELD_HISTORIES: dict[str, Table] = {
+    LEAD_FIELD_HISTORY.name: LEADS,
+    OPPORTUNITY_FIELD_HISTORY.name: OPPORTUNITIES,
+}
+"""Each field-history table and the entity table whose attributes it records."""
+
 # The order the rejection report and the summary list tables in.
 TABLES: dict[str, Table] = {
     t.name: t
-    for t in (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACCOUNT_SIGNALS)
+    for t in (
+        ACCOUNTS,
+        LEADS,
+        OPPORTUNITIES,
+        OPPORTUNITY_HISTORY,
+        ACTIVITIES,
+        ACCOUNT_SIGNALS,
+        LEAD_FIELD_HISTORY,
+        OPPORTUNITY_FIELD_HISTORY,
+    )
 }
 
 PANDAS_DTYPES: dict[str, str] = {
@@ -252,6 +316,12 @@ class CRMTables:
     opportunity_history: pd.DataFrame
     activities: pd.DataFrame
     account_signals: pd.DataFrame = field(default_factory=lambda: empty_frame(ACCOUNT_SIGNALS))
+    lead_field_history: pd.DataFrame = field(
+        default_factory=lambda: empty_frame(LEAD_FIELD_HISTORY)
+    )
+    opportunity_field_history: pd.DataFrame = field(
+        default_factory=lambda: empty_frame(OPPORTUNITY_FIELD_HISTORY)
+    )
     own: OwnFeatures | None = None
     """The export's own columns beside the tables (``features.own``), if any."""
 

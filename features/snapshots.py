@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features import contracts
+from features import contracts, field_history
 from features import point_in_time as pit
 from features.schema import (
     LEADS,
@@ -315,8 +315,9 @@ def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:
     """The CRM as it stood at ``cutoff``: what a model trained then could have seen.
 
     Rows dated at or after the cutoff are dropped, outcomes dated at or after it are blanked,
-    and each deal's current amount and close date are rolled back to its last history row
-    before the cutoff. Useful for backtests, and the reference for the leakage tests.
+    each deal's current amount and close date are rolled back to its last history row
+    before the cutoff, and every edited attribute (field history) to its value then.
+    Useful for backtests, and the reference for the leakage tests.
     """
     cut = _utc(cutoff, tables)
 
@@ -344,6 +345,12 @@ def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:
     opps.loc[has, "amount"] = latest.loc[oid[has], "amount"].to_numpy()
     opps.loc[has, "close_date"] = latest.loc[oid[has], "close_date"].to_numpy()
 
+    # Edited attributes back to what they were: the old value of their first later change.
+    lead_changes = tables.lead_field_history
+    opp_changes = tables.opportunity_field_history
+    leads = field_history.record_as_of(leads, lead_changes, LEADS, cut)
+    opps = field_history.record_as_of(opps, opp_changes, OPPORTUNITIES, cut)
+
     return CRMTables(
         accounts=accounts,
         leads=coerce_dtypes(leads, LEADS),
@@ -351,4 +358,6 @@ def crm_as_of(tables: CRMTables, cutoff: pd.Timestamp) -> CRMTables:
         opportunity_history=hist,
         activities=activities,
         account_signals=before(tables.account_signals, "observed_at"),
+        lead_field_history=before(lead_changes, "changed_at"),
+        opportunity_field_history=before(opp_changes, "changed_at"),
     )

@@ -36,6 +36,13 @@ regime set by the health at that moment (a churned account's renewal is mostly l
 The post-sale simulation draws from its own generator, ``default_rng([seed, 1])``: changing
 it leaves leads and new-business deals unchanged.
 
+What the CRM knew, and when. A lead's BANT answers are mostly recorded during
+qualification (when sales first talks to it, at the latest when it converts), not at its
+creation; head counts and industries are filled in or corrected by enrichment days later.
+Each change goes to ``lead_field_history`` (old value, new value, when), the lead row holds
+the values as of the data's end, and features read them as of each snapshot. These draws
+come from ``default_rng([seed, 2])``: the funnel itself is unchanged by them.
+
 Nothing of the hidden state is written into the tables: it goes to ``_truth/`` beside them.
 """
 
@@ -89,6 +96,7 @@ from leadscore.synth.deal_history import (
     price_new_business,
 )
 from leadscore.synth.deals import Deals, flatten, simulate_new_business
+from leadscore.synth.field_edits import FIELD_EDIT_STREAM, lead_field_edits
 from leadscore.synth.health import HEALTH_STATES
 from leadscore.synth.leads import (
     LEAD_COLD,
@@ -224,13 +232,17 @@ def generate_crm(
     progress("writing tables")
     id_ = make_ids(post.accounts.n, n_leads, deals.n, deals.n_reps, n_contacts)
     accounts_tbl, industry_blank = accounts_table(rng, rng_post, cfg, post, leads, id_)
+    final_leads = leads_table(rng, cfg, post.accounts, leads, deals, id_, industry_blank)
+    leads_tbl, lead_changes = lead_field_edits(
+        np.random.default_rng([seed, FIELD_EDIT_STREAM]), cfg, leads, final_leads, id_.leads)
     arrow = {
         "accounts": accounts_tbl,
-        "leads": leads_table(rng, cfg, post.accounts, leads, deals, id_, industry_blank),
+        "leads": leads_tbl,
         "opportunities": opportunities_table(cfg, deals, history, id_),
         "opportunity_history": history_table(cfg, history, id_),
         "activities": activities_table(cfg, rows, id_),
         "account_signals": signals_table(cfg, signals, post.customers, id_),
+        "lead_field_history": lead_changes,
     }
     progress("truth")
     return GeneratedCRM(config=cfg, arrow=arrow,

@@ -47,6 +47,8 @@ def print_result(console: Console, result: ImportResult, source: str) -> None:
     conv = result.converted
     for note in conv.notes:
         console.print(f"derived: {note}", highlight=False, markup=False, soft_wrap=True)
+    for note in conv.timing.notes:
+        console.print(f"known at: {note}", highlight=False, markup=False, soft_wrap=True)
     for table, cols in conv.not_in_export.items():
         console.print(f"not in the export: {table}.{', '.join(cols)} (left empty)",
                       highlight=False, markup=False, soft_wrap=True)

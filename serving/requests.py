@@ -120,7 +120,8 @@ def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> Co
     overrides what the request itself says.
     """
     ctx = _context_rows(context)
-    return tables_from_rows({name: own.get(name, []) + rows for name, rows in ctx.items()})
+    rows = {name: own.get(name, []) + rows for name, rows in ctx.items()}
+    return tables_from_rows({**own, **rows})
 
 
 def request_own(records: Sequence[Any], table: str) -> OwnFeatures | None:
@@ -173,23 +174,27 @@ def attribute_problems(
 
 
 def lead_tables(batch: LeadBatch) -> ColumnTables:
-    """The contract tables holding the batch's leads, their activities and any context."""
-    leads, activities = [], []
+    """The contract tables holding the batch's leads, their activities, their field changes
+    (if sent) and any context."""
+    leads, activities, changes = [], [], []
     for lead in batch.leads:
         leads.append(_row(lead))
         activities += [
             _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
             for a in lead.activities
         ]
-    out = _tables({"leads": leads, "activities": activities}, batch.context)
+        changes += [_row(c, lead_id=lead.lead_id) for c in lead.field_history]
+    out = _tables({"leads": leads, "activities": activities, "lead_field_history": changes},
+                  batch.context)
     return replace(out, own=request_own(batch.leads, "leads"))
 
 
 def deal_tables(batch: DealBatch) -> ColumnTables:
     """The contract tables holding the batch's deals, their history, activities and context."""
-    deals, history, activities = [], [], []
+    deals, history, activities, changes = [], [], [], []
     for deal in batch.deals:
         deals.append(_row(deal))
+        changes += [_row(c, opportunity_id=deal.opportunity_id) for c in deal.field_history]
         history += [
             _row(h, opportunity_id=deal.opportunity_id)
             for h in deal.history
@@ -203,7 +208,8 @@ def deal_tables(batch: DealBatch) -> ColumnTables:
             for a in deal.activities
         ]
     out = _tables(
-        {"opportunities": deals, "opportunity_history": history, "activities": activities},
+        {"opportunities": deals, "opportunity_history": history, "activities": activities,
+         "opportunity_field_history": changes},
         batch.context,
     )
     return replace(out, own=request_own(batch.deals, "opportunities"))

@@ -13,7 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from features.schema import INTEGER_SIGNALS, OPEN_STAGES, SIGNAL_RANGES
+from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
+from features.schema import (
+    INTEGER_SIGNALS,
+    LEADS,
+    OPEN_STAGES,
+    OPPORTUNITIES,
+    SIGNAL_RANGES,
+    Table,
+)
 
 ActivityType = Literal[
     "email_sent",
@@ -41,6 +49,10 @@ Stage = Literal[
     "post_purchase",
 ]
 SignalType = Literal["active_users", "logins", "licensed_seats", "ticket_opened", "nps", "csat"]
+LeadField = Literal["source", "title", "seniority", "job_function", "country", "industry",
+                    "employees", "budget_confirmed", "is_decision_maker", "need_stated",
+                    "timeline_days"]
+DealField = Literal["product"]
 Grade = Literal["A", "B", "C", "D"]
 RiskLevel = Literal["low", "medium", "high"]
 Percentile = Annotated[float | None, Field(
@@ -122,6 +134,51 @@ class ActivityIn(_Strict):
     direction: Direction
 
 
+def _check_value(table: Table, field: str, value: str | None) -> None:
+    """A change's value must read as its field's type, as the loader requires."""
+    if value is None:
+        return
+    kind = table.column(field).kind
+    text = value.strip().lower()
+    if text in NULL_TOKENS or kind in ("string", "category"):
+        return
+    if kind == "bool" and text not in TRUE_TOKENS + FALSE_TOKENS:
+        raise ValueError(f"{field}: expected a yes/no answer, got {value!r}")
+    if kind == "int" and not (text.isdigit() and int(text) <= 10_000_000):
+        raise ValueError(f"{field}: expected a whole number from 0 to 10000000, got {value!r}")
+
+
+class _FieldChange(_Strict):
+    changed_at: Timestamp
+    old_value: Text | None = Field(default=None, description="the value before (null: empty)")
+    new_value: Text | None = Field(default=None, description="the value after (null: emptied)")
+
+
+class LeadFieldChange(_FieldChange):
+    """One change of the enclosing lead's attribute, as in `lead_field_history`: features
+    read the attribute as of their time (a lead without changes reads its own fields)."""
+
+    field: LeadField
+
+    @model_validator(mode="after")
+    def _typed(self) -> LeadFieldChange:
+        for value in (self.old_value, self.new_value):
+            _check_value(LEADS, self.field, value)
+        return self
+
+
+class DealFieldChange(_FieldChange):
+    """One change of the enclosing deal's attribute, as in `opportunity_field_history`."""
+
+    field: DealField
+
+    @model_validator(mode="after")
+    def _typed(self) -> DealFieldChange:
+        for value in (self.old_value, self.new_value):
+            _check_value(OPPORTUNITIES, self.field, value)
+        return self
+
+
 class LeadIn(_Strict):
     """One lead, as in the contract's `leads` table, with its own activities."""
 
@@ -144,6 +201,10 @@ class LeadIn(_Strict):
     opportunity_id: Id | None = None
     attributes: dict[AttributeName, AttributeValue] = _attributes()
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    field_history: list[LeadFieldChange] = Field(
+        default_factory=list, max_length=MAX_ROWS_PER_ENTITY,
+        description="changes of its attributes (BANT filled in, firmographics edited), if "
+        "the CRM keeps them; none: its fields are its values at every time")
 
 
 class _HistoryFields(_Strict):
@@ -199,6 +260,9 @@ class DealIn(OpportunityIn):
 
     history: list[HistoryIn] = Field(min_length=1, max_length=MAX_ROWS_PER_ENTITY)
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
+    field_history: list[DealFieldChange] = Field(
+        default_factory=list, max_length=MAX_ROWS_PER_ENTITY,
+        description="changes of its product, if the CRM keeps them")
 
     @model_validator(mode="after")
     def _must_be_open(self) -> DealIn:

@@ -43,7 +43,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.declarations import FeatureSet
-from features.schema import TABLES, CRMTables
+from features.schema import FIELD_HISTORIES, TABLES, CRMTables
 from features.tasks import TaskSpec, task_spec
 from training.evaluate import EvaluationConfig, split_periods
 
@@ -445,10 +445,12 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
 
     A history table is one without a key of its own whose rows point at the entity, with a
     row per change that records every tracked field (``opportunity_history``): a field
-    changes where its value differs from the entity's previous row. Fields are named as
-    the entity's current record holds them (``opportunities.amount``): the features read
-    the history as of each snapshot, so a change after the outcome reaches only a column
-    copied from the current record, and that is what a finding names.
+    changes where its value differs from the entity's previous row. The long field-history
+    tables (``lead_field_history``) are left out: the features read each of their fields
+    as of the snapshot, so no feature copies a value edited after the outcome. Fields are
+    named as the entity's current record holds them (``opportunities.amount``):
+    the features read the history as of each snapshot, so a change after the outcome
+    reaches only a column copied from the current record, and that is what a finding names.
     """
     entity = TABLES[table]
     parts = []
@@ -458,6 +460,10 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
             continue
         frame = tables.get(name)
         col = fks[0].column
+        if name in FIELD_HISTORIES:
+            # Every field these hold is read as of each snapshot (features.field_history):
+            # an edit after the outcome reaches no feature, so it is no finding.
+            continue
         frame = frame.sort_values([col, hist.time_column], kind="mergesort")
         first = ~frame[col].duplicated()
         for c in hist.column_names:

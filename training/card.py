@@ -152,6 +152,14 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
         f"- Label rate: train {ev.split.train['label'].mean():.3f}, "
         f"test {ev.split.test['label'].mean():.3f}",
     ]
+    current = md.get("current_values") or []
+    if current:
+        lines.append(
+            "- **Leak risk:** known only as of the export and read anyway "
+            "(`allow_current_values` in the import's mapping): "
+            + ", ".join(f"`{c}`" for c in current)
+            + ". Every snapshot sees today's value, including what was filled in or edited "
+            "after it; the test figures may be better than the model will do.")
     if ev.static:
         lines += [
             f"- **Not a backtest.** Static mode: the data's times cannot carry a time split "

@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.mapping.timing import read_current_values
 from features.own import Derived
 from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
@@ -435,6 +436,10 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         ev.params["static_reason"] = why_static
     if inputs.own is not None:
         record_own(ev, inputs.own)
+    current = read_current_values(settings.data) if Path(settings.data).is_dir() else []
+    if current:  # kept by the import although known only as of the export: a leak risk
+        ev.model.metadata["current_values"] = current
+        ev.params["current_values_allowed"] = ",".join(current)
     return log_and_register(
         ev, settings, extra_params={
             "data": str(settings.data),

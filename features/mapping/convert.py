@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from features.mapping.own_columns import OWN_PREFIX, own_values
 from features.mapping.spec import (
+    HISTORY_TABLES,
     ContactRoles,
     FieldHistory,
     FieldMap,
@@ -29,6 +30,7 @@ from features.mapping.spec import (
     TableMap,
     plain,
 )
+from features.mapping.timing import Timing, leave_out_current_values, resolve
 from features.mapping.values import (
     ISO_AWARE,
     Unplaced,
@@ -38,6 +40,7 @@ from features.mapping.values import (
     clean_text,
     find_column,
     iso_text,
+    loose_name,
     sequence_times,
     to_number_text,
     to_utc_text,
@@ -83,6 +86,8 @@ class Converted:
     not_in_export: dict[str, list[str]] = field(default_factory=dict)
     own: OwnFeatures = NO_OWN
     """The export's own columns (the mapping's ``features:``), typed, by contract key."""
+    timing: Timing = field(default_factory=Timing)
+    """When each mapped attribute is known, and the export-only ones left out or kept."""
 
     def source_column(self, table: str, row: int, column: str) -> str:
         part = int(self.origin[table]["part"].iat[row])
@@ -413,6 +418,16 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     _accounts(run, tables, origin, columns)
     for t in ("leads", "opportunities"):
         tables[t] = tables[t].drop(columns=[c for c in tables[t] if c.startswith("_")])
+    present = set(sources)
+    timing = resolve(mapping, present)
+    for table, name in HISTORY_TABLES.items():
+        tms = [tm for _, tm in mapping.parts(table) if tm.source in sources]
+        if parts_of[name] or not tms:
+            continue  # mapped as a table of its own, or no records
+        part = _field_changes(run, table, tms[0], timing.history_fields(table))
+        if part is not None:
+            tables[name], origin[name], columns[name] = _stack([part], name)
+    leave_out_current_values(mapping, present, timing, tables)
     _feature_levels(run, tables)
     for name in ("leads", "opportunities", "opportunity_history", "activities"):
         if tables[name].empty and not any(n.startswith(f"{name}:") for n in run.notes):
@@ -424,7 +439,7 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     for name in TABLES:
         tables[name] = tables[name][TABLES[name].column_names]
     return Converted(tables, origin, columns, run.notes, unplaced, run.skipped,
-                     run.not_in_export, own)
+                     run.not_in_export, own, timing)
 
 
 # ---------------------------------------------------------------------------------------
@@ -760,6 +775,71 @@ def _from_field_history(run: _Run, tm: TableMap, opps: pd.DataFrame) -> pd.DataF
     run.notes.append(f"opportunity_history: from the field history in {src.file} "
                      f"({len(out):,} row(s))")
     return out
+
+
+def _field_changes(run: _Run, table: str, tm: TableMap, fields: list[str]) -> _Part | None:
+    """The records' changes of ``fields`` (attributes known from history) as rows of the
+    contract's field-history table, each value read through the attribute's own field map;
+    None when the export has no such history."""
+    ch = tm.changes
+    if ch is None or not fields or ch.source not in run.sources:
+        return None
+    src = run.sources[ch.source]
+    df = src.frame
+    found = [find_column(df.columns, n) for n in (ch.id, ch.field, ch.new_value, ch.changed_at)]
+    if any(c is None for c in found):
+        run.notes.append(f"{src.file}: not the columns of a field history (id, field, new "
+                         "value, time); not used")
+        return None
+    id_c, f_c, v_c, t_c = (str(c) for c in found)
+    old_c = find_column(df.columns, ch.old_value) if ch.old_value else None
+    names = clean_text(df[f_c])
+    loose = pd.Series({v: loose_name(str(v)) for v in names.dropna().unique()}, dtype=object)
+    key = TABLES[table].key
+    assert key is not None
+    out: list[pd.DataFrame] = []
+    where: list[np.ndarray] = []
+    counts: list[str] = []
+    for col in fields:
+        fm = tm.fields[col]
+        if not fm.column:
+            continue  # a constant or a made-up value has no history
+        wanted = {loose_name(n) for n in (ch.names.get(col) or fm.column)}
+        hit = names.map(loose).isin(wanted).to_numpy()
+        if not hit.any():
+            continue
+        rows = df.loc[hit]
+        kind = TABLES[table].column(col).kind
+
+        def read(column: str, rows: pd.DataFrame = rows, fm: FieldMap = fm,
+                 col: str = col, kind: str = kind) -> pd.Series:
+            probe = Source(src.name, src.file, pd.DataFrame({column: rows[column]}))
+            values, _ = run.field(table, col, kind, fm.model_copy(update={"column": (column,)}),
+                                  probe, f"tables.{table}.changes")
+            assert values is not None
+            return values
+
+        at, _ = to_utc_text(clean_text(rows[t_c]), plain(t_c), run.m.timezone)
+        piece = pd.DataFrame({key: clean_text(rows[id_c]), "changed_at": at, "field": col,
+                              "old_value": read(old_c) if old_c is not None else None,
+                              "new_value": read(v_c)})
+        if old_c is None:  # the value before a change is the one the previous change set
+            piece = piece.sort_values([key, "changed_at"], kind="stable")
+            piece["old_value"] = piece.groupby(key, sort=False)["new_value"].shift(1)
+        out.append(piece)
+        where.append(piece.index.to_numpy())  # the rows of the file (its frame's index)
+        counts.append(f"{col} {len(piece):,}")
+    if not out:
+        run.notes.append(f"{HISTORY_TABLES[table]}: no change of {', '.join(fields)} in "
+                         f"{src.file}")
+        return None
+    frame = pd.concat(out, ignore_index=True).astype(object)
+    frame = frame.where(frame.notna(), None)
+    run.notes.append(f"{HISTORY_TABLES[table]}: from {src.file} ({', '.join(counts)} "
+                     "change(s)); features read these attributes as of each snapshot")
+    used = {key: id_c, "changed_at": t_c, "field": f_c, "new_value": v_c,
+            "old_value": old_c or f"{v_c} (derived: the previous change's)"}
+    return _Part(frame, src.file, np.concatenate(where).astype(np.int64), used)
 
 
 # ---------------------------------------------------------------------------------------

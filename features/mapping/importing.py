@@ -4,6 +4,8 @@ Reads the export's files (every column as text), converts them (``convert``), va
 the result with the loader's own rules (``features.loader.validate_tables``), writes the
 valid rows as one Parquet file per table, and reports every rejected row against the
 export: its file, its row (0-based, as the loader counts), its column and the reason.
+Beside the tables, ``known_at.json`` says when each mapped attribute is known and which
+export-only ones were left out of features or kept (``features.mapping.timing``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
 from features.mapping.own_columns import valid_only
 from features.mapping.spec import Mapping
+from features.mapping.timing import write_timing
 from features.mapping.values import as_arrow_text, loose_name
 from features.own import OwnFeature, OwnFeatures, write_own
 from features.reading import DataContractError
@@ -93,6 +96,10 @@ class ImportResult:
             "not_in_export": self.converted.not_in_export,
             "own_features": [own_summary(f, self.converted.own) for f in
                              self.converted.own.features],
+            "known_at": self.converted.timing.known_at,
+            "known_at_notes": self.converted.timing.notes,
+            "export_only_left_out": self.converted.timing.left_out,
+            "current_values_allowed": self.converted.timing.allowed,
         }
 
 
@@ -282,6 +289,7 @@ def run_import(settings: ImportSettings, progress: Progress | None = None) -> Im
         frame = load.tables.get(name)
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
     write_own(out, valid_only(converted.own, load.tables))
+    write_timing(converted.timing, out)
     report = settings.report_path
     report.parent.mkdir(parents=True, exist_ok=True)
     rejections.to_csv(report, index=False)

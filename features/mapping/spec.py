@@ -13,12 +13,47 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.schema import ACTIVITY_TYPES, DIRECTIONS, STAGES, TABLES
+from features.schema import (
+    ACTIVITY_TYPES,
+    DIRECTIONS,
+    LEAD_CHANGEABLE,
+    OPPORTUNITY_CHANGEABLE,
+    STAGES,
+    TABLES,
+)
 
 LEAD_STATUSES: tuple[str, ...] = ("qualified", "disqualified", "open")
 """What a lead's status maps to: its outcome, or none yet."""
 
 Scalar = str | int | float | bool
+
+KnownAt = Literal["creation", "history", "export"]
+"""When a mapped attribute's value is known: ``creation`` (fixed when the record is made),
+``history`` (its past values come from a field-history table and are read as of t),
+``export`` (only today's value exists: left out of features unless opted in)."""
+KNOWN_AT: tuple[str, ...] = ("creation", "history", "export")
+
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "accounts": ("name", "industry", "employees", "annual_revenue", "country"),
+    "leads": LEAD_CHANGEABLE,
+    "opportunities": OPPORTUNITY_CHANGEABLE,
+}
+"""Per contract table, the attributes that say when they are known (ids, creation times,
+outcomes and the dated tables' rows are facts with a time of their own)."""
+HISTORY_TABLES: dict[str, str] = {
+    "leads": "lead_field_history",
+    "opportunities": "opportunity_field_history",
+}
+"""The contract's field-history table of each table whose attributes can be read as of t."""
+CHANGED_LATER: dict[str, tuple[str, ...]] = {
+    "leads": ("industry", "employees", "budget_confirmed", "is_decision_maker", "need_stated",
+              "timeline_days"),
+}
+"""Attributes CRMs usually fill in or edit after creation (BANT during qualification,
+firmographics by enrichment): ``history`` by default where the export has the table's
+field history, else ``export``. Every other attribute defaults to ``creation`` (a lead's
+source and title as captured, a deal's product as opened, an account's firmographics,
+for which the contract keeps no history); a field's own ``known_at`` says otherwise."""
 
 
 class _Strict(BaseModel):
@@ -69,6 +104,11 @@ class FieldMap(_Strict):
     scale: float | None = Field(default=None, description="multiply numbers by this (e.g. 1e6)")
     currency: bool = Field(
         default=False, description="convert this amount with the currency settings"
+    )
+    known_at: KnownAt | None = Field(
+        default=None, description="when the value is known: creation, history (from the "
+        "table's `changes`) or export (today's value only; left out of features unless in "
+        "`allow_current_values`); default per attribute (see CHANGED_LATER)",
     )
 
     @model_validator(mode="before")
@@ -165,6 +205,36 @@ class StatusHistory(_SourceColumns):
     changed_at: tuple[str, ...] = ("CreatedDate",)
 
 
+class FieldChanges(_SourceColumns):
+    """A record's field history in long form (Salesforce LeadHistory and
+    OpportunityFieldHistory, HubSpot property history): one row per change of one field.
+
+    Each change of an attribute whose ``known_at`` is ``history`` becomes a row of the
+    contract's field-history table, its old and new values read through the attribute's
+    own field map (value maps, scaling). A change is matched to an attribute by the
+    history's field name: the attribute's own column names, unless ``names`` says others.
+    Without an old-value column, a change's old value is the field's previous new value.
+    """
+
+    source: str
+    id: tuple[str, ...]
+    field: tuple[str, ...] = ("Field", "Field / Event", "property")
+    new_value: tuple[str, ...] = ("NewValue", "New Value", "value")
+    changed_at: tuple[str, ...] = ("CreatedDate", "Edit Date", "timestamp")
+    old_value: tuple[str, ...] = ("OldValue", "Old Value")
+    names: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="attribute -> the history's names for its field, "
+        "where they are not the attribute's column names",
+    )
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _name_lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: (v,) if isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
 class ContactRoles(_SourceColumns):
     """Which deal a contact is on (Salesforce OpportunityContactRole): an activity with a
     contact and no deal is put on the contact's deal when the contact is on only one."""
@@ -205,8 +275,23 @@ class TableMap(_Strict):
         "where the export has no history"
     )
     field_history: FieldHistory | None = None
+    # leads and opportunities
+    changes: FieldChanges | None = Field(
+        default=None, description="leads, opportunities: the records' field history, for "
+        "attributes known from history",
+    )
+    # leads, opportunities and accounts
+    allow_current_values: tuple[str, ...] = Field(
+        default=(), description="attributes known only as of the export that features may "
+        "read anyway (the model card names them as a leak risk)",
+    )
     # activities
     contact_roles: ContactRoles | None = None
+
+    @field_validator("allow_current_values", mode="before")
+    @classmethod
+    def _one_allowed(cls, data: Any) -> Any:
+        return (data,) if isinstance(data, str) else data
 
     @field_validator("skip_rows", mode="before")
     @classmethod
@@ -438,10 +523,38 @@ def check_references(mapping: Mapping) -> list[tuple[tuple[str, ...], str]]:
             for name, sub in (("stage_table", part.stage_table),
                               ("field_history", part.field_history),
                               ("status_history", part.status_history),
-                              ("contact_roles", part.contact_roles)):
+                              ("contact_roles", part.contact_roles),
+                              ("changes", part.changes)):
                 if sub is not None:
                     source_ok((*base, name, "source"), sub.source)
+            _check_timing(problems, base, table, part)
     return problems
+
+
+def _check_timing(problems: list[tuple[tuple[str, ...], str]], base: tuple[str, ...],
+                  table: str, part: TableMap) -> None:
+    """``known_at``, ``changes`` and ``allow_current_values`` where the contract has them."""
+    attributes = ATTRIBUTES.get(table, ())
+    for col, fm in part.fields.items():
+        if fm.known_at is None or fm.known_at == "creation":
+            continue
+        path = (*base, "fields", col, "known_at")
+        if col not in attributes:
+            problems.append((path, f"{table}.{col} takes no known_at: the attributes of "
+                             f"{table} are {', '.join(attributes) or 'none'}"))
+        elif fm.known_at == "history" and table not in HISTORY_TABLES:
+            problems.append((path, f"the contract keeps no field history of {table}: use "
+                             "creation or export"))
+        elif fm.known_at == "history" and part.changes is None:
+            problems.append((path, f"history needs the records' field history: add "
+                             f"`changes:` to tables.{table}"))
+    if part.changes is not None and table not in HISTORY_TABLES:
+        problems.append(((*base, "changes"), f"the contract keeps no field history of {table}"))
+    for col in part.allow_current_values:
+        if col not in attributes:
+            problems.append(((*base, "allow_current_values"),
+                             f"{col!r} is not an attribute of {table}; its attributes: "
+                             f"{', '.join(attributes) or 'none'}"))
 
 
 def _check_targets(problems: list[tuple[tuple[str, ...], str]], path: tuple[str, ...],

@@ -16,6 +16,9 @@ def export_files(name: str) -> dict[str, str]:
 SALESFORCE = export_files("salesforce")
 SALESFORCE_FIELD_HISTORY = export_files("salesforce_field_history")["OpportunityFieldHistory.csv"]
 SALESFORCE_REPORT_OPPORTUNITIES = export_files("salesforce_report")["Opportunity.csv"]
+SALESFORCE_BANT = {**SALESFORCE, **export_files("salesforce_bant")}
+"""The Salesforce export with custom BANT fields on the lead, their changes (and a few
+others) in LeadHistory, and a deal's Type changed in OpportunityFieldHistory."""
 HUBSPOT = export_files("hubspot")
 HUBSPOT_PROPERTY_HISTORY = export_files("hubspot_property_history")
 FLAT_LEADS = export_files("flat_leads")

@@ -335,6 +335,32 @@ def valid_signals() -> pd.DataFrame:
     return _frame("account_signals", rows)
 
 
+def valid_field_history() -> dict[str, pd.DataFrame]:
+    """``lead_field_history`` and ``opportunity_field_history`` for ``valid_tables``: BANT
+    filled in during qualification, firmographics edited, a deal's product changed (after
+    it closed, too: records are edited after the fact), values written as CRMs write them."""
+    leads: list[dict[str, Any]] = [
+        {"lead_id": "L1", "changed_at": "2024-01-10T09:00:00Z", "field": "budget_confirmed",
+         "old_value": None, "new_value": "true"},
+        {"lead_id": "L1", "changed_at": "2024-01-10T09:00:00Z", "field": "timeline_days",
+         "old_value": None, "new_value": "30"},
+        {"lead_id": "L1", "changed_at": "2024-01-12T00:00:00Z", "field": "employees",
+         "old_value": "100", "new_value": "120"},
+        {"lead_id": "L2", "changed_at": "2024-02-03T00:00:00Z", "field": "industry",
+         "old_value": None, "new_value": "retail"},
+        {"lead_id": "L3", "changed_at": "2024-02-11T00:00:00Z", "field": "need_stated",
+         "old_value": "No", "new_value": "Yes"},
+    ]
+    opps: list[dict[str, Any]] = [
+        {"opportunity_id": "O1", "changed_at": "2024-02-01T00:00:00Z", "field": "product",
+         "old_value": "starter", "new_value": "professional"},
+        {"opportunity_id": "O1", "changed_at": "2024-04-01T00:00:00Z", "field": "product",
+         "old_value": "professional", "new_value": "enterprise"},
+    ]
+    return {"lead_field_history": _frame("lead_field_history", leads),
+            "opportunity_field_history": _frame("opportunity_field_history", opps)}
+
+
 def as_text(series: pd.Series) -> pd.Series:
     """A column as the text a CRM export would hold (empty cells as None)."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):

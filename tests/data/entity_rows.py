@@ -17,12 +17,18 @@ def _isin(frame: pd.DataFrame, column: str, values: pd.Series | list[str]) -> pd
     return frame[column].isin(wanted) & frame[column].notna()
 
 
+def _rows_of(history: pd.DataFrame, column: str, ids: pd.Series) -> pd.DataFrame:
+    """The field changes of these records (their history, as a request would carry it)."""
+    return history.loc[_isin(history, column, ids)]
+
+
 def entity_tables(tables: CRMTables, feature_set: FeatureSet, entity_id: str) -> CRMTables:
     """Only the rows one entity's features read: what a serving request has to supply.
 
-    For a lead: its row, its account, the activities of the lead or its account, and the
-    account's deals. For a deal: its row and history, its account and lead, the activities
-    of the deal or its account, and the deals of its owner and of its account.
+    For a lead: its row and field changes, its account, the activities of the lead or its
+    account, and the account's deals. For a deal: its row, history and field changes, its
+    account and lead (with the lead's changes), the activities of the deal or its account,
+    and the deals of its owner and of its account.
     """
     key = feature_set.entity_key
     if key == "lead_id":
@@ -38,6 +44,7 @@ def entity_tables(tables: CRMTables, feature_set: FeatureSet, entity_id: str) ->
             opportunities=opps,
             opportunity_history=tables.opportunity_history.iloc[0:0],
             activities=acts,
+            lead_field_history=_rows_of(tables.lead_field_history, "lead_id", lead["lead_id"]),
         )
     if key == "opportunity_id":
         opps = tables.opportunities
@@ -56,6 +63,9 @@ def entity_tables(tables: CRMTables, feature_set: FeatureSet, entity_id: str) ->
             opportunities=related,
             opportunity_history=hist.loc[hist["opportunity_id"] == entity_id],
             activities=acts,
+            lead_field_history=_rows_of(tables.lead_field_history, "lead_id", deal["lead_id"]),
+            opportunity_field_history=_rows_of(tables.opportunity_field_history,
+                                               "opportunity_id", deal["opportunity_id"]),
         )
     raise ValueError(f"no features for entity key {key!r}")
 

@@ -24,7 +24,8 @@ from features.schema import TABLES, CRMTables, coerce_dtypes
 
 _KEYS = {"accounts": ["account_id"], "leads": ["lead_id"], "opportunities": ["opportunity_id"],
          "opportunity_history": ["opportunity_id", "changed_at", "stage"],
-         "activities": ["activity_id"]}
+         "activities": ["activity_id"],
+         "lead_field_history": ["lead_id", "changed_at", "field"]}
 COMPARED = tuple(_KEYS)
 
 
@@ -65,11 +66,34 @@ def expected(tables: CRMTables, fmt: str) -> dict[str, pd.DataFrame]:
         person_lead = acts["contact_id"].astype(object).map(lead_of)
         lead = lead.where(lead_side, person_lead)
     acts["lead_id"] = lead.astype("string")
+    if fmt == "hubspot":
+        # A HubSpot property history has no old value: a change's is the one before it.
+        changes = out["lead_field_history"].sort_values(["lead_id", "field", "changed_at"],
+                                                        kind="stable")
+        before = changes.groupby(["lead_id", "field"], sort=False)["new_value"].shift(1)
+        out["lead_field_history"] = changes.assign(old_value=before.astype(object))
     return out
+
+
+def _same_numbers(values: pd.Series) -> pd.Series:
+    """Field-change values as text with whole numbers written alike ("98" and "98.0" are
+    one head count: the loader reads both as 98)."""
+    def one(v: object) -> object:
+        if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NA:
+            return None
+        try:
+            number = float(str(v))
+        except ValueError:
+            return v
+        return str(int(number)) if number.is_integer() else str(v)
+    return values.astype(object).map(one)
 
 
 def sorted_by_key(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """In the contract's dtypes and a fixed order, to compare two sides row by row."""
     table = TABLES[name]
     frame = coerce_dtypes(frame[table.column_names], table)
+    if name == "lead_field_history":
+        frame = frame.assign(old_value=_same_numbers(frame["old_value"]),
+                             new_value=_same_numbers(frame["new_value"]))
     return frame.sort_values(_KEYS[name], kind="stable").reset_index(drop=True)

@@ -64,14 +64,17 @@ def test_a_crm_too_small_for_any_deal_still_generates() -> None:
 
 
 def test_tables_follow_the_contract_and_hide_the_truth(crm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    for name in TABLES:
+    # Every required table and the optional ones it simulates (no deal field edits).
+    written = [n for n in TABLES if n != "opportunity_field_history"]
+    assert list(crm.arrow) == written
+    for name in written:
         assert crm.arrow[name].column_names == TABLES[name].column_names
     write_crm(crm, tmp_path)
     top = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
-    assert top == sorted(f"{n}.parquet" for n in TABLES)
+    assert top == sorted(f"{n}.parquet" for n in written)
     assert load_truth(tmp_path) is not None
     hidden = {"z", "quality", "troubled", "t_hot", "t_dead", "adoption", "appetite", "state"}
-    for name in TABLES:
+    for name in written:
         assert hidden.isdisjoint(pd.read_parquet(tmp_path / f"{name}.parquet").columns)
 
 
@@ -150,3 +153,43 @@ def test_win_probability_rises_with_stage_and_quality() -> None:
     assert np.all(np.diff(healthy, axis=1) > 0)  # later stage, likelier win
     assert np.all(np.diff(healthy, axis=0) > 0)  # better deal, likelier win
     assert np.all(p[:, :, 1] < p[:, :, 0])  # troubled deals win less
+
+
+def test_bant_and_firmographics_become_known_after_creation(crm, tables) -> None:  # type: ignore[no-untyped-def]
+    """Most BANT answers are recorded during qualification, not at creation; enrichment
+    fills in head counts and industries later; every change ends at the row's value."""
+    leads = tables.leads.set_index("lead_id")
+    hist = tables.lead_field_history
+    assert {"budget_confirmed", "timeline_days", "employees", "industry"} <= set(hist["field"])
+    created = leads.loc[hist["lead_id"], "created_at"].to_numpy()
+    assert (hist["changed_at"].to_numpy() >= created).all()
+    assert (hist["changed_at"] < crm.config.end_ts).all()
+    bant = hist.loc[hist["field"] == "budget_confirmed"]
+    answered = leads["budget_confirmed"].notna()
+    assert 0.5 < len(bant) / answered.sum() < 0.95  # most answers came after creation
+    assert bant["old_value"].isna().all()
+    last = hist.drop_duplicates(["lead_id", "field"], keep="last")
+    for field in ("budget_confirmed", "employees", "industry"):
+        rows = last.loc[last["field"] == field]
+        now = leads.loc[rows["lead_id"], field].astype("string").str.lower()
+        assert (now.to_numpy() == rows["new_value"].to_numpy()).all()
+    # A qualified lead was asked by its qualification at the latest.
+    qualified = bant.merge(leads["qualified_at"], left_on="lead_id", right_index=True)
+    assert (qualified["changed_at"] <= qualified["qualified_at"].fillna(crm.config.end_ts)).all()
+
+
+def test_early_snapshots_see_fewer_bant_answers_than_the_latest_row_holds(tables) -> None:  # type: ignore[no-untyped-def]
+    """Read as of t, BANT answers are mostly unknown when a lead is new; read from the
+    latest row (no field history) they would be known, and would tell the outcome."""
+    from dataclasses import replace
+
+    from features.schema import LEAD_FIELD_HISTORY, empty_frame
+    from features.training_set import build_training_set
+
+    blind = replace(tables, lead_field_history=empty_frame(LEAD_FIELD_HISTORY))
+    known = {}
+    for name, crm in (("as_of", tables), ("latest", blind)):
+        frame = build_training_set(crm, "lead_qualification")
+        new = frame.loc[frame["lead_age_days"] < 1]
+        known[name] = new["budget_confirmed"].notna().mean()
+    assert known["as_of"] < 0.5 * known["latest"]

@@ -75,7 +75,10 @@ def test_salesforce_export_has_its_objects_ids_and_formats(crm, tmp_path: Path):
     assert tasks["WhatId"].dropna().str.startswith("006").all()
     assert tasks["CompletedDateTime"].str.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z$").all()
     history = pd.read_csv(tmp_path / "LeadHistory.csv", dtype=str)
-    assert set(history["Field"]) == {"Status"}
+    # The status, and when BANT answers and firmographics were set (the field history).
+    assert set(history["Field"]) == {"Status", "Industry", "NumberOfEmployees",
+                                     "Budget_Confirmed__c", "Decision_Maker__c",
+                                     "Need_Stated__c", "Timeline_Days__c"}
 
 
 def test_hubspot_export_has_its_files_ids_and_property_history(crm, tmp_path: Path):

@@ -18,9 +18,11 @@ from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
     ACTIVITY_TYPES,
+    LEAD_FIELD_HISTORY,
     LEADS,
     OPEN_STAGES,
     OPPORTUNITIES,
+    OPPORTUNITY_FIELD_HISTORY,
     OPPORTUNITY_HISTORY,
     SIGNAL_RANGES,
     SIGNALS,
@@ -40,12 +42,15 @@ def _choice(rng: np.random.Generator, options: Sequence[Any]) -> Any:
     return options[int(rng.integers(len(options)))]
 
 
-def toy_crm(seed: int, n_leads: int = 30, days: int = 240, post_sale: bool = False) -> CRMTables:
+def toy_crm(seed: int, n_leads: int = 30, days: int = 240, post_sale: bool = False,
+            field_history: bool = False) -> CRMTables:
     """A random CRM of ``n_leads`` leads over ``days`` days, at one-second resolution.
 
     ``post_sale`` adds life after the sale to every won deal: renewal deals around its
     anniversary (won, lost or open), expansion deals, and account signals (usage, tickets,
-    survey answers); the rest is drawn exactly as without it.
+    survey answers); ``field_history`` adds the changes of edited attributes (BANT filled
+    in after creation, firmographics corrected, a deal's product changed), drawn from a
+    stream of its own; the rest is drawn exactly as without them.
     """
     rng = np.random.default_rng(seed)
 
@@ -167,6 +172,11 @@ def toy_crm(seed: int, n_leads: int = 30, days: int = 240, post_sale: bool = Fal
     )
     activities.insert(0, "activity_id", [f"X{i}" for i in range(len(activities))])
     history = pd.DataFrame(hist, columns=OPPORTUNITY_HISTORY.column_names)
+    lead_changes: list[dict[str, Any]] = []
+    opp_changes: list[dict[str, Any]] = []
+    if field_history:
+        _field_changes(np.random.default_rng([seed, 7]), leads, opps, lead_changes,
+                       opp_changes)
     return CRMTables(
         accounts=coerce_dtypes(accounts, ACCOUNTS),
         leads=coerce_dtypes(pd.DataFrame(leads, columns=LEADS.column_names), LEADS),
@@ -178,7 +188,63 @@ def toy_crm(seed: int, n_leads: int = 30, days: int = 240, post_sale: bool = Fal
         account_signals=coerce_dtypes(
             pd.DataFrame(signals, columns=ACCOUNT_SIGNALS.column_names), ACCOUNT_SIGNALS
         ),
+        lead_field_history=coerce_dtypes(
+            pd.DataFrame(lead_changes, columns=LEAD_FIELD_HISTORY.column_names),
+            LEAD_FIELD_HISTORY,
+        ),
+        opportunity_field_history=coerce_dtypes(
+            pd.DataFrame(opp_changes, columns=OPPORTUNITY_FIELD_HISTORY.column_names),
+            OPPORTUNITY_FIELD_HISTORY,
+        ),
     )
+
+
+def text(value: Any) -> str | None:
+    """A value as a field history writes it (None: empty)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field_changes(
+    rng: np.random.Generator,
+    leads: list[dict[str, Any]],
+    opps: list[dict[str, Any]],
+    lead_changes: list[dict[str, Any]],
+    opp_changes: list[dict[str, Any]],
+) -> None:
+    """Changes that end at each record's current value: BANT answers filled in some days
+    after creation, head counts and industries corrected, a deal's product chosen late.
+    Some land after the other tables end, as edits keep coming."""
+    bant = ("budget_confirmed", "is_decision_maker", "need_stated", "timeline_days")
+    for lead in leads:
+        if rng.random() < 0.6:
+            at = _when(rng, lead["created_at"], 60)
+            for col in bant:
+                if lead[col] is not None:
+                    lead_changes.append({"lead_id": lead["lead_id"], "changed_at": at,
+                                         "field": col, "old_value": None,
+                                         "new_value": text(lead[col])})
+        if rng.random() < 0.4:
+            at = _when(rng, lead["created_at"], 120)
+            lead_changes.append({"lead_id": lead["lead_id"], "changed_at": at,
+                                 "field": "employees",
+                                 "old_value": text(int(rng.integers(5, 5000))),
+                                 "new_value": text(lead["employees"])})
+        if rng.random() < 0.3:
+            at = _when(rng, lead["created_at"], 30)
+            lead_changes.append({"lead_id": lead["lead_id"], "changed_at": at,
+                                 "field": "industry", "old_value": None,
+                                 "new_value": text(lead["industry"])})
+    for deal in opps:
+        if deal["lead_id"] is not None and rng.random() < 0.5:
+            at = _when(rng, deal["created_at"], 40)
+            opp_changes.append({"opportunity_id": deal["opportunity_id"], "changed_at": at,
+                                "field": "product",
+                                "old_value": _choice(rng, CATEGORY_LEVELS["product"]),
+                                "new_value": text(deal["product"])})
 
 
 def _post_sale(

@@ -23,7 +23,8 @@ from tests.integration.test_api_fixtures import (
     trained,  # noqa: F401  (session fixture)
 )
 
-TABLE_NAMES = ("accounts", "leads", "opportunities", "opportunity_history", "activities")
+TABLE_NAMES = ("accounts", "leads", "opportunities", "opportunity_history", "activities",
+               "lead_field_history")
 
 
 @pytest.fixture(scope="module")

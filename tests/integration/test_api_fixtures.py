@@ -16,9 +16,11 @@ import pytest
 from fastapi import FastAPI
 
 from features.build import build_features
+from features.field_history import record_as_of
 from features.schema import (
     ACCOUNTS,
     ACTIVITIES,
+    LEAD_FIELD_HISTORY,
     LEADS,
     OPPORTUNITIES,
     OPPORTUNITY_HISTORY,
@@ -150,12 +152,17 @@ def offline_features(
 
 
 def lead_request(tables: CRMTables, lead_id: str, as_of: pd.Timestamp) -> dict[str, Any]:
-    """A /v1/leads/score body for one lead: its row, activities and account context."""
+    """A /v1/leads/score body for one lead as of ``as_of``: its row then, its field changes
+    and activities before, and account context."""
     own = entity_rows(tables, "lead_qualification", lead_id)
     before = own.activities.loc[own.activities["occurred_at"] < as_of]
     mine = before["lead_id"] == lead_id
-    lead = rows(own.leads, LEADS)[0]
+    # The lead as the CRM held it then: its fields and the changes that led there.
+    changes = own.lead_field_history
+    lead = rows(record_as_of(own.leads, changes, LEADS, as_of), LEADS)[0]
     lead["activities"] = rows(before.loc[mine.fillna(False)], ACTIVITIES)
+    lead["field_history"] = rows(changes.loc[changes["changed_at"] < as_of],
+                                 LEAD_FIELD_HISTORY, drop=("lead_id",))
     context = {
         "accounts": rows(own.accounts, ACCOUNTS),
         "opportunities": rows(own.opportunities, OPPORTUNITIES),

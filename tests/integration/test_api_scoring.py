@@ -280,3 +280,36 @@ def test_category_values_training_never_saw_are_named_with_their_field(
     assert not any("lead source" in w or "seniority" in w for w in res["warnings"][2:])
     topics = {x["topic"] for x in res["reasons"]["up"] + res["reasons"]["down"]}
     assert not {"source", "seniority"} & topics
+
+
+def test_leads_sent_with_their_field_history_score_as_offline(
+    client: TestClient, trained: Trained  # noqa: F811
+) -> None:
+    """A lead's BANT and firmographics are read as of now from the changes it sends; a
+    lead whose answers came after a snapshot scores there as it did then."""
+    changes = trained.tables.lead_field_history
+    changed = set(changes.loc[changes["changed_at"] < AS_OF, "lead_id"])
+    later = set(changes.loc[changes["changed_at"] >= AS_OF, "lead_id"])
+    open_ids = open_leads(trained.tables, AS_OF)
+    ids = [i for i in open_ids if i in changed][:4] + [i for i in open_ids if i in later][:4]
+    assert len(ids) >= 4
+    served = []
+    for lead_id in ids:
+        body = lead_request(trained.tables, lead_id, AS_OF)
+        r = client.post("/v1/leads/score", json=body, headers=auth())
+        assert r.status_code == 200, r.text
+        served.append(r.json()["results"][0]["probability"])
+    np.testing.assert_allclose(served, _offline(trained, "lead_qualification", ids), rtol=0,
+                               atol=1e-9)
+
+
+def test_a_field_change_not_of_its_fields_type_is_a_422(
+    client: TestClient, trained: Trained  # noqa: F811
+) -> None:
+    lead_id = open_leads(trained.tables, AS_OF)[0]
+    body = lead_request(trained.tables, lead_id, AS_OF)
+    body["leads"][0]["field_history"] = [{"changed_at": "2024-09-01T00:00:00Z",
+                                          "field": "budget_confirmed", "new_value": "maybe"}]
+    r = client.post("/v1/leads/score", json=body, headers=auth())
+    assert r.status_code == 422
+    assert "budget_confirmed: expected a yes/no answer, got 'maybe'" in r.text

@@ -189,3 +189,30 @@ def test_without_out_the_report_is_in_the_runs_artifacts_and_no_folder_is_left(
     assert {"model_card.md", "grades.json", "reliability.png"} <= {p.name for p in
                                                                   report.iterdir()}
     assert list(scratch.iterdir()) == []  # the folder it was written in is gone
+
+
+def test_an_import_s_opt_in_to_current_values_is_a_leak_risk_in_the_card(
+    crm_dir: Path, tmp_path: Path, store: str
+) -> None:
+    """``allow_current_values`` at import (recorded in known_at.json beside the tables)
+    is named in the model card and the run's parameters."""
+    import shutil
+
+    from features.mapping.timing import TIMING_FILE
+
+    data = tmp_path / "imported"
+    shutil.copytree(crm_dir, data)
+    (data / TIMING_FILE).write_text(json.dumps({
+        "known_at": {"leads": {"budget_confirmed": "export", "industry": "history"}},
+        "left_out": {}, "allow_current_values": {"leads": ["budget_confirmed"]}}))
+    _train(data, tmp_path, "--no-register", "--no-strict-backtest")
+    card = (tmp_path / "report" / "model_card.md").read_text()
+    assert "**Leak risk:** known only as of the export and read anyway" in card
+    assert "`leads.budget_confirmed`" in card
+    client = MlflowClient(store, store)
+    (exp,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["current_values_allowed"] == "leads.budget_confirmed"
+    plain = tmp_path / "plain"
+    _train(crm_dir, plain, "--no-register", "--no-strict-backtest")
+    assert "Leak risk" not in (plain / "report" / "model_card.md").read_text()

@@ -301,3 +301,52 @@ export:
         "'model_version' or 'scored_at'" in problems
     assert any(p.startswith("mapping.yaml:7: export.tasks.lead_qualification.id_pattern: "
                             "not a regular expression") for p in problems)
+
+
+def test_known_at_takes_only_its_three_words(tmp_path: Path) -> None:
+    text = """preset: flat-leads
+tables:
+  leads:
+    fields:
+      industry:
+        column: Industry
+        known_at: later
+"""
+    (problem,) = _problems(tmp_path, text)
+    assert problem.startswith("mapping.yaml:7: tables.leads.fields.industry.known_at: ")
+    assert "'creation', 'history' or 'export'" in problem
+
+
+def test_known_at_history_needs_a_contract_history_and_the_records_changes(
+    tmp_path: Path,
+) -> None:
+    text = """preset: flat-deals
+tables:
+  accounts:
+    source: deals
+    fields:
+      account_id: Account
+      industry:
+        column: Sector
+        known_at: history
+    allow_current_values: [revenue]
+  opportunities:
+    fields:
+      product:
+        column: Product
+        known_at: history
+      amount:
+        column: Amount
+        known_at: export
+"""
+    assert _problems(tmp_path, text) == [
+        "mapping.yaml:9: tables.accounts.fields.industry.known_at: the contract keeps no "
+        "field history of accounts: use creation or export",
+        "mapping.yaml:10: tables.accounts.allow_current_values: 'revenue' is not an "
+        "attribute of accounts; its attributes: name, industry, employees, annual_revenue, "
+        "country",
+        "mapping.yaml:15: tables.opportunities.fields.product.known_at: history needs the "
+        "records' field history: add `changes:` to tables.opportunities",
+        "mapping.yaml:18: tables.opportunities.fields.amount.known_at: opportunities.amount "
+        "takes no known_at: the attributes of opportunities are product",
+    ]

@@ -237,9 +237,9 @@ def test_schemas_cover_the_data_contract() -> None:
     assert get_args(Direction) == DIRECTIONS
     assert get_args(Stage) == STAGES
     for model, table, extra in (
-        (LeadIn, LEADS, {"activities", "attributes"}),
+        (LeadIn, LEADS, {"activities", "field_history", "attributes"}),
         (OpportunityIn, OPPORTUNITIES, {"attributes"}),
-        (DealIn, OPPORTUNITIES, {"history", "activities", "attributes"}),
+        (DealIn, OPPORTUNITIES, {"history", "activities", "field_history", "attributes"}),
         (AccountIn, ACCOUNTS, {"attributes"}),
         (ActivityIn, ACTIVITIES, set()),
         (HistoryRow, OPPORTUNITY_HISTORY, set()),
@@ -250,6 +250,22 @@ def test_schemas_cover_the_data_contract() -> None:
                 assert model.model_fields[column.name].is_required() or column.name in (
                     "account_id",  # activities inherit the enclosing entity's account
                 ), (model.__name__, column.name)
+
+
+def test_field_changes_mirror_the_contract_s_field_history() -> None:
+    from features.schema import (
+        LEAD_CHANGEABLE,
+        LEAD_FIELD_HISTORY,
+        OPPORTUNITY_CHANGEABLE,
+        OPPORTUNITY_FIELD_HISTORY,
+    )
+    from serving.schemas import DealField, DealFieldChange, LeadField, LeadFieldChange
+
+    assert get_args(LeadField) == LEAD_CHANGEABLE
+    assert get_args(DealField) == OPPORTUNITY_CHANGEABLE
+    for model, table, key in ((LeadFieldChange, LEAD_FIELD_HISTORY, "lead_id"),
+                              (DealFieldChange, OPPORTUNITY_FIELD_HISTORY, "opportunity_id")):
+        assert set(model.model_fields) == set(table.column_names) - {key}
 
 
 def test_naive_timestamps_are_utc_and_bounded() -> None:

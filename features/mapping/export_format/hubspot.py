@@ -27,6 +27,7 @@ from features.mapping.export_format.preset_columns import (
     current_stage,
     encode,
     encode_pair,
+    field_changes,
     lead_status,
     outcome_at,
     preset_mapping,
@@ -92,8 +93,12 @@ def write_hubspot(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
     status = lead_status(tables.leads)
     contacts[names.column(leads_tm.status)] = encode(status, leads_tm.status)
     files[names.file(leads_tm.source)] = contacts
-    files[names.file(leads_tm.status_history.source)] = _status_history(
-        names, tables.leads, status, ids)
+    history = _status_history(names, tables.leads, status, ids)
+    changes = field_changes(names, "leads", tables.lead_field_history, "lead_id", ids, TIME)
+    if not changes.empty:  # one contact property history: the status and the other fields
+        history = pd.concat([history, changes], ignore_index=True).sort_values(
+            leads_tm.status_history.changed_at[0], kind="stable").reset_index(drop=True)
+    files[names.file(leads_tm.status_history.source)] = history
 
     deals_tm = names.part("opportunities")
     assert deals_tm.stage is not None and deals_tm.field_history is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,29 @@ def write_files(files: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         write_csv(frame, out / file)
         written.append(out / file)
     return written
+
+
+def field_changes(names: PresetColumns, table: str, changes: pd.DataFrame, key: str,
+                  ids: Any, time_format: str) -> pd.DataFrame:
+    """The contract's field changes of ``table`` (``lead_field_history``...) as the
+    preset's ``changes:`` source reads them: one row per change, the field under its own
+    column name, old and new values through the field's value map (empty: no value)."""
+    tm = names.part(table)
+    fc = tm.changes
+    if fc is None or changes.empty:
+        return pd.DataFrame()
+    parts = []
+    for attr, rows in changes.groupby("field", sort=False):
+        fm = tm.fields.get(str(attr))
+        if fm is None or not fm.column:
+            continue  # not in the export: nothing to say when it changed
+        part = {
+            fc.id[0]: ids.translate(key, rows[key]),
+            fc.field[0]: names.column(fm),
+            fc.new_value[0]: encode(rows["new_value"], fm),
+            fc.changed_at[0]: timestamp_text(rows["changed_at"], time_format),
+        }
+        if fc.old_value:
+            part[fc.old_value[0]] = encode(rows["old_value"], fm)
+        parts.append(pd.DataFrame(part))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -29,6 +29,7 @@ from features.mapping.export_format.preset_columns import (
     current_stage,
     encode,
     encode_pair,
+    field_changes,
     lead_status,
     outcome_at,
     preset_mapping,
@@ -102,8 +103,9 @@ def write_salesforce(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
     assert leads_tm.status is not None and leads_tm.status_history is not None
     leads[names.column(leads_tm.status)] = encode(status, leads_tm.status)
     files[names.file(leads_tm.source)] = leads
-    files[names.file(leads_tm.status_history.source)] = _lead_history(
-        names, tables.leads, status, ids)
+    files[names.file(leads_tm.status_history.source)] = _with_changes(
+        _lead_history(names, tables.leads, status, ids),
+        field_changes(names, "leads", tables.lead_field_history, "lead_id", ids, TIME))
 
     opps_tm = names.part("opportunities")
     assert opps_tm.stage is not None
@@ -134,6 +136,14 @@ def write_salesforce(tables: CRMTables, out: Path) -> tuple[list[Path], CrmIds]:
         files[names.file(tm.source)] = frame
 
     return write_files(files, out), ids
+
+
+def _with_changes(history: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+    """LeadHistory holds both: the status changes and the other fields' changes, by time."""
+    if changes.empty:
+        return history
+    both = pd.concat([history, changes], ignore_index=True)
+    return both.sort_values("CreatedDate", kind="stable").reset_index(drop=True)
 
 
 def _lead_history(names: PresetColumns, leads: pd.DataFrame, status: pd.Series,
