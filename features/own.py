@@ -210,8 +210,8 @@ def derive_feature_set(
     clash = set(base.names)
     for f in own.of_key(base.entity_key):
         if not f.usable:
-            left_out[f.name] = (f"known only at export ({f.column}): list it under "
-                                "allow_current_values to use it")
+            left_out[f.name] = (f"known only at export ({f.column}): list it under its "
+                                "table's allow_current_values to use it")
             continue
         if f.name in clash:
             left_out[f.name] = f"{base.name} already has a feature named {f.name}"

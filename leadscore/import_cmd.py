@@ -68,8 +68,9 @@ def print_result(console: Console, result: ImportResult, source: str) -> None:
         if left:
             console.print(f"{left} own column(s) known only at export are left out of the "
                           "models: only their value on the export's day exists, which may "
-                          "tell the outcome. List one under allow_current_values to use it; "
-                          "the model card then names it as a leak risk.", soft_wrap=True)
+                          "tell the outcome. List one under its table's allow_current_values "
+                          "to use it; the model card then names it as a leak risk.",
+                          soft_wrap=True)
     if conv.unplaced:
         un = Table(title="values nothing mapped (kept as written, or the default where one is set)")
         for name in ("table.column", "what", "rows", "examples"):

@@ -53,7 +53,8 @@ def own_values(
     mapping; ``placed(table, column, what)`` counts the values that could not be read."""
     if not mapping.features:
         return NONE
-    allowed = set(mapping.allow_current_values)
+    allowed = {name for table in mapping.features for _, part in mapping.parts(table)
+               for name in part.allow_current_values}
     features: list[OwnFeature] = []
     values: dict[str, pd.DataFrame] = {}
     for table, named in mapping.features.items():

@@ -441,11 +441,8 @@ class Mapping(_Strict):
 
     features: dict[str, dict[str, OwnFeatureMap]] = Field(
         default_factory=dict, description="per table (leads, opportunities, accounts), the "
-        "export's own columns passed into the models, by feature name"
-    )
-    allow_current_values: tuple[str, ...] = Field(
-        default=(), description="own features known only at export, used anyway (the model "
-        "card names each as a leak risk)"
+        "export's own columns passed into the models, by feature name (one known only at "
+        "export is read when its table's allow_current_values lists it)"
     )
 
     @field_validator("features")
@@ -466,18 +463,6 @@ class Mapping(_Strict):
                     raise ValueError(f"feature {name!r} is declared twice")
                 seen.add(name)
         return data
-
-    @model_validator(mode="after")
-    def _allowed_exist(self) -> Mapping:
-        known = {n: f for named in self.features.values() for n, f in named.items()}
-        for name in self.allow_current_values:
-            if name not in known:
-                raise ValueError(f"allow_current_values: {name!r} is not under features: "
-                                 f"({', '.join(sorted(known)) or 'none declared'})")
-            if known[name].known_at != "export":
-                raise ValueError(f"allow_current_values: {name!r} is known at "
-                                 f"{known[name].known_at}, not only at export")
-        return self
 
     def parts(self, table: str) -> list[tuple[str, TableMap]]:
         """The table's maps by name (the table's own name where there is one)."""
@@ -527,13 +512,15 @@ def check_references(mapping: Mapping) -> list[tuple[tuple[str, ...], str]]:
                               ("changes", part.changes)):
                 if sub is not None:
                     source_ok((*base, name, "source"), sub.source)
-            _check_timing(problems, base, table, part)
+            _check_timing(problems, base, table, part, mapping.features.get(table, {}))
     return problems
 
 
 def _check_timing(problems: list[tuple[tuple[str, ...], str]], base: tuple[str, ...],
-                  table: str, part: TableMap) -> None:
-    """``known_at``, ``changes`` and ``allow_current_values`` where the contract has them."""
+                  table: str, part: TableMap, own: dict[str, OwnFeatureMap]) -> None:
+    """``known_at``, ``changes`` and ``allow_current_values`` where the contract has them;
+    ``allow_current_values`` also names the table's own features (``features:``) known
+    only at export."""
     attributes = ATTRIBUTES.get(table, ())
     for col, fm in part.fields.items():
         if fm.known_at is None or fm.known_at == "creation":
@@ -551,10 +538,16 @@ def _check_timing(problems: list[tuple[tuple[str, ...], str]], base: tuple[str, 
     if part.changes is not None and table not in HISTORY_TABLES:
         problems.append(((*base, "changes"), f"the contract keeps no field history of {table}"))
     for col in part.allow_current_values:
-        if col not in attributes:
+        if col in own:
+            if own[col].known_at != "export":
+                problems.append(((*base, "allow_current_values"),
+                                 f"{col!r} is known at {own[col].known_at}, not only at "
+                                 "export"))
+        elif col not in attributes:
+            listed = [*attributes, *own]
             problems.append(((*base, "allow_current_values"),
                              f"{col!r} is not an attribute of {table}; its attributes: "
-                             f"{', '.join(attributes) or 'none'}"))
+                             f"{', '.join(listed) or 'none'}"))
 
 
 def _check_targets(problems: list[tuple[tuple[str, ...], str]], path: tuple[str, ...],

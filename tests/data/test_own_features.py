@@ -41,7 +41,9 @@ features:
     visits: {column: Visits, type: number, known_at: export}
     opt_out: {column: Opt Out, type: yes_no, known_at: creation}
     tags: {column: Tags, type: category, known_at: export}
-allow_current_values: [visits]
+tables:
+  leads:
+    allow_current_values: [visits]
 """
 
 
@@ -87,8 +89,8 @@ def test_training_set_derives_the_set_with_learned_levels_and_leaves_export_only
     assert fs.name == "lead_v1+own" and fs.base_name == "lead_v1"
     assert fs.names[: len(LEAD_V1.names)] == LEAD_V1.names
     assert fs.names[len(LEAD_V1.names):] == ["origin", "visits", "opt_out"]
-    assert derived.left_out == {"tags": "known only at export (Tags): list it under "
-                                        "allow_current_values to use it"}
+    assert derived.left_out == {"tags": "known only at export (Tags): list it under its "
+                                        "table's allow_current_values to use it"}
     assert derived.leak_risks == ("visits",)
     # Levels come from the training rows, the most frequent first; values read per lead.
     # L4 is still open: not a training row, so its "Import" is no level.

@@ -276,14 +276,18 @@ features:
   leads:
     origin: {column: Origin, type: category, known_at: creation}
     visits: {column: Visits, type: number, known_at: export}
+tables:
+  leads:
+    allow_current_values: [%s]
 """
-    unknown = "\n".join(_problems(tmp_path, base + "allow_current_values: [tags]\n"))
-    assert "'tags' is not under features" in unknown and "origin, visits" in unknown
-    creation = "\n".join(_problems(tmp_path, base + "allow_current_values: [origin]\n"))
+    unknown = "\n".join(_problems(tmp_path, base % "tags"))
+    assert "tables.leads.allow_current_values: 'tags' is not an attribute of leads" in unknown
+    assert "origin, visits" in unknown
+    creation = "\n".join(_problems(tmp_path, base % "origin"))
     assert "'origin' is known at creation, not only at export" in creation
-    (tmp_path / "ok.yaml").write_text(base + "allow_current_values: [visits]\n",
-                                      encoding="utf-8")
-    assert load_mapping(tmp_path / "ok.yaml").allow_current_values == ("visits",)
+    (tmp_path / "ok.yaml").write_text(base % "visits", encoding="utf-8")
+    mapping = load_mapping(tmp_path / "ok.yaml")
+    assert mapping.parts("leads")[0][1].allow_current_values == ("visits",)
 
 
 def test_export_section_errors_name_key_and_line(tmp_path: Path) -> None:
