@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 from features.schema import (
@@ -93,7 +101,18 @@ def _clean(value: str) -> str:
     return value
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+def _iso_only(value: Any) -> Any:
+    """A number is no timestamp: ``0`` would be read as 1970-01-01. Text (ISO 8601) and
+    datetimes (a file's parsed column) go on to the datetime check."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("a timestamp is ISO 8601 text, e.g. 2024-09-01T12:00:00Z, not a number")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc),
+                      WithJsonSchema({"type": "string", "format": "date-time",
+                                      "description": "ISO 8601, between 1970-01-01 and "
+                                      "2200-01-01 UTC; without an offset, UTC"})]
 Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean)]
 Text = Annotated[str, Field(max_length=256), AfterValidator(_clean)]
 Money = Annotated[float, Field(ge=0.0, le=1e12)]

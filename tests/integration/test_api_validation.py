@@ -245,3 +245,10 @@ def test_big_requests_are_parsed_and_scored_off_the_event_loop(
         r = c.post("/v1/leads/score", json=big, headers=auth())
         assert r.status_code == 200, r.text[:300]
     assert calls == ["validate_body", "work"]
+
+
+def test_a_timestamp_is_iso_text_not_a_number(client: TestClient) -> None:
+    for value in (0, 1725148800, 1.5e9):
+        r = client.post("/v1/leads/score", json=_lead(created_at=value), headers=auth())
+        errors = _errors(r)
+        assert "ISO 8601 text" in errors["leads.0.created_at"], errors
