@@ -288,6 +288,7 @@ def test_the_page_says_when_no_backtest_has_run_and_how_to_run_one(review: Revie
     assert review.backtest is None
     html = " ".join(render_html(review).split())
     assert "No backtest has run yet" in html
+    assert "<dt>Last backtest</dt> <dd>–<small>none has run" in html
     assert "leadscore pipeline backtest --data DIR --periods 6" in html
     assert backtest_line(review) == ("backtest: none has run yet (leadscore pipeline backtest "
                                      "--data DIR --periods 6)")
@@ -308,8 +309,10 @@ def test_the_page_shows_the_last_backtest(review: Review, crm_dir: Path) -> None
     html = " ".join(render_html(review.model_copy(update={"backtest": section})).split())
     assert "No backtest has run yet" not in html
     assert "Ran 2024-10-01 09:30 UTC over 2 months, 2024-08 to 2024-09" in html
-    assert "Ours was 80% closer than the CRM-default weighted pipeline" in html
+    assert "Ours missed what closed by 80% less than the CRM-default weighted pipeline" in html
     assert "10.0%" in html and "1 of 2" in html and "50.0%" in html
+    assert ("<dt>Last backtest</dt> <dd>10.0%<small>average miss of the P50 over 2 months "
+            "(WAPE); inside P10-P90 in 1 of 2</small>") in html
     line = backtest_line(review.model_copy(update={"backtest": section}))
     assert line == ("last backtest, 2 months 2024-08 to 2024-09 (ran 2024-10-01 09:30 UTC): "
                     "ours WAPE 10.0%, CRM-default weighted pipeline (10/20/40/60/80 %) WAPE "
