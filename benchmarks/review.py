@@ -90,9 +90,11 @@ def main() -> None:
 
     from features.loader import load_crm
     from review.at_risk import score_open_deals
+    from review.backtest import attach_backtest, read_last_backtest
     from review.build import build_review, data_span
     from review.deals import deal_facts
     from review.files import load_deal_model, write_review
+    from review.forecasting import attach_forecast
     from review.render import PAGE_DEALS, render_html
     from review.settings import get_review_settings
 
@@ -114,8 +116,17 @@ def main() -> None:
     facts = timed("  of which: the deals as of the date", deal_facts, tables, as_of)
     timed("  of which: scoring the open deals", score_open_deals, model, tables, facts,
           settings)
+    saved = timed("the last backtest (MLflow)", read_last_backtest, None)
+    timed("the forecast (time-to-close model, Monte Carlo)", attach_forecast, review, tables,
+          model, None, saved, data)
+    attach_backtest(review, saved, data)
     timed("render_html", render_html, review)
     timed("write the three files", write_review, review, work / "review-inproc", PAGE_DEALS)
+    f = review.forecast
+    print(f"forecast: {'computed' if f is not None else 'not computed'}"
+          + (f", range from {f.spread_from} errors ({f.errors_used} periods)"  # type: ignore[attr-defined]
+             if f is not None else "")
+          + f"; last backtest: {'none' if review.backtest is None else review.backtest.run_id}")
     print(f"{review.at_risk.open_deals:,} open deals of {len(tables.opportunities):,}, "
           f"{len(tables.activities):,} activities")
     print("| step | s |\n| --- | ---: |")

@@ -78,6 +78,9 @@ class PeriodForecast:
     stage_rate: Range
     open_deals_expected_in: int
     """Open deals whose close date puts them in the period (the weighted pipelines')."""
+    independent_cv: float = 0.0
+    """Standard deviation / mean of what is still to close, over independent deals alone
+    (before the common error): what a later forecast's :func:`spread_of` subtracts."""
 
     def range_of(self, method: str) -> Range:
         return {"model": self.bookings, "crm_default": self.crm_default,
@@ -111,6 +114,10 @@ class Forecast:
     stage_win_rates: dict[str, float]
     spread: float = 0.0
     """The past periods' common error (:func:`spread_of`) the range was widened by."""
+    spread_from: str = "none"
+    """Where the past errors came from: ``backtest`` (forecasts made out of sample, each
+    from its period's start with models trained then), ``same models`` (this forecast's
+    models on the periods before, in sample) or ``none`` (a given spread, or none)."""
     shock_sd: tuple[float, float] = (0.0, 0.0)
     """The log shock's standard deviation in the current and the next period."""
     past_errors: list[PastError] = field(default_factory=list)
@@ -160,6 +167,21 @@ class PastError:
     independent_cv: float = 0.0
     """The coefficient of variation the Monte Carlo over independent deals alone gives
     that period's bookings (its standard deviation / ``expected``)."""
+    end: str = ""
+    """The period's end (ISO): a forecast only uses errors of periods over by its time."""
+
+
+def errors_from_json(saved: dict[str, Any]) -> list[PastError]:
+    """Our errors in a saved ``backtest.json`` (``modeling.registry.last_backtest``),
+    warm-up periods first, oldest first: what a forecast after them can rest its range on.
+    None from a backtest saved before its periods carried their expectation."""
+    out = []
+    for r in [*saved.get("warmup_periods", []), *saved.get("periods", [])]:
+        if "expected" not in r or "end" not in r:
+            return []
+        out.append(PastError(str(r["period"]), float(r["expected"]), float(r["actual"]),
+                             float(r["independent_cv"]), str(r["end"])))
+    return out
 
 
 def _expected_and_variance(feats: pd.DataFrame, p_won: np.ndarray, time_model: TimeModel,
@@ -207,7 +229,8 @@ def past_errors(tables: CRMTables, as_of: pd.Timestamp, kind: str, deal_model: D
         if len(new.amounts):  # a compound Poisson sum: lambda x E[amount^2]
             variance += new.expected_count * float(np.mean(new.amounts**2))
         cv = float(np.sqrt(variance) / expected) if expected > 0 else 0.0
-        out.append(PastError(q.label, expected, _won_in(tables, q, as_of), cv))
+        out.append(PastError(q.label, expected, _won_in(tables, q, as_of), cv,
+                             q.end.isoformat()))
     return out
 
 
@@ -279,6 +302,7 @@ def forecast(
     new_deals: bool = True,
     spread: float | None = None,
     spread_periods: int = SPREAD_PERIODS,
+    errors: list[PastError] | None = None,
     models: dict[str, Any] | None = None,
 ) -> Forecast:
     """Bookings of the period holding ``as_of`` and of the next, from ``tables`` as of then.
@@ -289,9 +313,12 @@ def forecast(
 
     Our range multiplies each draw of what is still to close by exp(s x Z), Z standard
     normal: ``spread``, the periods' common error which independent deals do not have,
-    and, when it is measured (``spread`` None: on the last ``spread_periods`` periods by
-    :func:`past_errors` with the same models; 0 without a deal model), the widening of a
-    range whose variance rests on that few periods (:func:`shock_sd`).
+    and, when it is measured, the widening of a range whose variance rests on that few
+    periods (:func:`shock_sd`). It is measured on ``errors`` when given: forecasts of
+    past periods made out of sample (a backtest's, each from its period's start with
+    models trained then), the last ``spread_periods`` of them. Else, with ``spread``
+    None, on the last ``spread_periods`` periods by :func:`past_errors` with this
+    forecast's own models, in sample (0 without a deal model).
     """
     kind = check_kind(period)
     t = utc(as_of)
@@ -318,13 +345,20 @@ def forecast(
     new_cur = rates.current if rates else NO_NEW_WINS
     new_nxt = rates.next if rates else NO_NEW_WINS
     cur_s, nxt_s = simulate(amounts, p_cur, p_nxt, new_cur, new_nxt, draws=draws, seed=seed)
-    errors: list[PastError] = []
+    cvs = [float(x.std() / x.mean()) if x.mean() > 0 else 0.0 for x in (cur_s, nxt_s)]
     dof = 0
-    if spread is None:
-        errors = (past_errors(tables, t, kind, deal_model, time_model, spread_periods)
-                  if deal_model is not None else [])
+    spread_from = "none"
+    if errors is not None:
+        errors = [e for e in errors if not e.end or utc(e.end) <= t][-spread_periods:]
+        spread_from = "backtest"
+    elif spread is None and deal_model is not None:
+        errors = past_errors(tables, t, kind, deal_model, time_model, spread_periods)
+        spread_from = "same models"
+    if errors is not None:
         spread = spread_of(errors)
         dof = len(_usable(errors))
+    errors = errors or []
+    spread = spread or 0.0
     sds = (shock_sd(cur_s, spread, dof), shock_sd(nxt_s, spread, dof))
     z = np.random.default_rng([seed, 1]).standard_normal((2, draws))
     cur_s, nxt_s = cur_s * np.exp(sds[0] * z[0]), nxt_s * np.exp(sds[1] * z[1])
@@ -354,7 +388,7 @@ def forecast(
             stage_rate_weighted=closed + float((weights["stage_rate"] * inside) @ amounts),
             crm_default=Range.of(baseline["crm_default"][j], closed),
             stage_rate=Range.of(baseline["stage_rate"][j], closed),
-            open_deals_expected_in=int(inside.sum()),
+            open_deals_expected_in=int(inside.sum()), independent_cv=cvs[j],
         )
 
     deals = [
@@ -372,7 +406,8 @@ def forecast(
         current=period_forecast(current, cur_s, 0, closed_cur, p_cur, new_cur.expected_amount,
                                 in_cur),
         next=period_forecast(nxt, nxt_s, 1, 0.0, p_nxt, new_nxt.expected_amount, in_nxt),
-        deals=deals, stage_win_rates=win_rates, spread=spread, shock_sd=sds,
+        deals=deals, stage_win_rates=win_rates, spread=spread, spread_from=spread_from,
+        shock_sd=sds,
         past_errors=errors,
         models=dict(models or {}),
     )

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from training.backtest import Backtest
 
 pipeline_app = typer.Typer(
     help="The pipeline review as of a date (no subcommand), and the forecast's backtest.",
@@ -32,6 +36,10 @@ def backtest(
     period: str = typer.Option("month", "--period", help="month or quarter."),
     draws: int = typer.Option(10_000, "--draws", min=1000, help="Monte Carlo draws."),
     seed: int = typer.Option(7, help="Seed of the models and the Monte Carlo."),
+    warmup: int = typer.Option(
+        6, "--warmup", min=0,
+        help="Periods forecast before the scored ones only for the errors the first "
+             "scored ranges rest on."),
     out: Path = typer.Option(None, "--out", help="Also write backtest.json here (a folder)."),
     log: bool = typer.Option(True, help="Log the run and backtest.json to MLflow."),
 ) -> None:
@@ -40,7 +48,8 @@ def backtest(
     As of each period's start, models are trained on the CRM as it stood then; the
     forecast's P50 and P10-P90 are compared with the bookings that closed won in the
     period: WAPE and the share of periods inside P10-P90, for ours, the CRM-default and
-    the stage-rate weighted pipelines, and the oracle's on generated data.
+    the stage-rate weighted pipelines, and the oracle's on generated data. Each range
+    rests on the errors of this backtest's forecasts of the periods before it.
     """
     from rich.console import Console
     from rich.table import Table
@@ -66,10 +75,12 @@ def backtest(
     try:
         with console.status("backtesting", spinner="dots") as status:
             result = run_backtest(tables, periods, period, oracle=oracle, draws=draws,
-                                  seed=seed, on_step=lambda s: status.update(s))
+                                  seed=seed, warmup=warmup,
+                                  on_step=lambda s: status.update(s))
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    result.data = str(data.resolve())
     per = Table(title=f"bookings per {period}: actual and P10 / P50 / P90")
     per.add_column("period")
     per.add_column("actual", justify="right")
@@ -80,18 +91,38 @@ def backtest(
             f"{p.ranges[m].p10:,.0f} / {p.ranges[m].p50:,.0f} / {p.ranges[m].p90:,.0f}"
             for m in result.methods))
     console.print(per)
-    summary = Table(title=f"backtest over {len(result.periods)} {period}s")
-    for name in ("forecast", "WAPE of P50", "actual inside P10-P90", "bias"):
-        summary.add_column(name, justify="left" if name == "forecast" else "right")
-    for m in result.methods:
-        summary.add_row(METHOD_NAMES[m], f"{result.wape(m):.1%}", f"{result.coverage(m):.0%}",
-                        f"{result.bias(m):+.1%}")
-    console.print(summary)
+    console.print(_summary(result, "current", f"backtest over {len(result.periods)} {period}s, "
+                           f"{result.periods[0].period} to {result.periods[-1].period}"))
+    later = [p for p in result.periods if p.next_actual is not None]
+    if later:
+        console.print(_summary(
+            result, "next", f"the {period} after, forecast from the same origins: "
+                            f"{len(later)} {period}s, {later[0].next_period} to "
+                            f"{later[-1].next_period}"))
+    if result.warmup:
+        console.print(f"the ranges rest on the errors of this backtest's earlier forecasts; "
+                      f"warm-up {period}s forecast for them only: "
+                      f"{', '.join(p.period for p in result.warmup)}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "backtest.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
         console.print(f"wrote {out / 'backtest.json'}")
     if log:
         run_id = log_backtest(result, {"data": str(data), "periods": periods, "period": period,
-                                       "draws": draws, "seed": seed})
+                                       "draws": draws, "seed": seed, "warmup": warmup})
         console.print(f"logged to MLflow: experiment pipeline_backtest, run {run_id}")
+
+
+def _summary(result: Backtest, horizon: str, title: str) -> Any:
+    """The WAPE, coverage and bias of each forecast, as a table (``rich``)."""
+    from rich.table import Table
+
+    summary = Table(title=title)
+    for name in ("forecast", "WAPE of P50", "actual inside P10-P90", "bias"):
+        summary.add_column(name, justify="left" if name == "forecast" else "right")
+    for m in result.methods:
+        held = [r.holds(a) for a, r in result.pairs(m, horizon)]
+        summary.add_row(METHOD_NAMES[m], f"{result.wape(m, horizon):.1%}",
+                        f"{sum(held)} of {len(held)} ({result.coverage(m, horizon):.0%})",
+                        f"{result.bias(m, horizon):+.1%}")
+    return summary

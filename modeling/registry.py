@@ -242,12 +242,19 @@ BACKTEST_ARTIFACT = "backtest.json"
 def last_backtest(tracking_uri: str | None = None,
                   experiment: str = BACKTEST_EXPERIMENT) -> dict[str, Any] | None:
     """The ``backtest.json`` of the latest `leadscore pipeline backtest` run (what the
-    review page shows), or None when there is none."""
+    review page shows), or None when there is none.
+
+    A SQLite store that does not exist yet holds no backtest: it is not created by asking.
+    ``run_started_ms`` is the run's start, for a ``backtest.json`` without ``ran_at``.
+    """
     import json
 
     import mlflow
 
     uri = resolve_tracking_uri(tracking_uri)
+    path = _sqlite_path(uri)
+    if path is not None and not path.exists():
+        return None
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -266,4 +273,5 @@ def last_backtest(tracking_uri: str | None = None,
             return None
         data: dict[str, Any] = json.loads(Path(local).read_text())
     data["run_id"] = runs[0].info.run_id
+    data["run_started_ms"] = runs[0].info.start_time
     return data

@@ -13,6 +13,7 @@ import pandas as pd
 
 from features.loader import load_crm
 from features.reasons import words
+from review.backtest import RUN_ONE, attach_backtest, read_last_backtest
 from review.build import build_review
 from review.forecasting import ForecastSection, attach_forecast
 from review.render import money, pct, render_html
@@ -100,7 +101,9 @@ def run_review(
                           history_periods=settings.review_history_periods, progress=progress)
     seconds["review"] = time.perf_counter() - t
     t = time.perf_counter()
-    attach_forecast(review, loaded.tables, model, settings.tracking_uri)
+    saved = read_last_backtest(settings.tracking_uri)
+    attach_forecast(review, loaded.tables, model, settings.tracking_uri, saved, data)
+    attach_backtest(review, saved, data)
     seconds["forecast"] = time.perf_counter() - t
     t = time.perf_counter()
     paths = write_review(review, out, settings.review_page_deals)
@@ -121,6 +124,22 @@ def forecast_line(review: Review) -> str:
                      f"{money(b['p90'])}; CRM default weighted "
                      f"{money(p['crm_default_weighted'])})")
     return f"forecast of bookings, closed won included: {'; '.join(parts)}"
+
+
+def backtest_line(review: Review) -> str:
+    """The last backtest in one line: its periods, our WAPE beside the CRM default's, and
+    how often the range held the actual; or the command that runs one."""
+    bt = review.backtest
+    if bt is None:
+        return f"backtest: none has run yet ({RUN_ONE})"
+    scores = {s.method: s for s in bt.methods}
+    parts = [f"{s.label} WAPE {pct(s.wape, 1)}" for m, s in scores.items()
+             if m in ("model", "crm_default")]
+    ours = scores.get("model")
+    held = f"; ours inside P10-P90 in {ours.held} of {ours.periods}" if ours else ""
+    when = f" (ran {bt.ran_at:%Y-%m-%d %H:%M} UTC)" if bt.ran_at else ""
+    return (f"last backtest, {bt.periods} {bt.period_kind}s {bt.first_period} to "
+            f"{bt.last_period}{when}: {', '.join(parts)}{held}")
 
 
 def summary_lines(review: Review, top: int = 5) -> list[str]:
@@ -159,5 +178,6 @@ def summary_lines(review: Review, top: int = 5) -> list[str]:
             f"{pct(d.stage_win_rate)} for its stage: {money(d.money_at_risk)} at risk"
             + (f"; {why}" if why else ""))
     lines.append(forecast_line(review))
+    lines.append(backtest_line(review))
     lines += [f"warning: {w}" for w in review.warnings]
     return lines

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from features.reasons import words
 from features.schema import OPEN_STAGES
 from review import charts
+from review.backtest import RUN_ONE
 from review.changes import LABELS
 from review.forecasting import ForecastSection
 from review.schemas import Review
@@ -97,6 +98,6 @@ def render_html(review: Review, page_deals: int = PAGE_DEALS, sign_out: str | No
         review=review, sign_out=sign_out, current=review.current, now=review.overall[-1],
         before=review.overall[-2] if len(review.overall) > 1 else None,
         deals=[d for d in review.at_risk.deals if d.money_at_risk > 0][:page_deals],
-        charts=_charts(review), labels=LABELS,
+        charts=_charts(review), labels=LABELS, run_backtest=RUN_ONE,
         page_deals=page_deals, gains=GAINS, stage_rank={s: i for i, s in enumerate(OPEN_STAGES)},
     )

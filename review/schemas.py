@@ -117,6 +117,34 @@ class AtRisk(BaseModel):
     deals: list[AtRiskDeal] = Field(description="every open deal scored, most at risk first")
 
 
+class MethodScore(BaseModel):
+    method: str
+    label: str
+    wape: float = Field(description="sum of |P50 - actual| / sum of actual")
+    held: int = Field(description="periods whose actual fell inside P10-P90")
+    periods: int
+    bias: float = Field(description="(sum of P50 - sum of actual) / sum of actual")
+
+
+class BacktestSection(BaseModel):
+    """What the page and ``review.json`` show of the last backtest."""
+
+    run_id: str
+    ran_at: datetime | None = Field(description="when the backtest ran (UTC)")
+    data: str = Field("", description="the data folder it backtested, when recorded")
+    same_data: bool | None = Field(None, description="whether that is the reviewed folder; "
+                                   "null when either is unknown")
+    period_kind: str
+    first_period: str
+    last_period: str
+    periods: int
+    methods: list[MethodScore]
+    reduction_vs_crm_default: float | None = Field(
+        description="1 - our WAPE / the CRM default's")
+    reduction_vs_stage_rate: float | None = Field(
+        description="1 - our WAPE / the stage-rate weighted pipeline's")
+
+
 class Review(BaseModel):
     as_of: datetime
     period_kind: PeriodKind
@@ -131,6 +159,9 @@ class Review(BaseModel):
     at_risk: AtRisk
     forecast: SerializeAsAny[BaseModel] | None = Field(
         default=None, description="the forecast of this and the next period, when computed")
+    backtest: BacktestSection | None = Field(
+        default=None, description="the last `leadscore pipeline backtest` run; null when "
+        "none has run")
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -30,6 +30,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from features.loader import DataContractError, load_crm
+from review.backtest import attach_backtest, read_last_backtest
 from review.build import ReviewInputError, build_review
 from review.forecasting import attach_forecast
 from review.render import environment, render_html
@@ -117,7 +118,9 @@ class ReviewCache:
             review = build_review(loaded.tables, model, s, period=s.period,
                                   target=s.review_target,
                                   history_periods=s.review_history_periods)
-            attach_forecast(review, loaded.tables, model, s.tracking_uri)
+            saved = read_last_backtest(s.tracking_uri)
+            attach_forecast(review, loaded.tables, model, s.tracking_uri, saved, self.folder)
+            attach_backtest(review, saved, self.folder)
         except (DataContractError, ReviewInputError, OSError) as exc:
             raise PageUnavailable(503, f"the data folder cannot be reviewed: {exc}") from None
         html = render_html(review, self.settings.review_page_deals, sign_out=SIGN_OUT)

@@ -200,6 +200,7 @@ def test_the_command_writes_the_page_json_and_csv(
     written = json.loads((out / "review.json").read_text())
     assert written["at_risk"]["open_deals"] == review.at_risk.open_deals
     assert written["forecast"] is None
+    assert written["backtest"] is None and "backtest: none has run yet" in result.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -254,3 +255,75 @@ def test_the_forecast_section_is_the_forecast_of_the_served_model(
     assert section.current["period"] in line and "P50" in line
     assert forecast_line(review) == "forecast: not computed"
     assert isinstance(with_forecast.forecast, ForecastSection)
+
+
+def _saved_backtest(data: Path) -> dict[str, object]:
+    """A ``backtest.json`` as ``last_backtest`` returns it: two scored months, one warm-up."""
+    def period(label: str, origin: str, end: str, actual: float, model: tuple[float, ...],
+               crm: tuple[float, ...]) -> dict[str, object]:
+        return {"period": label, "origin": origin, "end": end, "actual": actual,
+                "expected": model[1], "independent_cv": 0.05,
+                "ranges": {"model": dict(zip(("p10", "p50", "p90"), model, strict=True)),
+                           "crm_default": dict(zip(("p10", "p50", "p90"), crm, strict=True))}}
+    return {
+        "period_kind": "month", "ran_at": "2024-10-01T09:30:00+00:00", "data": str(data),
+        "run_id": "abc123",
+        "metrics": {"wape_model": 0.1, "wape_crm_default": 0.5, "bias_model": -0.02,
+                    "bias_crm_default": -0.5, "wape_reduction_vs_crm_default": 0.8},
+        "warmup_periods": [period("2024-07", "2024-07-01T00:00:00+00:00",
+                                  "2024-08-01T00:00:00+00:00", 90.0, (80, 100, 120),
+                                  (40, 50, 60))],
+        "periods": [
+            period("2024-08", "2024-08-01T00:00:00+00:00", "2024-09-01T00:00:00+00:00",
+                   100.0, (90, 110, 130), (40, 50, 60)),
+            period("2024-09", "2024-09-01T00:00:00+00:00", "2024-10-01T00:00:00+00:00",
+                   200.0, (150, 180, 190), (90, 100, 110)),
+        ],
+    }
+
+
+def test_the_page_says_when_no_backtest_has_run_and_how_to_run_one(review: Review) -> None:
+    from review.files import backtest_line
+
+    assert review.backtest is None
+    html = " ".join(render_html(review).split())
+    assert "No backtest has run yet" in html
+    assert "<dt>Last backtest</dt> <dd>–<small>none has run" in html
+    assert "leadscore pipeline backtest --data DIR --periods 6" in html
+    assert backtest_line(review) == ("backtest: none has run yet (leadscore pipeline backtest "
+                                     "--data DIR --periods 6)")
+
+
+def test_the_page_shows_the_last_backtest(review: Review, crm_dir: Path) -> None:
+    from review.backtest import backtest_section
+    from review.files import backtest_line
+    from review.forecasting import backtest_errors
+
+    saved = _saved_backtest(crm_dir)
+    section = backtest_section(saved, crm_dir)
+    assert section is not None and section.same_data is True
+    assert (section.first_period, section.last_period, section.periods) == (
+        "2024-08", "2024-09", 2)
+    held = {s.method: s.held for s in section.methods}
+    assert held == {"model": 1, "crm_default": 0}  # 100 in [90, 130]; 200 above 190
+    html = " ".join(render_html(review.model_copy(update={"backtest": section})).split())
+    assert "No backtest has run yet" not in html
+    assert "Ran 2024-10-01 09:30 UTC over 2 months, 2024-08 to 2024-09" in html
+    assert "Ours missed what closed by 80% less than the CRM-default weighted pipeline" in html
+    assert "10.0%" in html and "1 of 2" in html and "50.0%" in html
+    assert ("<dt>Last backtest</dt> <dd>10.0%<small>average miss of the P50 over 2 months "
+            "(WAPE); inside P10-P90 in 1 of 2</small>") in html
+    line = backtest_line(review.model_copy(update={"backtest": section}))
+    assert line == ("last backtest, 2 months 2024-08 to 2024-09 (ran 2024-10-01 09:30 UTC): "
+                    "ours WAPE 10.0%, CRM-default weighted pipeline (10/20/40/60/80 %) WAPE "
+                    "50.0%; ours inside P10-P90 in 1 of 2")
+    # The forecast's range rests on its errors only for the same folder and period kind.
+    errors = backtest_errors(saved, "month", crm_dir)
+    assert errors is not None and [e.period for e in errors] == ["2024-07", "2024-08",
+                                                                 "2024-09"]
+    assert backtest_errors(saved, "quarter", crm_dir) is None
+    assert backtest_errors(saved, "month", crm_dir / "other") is None
+    other = backtest_section(saved, crm_dir / "other")
+    assert other is not None and other.same_data is False
+    html = " ".join(render_html(review.model_copy(update={"backtest": other})).split())
+    assert "That backtest was of another data folder" in html

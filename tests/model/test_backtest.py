@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from features.schema import TABLES, CRMTables
-from forecast.core import Range
+from forecast.core import Range, errors_from_json, spread_of
 from leadscore.cli import app
 from modeling.registry import last_backtest
 from training.backtest import (
@@ -69,14 +69,31 @@ def _quick_fit(seen: list[tuple[pd.Timestamp, pd.Timestamp]]):  # type: ignore[n
 
 def test_an_origin_sees_no_row_after_it(small_tables: CRMTables) -> None:
     seen: list[tuple[pd.Timestamp, pd.Timestamp]] = []
-    result = run_backtest(small_tables, 2, "month", fit=_quick_fit(seen), draws=2000)
+    result = run_backtest(small_tables, 2, "month", fit=_quick_fit(seen), draws=2000,
+                          warmup=2)
     assert [p.period for p in result.periods] == [p.label for p in origins(small_tables, 2,
                                                                            "month")]
-    assert len(seen) == 2
-    for (origin, latest), period in zip(seen, result.periods, strict=True):
+    assert [p.period for p in result.warmup] == [p.label for p in origins(small_tables, 4,
+                                                                          "month")][:2]
+    assert len(seen) == 4
+    for (origin, latest), period in zip(seen, [*result.warmup, *result.periods], strict=True):
         assert latest < origin
         assert pd.Timestamp(period.trained_to) < origin
         assert period.origin == origin.isoformat()
+        assert pd.Timestamp(period.end) <= pd.Timestamp(result.periods[-1].end)
+    # Each range rests on the errors of the forecasts made before it, out of sample.
+    assert [p.errors_used for p in (*result.warmup, *result.periods)] == [0, 1, 2, 3]
+    errors = result.errors()
+    assert [e.period for e in errors] == [p.period for p in (*result.warmup, *result.periods)]
+    assert result.periods[-1].spread == pytest.approx(spread_of(errors[:3]))
+    # The next period, forecast from the same origin, is scored where the data holds it.
+    first, last = result.periods
+    assert first.next_period == last.period and first.next_actual == last.actual
+    assert last.next_actual is None
+    assert set(first.next_ranges) == {"model", "crm_default", "stage_rate"}
+    metrics = result.metrics()
+    assert metrics["next_wape_model"] == pytest.approx(
+        abs(first.next_ranges["model"].p50 - last.actual) / last.actual)
     # The actual is what closed won in the period, from the whole CRM.
     opps = small_tables.opportunities
     start = pd.Timestamp(result.periods[-1].origin)
@@ -89,8 +106,8 @@ def test_an_origin_sees_no_row_after_it(small_tables: CRMTables) -> None:
 def test_the_future_does_not_move_the_forecast(small_tables: CRMTables) -> None:
     last = origins(small_tables, 1, "month")[0]
     spoiled = _spoil_after(small_tables, last.start)
-    a = run_backtest(small_tables, 1, "month", fit=_quick_fit([]), draws=2000)
-    b = run_backtest(spoiled, 1, "month", fit=_quick_fit([]), draws=2000)
+    a = run_backtest(small_tables, 1, "month", fit=_quick_fit([]), draws=2000, warmup=1)
+    b = run_backtest(spoiled, 1, "month", fit=_quick_fit([]), draws=2000, warmup=1)
     assert a.periods[0].ranges == b.periods[0].ranges
     assert a.periods[0].actual != b.periods[0].actual
 
@@ -99,8 +116,9 @@ def _period(actual: float, **ranges: tuple[float, float, float]) -> BacktestPeri
     return BacktestPeriod(
         period="p", origin="o", actual=actual,
         ranges={m: Range(lo, mid, hi, mid) for m, (lo, mid, hi) in ranges.items()},
-        open_deals=0, open_expected=0.0, new_deals_expected=0.0, time_model_form="hazard",
-        spread=0.0, shock_sd=0.0, time_model_brier={}, deal_rows=0, trained_to="t", seconds=0.0)
+        end="e", open_deals=0, open_expected=0.0, new_deals_expected=0.0,
+        time_model_form="hazard", spread=0.0, shock_sd=0.0, expected=0.0, independent_cv=0.0,
+        errors_used=0, time_model_brier={}, deal_rows=0, trained_to="t", seconds=0.0)
 
 
 def test_wape_and_coverage_by_hand() -> None:
@@ -126,7 +144,7 @@ def test_cli_logs_the_backtest_to_mlflow(small_crm_dir: Path, tmp_path: Path,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     result = CliRunner().invoke(app, [
         "pipeline", "backtest", "--data", str(small_crm_dir), "--periods", "1",
-        "--draws", "2000", "--out", str(tmp_path / "out")])
+        "--warmup", "1", "--draws", "2000", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output + repr(result.exception)
     text = " ".join(result.output.split())
     assert "WAPE of P50" in text and "oracle" in text
@@ -142,6 +160,17 @@ def test_cli_logs_the_backtest_to_mlflow(small_crm_dir: Path, tmp_path: Path,
     last = last_backtest(uri)
     assert last is not None and last["run_id"] == run.info.run_id
     assert last["metrics"]["wape_model"] == pytest.approx(run.data.metrics["wape_model"])
+    assert last["data"] == str(small_crm_dir.resolve()) and last["ran_at"]
+    # What the review's range rests on: the warm-up's and the scored period's errors.
+    assert [e.period for e in errors_from_json(last)] == [
+        saved["warmup_periods"][0]["period"], saved["periods"][0]["period"]]
+
+
+def test_no_backtest_without_a_store(tmp_path: Path) -> None:
+    """Asking a store that does not exist for its last backtest does not create it."""
+    db = tmp_path / "none" / "mlflow.db"
+    assert last_backtest(f"sqlite:///{db}") is None
+    assert not db.parent.exists()
 
 
 def test_cli_refuses_an_unknown_period(small_crm_dir: Path) -> None:

@@ -222,3 +222,26 @@ def test_a_range_resting_on_few_periods_is_wider() -> None:
     assert shock_sd(samples, 0.2, 6) == pytest.approx(np.sqrt((k**2 - 1) * cv**2
                                                               + k**2 * 0.2**2))
     assert shock_sd(samples, 0.0, 0) == 0.0  # nothing measured: independent deals only
+
+
+def test_a_range_resting_on_given_errors_uses_only_periods_over_by_then() -> None:
+    """Errors of forecasts made out of sample (a backtest's) set the spread: the last
+    ``spread_periods`` of those whose period ended by the date, never a later one."""
+    from forecast.core import PastError, spread_of
+
+    def err(label: str, end: str, log_ratio: float) -> PastError:
+        return PastError(label, 100.0, 100.0 * float(np.exp(log_ratio)), 0.05,
+                         pd.Timestamp(end, tz="UTC").isoformat())
+
+    ended = [err(f"p{i}", "2024-06-01", r) for i, r in enumerate((0.3, 0.1, -0.1, 0.2, -0.2))]
+    later = err("late", "2031-01-01", 5.0)
+    tables = crafted_crm()
+    fc = forecast(tables, AS_OF, "month", ById(), FixedTime(), new_deals=False,
+                  errors=[*ended, later], spread_periods=4)
+    assert fc.spread_from == "backtest"
+    assert [e.period for e in fc.past_errors] == ["p1", "p2", "p3", "p4"]
+    assert fc.spread == pytest.approx(spread_of(ended[1:]))
+    same = forecast(tables, AS_OF, "month", ById(), FixedTime(), new_deals=False)
+    assert same.spread_from == "same models"
+    given = forecast(tables, AS_OF, "month", ById(), FixedTime(), new_deals=False, spread=0.1)
+    assert given.spread_from == "none" and given.spread == 0.1
