@@ -83,19 +83,8 @@ def check_history_dates(checked: dict[str, CheckedTable]) -> None:
         (BEFORE_DEAL_CREATED, pc.less, deal_created, "created_at"),
         (AFTER_DEAL_CLOSED, pc.greater, deal_closed, "closed_at"),
     ):
-        wrong = np_mask(cmp(changed, bound))
-        if wrong.any():
-            m = pa.array(wrong)
-            hist.reject(
-                wrong,
-                "changed_at",
-                joined(
-                    f"{code}: changed_at ",
-                    iso(changed.filter(m)),
-                    f" is {'before' if cmp is pc.less else 'after'} the deal's {word} ",
-                    iso(bound.filter(m)),
-                ),
-            )
+        _reject_changes(hist, np_mask(cmp(changed, bound)), changed, bound, code,
+                        f" is {'before' if cmp is pc.less else 'after'} the deal's {word} ")
 
 
 def check_signal_dates(checked: dict[str, CheckedTable]) -> None:
@@ -146,16 +135,15 @@ def check_field_history_dates(checked: dict[str, CheckedTable]) -> None:
         pos = pc.index_in(hist.values(key), value_set=parent.values(key).filter(keep))
         created = parent.values(entity.time_column).filter(keep).take(pos)
         changed = hist.values("changed_at")
-        wrong = np_mask(pc.less(changed, created))
-        if wrong.any():
-            m = pa.array(wrong)
-            hist.reject(
-                wrong,
-                "changed_at",
-                joined(
-                    f"{BEFORE_ENTITY_CREATED}: changed_at ",
-                    iso(changed.filter(m)),
-                    f" is before the {entity.name} row's created_at ",
-                    iso(created.filter(m)),
-                ),
-            )
+        _reject_changes(hist, np_mask(pc.less(changed, created)), changed, created,
+                        BEFORE_ENTITY_CREATED, f" is before the {entity.name} row's created_at ")
+
+
+def _reject_changes(hist: CheckedTable, wrong: np.ndarray, changed: pa.Array, bound: pa.Array,
+                    code: str, relation: str) -> None:
+    """Reject the history rows ``wrong`` marks, each saying its ``changed_at``, how it
+    stands to its record's time (``relation``) and that time."""
+    if wrong.any():
+        m = pa.array(wrong)
+        hist.reject(wrong, "changed_at", joined(f"{code}: changed_at ", iso(changed.filter(m)),
+                                                relation, iso(bound.filter(m))))

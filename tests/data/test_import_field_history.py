@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from features.build import build_features
-from features.mapping.importing import ImportResult, import_settings, run_import
+from features.mapping.importing import ImportResult
 from features.mapping.timing import TIMING_FILE, read_current_values
 from features.sets import LEAD_V1
 from tests.data.crafted_exports import SALESFORCE, SALESFORCE_BANT, write_export
+from tests.data.test_import_presets import _import
 
 NOW = "2025-01-01T00:00:00Z"
 BANT_FIELDS = """
@@ -26,14 +27,6 @@ tables:
       timeline_days: Timeline_Days__c
 """
 SF_BANT = "preset: salesforce\ncurrency:\n  rates: {EUR: 1.1}\n" + BANT_FIELDS
-
-
-def _import(tmp_path: Path, files: dict[str, str], mapping: str) -> ImportResult:
-    export = write_export(tmp_path / "export", files)
-    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
-    settings = import_settings(mapping=tmp_path / "mapping.yaml", source=export,
-                               out=tmp_path / "out", now=NOW)
-    return run_import(settings)
 
 
 def _history_lines(result: ImportResult) -> list[tuple[object, ...]]:
