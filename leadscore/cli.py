@@ -217,12 +217,23 @@ def score(
         f"scored {report.scored:,} ({report.skipped:,} closed or not yet created skipped"
         f"{unscored}) with {task} version {report.model_version} -> {report.output}"
     )
+    if report.report is not None:
+        typer.echo(f"{report.read:,} rows read: {report.scored:,} scored, "
+                   f"{report.not_applicable:,} not applicable, {report.skipped:,} not scored, "
+                   f"{report.rejected:,} rejected; every row not scored, and why: "
+                   f"{report.report}")
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if report.rejected:
+        typer.echo(f"error: {report.rejected:,} input row(s) rejected (see {report.report}); "
+                   "the others were scored", err=True)
     if export is not None and target is not None:
         from leadscore.write_back_cmd import run_write_back
 
-        raise typer.Exit(run_write_back(task, Path(output), export, *target, report.as_of))
+        code = run_write_back(task, Path(output), export, *target, report.as_of)
+        raise typer.Exit(code or (1 if report.rejected else 0))
+    if report.rejected:
+        raise typer.Exit(1)
 
 
 @pipeline_app.callback()

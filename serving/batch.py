@@ -73,6 +73,12 @@ class BatchReport:
     """The newest event in the file and ``data_dir``; None when nothing dates them."""
     as_of_default: bool = False
     """``as_of`` was not given: it is just after ``data_end``."""
+    rejected: int = 0
+    """Input rows that are not valid (each in ``report`` with its column and reason)."""
+    read: int = 0
+    """Input rows read: ``scored + not_applicable + skipped + rejected``."""
+    report: Path | None = None
+    """Every row not scored, and why (``REPORT_COLUMNS``)."""
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -172,6 +178,73 @@ def _by_column(frame: pd.DataFrame, table: Table, model: type[BaseModel]) -> pd.
     return columns_to_table(columns, table, len(frame))
 
 
+REPORT_COLUMNS = ["row", "id", "column", "reason", "outcome"]
+"""The batch report: the input row (0-based), its id, the column at fault (blank: the
+row), the reason, and ``rejected`` (invalid: exit 1) or ``not scored`` (valid, but closed
+or not yet created at the scoring time)."""
+REJECTED, NOT_SCORED = "rejected", "not scored"
+
+
+@dataclass(frozen=True)
+class CheckedRows:
+    """The valid rows of an input file and the report of every other one."""
+
+    rows: pd.DataFrame
+    """The valid rows as the contract's DataFrame, in file order."""
+    positions: np.ndarray
+    """Each valid row's 0-based row in the file."""
+    report: pd.DataFrame
+    """One line per problem (``REPORT_COLUMNS``); a row may have several."""
+
+
+def _problem_lines(items: list[dict[str, str]], row: int, ident: Any) -> list[dict[str, Any]]:
+    return [{"row": row, "id": ident, "column": i["field"], "reason": i["reason"],
+             "outcome": REJECTED} for i in items]
+
+
+def checked_rows(frame: pd.DataFrame, task: str, source: str) -> CheckedRows:
+    """Every row held to the API's schema and its rules: the valid ones to score, and
+    each other row in the report with its column and reason. A repeated id keeps its
+    first row (as the API and the loader do) and reports the others. Raises only when the
+    file cannot be read as the task's rows at all (a required column missing)."""
+    spec, endpoint = _task(task)
+    table, model = TABLES[spec.table], endpoint.record
+    missing = [c.name for c in table.columns if not c.nullable and c.name not in frame.columns]
+    if missing:
+        raise BatchInputError(f"{source}: missing required columns {missing}")
+    key = spec.entity_key
+    lines: list[dict[str, Any]] = []
+    fast = _by_column(frame, table, model)
+    if fast is not None:
+        rows, positions = fast, np.arange(len(frame))
+    else:
+        adapter = TypeAdapter(model)
+        good, kept = [], []
+        for i, record in enumerate(_records(frame, table)):
+            try:
+                item = adapter.validate_python(record)
+            except ValidationError as exc:
+                lines += _problem_lines(validation_items(exc.errors()), i, record.get(key))
+                continue
+            good.append({c: getattr(item, c) for c in table.column_names})
+            kept.append(i)
+        rows = rows_to_table(good, table)
+        positions = np.asarray(kept, dtype=np.int64)
+    ids = rows[key].astype(object)
+    repeated = ids.duplicated(keep="first").to_numpy()
+    if repeated.any():
+        first: dict[Any, int] = {}
+        for at, v in enumerate(ids):
+            first.setdefault(v, int(positions[at]))
+        for dup in np.flatnonzero(repeated).tolist():
+            lines.append({"row": int(positions[dup]), "id": ids.iat[dup], "column": key,
+                          "reason": f"duplicate of row {first[ids.iat[dup]]}: each id is "
+                          "scored once (the first row)", "outcome": REJECTED})
+        rows = rows.loc[~repeated].reset_index(drop=True)
+        positions = positions[~repeated]
+    return CheckedRows(rows, positions, pd.DataFrame(lines, columns=REPORT_COLUMNS))
+
+
 def validated_rows(frame: pd.DataFrame, task: str, source: str) -> pd.DataFrame:
     """Check every row with the API's schema; raise with each bad row, field and reason.
 
@@ -266,6 +339,31 @@ def batch_tables(rows: pd.DataFrame, task: str, context: dict[str, pd.DataFrame]
     frames = {t.name: context.get(t.name, rows_to_table([], t)) for t in TABLES.values()}
     frames[table.name] = entity
     return CRMTables(**frames)
+
+
+def report_path_for(output: Path) -> Path:
+    """Where the report of an output goes: beside it, ``<output>.report.csv``."""
+    return output.with_name(output.stem + ".report.csv")
+
+
+def _not_scored(rows: pd.DataFrame, positions: np.ndarray, keep: np.ndarray, task: str,
+                as_of: pd.Timestamp) -> pd.DataFrame:
+    """A report line for each valid row left out: created after the scoring time, or
+    closed by then (nothing to predict)."""
+    spec = TASKS[task]
+    lines = []
+    when = as_of.isoformat()
+    for j in np.flatnonzero(~keep):
+        row = rows.iloc[j]
+        if row["created_at"] > as_of:
+            reason = f"created after the scoring time ({when}): not scored"
+        else:
+            closed = next((c for c in spec.closed_by if pd.notna(row[c]) and row[c] <= as_of),
+                          "closed")
+            reason = f"{closed} is at or before the scoring time ({when}): not scored"
+        lines.append({"row": int(positions[j]), "id": row[spec.entity_key], "column": "",
+                      "reason": reason, "outcome": NOT_SCORED})
+    return pd.DataFrame(lines, columns=REPORT_COLUMNS)
 
 
 def _open_mask(rows: pd.DataFrame, task: str, as_of: pd.Timestamp) -> np.ndarray:
@@ -434,7 +532,9 @@ def score_file(
     of today would read every day since it was taken as silence.
     """
     spec, endpoint = _task(task)
-    rows = validated_rows(read_table_file(input_path), task, str(input_path))
+    frame = read_table_file(input_path)
+    checked = checked_rows(frame, task, str(input_path))
+    rows = checked.rows
     context = read_context(data_dir)
     missing = [name for name in endpoint.needs if context.get(name) is None]
     if missing:
@@ -443,6 +543,10 @@ def score_file(
     stamp, data_end = batch_as_of(rows, task, context, as_of)
     keep = _open_mask(rows, task, stamp)
     open_rows = rows[keep].reset_index(drop=True)
+    report = pd.concat([checked.report, _not_scored(rows, checked.positions, keep, task, stamp)],
+                       ignore_index=True).sort_values("row", kind="stable")
+    report_path = report_path_for(output_path)
+    write_table_file(report, report_path)
     if model is None:
         model = source_from_settings(settings).load(task)
     if len(open_rows):
@@ -459,6 +563,9 @@ def score_file(
         task=task,
         scored=len(result),
         skipped=len(rows) - len(open_rows),
+        rejected=int(checked.report["row"].nunique()),
+        read=len(frame),
+        report=report_path,
         model_version=model.version,
         output=output_path,
         not_applicable=len(open_rows) - len(result),

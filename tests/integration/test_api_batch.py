@@ -100,10 +100,44 @@ def test_bad_rows_are_reported_with_row_and_field(crm_dir: Path, tmp_path: Path)
     result = CliRunner().invoke(app, [
         "score", "--task", "lead_qualification", "--input", str(tmp_path / "bad.csv"),
         "--output", str(tmp_path / "o.csv"), "--model", str(crm_dir / "lead_model"),
+        "--as-of", "2024-06-01T00:00:00Z",
     ])
-    assert result.exit_code == 2
-    assert "row 1: created_at" in result.output and "row 1: employees" in result.output
-    assert not (tmp_path / "o.csv").exists()
+    assert result.exit_code == 1, result.output  # the good row is scored, the bad reported
+    assert "1 input row(s) rejected" in result.output
+    scored = pd.read_csv(tmp_path / "o.csv", dtype={"lead_id": str})
+    assert scored["lead_id"].tolist() == ["L1"]
+    report = pd.read_csv(tmp_path / "o.report.csv")
+    bad_row = report.loc[report["row"] == 1]
+    assert set(bad_row["column"]) == {"created_at", "employees"}
+    assert set(bad_row["outcome"]) == {"rejected"}
+
+
+def test_every_input_row_is_scored_or_reported_with_its_reason(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    leads = trained.tables.leads
+    doubled = pd.concat([leads, leads.iloc[[0]]], ignore_index=True)  # one id twice
+    future = leads.iloc[[1]].assign(lead_id="L-LATE",
+                                    created_at=AS_OF + pd.Timedelta(days=30))
+    frame = pd.concat([doubled, future], ignore_index=True)
+    frame.to_parquet(tmp_path / "leads.parquet", index=False)
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "lead_qualification", "--input", str(tmp_path / "leads.parquet"),
+        "--output", str(out), "--data", str(crm_dir), "--as-of", AS_OF.isoformat(),
+        "--model", str(crm_dir / "lead_model"), "--no-trend", "--no-reasons"])
+    assert result.exit_code == 1, result.output  # the duplicate is rejected
+    scored = pd.read_parquet(out)
+    report = pd.read_csv(tmp_path / "scores.report.csv")
+    assert len(scored) + report["row"].nunique() == len(frame)
+    unscored = set(report.loc[report["outcome"] == "not scored", "id"].astype(str))
+    assert not set(scored["lead_id"].astype(str)) & unscored
+    dup = report.loc[report["outcome"] == "rejected"]
+    assert dup["row"].tolist() == [len(leads)] and "duplicate of row 0" in dup["reason"].iat[0]
+    late = report.loc[report["id"] == "L-LATE", "reason"].iat[0]
+    assert "created after the scoring time" in late
+    closed = report.loc[report["outcome"] == "not scored", "reason"]
+    assert closed.str.contains("qualified_at|disqualified_at").any()
 
 
 def test_deals_need_history(crm_dir: Path, tmp_path: Path) -> None:
