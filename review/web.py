@@ -38,7 +38,7 @@ from review.schemas import Review
 from review.settings import ReviewSettings, get_review_settings
 from serving import sessions
 from serving.app import create_app as create_scoring_app
-from serving.auth import check_key, key_matches
+from serving.auth import RateLimiter, check_key, key_matches
 from serving.deps import keyring
 from serving.errors import error_response
 from serving.models import LoadedModel, ModelStore
@@ -225,6 +225,14 @@ async def sign_in(request: Request) -> Response:
     """Checks the form's ``api_key`` as the /v1 routes check a key; on success a 303 to
     /pipeline with the session cookie (HttpOnly, SameSite=Strict, the session's expiry)."""
     s = _settings(request)
+    wait = request.app.state.sign_in_limiter.retry_after(
+        request.client.host if request.client else "unknown")
+    if wait is not None:
+        log.info("pipeline sign-in rate limited")
+        limited = _page("sign_in.html.j2", 429,
+                        error=f"Too many sign-in attempts: try again in {wait} s.")
+        limited.headers["Retry-After"] = str(wait)
+        return limited
     body = await request.body()
     form = parse_qs(body.decode("utf-8", "replace")) if len(body) <= MAX_FORM_BYTES else {}
     key = (form.get("api_key") or [""])[0].strip()
@@ -298,6 +306,7 @@ def create_app(
     cache = None if folder is None else ReviewCache(
         Path(folder), review_settings or review_settings_for(settings))
     app.state.review_cache = cache
+    app.state.sign_in_limiter = RateLimiter(settings.sign_in_attempts_per_minute)
     app.include_router(page)
     inner: Callable[..., Any] = app.router.lifespan_context
 

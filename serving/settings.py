@@ -153,6 +153,9 @@ class ServingSettings(ScoringSettings):
     and the workers of one server share it. Set it to keep sign-ins across restarts."""
     session_cookie_secure: bool = False
     """Mark the session cookie ``Secure`` (sent over HTTPS only): set it behind TLS."""
+    sign_in_attempts_per_minute: int = Field(10, ge=0)
+    """Sign-in attempts a minute one client address may make on the pipeline page (429
+    past it, with Retry-After); 0: no limit."""
 
     @model_validator(mode="after")
     def _no_open_door(self) -> ServingSettings:

@@ -197,3 +197,15 @@ def test_the_review_is_rebuilt_when_the_files_change(
         ids = [d["opportunity_id"] for d in rebuilt["at_risk"]["deals"]]  # type: ignore[index]
         assert top not in ids and len(ids) == len(deals) - 1
         assert json.dumps(rebuilt) != json.dumps(first)
+
+
+def test_sign_in_attempts_are_rate_limited_per_client(trained: Trained, crm_dir: Path) -> None:  # noqa: F811
+    app = create_app(settings(data_dir=crm_dir, sign_in_attempts_per_minute=3),
+                     models=[trained.lead, trained.deal])
+    with TestClient(app) as c:
+        codes = [c.post("/pipeline/sign-in", data={"api_key": "wrong-key"},
+                        follow_redirects=False).status_code for _ in range(3)]
+        assert codes == [403, 403, 403]
+        r = c.post("/pipeline/sign-in", data={"api_key": API_KEY}, follow_redirects=False)
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert "Too many sign-in attempts" in r.text
