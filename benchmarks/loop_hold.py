@@ -18,7 +18,7 @@ import httpx
 
 
 def body(leads: int = 16, activities: int = 3000) -> bytes:
-    acts = [{"occurred_at": "2026-11-2%dT10:00:00+00:00" % (j % 9 + 1), "type": "web_visit",
+    acts = [{"occurred_at": f"2026-11-2{j % 9 + 1}T10:00:00+00:00", "type": "web_visit",
              "direction": "inbound", "contact_id": "C1"} for j in range(activities)]
     return json.dumps({"leads": [
         {"lead_id": f"L{i}", "created_at": "2026-10-01T00:00:00+00:00",
