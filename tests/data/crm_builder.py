@@ -389,3 +389,12 @@ def write_folder(tables: dict[str, pd.DataFrame], folder: Path, fmt: str) -> Pat
         else:
             df.to_parquet(folder / f"{name}.parquet", index=False)
     return folder
+
+
+def rejection_lines(result: Any, table: str | None = None) -> set[tuple[str, int, str, str]]:
+    """A load's rejections as (table, row, column, reason), of one table or all."""
+    return {
+        (str(r["table"]), int(r["row"]), str(r["column"]), str(r["reason"]))
+        for r in result.rejections.to_dict("records")
+        if table is None or r["table"] == table
+    }

@@ -11,7 +11,14 @@ import pytest
 
 from features.loader import LoadResult, load_crm
 from features.schema import LEAD_FIELD_HISTORY, OPPORTUNITY_FIELD_HISTORY
-from tests.data.crm_builder import NOW, set_cell, valid_field_history, valid_tables, write_folder
+from tests.data.crm_builder import (
+    NOW,
+    rejection_lines,
+    set_cell,
+    valid_field_history,
+    valid_tables,
+    write_folder,
+)
 
 FORMATS = ["csv", "parquet"]
 HISTORIES = ["lead_field_history", "opportunity_field_history"]
@@ -25,12 +32,7 @@ def _load(tables: dict[str, pd.DataFrame], folder: Path, fmt: str = "csv") -> Lo
     return load_crm(write_folder(tables, folder, fmt), now=NOW)
 
 
-def _lines(result: LoadResult, table: str | None = None) -> set[tuple[str, int, str, str]]:
-    return {
-        (str(r["table"]), int(r["row"]), str(r["column"]), str(r["reason"]))
-        for r in result.rejections.to_dict("records")
-        if table is None or r["table"] == table
-    }
+_lines = rejection_lines
 
 
 def test_a_folder_without_field_history_loads_them_empty_and_typed(tmp_path: Path) -> None:

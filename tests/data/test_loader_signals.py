@@ -13,7 +13,14 @@ from features.loader import DataContractError, LoadResult, load_crm
 from features.schema import TABLES, CRMTables
 from features.snapshots import crm_as_of
 from leadscore.cli import app
-from tests.data.crm_builder import NOW, set_cell, valid_signals, valid_tables, write_folder
+from tests.data.crm_builder import (
+    NOW,
+    rejection_lines,
+    set_cell,
+    valid_signals,
+    valid_tables,
+    write_folder,
+)
 
 FORMATS = ["csv", "parquet"]
 REQUIRED = ["accounts", "leads", "opportunities", "opportunity_history", "activities"]
@@ -35,12 +42,7 @@ def _load(tables: dict[str, pd.DataFrame], folder: Path, fmt: str) -> LoadResult
     return load_crm(write_folder(tables, folder, fmt), now=NOW)
 
 
-def _lines(result: LoadResult, table: str | None = None) -> set[tuple[str, int, str, str]]:
-    return {
-        (str(r["table"]), int(r["row"]), str(r["column"]), str(r["reason"]))
-        for r in result.rejections.to_dict("records")
-        if table is None or r["table"] == table
-    }
+_lines = rejection_lines
 
 
 def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
