@@ -21,6 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
 JSON_MEDIA = "application/json"
+JSON_CONTEXT = {"json": True}
+"""Validation context of a JSON body: numbers and yes/no answers must be JSON's own, not
+text (``serving.schemas``)."""
 
 
 class DuplicateKey(ValueError):
@@ -100,7 +103,7 @@ def validate_body(model: type[BaseModel], body: bytes) -> Any:
     found = _records_field(model)
     if found is None or not isinstance(data, dict) or not isinstance(data.get(found[0]), list):
         try:
-            return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+            return model.model_validate(data, from_attributes=True, context=JSON_CONTEXT)
         except ValidationError as exc:
             raise RequestValidationError(_located(exc)) from None
     name, record = found
@@ -108,11 +111,13 @@ def validate_body(model: type[BaseModel], body: bytes) -> Any:
     records = []
     for i, item in enumerate(data[name]):
         try:
-            records.append(record.model_validate(item, from_attributes=True))
+            records.append(record.model_validate(item, from_attributes=True,
+                                                context=JSON_CONTEXT))
         except ValidationError as exc:
             errors += _located(exc, name, i)
     try:
-        batch = model.model_validate({**data, name: records}, from_attributes=True)
+        batch = model.model_validate({**data, name: records}, from_attributes=True,
+                                     context=JSON_CONTEXT)
     except ValidationError as exc:
         # The records' own errors are above; a list rule (at least one, at most N) still
         # counts every record sent.

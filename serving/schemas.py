@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -115,7 +116,23 @@ Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)
                                       "2200-01-01 UTC; without an offset, UTC"})]
 Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean)]
 Text = Annotated[str, Field(max_length=256), AfterValidator(_clean)]
-Money = Annotated[float, Field(ge=0.0, le=1e12)]
+def _not_text(kind: str) -> Any:
+    """A JSON body's number or yes/no answer must be one, not text ("250", "true"): the
+    API reads JSON as sent. A file's cells are text, so ``leadscore score`` (which
+    validates without the ``json`` context) still reads "250" from a CSV."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and (info.context or {}).get("json"):
+            raise ValueError(f"Input should be a valid {kind}, not text")
+        return value
+
+    return BeforeValidator(check)
+
+
+Count = Annotated[int, _not_text("integer")]
+Number = Annotated[float, _not_text("number")]
+YesNo = Annotated[bool, _not_text("boolean (true or false)")]
+Money = Annotated[Number, Field(ge=0.0, le=1e12)]
 
 
 AttributeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -210,11 +227,11 @@ class LeadIn(_Strict):
     job_function: Text | None = None
     country: Text | None = None
     industry: Text | None = None
-    employees: int | None = Field(default=None, ge=0, le=10_000_000)
-    budget_confirmed: bool | None = None
-    is_decision_maker: bool | None = None
-    need_stated: bool | None = None
-    timeline_days: int | None = Field(default=None, ge=0, le=3650)
+    employees: Count | None = Field(default=None, ge=0, le=10_000_000)
+    budget_confirmed: YesNo | None = None
+    is_decision_maker: YesNo | None = None
+    need_stated: YesNo | None = None
+    timeline_days: Count | None = Field(default=None, ge=0, le=3650)
     qualified_at: Timestamp | None = None
     disqualified_at: Timestamp | None = None
     opportunity_id: Id | None = None
@@ -251,7 +268,7 @@ class AccountIn(_Strict):
     account_id: Id
     name: Text | None = None
     industry: Text | None = None
-    employees: int | None = Field(default=None, ge=0, le=10_000_000)
+    employees: Count | None = Field(default=None, ge=0, le=10_000_000)
     annual_revenue: Money | None = None
     country: Text | None = None
     created_at: Timestamp
@@ -270,7 +287,7 @@ class OpportunityIn(_Strict):
     amount: Money | None = None
     close_date: Timestamp | None = None
     closed_at: Timestamp | None = None
-    is_won: bool | None = None
+    is_won: YesNo | None = None
     attributes: dict[AttributeName, AttributeValue] = _attributes()
 
 
@@ -322,7 +339,7 @@ class SignalIn(_Strict):
     observed_at: Timestamp
     account_id: Id | None = Field(default=None, description="defaults to the enclosing account")
     signal: SignalType
-    value: float = Field(allow_inf_nan=False, description="in the signal's range: active_users "
+    value: Number = Field(allow_inf_nan=False, description="in the signal's range: active_users "
                          "and logins >= 0, ticket_opened severity 1-4, nps 0-10, csat 1-5")
     detail: Text | None = None
 
@@ -347,7 +364,7 @@ class AccountDealIn(_Strict):
     amount: Money | None = None
     close_date: Timestamp | None = None
     closed_at: Timestamp | None = None
-    is_won: bool | None = None
+    is_won: YesNo | None = None
     history: list[HistoryIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
 
 

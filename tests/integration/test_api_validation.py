@@ -252,3 +252,17 @@ def test_a_timestamp_is_iso_text_not_a_number(client: TestClient) -> None:
         r = client.post("/v1/leads/score", json=_lead(created_at=value), headers=auth())
         errors = _errors(r)
         assert "ISO 8601 text" in errors["leads.0.created_at"], errors
+
+
+def test_numbers_and_yes_no_answers_are_json_s_own_not_text(client: TestClient) -> None:
+    cases = [("leads", _lead(employees="250"), "leads.0.employees", "valid integer, not text"),
+             ("leads", _lead(budget_confirmed="true"), "leads.0.budget_confirmed",
+              "valid boolean (true or false), not text"),
+             ("deals", _deal(amount="1000"), "deals.0.amount", "valid number, not text")]
+    for route, body, field, reason in cases:
+        r = client.post(f"/v1/{route}/score", json=body, headers=auth())
+        errors = _errors(r)
+        assert reason in errors[field], errors
+    ok = client.post("/v1/leads/score", json=_lead(employees=250, budget_confirmed=True),
+                     headers=auth())
+    assert ok.status_code == 200, ok.text
