@@ -129,10 +129,11 @@ def _not_text(kind: str) -> Any:
     return BeforeValidator(check)
 
 
-Count = Annotated[int, _not_text("integer")]
 Number = Annotated[float, _not_text("number")]
 YesNo = Annotated[bool, _not_text("boolean (true or false)")]
-Money = Annotated[Number, Field(ge=0.0, le=1e12)]
+Money = Annotated[float, Field(ge=0.0, le=1e12), _not_text("number")]
+HeadCount = Annotated[int, Field(ge=0, le=10_000_000), _not_text("integer")]
+Days = Annotated[int, Field(ge=0, le=3650), _not_text("integer")]
 
 
 AttributeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -227,11 +228,11 @@ class LeadIn(_Strict):
     job_function: Text | None = None
     country: Text | None = None
     industry: Text | None = None
-    employees: Count | None = Field(default=None, ge=0, le=10_000_000)
+    employees: HeadCount | None = None
     budget_confirmed: YesNo | None = None
     is_decision_maker: YesNo | None = None
     need_stated: YesNo | None = None
-    timeline_days: Count | None = Field(default=None, ge=0, le=3650)
+    timeline_days: Days | None = None
     qualified_at: Timestamp | None = None
     disqualified_at: Timestamp | None = None
     opportunity_id: Id | None = None
@@ -268,7 +269,7 @@ class AccountIn(_Strict):
     account_id: Id
     name: Text | None = None
     industry: Text | None = None
-    employees: Count | None = Field(default=None, ge=0, le=10_000_000)
+    employees: HeadCount | None = None
     annual_revenue: Money | None = None
     country: Text | None = None
     created_at: Timestamp
@@ -376,8 +377,18 @@ class CustomerAccountIn(AccountIn):
     signals: list[SignalIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
 
 
+def batch_rules(entity: str, key: str) -> str:
+    """The rules a batch's records are held to beyond their own fields (the schema says
+    what the server enforces)."""
+    return (f"each {entity} once (a repeated {key} is a 422); none created after the "
+            "request's time (a 422, future_timestamp)")
+
+
 class AccountBatch(_Strict):
-    accounts: list[CustomerAccountIn] = Field(min_length=1, max_length=MAX_BATCH)
+    accounts: list[CustomerAccountIn] = Field(
+        min_length=1, max_length=MAX_BATCH,
+        description=batch_rules("account", "account_id"),
+    )
     context: Context | None = Field(
         default=None,
         description="the account owners' other deals (`opportunities`), which their record "
@@ -387,12 +398,18 @@ class AccountBatch(_Strict):
 
 
 class LeadBatch(_Strict):
-    leads: list[LeadIn] = Field(min_length=1, max_length=MAX_BATCH)
+    leads: list[LeadIn] = Field(
+        min_length=1, max_length=MAX_BATCH,
+        description=batch_rules("lead", "lead_id"),
+    )
     context: Context | None = None
 
 
 class DealBatch(_Strict):
-    deals: list[DealIn] = Field(min_length=1, max_length=MAX_BATCH)
+    deals: list[DealIn] = Field(
+        min_length=1, max_length=MAX_BATCH,
+        description=batch_rules("deal", "opportunity_id"),
+    )
     context: Context | None = None
 
 

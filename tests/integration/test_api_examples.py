@@ -80,3 +80,19 @@ def test_examples_are_dated_relative_to_the_day_the_schema_is_read(client: TestC
         lead = _examples(schema, "/v1/leads/score")["lead_with_activities"]["value"]["leads"][0]
         times = [pd.Timestamp(a["occurred_at"]) for a in lead["activities"]]
         assert day - timedelta(days=30) < max(times) < day
+
+
+def test_the_schema_states_the_rules_the_server_enforces() -> None:
+    from serving.app import create_app
+    from tests.integration.test_api_fixtures import settings
+
+    schema = create_app(settings(), models=[]).openapi()
+    parts = schema["components"]["schemas"]
+    leads = parts["LeadBatch"]["properties"]["leads"]
+    assert leads["minItems"] == 1 and leads["maxItems"] == 1000
+    assert "a repeated lead_id is a 422" in leads["description"]
+    lead = parts["LeadIn"]["properties"]
+    assert lead["employees"]["anyOf"][0]["maximum"] == 10_000_000
+    created = lead["created_at"]
+    assert created["type"] == "string" and created["format"] == "date-time"
+    assert "between 1970-01-01 and 2200-01-01" in created["description"]
