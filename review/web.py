@@ -30,6 +30,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from features.loader import DataContractError, load_crm
+from modeling.registry import redact
 from review.backtest import attach_backtest, read_last_backtest
 from review.build import ReviewInputError, build_review
 from review.forecasting import attach_forecast
@@ -94,8 +95,10 @@ def fingerprint(folder: Path) -> Fingerprint:
             found = [(e.name, (st := e.stat()).st_size, st.st_mtime_ns)
                      for e in entries if e.is_file()]
     except OSError as exc:
-        raise PageUnavailable(503, f"the data folder {folder} cannot be read: "
-                                   f"{exc.strerror or exc}") from None
+        log.error("pipeline data folder unreadable",
+                  extra={"error": f"{folder}: {exc.strerror or exc}"})
+        raise PageUnavailable(503, "the data folder cannot be read; the server's log says "
+                                   "why") from None
     return tuple(sorted(found))
 
 
@@ -122,7 +125,11 @@ class ReviewCache:
             attach_forecast(review, loaded.tables, model, s.tracking_uri, saved, self.folder)
             attach_backtest(review, saved, self.folder)
         except (DataContractError, ReviewInputError, OSError) as exc:
-            raise PageUnavailable(503, f"the data folder cannot be reviewed: {exc}") from None
+            # The reason names files and columns of the server: the log has it, the
+            # answer only says where to look.
+            log.error("pipeline review not built", extra={"error": redact(str(exc))})
+            raise PageUnavailable(503, "the data folder cannot be reviewed; the server's log "
+                                       "says why") from None
         html = render_html(review, self.settings.review_page_deals, sign_out=SIGN_OUT)
         return Built(key, review, html.encode("utf-8"), review.model_dump_json().encode(),
                      time.perf_counter() - started)

@@ -209,3 +209,15 @@ def test_sign_in_attempts_are_rate_limited_per_client(trained: Trained, crm_dir:
         r = c.post("/pipeline/sign-in", data={"api_key": API_KEY}, follow_redirects=False)
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
         assert "Too many sign-in attempts" in r.text
+
+
+def test_a_folder_that_cannot_be_reviewed_says_so_without_its_paths(
+        trained: Trained, tmp_path: Path) -> None:  # noqa: F811
+    folder = _folder(trained, tmp_path / "crm")
+    (folder / "leads.parquet").unlink()  # a required table missing
+    app = create_app(settings(data_dir=folder), models=[trained.lead, trained.deal])
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        r = c.get("/v1/pipeline", headers=auth())
+    assert r.status_code == 503
+    assert "cannot be reviewed; the server's log says why" in r.text
+    assert str(tmp_path) not in r.text and "leads.parquet" not in r.text
