@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.declarations import FeatureSet
 from features.own import Derived, read_own
-from features.schema import TABLES, CRMTables, coerce_dtypes
+from features.schema import CRMTables
 from features.tasks import TRUTH, task_spec
 
 Step = Callable[[str], None]
@@ -49,24 +49,6 @@ def read_tables(data_dir: Path) -> tuple[CRMTables, int]:
     return result.tables, len(result.rejections)
 
 
-def read_tables_unvalidated(data_dir: Path) -> CRMTables:
-    """Read one file per table (Parquet or CSV) and cast to the contract's dtypes."""
-    frames = {}
-    for name, table in TABLES.items():
-        parquet = Path(data_dir) / f"{name}.parquet"
-        csv = Path(data_dir) / f"{name}.csv"
-        if parquet.exists():
-            frame = pd.read_parquet(parquet)
-        elif csv.exists():
-            frame = pd.read_csv(csv)
-        elif table.optional:
-            continue  # left out: CRMTables has it empty
-        else:
-            raise FileNotFoundError(f"no {name}.parquet or {name}.csv in {data_dir}")
-        frames[name] = coerce_dtypes(frame, table)
-    return CRMTables(**frames)
-
-
 def load_training_inputs(
     data: Path,
     task: str,
@@ -90,10 +72,7 @@ def load_training_inputs(
         frame = pd.read_parquet(data)
         step("read training set")
     else:
-        try:
-            tables, rejected = read_tables(data)
-        except ImportError:  # loader not available: read the files as they are
-            tables = read_tables_unvalidated(data)
+        tables, rejected = read_tables(data)  # validated: rejected rows are not trained on
         step("loaded tables")
         from features.training_set import build_training_set, build_training_set_with_own
 
