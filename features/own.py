@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -88,11 +88,7 @@ class OwnFeatures:
     for categories)."""
 
     features: tuple[OwnFeature, ...] = ()
-    values: Mapping[str, pd.DataFrame] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.values is None:
-            object.__setattr__(self, "values", {})
+    values: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
     def of_key(self, key: str) -> tuple[OwnFeature, ...]:
         table = KEY_TABLES.get(key)

@@ -111,10 +111,18 @@ class RateLimiter:
     """Requests a minute per key (its digest), as a token bucket: up to ``per_minute`` at
     once, refilled evenly. ``per_minute`` 0 turns it off."""
 
+    MAX_BUCKETS = 10_000
+    """Callers tracked at once: past it, those whose bucket has refilled are forgotten
+    (a full bucket is what a new caller gets anyway), so many addresses cannot grow it."""
+
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def _forget_full(self, now: float) -> None:
+        refill = 60.0  # seconds for any bucket to fill again
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill}
 
     def retry_after(self, digest: str, now: float | None = None) -> int | None:
         """None when the request may go ahead (and is counted); else the whole seconds
@@ -124,6 +132,8 @@ class RateLimiter:
         now = time.monotonic() if now is None else now
         rate = self.per_minute / 60.0
         with self._lock:
+            if len(self._buckets) >= self.MAX_BUCKETS:
+                self._forget_full(now)
             tokens, last = self._buckets.get(digest, (float(self.per_minute), now))
             tokens = min(float(self.per_minute), tokens + (now - last) * rate)
             if tokens >= 1.0:

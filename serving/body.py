@@ -80,6 +80,7 @@ def _located(exc: ValidationError, *prefix: Any) -> list[dict[str, Any]]:
             for e in exc.errors(include_url=False, include_input=False)]
 
 
+@functools.cache
 def _records_field(model: type[BaseModel]) -> tuple[str, type[BaseModel]] | None:
     """A batch's list of records (``leads``, ``deals``, ``accounts``) and their model."""
     for name, info in model.model_fields.items():

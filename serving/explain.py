@@ -75,6 +75,9 @@ class Explainer:
         self.feature_set = feature_set
         self.names = tuple(feature_set.names)
         self.categorical = frozenset(feature_set.categorical)
+        self.levels = {f.name: frozenset(f.levels or CATEGORY_LEVELS.get(f.name, ()))
+                       for f in feature_set.features if f.dtype == "category"}
+        """Per category feature, the levels training knew (learned or declared)."""
         self.topics = topics_for(feature_set)
         position = {name: i for i, name in enumerate(self.names)}
         self._members = np.zeros((len(self.names), len(self.topics)))
@@ -246,7 +249,6 @@ def unseen_warning(field: str, value: str) -> str:
 
 def unseen_features(feature_set: FeatureSet, raw: Mapping[str, str]) -> dict[str, str]:
     """Category features whose value as sent is none of the levels training knew."""
-    cats = explainer(feature_set).categorical
+    levels = explainer(feature_set).levels
     return {f: v for f, v in raw.items()
-            if f in cats and v is not None
-            and v not in (feature_set.spec(f).levels or CATEGORY_LEVELS.get(f, ()))}
+            if f in levels and v is not None and v not in levels[f]}

@@ -290,10 +290,13 @@ class ModelStore:
         """Why ``task`` has no model, when the promotion gate withheld every version."""
         return None if task in self._models else self._withheld.get(task)
 
-    def record_failure(self, task: str, version: str | None, error: str) -> None:
+    def record_failure(self, task: str, version: str | None, error: str,
+                       count: bool = True) -> None:
+        """Record why ``task``'s version failed; ``count`` it for the metrics (not when a
+        failure already counted is recorded again, as beside a fallback)."""
         with self._lock:
             self._failures[task] = LoadFailure(version=version, error=error)
-        if self.on_failure is not None:
+        if count and self.on_failure is not None:
             self.on_failure(task)
 
     def failure(self, task: str) -> LoadFailure | None:
@@ -370,7 +373,7 @@ def load_into(store: ModelStore, source: ModelSource, task: str, check: Checker,
     old = store.swap(loaded)
     if loaded.version != version and version is not None:
         store.fall_back(Fallback(failed_version=version, version=loaded.version), task)
-        store.record_failure(task, version, LOAD_FAILED)
+        store.record_failure(task, version, LOAD_FAILED, count=False)  # counted above
     freeze_heap()
     log.info(
         "model loaded",

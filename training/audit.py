@@ -122,6 +122,9 @@ class AuditData:
     its outcome time."""
     changes: pd.DataFrame | None = None
     """Field history, one row per change: the entity key, ``changed_at`` and ``field``."""
+    read_as_of: bool = False
+    """The entity has a long field history (``lead_field_history``) that the features read
+    as of each snapshot, which is why ``changes`` leaves it out."""
 
 
 @dataclass
@@ -413,7 +416,10 @@ def run_audit(
     else:
         event_at = data.event_at.reindex(train.index)
         if data.changes is None:
-            skipped[CHANGED_AFTER_OUTCOME] = "no field history"
+            skipped[CHANGED_AFTER_OUTCOME] = (
+                "no field history of a column copied from the current record (the field "
+                "history there is read as of each snapshot: an edit after the outcome "
+                "reaches no feature)" if data.read_as_of else "no field history")
         else:
             by_entity = event_at.groupby(train[key].astype(str)).first()
             findings += changed_after_outcome_findings(data.changes, by_entity, key, settings)
@@ -508,8 +514,10 @@ def contract_audit_data(
                               index=train.index)
     for c in extra:
         timestamps[c] = train[c]
+    read_as_of = any(entity.name == spec.table and len(tables.get(name)) > 0
+                     for name, entity in FIELD_HISTORIES.items())
     return AuditData(train, key, features, event_at=event_at, timestamps=timestamps,
-                     changes=history_changes(tables, spec.table))
+                     changes=history_changes(tables, spec.table), read_as_of=read_as_of)
 
 
 def audit_task(

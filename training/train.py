@@ -21,6 +21,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.build import own_names
 from features.mapping.timing import read_current_values
 from features.own import Derived
 from features.schema import CRMTables
@@ -453,17 +454,17 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     )
 
 
-def record_own(ev: Evaluation, own: Derived) -> None:
+def record_own(ev: Evaluation, derived: Derived) -> None:
     """The export's own columns on the model (metadata, for its card and serving's
     warnings) and the run (MLflow params): which are features, which left out and why,
     and which are used with only the export's value (leak risks)."""
-    base = set(task_spec(ev.task).feature_set.names)
-    used = [n for n in ev.feature_set.names if n not in base]
-    ev.model.metadata["own_features"] = {"used": used, "left_out": dict(own.left_out),
-                                         "leak_risks": list(own.leak_risks)}
+    own = own_names(ev.feature_set)
+    used = [n for n in ev.feature_set.names if n in own]
+    ev.model.metadata["own_features"] = {"used": used, "left_out": dict(derived.left_out),
+                                         "leak_risks": list(derived.leak_risks)}
     ev.params["own_features"] = ",".join(used) or "none"
-    ev.params["own_features_left_out"] = ",".join(own.left_out) or "none"
-    ev.params["own_features_leak_risks"] = ",".join(own.leak_risks) or "none"
+    ev.params["own_features_left_out"] = ",".join(derived.left_out) or "none"
+    ev.params["own_features_leak_risks"] = ",".join(derived.leak_risks) or "none"
 
 
 def fit_companions(ev: Evaluation, tables: CRMTables | None, settings: TrainSettings,

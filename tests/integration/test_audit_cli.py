@@ -46,15 +46,6 @@ def leaky_set(crm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture()
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("LEADSCORE_TRAIN_MIN_DATA_IN_LEAF", "20")
-    monkeypatch.setenv("LEADSCORE_TRAIN_NUM_THREADS", "1")
-    return uri
-
-
 def _served(model: ScoringModel) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The model's description in /v1/models and a lead scored with the left-out field
     missing, then 0, 30 and 3,000 days."""

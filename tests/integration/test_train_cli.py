@@ -27,15 +27,6 @@ def crm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture()
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("LEADSCORE_TRAIN_MIN_DATA_IN_LEAF", "20")
-    monkeypatch.setenv("LEADSCORE_TRAIN_NUM_THREADS", "1")
-    return uri
-
-
 def _train(crm_dir: Path, tmp_path: Path, *extra: str) -> str:
     result = CliRunner().invoke(
         app,
