@@ -505,8 +505,9 @@ def audit(
     """Look for leaks in each task's training period, as `train` does before fitting.
 
     Rules: a single-feature AUC probe per feature column (implausibly strong, or far above
-    the rest), fields filled in only for one outcome, values changed after the outcome
-    (field history), timestamps at or after the outcome, and measures that track the
+    the rest), fields filled in only for one outcome, values known only on the export's
+    day that are filled in far more often for one outcome, values changed after the
+    outcome (field history), timestamps at or after the outcome, and measures that track the
     cycle's length. Thresholds: LEADSCORE_AUDIT_* variables (see the README). Exit codes:
     0 the audit ran (findings are reported, not an error), 1 the training set cannot be
     built or split, 2 the data cannot be read.

@@ -21,6 +21,12 @@ The rules:
   ``probe_auc``) or far above every other column (``probe_margin`` above the next best).
 - ``one_outcome``: the column is present for almost every row of one class and almost no
   row of the other (filled in only once the outcome is known).
+- ``uneven_fill``: a column read with only its value on the export's day (an export's own
+  column opted in by ``allow_current_values``) that is filled in for one outcome much more
+  often than for the other. A form answer or a running total is there whatever happened
+  next; a field the team fills in while working a lead (a rating, a call outcome, a
+  profile) is there more often for the leads that went far, so its presence on the
+  export's day records the outcome.
 - ``changed_after_outcome``: field history shows the field's value changing after the
   entity's outcome for a share of entities (the table's current value is not what was
   known before the outcome).
@@ -52,7 +58,8 @@ ONE_OUTCOME = "one_outcome"
 CHANGED_AFTER_OUTCOME = "changed_after_outcome"
 AFTER_OUTCOME_TIME = "after_outcome_time"
 CLOSE_TIME = "close_time"
-RULES = (PROBE, ONE_OUTCOME, CHANGED_AFTER_OUTCOME, AFTER_OUTCOME_TIME, CLOSE_TIME)
+UNEVEN_FILL = "uneven_fill"
+RULES = (PROBE, ONE_OUTCOME, UNEVEN_FILL, CHANGED_AFTER_OUTCOME, AFTER_OUTCOME_TIME, CLOSE_TIME)
 
 
 class AuditSettings(BaseSettings):
@@ -76,6 +83,12 @@ class AuditSettings(BaseSettings):
     """``one_outcome``: present for more than this share of one class..."""
     absent_share: float = Field(0.05, ge=0.0, lt=0.5)
     """... and for less than this share of the other."""
+    current_fill_ratio: float = Field(1.5, gt=1.0)
+    """``uneven_fill``: a current-value column filled in for one outcome at least this
+    many times as often as for the other..."""
+    current_fill_gap: float = Field(0.15, gt=0.0, lt=1.0)
+    """... and by at least this many points of share (so that 2 % against 1 % is not a
+    sign of anything)."""
     changed_share: float = Field(0.05, gt=0.0, le=1.0)
     """``changed_after_outcome``: flagged when more than this share of the entities whose
     outcome is known have the field changed after it."""
@@ -122,6 +135,9 @@ class AuditData:
     its outcome time."""
     changes: pd.DataFrame | None = None
     """Field history, one row per change: the entity key, ``changed_at`` and ``field``."""
+    current: tuple[str, ...] = ()
+    """The columns whose only value is the one on the export's day (read by
+    ``allow_current_values``): ``uneven_fill`` looks at these."""
     read_as_of: bool = False
     """The entity has a long field history (``lead_field_history``) that the features read
     as of each snapshot, which is why ``changes`` leaves it out."""
@@ -306,6 +322,36 @@ def one_outcome_findings(
     return findings
 
 
+def uneven_fill_findings(
+    train: pd.DataFrame, columns: tuple[str, ...], settings: AuditSettings
+) -> list[Finding]:
+    """``uneven_fill``: a current-value column filled in for one outcome far more often
+    than for the other."""
+    y = train["label"].to_numpy(dtype=int)
+    pos, neg = y == 1, y == 0
+    if min(pos.sum(), neg.sum()) < settings.min_rows:
+        return []
+    findings = []
+    for column in columns:
+        present = train[column].notna().to_numpy()
+        shares = {"positive": float(present[pos].mean()), "negative": float(present[neg].mean())}
+        more, less = sorted(shares, key=lambda k: -shares[k])
+        high, low = shares[more], shares[less]
+        if high - low >= settings.current_fill_gap and high >= settings.current_fill_ratio * low:
+            ratio = "every" if low == 0 else f"{high / low:.1f} times as"
+            findings.append(Finding(
+                column, UNEVEN_FILL,
+                {"present_positive": round(shares["positive"], 4),
+                 "present_negative": round(shares["negative"], 4),
+                 "ratio": settings.current_fill_ratio, "gap": settings.current_fill_gap},
+                f"only its value on the export's day exists, and it is filled in for "
+                f"{high:.0%} of {more} and {low:.0%} of {less} outcomes ({ratio} often): "
+                "filled in while the lead or deal was worked, so its presence records how "
+                "far it went",
+            ))
+    return findings
+
+
 def changed_after_outcome_findings(
     changes: pd.DataFrame, event_by_entity: pd.Series, entity_key: str, settings: AuditSettings
 ) -> list[Finding]:
@@ -410,6 +456,8 @@ def run_audit(
     if not probe:
         skipped[PROBE] = f"fewer than {settings.min_rows} rows of a class"
     findings += one_outcome_findings(train, data.features, settings)
+    findings += uneven_fill_findings(
+        train, tuple(c for c in data.current if c in data.features), settings)
     if data.event_at is None:
         for rule in (CHANGED_AFTER_OUTCOME, AFTER_OUTCOME_TIME, CLOSE_TIME):
             skipped[rule] = "no outcome time per entity (the data or the task records none)"
@@ -490,7 +538,8 @@ def history_changes(tables: CRMTables, table: str) -> pd.DataFrame | None:
 
 
 def contract_audit_data(
-    train: pd.DataFrame, spec: TaskSpec, tables: CRMTables, features: tuple[str, ...]
+    train: pd.DataFrame, spec: TaskSpec, tables: CRMTables, features: tuple[str, ...],
+    current: tuple[str, ...] = (),
 ) -> AuditData:
     """The audit's inputs for a task on the contract's tables: each row's outcome time (the
     earliest of the task's ``closed_by`` columns), the entity's other timestamp columns,
@@ -498,7 +547,7 @@ def contract_audit_data(
     ``one_outcome`` rules only."""
     key = spec.entity_key
     if not spec.closed_by:
-        return AuditData(train, key, features)
+        return AuditData(train, key, features, current=current)
     entity = tables.get(spec.table).drop_duplicates(key).set_index(key)
     entity.index = entity.index.astype(str)
     outcome = entity[list(spec.closed_by)].min(axis=1)
@@ -517,7 +566,8 @@ def contract_audit_data(
     read_as_of = any(entity.name == spec.table and len(tables.get(name)) > 0
                      for name, entity in FIELD_HISTORIES.items())
     return AuditData(train, key, features, event_at=event_at, timestamps=timestamps,
-                     changes=history_changes(tables, spec.table), read_as_of=read_as_of)
+                     changes=history_changes(tables, spec.table), current=current,
+                     read_as_of=read_as_of)
 
 
 def audit_task(
@@ -529,20 +579,22 @@ def audit_task(
     settings: AuditSettings | None = None,
     allowed: tuple[str, ...] = (),
     event_at: pd.Series | None = None,
+    current: tuple[str, ...] = (),
 ) -> AuditReport:
     """The audit of a task's labelled snapshots on the training period a run would fit on
     (``config``'s split). With the contract's ``tables`` the outcome times, timestamps and
     field history come from them. Without (a training-set file), the outcome times are
     ``event_at`` (same index as ``frame``) or else the frame's own columns named as the
     task's outcome columns (``closed_at``), and its other timestamp columns are checked
-    against them; with neither, only the probe and ``one_outcome`` run."""
+    against them; with neither, only the probe and ``one_outcome`` run. ``current``: the
+    feature columns read with only their value on the export's day (``uneven_fill``)."""
     split = split_periods(frame, task, config or EvaluationConfig())
     train = split.train
     features = tuple(feature_set.names)
     spec = task_spec(task)
     if tables is not None:
-        return run_audit(contract_audit_data(train, spec, tables, features), task, settings,
-                         allowed)
+        return run_audit(contract_audit_data(train, spec, tables, features, current), task,
+                         settings, allowed)
     stamps = [c for c in train.columns
               if c != "as_of" and pd.api.types.is_datetime64_any_dtype(train[c])]
     outcome = [c for c in spec.closed_by if c in stamps]
@@ -553,5 +605,6 @@ def audit_task(
         train, feature_set.entity_key, features,
         event_at=None if event_at is None else event_at.reindex(train.index),
         timestamps=train[stamps] if stamps else None,
+        current=current,
     )
     return run_audit(data, task, settings, allowed)

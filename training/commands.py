@@ -372,7 +372,7 @@ def run_audit(
     from dataclasses import replace
 
     from training.audit import audit_settings, audit_task
-    from training.data import load_training_inputs
+    from training.data import current_columns, load_training_inputs
     from training.evaluate import STATIC_CV, EvaluationConfig
     from training.train import static_reason, train_settings
 
@@ -388,7 +388,8 @@ def run_audit(
             if why is not None:
                 config = replace(config, evaluation=STATIC_CV)
             report = audit_task(inputs.frame, task, inputs.feature_set, config,
-                                tables=inputs.tables, settings=settings)
+                                tables=inputs.tables, settings=settings,
+                                current=current_columns(inputs))
         if why is not None:
             console.print(f"static mode ({why}): the audit reads the training rows of "
                           "train's static mode, not a time split's", soft_wrap=True,

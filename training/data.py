@@ -37,6 +37,13 @@ class TrainingInputs:
     out and why; None when the folder has none for the task's entity."""
 
 
+def current_columns(inputs: TrainingInputs) -> tuple[str, ...]:
+    """The feature columns read with only their value on the export's day: the export's
+    own columns opted in by ``allow_current_values`` (the leakage audit's ``uneven_fill``
+    looks at these)."""
+    return () if inputs.own is None else inputs.own.leak_risks
+
+
 def read_tables(data_dir: Path) -> tuple[CRMTables, int]:
     """The validated tables of a folder, and how many rows validation rejected.
 

@@ -31,7 +31,7 @@ from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_
 from training import plots
 from training.audit import AuditReport, audit_settings, audit_task
 from training.card import model_card
-from training.data import load_training_inputs
+from training.data import current_columns, load_training_inputs
 from training.evaluate import (
     STATIC_CV,
     DealModel,
@@ -413,7 +413,7 @@ def train(settings: TrainSettings, on_step: Step | None = None,
     if settings.audit:
         audit = audit_task(inputs.frame, settings.task, inputs.feature_set, config,
                            tables=inputs.tables, settings=audit_settings(),
-                           allowed=settings.allow_columns)
+                           allowed=settings.allow_columns, current=current_columns(inputs))
         config = replace(config, excluded=audit.excluded)
     step("audited the training period for leaks")
     digest = fingerprint(inputs.frame, settings.model_copy(

@@ -76,15 +76,40 @@ def _in_order(problems: list[str]) -> list[str]:
     return sorted(dict.fromkeys(problems), key=key)
 
 
+MAX_BASES = 8
+"""How many mapping files may stand on one another (a loop is an error, not a hang)."""
+
+
+def with_base(doc: Document, seen: tuple[str, ...] = ()) -> Document:
+    """``doc`` laid on what its ``preset:`` names: a shipped preset, or another mapping
+    file (a path ending in ``.yaml`` or ``.yml``, relative to this file's folder), itself
+    laid on its own ``preset:``. So one export's variant (more columns allowed, say) is a
+    short file that names the mapping it changes."""
+    preset = doc.data.get("preset")
+    if preset is None:
+        return doc
+    if isinstance(preset, str) and preset in PRESETS:
+        return merge(preset_document(preset), doc)
+    if not isinstance(preset, str) or not preset.endswith((".yaml", ".yml")):
+        raise MappingError([doc.problem(("preset",), f"unknown preset {preset!r}; use one "
+                                        f"of {', '.join(PRESETS)} or a mapping file's path "
+                                        "(.yaml)")])
+    path = Path(doc.name).parent / preset
+    seen = (*seen, str(Path(doc.name).resolve()))
+    if str(path.resolve()) in seen or len(seen) > MAX_BASES:
+        raise MappingError([doc.problem(("preset",), f"{preset} leads back to a mapping "
+                                        "already read: the presets form a loop")])
+    if not path.exists():
+        raise MappingError([doc.problem(("preset",), f"no mapping file {preset} beside this "
+                                        "one")])
+    base = with_base(read_document(path), seen)
+    return merge(base, doc)
+
+
 def mapping_from_document(doc: Document) -> Mapping:
     """Merge the preset the document names, then validate: ``MappingError`` lists every
     problem with its key and line."""
-    preset = doc.data.get("preset")
-    if preset is not None:
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise MappingError([doc.problem(("preset",), f"unknown preset {preset!r}; "
-                                            f"use one of {', '.join(PRESETS)}")])
-        doc = merge(preset_document(preset), doc)
+    doc = with_base(doc)
     try:
         mapping = Mapping.model_validate(doc.data)
     except ValidationError as exc:

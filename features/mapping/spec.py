@@ -412,7 +412,10 @@ _DOMAINS: dict[tuple[str, str], tuple[str, ...]] = {
 class Mapping(_Strict):
     """A whole mapping file, after its preset is merged under it."""
 
-    preset: str | None = Field(default=None, description="a shipped preset this file overrides")
+    preset: str | None = Field(
+        default=None,
+        description="a shipped preset (salesforce, hubspot, flat-leads, flat-deals) or another "
+                    "mapping file (.yaml, relative to this one) that this file overrides")
     description: str | None = None
     timezone: str = Field(default="UTC", description="time zone of times without an offset")
     currency: Currency = Field(default_factory=Currency)

@@ -137,3 +137,27 @@ def test_x_education_mapping_leaves_the_after_contact_fields_out() -> None:
         assert own[column] == "export", column
     assert all(not part.allow_current_values for _, part in mapping.parts("leads"))
     assert own["Lead Origin"] == "creation"
+
+
+def test_x_education_with_every_column_in_the_audit_leaves_the_sales_team_s_fields_out(
+    tmp_path: Path,
+) -> None:
+    """`every-column.yaml` reads every export-only column; the audit flags what the sales
+    team fills in while working a lead (Tags, Lead Quality, Lead Profile) and leaves them
+    out, and keeps the form's answers and the lead's own web activity."""
+    source = REAL / "xeducation_leads"
+    if not source.is_dir():
+        pytest.skip(f"{source} is not here (the public data is not in a fresh clone)")
+    out = tmp_path / "out"
+    code, text = _run("import", "--mapping",
+                      str(ROOT / "examples" / "xeducation_leads" / "every-column.yaml"),
+                      "--source", str(source), "--out", str(out))
+    assert code == 0, text
+    code, text = _run("audit", "--data", str(out), "--task", "lead_qualification",
+                      "--out", str(tmp_path / "audit.json"))
+    assert code == 0, text
+    (report,) = json.loads((tmp_path / "audit.json").read_text())["tasks"]
+    assert set(report["excluded"]) == {"tags", "lead_quality", "lead_profile"}
+    rules = {(f["column"], f["rule"]) for f in report["findings"]}
+    assert {("lead_quality", "uneven_fill"), ("lead_profile", "uneven_fill")} <= rules
+    assert report["probe"]["time_on_website"] > 0.7  # strong, and kept

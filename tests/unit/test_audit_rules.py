@@ -15,6 +15,7 @@ from training.audit import (
     CLOSE_TIME,
     ONE_OUTCOME,
     PROBE,
+    UNEVEN_FILL,
     AuditData,
     AuditSettings,
     after_outcome_time_findings,
@@ -25,6 +26,7 @@ from training.audit import (
     probe_auc,
     probe_findings,
     run_audit,
+    uneven_fill_findings,
 )
 
 N = 600
@@ -218,3 +220,38 @@ def test_the_columns_left_out_are_part_of_the_runs_fingerprint(frame: pd.DataFra
     settings = train_settings(task="deal_close", data=Path("unused"))
     assert fingerprint(frame, settings) != fingerprint(frame, settings, ("honest",))
     assert fingerprint(frame, settings, ("a", "b")) == fingerprint(frame, settings, ("b", "a"))
+
+
+def _filled(frame: pd.DataFrame, positive: float, negative: float, seed: int = 5) -> np.ndarray:
+    """A column present for about ``positive`` of the positive rows and ``negative`` of the
+    negative ones."""
+    rng = np.random.default_rng(seed)
+    share = np.where(frame["label"] == 1, positive, negative)
+    return np.where(rng.random(len(frame)) < share, rng.normal(size=len(frame)), np.nan)
+
+
+def test_uneven_fill_flags_a_current_value_filled_in_while_leads_are_worked(
+    frame: pd.DataFrame,
+) -> None:
+    frame = frame.assign(rating=_filled(frame, 0.7, 0.3), visits=_filled(frame, 1.0, 1.0),
+                         rare=_filled(frame, 0.02, 0.01))
+    findings = uneven_fill_findings(frame, ("rating", "visits", "rare"), SETTINGS)
+    assert [(f.column, f.rule) for f in findings] == [("rating", UNEVEN_FILL)]
+    (rating,) = findings
+    assert rating.evidence["present_positive"] == pytest.approx(0.7, abs=0.07)
+    assert rating.evidence["present_negative"] == pytest.approx(0.3, abs=0.07)
+    assert "times as often" in rating.reason and "export's day" in rating.reason
+    # The same column read as of each snapshot (not a current value) is not this rule's.
+    data = AuditData(frame, "deal_id", (*_columns(frame),), current=("visits",))
+    assert UNEVEN_FILL not in {f.rule for f in run_audit(data, "deal_close").findings}
+    data = AuditData(frame, "deal_id", (*_columns(frame),), current=("rating", "visits"))
+    report = run_audit(data, "deal_close")
+    assert "rating" in report.excluded and "visits" not in report.flagged
+
+
+def test_uneven_fill_needs_both_the_ratio_and_the_gap(frame: pd.DataFrame) -> None:
+    near = frame.assign(form=_filled(frame, 0.9, 0.7), thin=_filled(frame, 0.1, 0.03))
+    assert uneven_fill_findings(near, ("form", "thin"), SETTINGS) == []
+    strict = audit_settings(current_fill_ratio=1.2, current_fill_gap=0.05)
+    assert {f.column for f in uneven_fill_findings(near, ("form", "thin"), strict)} == {
+        "form", "thin"}

@@ -354,3 +354,36 @@ tables:
         "mapping.yaml:18: tables.opportunities.fields.amount.known_at: opportunities.amount "
         "takes no known_at: the attributes of opportunities are product",
     ]
+
+
+def test_a_mapping_file_can_stand_on_another(tmp_path: Path) -> None:
+    """``preset:`` naming a mapping file lays this one over it, and that one over its own
+    preset: a variant of an export's mapping is a few lines."""
+    (tmp_path / "base.yaml").write_text("""preset: flat-leads
+features:
+  leads:
+    origin: {column: Origin, type: category, known_at: creation}
+    visits: {column: Visits, type: number, known_at: export}
+""", encoding="utf-8")
+    (tmp_path / "more.yaml").write_text("""preset: base.yaml
+tables:
+  leads:
+    allow_current_values: [visits]
+""", encoding="utf-8")
+    mapping = load_mapping(tmp_path / "more.yaml")
+    assert mapping.parts("leads")[0][1].allow_current_values == ("visits",)
+    assert set(mapping.features["leads"]) == {"origin", "visits"}
+    flat = load_mapping(Path("flat-leads"))
+    assert dict(mapping.parts("leads"))["leads"].fields.keys() == \
+        dict(flat.parts("leads"))["leads"].fields.keys()
+
+
+def test_a_mapping_file_preset_that_is_missing_or_loops(tmp_path: Path) -> None:
+    assert _problems(tmp_path, "preset: other.yaml\n") == [
+        "mapping.yaml:1: preset: no mapping file other.yaml beside this one"]
+    (tmp_path / "other.yaml").write_text("preset: mapping.yaml\n", encoding="utf-8")
+    (problem,) = _problems(tmp_path, "preset: other.yaml\n")
+    assert problem.endswith("other.yaml:1: preset: mapping.yaml leads back to a mapping "
+                            "already read: the presets form a loop")
+    (problem,) = _problems(tmp_path, "preset: base.json\n")
+    assert "unknown preset 'base.json'" in problem and "a mapping file's path" in problem
