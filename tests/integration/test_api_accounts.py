@@ -34,7 +34,7 @@ class AccountModels:
     models: dict[str, LoadedModel]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def account_models() -> AccountModels:
     """Small renewal and expansion models on a generated CRM long enough to renew."""
     tables = generate_crm(2500, seed=5, months=30).tables

@@ -12,6 +12,10 @@ from typer.testing import CliRunner
 from features.mapping.export_format import write_export
 from features.mapping.importing import import_settings, run_import
 from leadscore.cli import app
+from tests.integration.test_api_accounts import (
+    AccountModels,
+    account_models,  # noqa: F401  (session fixture)
+)
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
@@ -85,6 +89,56 @@ def test_export_writes_the_crms_import_file_by_its_record_ids(
     assert set(crm[columns[2]]) <= {"A", "B", "C", "D"}
     reasons = crm[columns[-1]]
     assert reasons.str.len().le(limit).all() and reasons.str.startswith(("+ ", "- ")).all()
+
+
+ACCOUNT_WANT = {
+    ("salesforce", "account_renewal"): (
+        "Account_renewal_scores.csv", "Id", r"001\w{12}",
+        ["Id", "Renewal_Score__c", "Renewal_Grade__c", "Renewal_Reasons__c"], 255),
+    ("salesforce", "account_expansion"): (
+        "Account_expansion_scores.csv", "Id", r"001\w{12}",
+        ["Id", "Expansion_Score__c", "Expansion_Grade__c", "Expansion_Reasons__c"], 255),
+    ("hubspot", "account_renewal"): (
+        "companies_renewal_scores.csv", "Record ID", r"\d+",
+        ["Record ID", "renewal_score", "renewal_grade", "renewal_reasons"], 1000),
+    ("hubspot", "account_expansion"): (
+        "companies_expansion_scores.csv", "Record ID", r"\d+",
+        ["Record ID", "expansion_score", "expansion_grade", "expansion_reasons"], 1000),
+}
+
+
+@pytest.mark.parametrize("fmt", ["salesforce", "hubspot"])
+def test_account_scores_go_back_to_the_crm_s_company_records(
+    account_models: AccountModels, fmt: str, tmp_path: Path  # noqa: F811
+) -> None:
+    """Renewal and expansion write back keyed by the CRM's account (company) ids, one row
+    per scored customer account."""
+    write_export(account_models.tables, fmt, tmp_path / "export")
+    result = run_import(import_settings(mapping=Path(fmt), source=tmp_path / "export",
+                                        out=tmp_path / "tables"))
+    assert result.ok
+    tables = tmp_path / "tables"
+    for task, loaded in account_models.models.items():
+        loaded.model.save(tmp_path / task)  # type: ignore[attr-defined]
+        out_dir = tmp_path / f"{task}_out"
+        out_dir.mkdir()
+        code, out = _run("score", "--task", task, "--input", str(tables / "accounts.parquet"),
+                         "--data", str(tables), "--output", str(out_dir / "scores.csv"),
+                         "--as-of", account_models.as_of.isoformat(),
+                         "--model", str(tmp_path / task), "--export", fmt)
+        assert code == 0, out
+        file, id_col, id_rx, columns, limit = ACCOUNT_WANT[(fmt, task)]
+        results = pd.read_csv(out_dir / "scores.csv", dtype=str)
+        crm = pd.read_csv(out_dir / file, dtype=str, keep_default_na=False)
+        assert list(crm.columns) == columns
+        assert len(results) > 0
+        assert crm[id_col].tolist() == results["account_id"].tolist()
+        assert crm[id_col].str.fullmatch(id_rx).all()
+        assert crm[columns[1]].astype(int).between(0, 100).all()
+        assert set(crm[columns[2]]) <= {"A", "B", "C", "D"}
+        reasons = crm[columns[-1]]
+        assert reasons.str.len().le(limit).all()
+        assert (reasons.eq("") | reasons.str.startswith(("+ ", "- "))).all()
 
 
 def test_keys_that_are_not_crm_ids_are_refused(
