@@ -112,6 +112,15 @@ class Changes:
             return current
         return self._gather(found, current, lambda text: as_numbers(text, kind))
 
+    def texts(self, found: FieldAsOf | None, current: np.ndarray) -> np.ndarray:
+        """A text attribute as of t, as text (None: empty): ``current`` (the record's
+        text) where the field never changed."""
+        if found is None:
+            return current
+        return self._gather(found, current,
+                            lambda text: np.asarray(text.to_numpy(zero_copy_only=False),
+                                                    dtype=object))
+
     def codes(self, found: FieldAsOf | None, current: np.ndarray,
               levels: pd.Index) -> np.ndarray:
         """A text attribute as of t, as codes of ``levels`` (-1: missing or unseen):

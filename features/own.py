@@ -10,6 +10,9 @@ a yes/no answer) and when it is known:
 
 - ``creation``: fixed when the record is created (a lead's origin): read for every snapshot
   after the record exists.
+- ``history``: its past values come from the record's field history (Salesforce
+  LeadHistory, HubSpot property history): read as of each snapshot, as the contract's own
+  changeable attributes are (``features.field_history``).
 - ``export``: only the value on the day of the export exists (a running total, a field the
   sales team fills in after contact). It may tell the outcome, so it is left out of
   features unless the mapping lists it in ``allow_current_values``; a model trained with
@@ -32,12 +35,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from features import field_history as fh
 from features import point_in_time as pit
-from features.columns import Frame, keys
+from features.columns import Frame, keys, times
 from features.declarations import Entity, FeatureDtype, FeatureSet, FeatureSpec
 
 OWN_DIR = "own_features"
 MANIFEST = "features.json"
+HISTORY_SUFFIX = "_history"
+"""``<table>_history.parquet``: the changes of a table's ``history`` features."""
 MAX_MISSING = 0.99
 """An own feature missing in more than this share of training rows is dropped (reported)."""
 
@@ -68,12 +74,12 @@ class OwnFeature:
 
     @property
     def usable(self) -> bool:
-        return self.known_at == "creation" or self.allowed
+        return self.known_at != "export" or self.allowed
 
     @property
     def leak_risk(self) -> bool:
         """A value only the export knows, used anyway: the card names it."""
-        return self.known_at != "creation" and self.allowed
+        return self.known_at == "export" and self.allowed
 
     def spec(self, levels: tuple[str, ...] = ()) -> FeatureSpec:
         text = {"number": "{value:,.4g}", "category": "{value}", "yes_no": "{value}"}[self.kind]
@@ -89,6 +95,10 @@ class OwnFeatures:
 
     features: tuple[OwnFeature, ...] = ()
     values: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    history: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    """Per table, the changes of its ``history`` features, one row per change: the key,
+    ``changed_at`` (UTC), ``field`` (the feature's name), ``old_value`` and ``new_value``
+    as text (numbers and yes/no answers as numbers: ``1.0`` is yes)."""
 
     def of_key(self, key: str) -> tuple[OwnFeature, ...]:
         table = KEY_TABLES.get(key)
@@ -118,6 +128,10 @@ def write_own(folder: Path, own: OwnFeatures) -> list[Path]:
         path = out / f"{table}.parquet"
         frame.to_parquet(path, index=False)
         written.append(path)
+    for table, frame in own.history.items():
+        path = out / f"{table}{HISTORY_SUFFIX}.parquet"
+        frame.to_parquet(path, index=False)
+        written.append(path)
     manifest = out / MANIFEST
     manifest.write_text(json.dumps({"features": [asdict(f) for f in own.features]},
                                    indent=2) + "\n")
@@ -131,12 +145,15 @@ def read_own(folder: Path) -> OwnFeatures:
         return NONE
     data = json.loads(manifest.read_text())
     features = tuple(OwnFeature(**f) for f in data.get("features", []))
-    values = {}
+    values, history = {}, {}
     for table in sorted({f.table for f in features}):
         frame = pd.read_parquet(manifest.parent / f"{table}.parquet")
         values[table] = _typed(frame, TABLE_KEYS[table],
                                [f for f in features if f.table == table])
-    return OwnFeatures(features, values)
+        changes = manifest.parent / f"{table}{HISTORY_SUFFIX}.parquet"
+        if changes.is_file():
+            history[table] = pd.read_parquet(changes)
+    return OwnFeatures(features, values, history)
 
 
 def _typed(frame: pd.DataFrame, key: str, features: Sequence[OwnFeature]) -> pd.DataFrame:
@@ -156,29 +173,43 @@ def own_columns(
     """Per snapshot, the value of each usable own feature of the entity ``key``: float
     (NaN: not known) or text (None), where the entity existed before the snapshot's time.
 
-    Only ``creation`` values and opted-in ``export`` values are read; both are the
-    record's one value, so they need no time of their own.
+    ``creation`` values and opted-in ``export`` values are the record's one value, so they
+    need no time of their own; a ``history`` value is the record's unless its field
+    history says otherwise as of the snapshot's time (``features.field_history``).
     """
     table = KEY_TABLES.get(key)
     frame = own.values.get(table) if table else None
-    if frame is None:
+    if frame is None or table is None:
         return {}
-    row = pit.codes(keys(snapshots, key), frame[key].to_numpy(dtype=object))
+    vocabulary = frame[key].to_numpy(dtype=object)
+    row = pit.codes(keys(snapshots, key), vocabulary)
     ok = (row >= 0) & np.asarray(exists, dtype=bool)
     at = np.where(ok, row, 0)
+    usable = [f for f in own.of_key(key) if f.usable]
+    changed = tuple(f.name for f in usable if f.known_at == "history")
+    history = own.history.get(table)
+    changes = (fh.Changes.of(history, key, vocabulary, changed)
+               if changed and history is not None else None)
+    queries = pit.Queries(row, times(snapshots, "as_of")) if changes is not None else None
     out: dict[str, np.ndarray] = {}
-    for f in own.of_key(key):
-        if not f.usable:
-            continue
+    for f in usable:
         values = frame[f.name].to_numpy()
+        found = (changes.lookup(queries, f.name)
+                 if changes is not None and queries is not None and f.name in changed
+                 else None)
         if f.kind == "category":
-            picked = np.full(len(row), None, dtype=object)
+            current = np.full(len(row), None, dtype=object)
             if len(values):
-                picked[ok] = np.asarray(values, dtype=object)[at[ok]]
-            out[f.name] = picked
+                current = np.asarray(values, dtype=object)[at]
+            picked = current if changes is None else changes.texts(found, current)
+            text = np.full(len(row), None, dtype=object)
+            text[ok] = np.asarray(picked, dtype=object)[ok]
+            out[f.name] = text
         else:
             vals = np.asarray(values, dtype=np.float64)
-            out[f.name] = np.where(ok, vals[at] if len(vals) else np.nan, np.nan)
+            current = vals[at] if len(vals) else np.full(len(row), np.nan)
+            picked = current if changes is None else changes.numbers(found, current, "float")
+            out[f.name] = np.where(ok, picked, np.nan)
     return out
 
 
@@ -242,6 +273,6 @@ def category_codes(values: np.ndarray, levels: tuple[str, ...]) -> np.ndarray:
     return pit.codes(np.asarray(values, dtype=object), np.asarray(levels, dtype=object))
 
 
-__all__ = ["KEY_TABLES", "MANIFEST", "MAX_MISSING", "NONE", "OWN_DIR", "TABLE_KEYS",
-           "Derived", "KnownAt", "OwnFeature", "OwnFeatures", "OwnKind", "category_codes",
-           "derive_feature_set", "own_columns", "read_own", "write_own"]
+__all__ = ["HISTORY_SUFFIX", "KEY_TABLES", "MANIFEST", "MAX_MISSING", "NONE", "OWN_DIR",
+           "TABLE_KEYS", "Derived", "KnownAt", "OwnFeature", "OwnFeatures", "OwnKind",
+           "category_codes", "derive_feature_set", "own_columns", "read_own", "write_own"]

@@ -11,6 +11,7 @@ its dates, outcome dates) is said in ``Converted.notes``; values that nothing pl
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.mapping.own_columns import OWN_PREFIX, own_values
+from features.mapping.own_columns import OWN_PREFIX, own_history, own_values
 from features.mapping.spec import (
     HISTORY_TABLES,
     ContactRoles,
@@ -427,6 +428,9 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
         part = _field_changes(run, table, tms[0], timing.history_fields(table))
         if part is not None:
             tables[name], origin[name], columns[name] = _stack([part], name)
+        own_changes = _own_changes(run, table, tms[0])
+        if own_changes is not None:
+            own = own_history(own, table, own_changes, run.placed)
     leave_out_current_values(mapping, present, timing, tables)
     _feature_levels(run, tables)
     for name in ("leads", "opportunities", "opportunity_history", "activities"):
@@ -781,8 +785,37 @@ def _field_changes(run: _Run, table: str, tm: TableMap, fields: list[str]) -> _P
     """The records' changes of ``fields`` (attributes known from history) as rows of the
     contract's field-history table, each value read through the attribute's own field map;
     None when the export has no such history."""
+    wanted = [(col, tm.fields[col], TABLES[table].column(col).kind) for col in fields]
+    found = _changes_of(run, table, tm, wanted)
+    if found is None:
+        return None
+    part, counts = found
+    run.notes.append(f"{HISTORY_TABLES[table]}: from {part.file} ({counts} change(s)); "
+                     "features read these attributes as of each snapshot")
+    return part
+
+
+def _own_changes(run: _Run, table: str, tm: TableMap) -> pd.DataFrame | None:
+    """The changes of the table's own ``history`` features (the mapping's ``features:``),
+    their values read as each feature's column is: text, typed by ``own_history``."""
+    wanted = [(name, om, "float" if om.type == "number" else "category")
+              for name, om in run.m.features.get(table, {}).items() if om.known_at == "history"]
+    found = _changes_of(run, table, tm, wanted)
+    if found is None:
+        return None
+    part, counts = found
+    run.notes.append(f"{table}: the history of its own features from {part.file} ({counts} "
+                     "change(s)); read as of each snapshot")
+    return part.frame
+
+
+def _changes_of(run: _Run, table: str, tm: TableMap,
+                wanted: Sequence[tuple[str, FieldMap, str]]) -> tuple[_Part, str] | None:
+    """The rows of the table's field history (``changes:``) that change one of ``wanted``
+    (name, its field map, its kind), each value read through that field map, and how many
+    per name (for the caller's note); None when the export has none."""
     ch = tm.changes
-    if ch is None or not fields or ch.source not in run.sources:
+    if ch is None or not wanted or ch.source not in run.sources:
         return None
     src = run.sources[ch.source]
     df = src.frame
@@ -800,16 +833,14 @@ def _field_changes(run: _Run, table: str, tm: TableMap, fields: list[str]) -> _P
     out: list[pd.DataFrame] = []
     where: list[np.ndarray] = []
     counts: list[str] = []
-    for col in fields:
-        fm = tm.fields[col]
+    for col, fm, kind in wanted:
         if not fm.column:
             continue  # a constant or a made-up value has no history
-        wanted = {loose_name(n) for n in (ch.names.get(col) or fm.column)}
-        hit = names.map(loose).isin(wanted).to_numpy()
+        named = {loose_name(n) for n in (ch.names.get(col) or fm.column)}
+        hit = names.map(loose).isin(named).to_numpy()
         if not hit.any():
             continue
         rows = df.loc[hit]
-        kind = TABLES[table].column(col).kind
 
         def read(column: str, rows: pd.DataFrame = rows, fm: FieldMap = fm,
                  col: str = col, kind: str = kind) -> pd.Series:
@@ -830,16 +861,14 @@ def _field_changes(run: _Run, table: str, tm: TableMap, fields: list[str]) -> _P
         where.append(piece.index.to_numpy())  # the rows of the file (its frame's index)
         counts.append(f"{col} {len(piece):,}")
     if not out:
-        run.notes.append(f"{HISTORY_TABLES[table]}: no change of {', '.join(fields)} in "
-                         f"{src.file}")
+        run.notes.append(f"{HISTORY_TABLES[table]}: no change of "
+                         f"{', '.join(w[0] for w in wanted)} in {src.file}")
         return None
     frame = pd.concat(out, ignore_index=True).astype(object)
     frame = frame.where(frame.notna(), None)
-    run.notes.append(f"{HISTORY_TABLES[table]}: from {src.file} ({', '.join(counts)} "
-                     "change(s)); features read these attributes as of each snapshot")
     used = {key: id_c, "changed_at": t_c, "field": f_c, "new_value": v_c,
             "old_value": old_c or f"{v_c} (derived: the previous change's)"}
-    return _Part(frame, src.file, np.concatenate(where).astype(np.int64), used)
+    return _Part(frame, src.file, np.concatenate(where).astype(np.int64), used), ", ".join(counts)
 
 
 # ---------------------------------------------------------------------------------------

@@ -81,6 +81,50 @@ def own_values(
     return OwnFeatures(tuple(features), values)
 
 
+def _as_text(values: pd.Series) -> pd.Series:
+    """Typed numbers as the text a field history holds (None where empty)."""
+    return values.map(lambda v: None if pd.isna(v) else repr(float(v))).astype(object)
+
+
+def own_history(
+    own: OwnFeatures, table: str, changes: pd.DataFrame,
+    placed: Callable[[str, str, str], Unplaced],
+) -> OwnFeatures:
+    """``own`` with the changes of ``table``'s ``history`` features (key, ``changed_at`` as
+    ISO text, ``field``, ``old_value``, ``new_value`` as read from the export), each value
+    typed as its feature's column is; a change whose time cannot be read is counted and
+    left out."""
+    key = TABLE_KEYS[table]
+    at = pd.to_datetime(changes["changed_at"], utc=True, errors="coerce", format="ISO8601")
+    pieces = []
+    for f in own.features:
+        if f.table != table or f.known_at != "history":
+            continue
+        mine = (changes["field"] == f.name).to_numpy()
+        timed = mine & at.notna().to_numpy()
+        if (mine & ~timed).any():
+            placed(table, f.name, f"{f.column}: a change without a readable time, not "
+                   "read").add(changes.loc[mine & ~timed, "changed_at"].astype(object))
+        rows = changes.loc[timed]
+        piece = {key: rows[key].astype(object), "changed_at": at[timed], "field": f.name}
+        for side in ("old_value", "new_value"):
+            text = rows[side].astype(object)
+            if f.kind == "number":
+                piece[side] = _as_text(_numbers(text, placed(
+                    table, f.name, f"{f.column}: not a number, left empty")))
+            elif f.kind == "yes_no":
+                piece[side] = _as_text(_yes_no(text, placed(
+                    table, f.name, f"{f.column}: not a yes/no answer, left empty")))
+            else:
+                piece[side] = text.where(text.notna(), None)
+        pieces.append(pd.DataFrame(piece))
+    if not pieces:
+        return own
+    history = pd.concat(pieces, ignore_index=True).sort_values(
+        [key, "changed_at"], kind="stable").reset_index(drop=True)
+    return OwnFeatures(own.features, own.values, {**own.history, table: history})
+
+
 def valid_only(own: OwnFeatures, valid: CRMTables) -> OwnFeatures:
     """The own values of the records validation kept (the first row of a repeated key)."""
     if not own:
@@ -91,7 +135,9 @@ def valid_only(own: OwnFeatures, valid: CRMTables) -> OwnFeatures:
         ids = valid.get(table)[key].dropna().astype(object)
         rows = frame[frame[key].isin(set(ids))]
         kept[table] = rows.drop_duplicates(key, keep="first").reset_index(drop=True)
-    return OwnFeatures(own.features, kept)
+    history = {table: frame[frame[TABLE_KEYS[table]].isin(set(kept[table][TABLE_KEYS[table]]))]
+               .reset_index(drop=True) for table, frame in own.history.items() if table in kept}
+    return OwnFeatures(own.features, kept, history)
 
 
-__all__ = ["OWN_PREFIX", "own_values", "valid_only"]
+__all__ = ["OWN_PREFIX", "own_history", "own_values", "valid_only"]

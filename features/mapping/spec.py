@@ -350,10 +350,6 @@ class OwnFeatureMap(FieldMap):
     def _readable(self) -> OwnFeatureMap:
         if not self.column:
             raise ValueError("an own feature is read from a column: give `column`")
-        if self.known_at == "history":
-            raise ValueError("known_at: history is not read for an export's own columns "
-                             "yet: declare creation, or export (then it is left out unless "
-                             "listed in allow_current_values)")
         return self
 
 
@@ -540,6 +536,16 @@ def _check_timing(problems: list[tuple[tuple[str, ...], str]], base: tuple[str, 
                              f"`changes:` to tables.{table}"))
     if part.changes is not None and table not in HISTORY_TABLES:
         problems.append(((*base, "changes"), f"the contract keeps no field history of {table}"))
+    for name, om in own.items():
+        if om.known_at != "history":
+            continue
+        path = ("features", table, name, "known_at")
+        if table not in HISTORY_TABLES:
+            problems.append((path, f"the contract keeps no field history of {table}: use "
+                             "creation or export"))
+        elif part.changes is None:
+            problems.append((path, f"history needs the records' field history: add "
+                             f"`changes:` to tables.{table}"))
     for col in part.allow_current_values:
         if col in own:
             if own[col].known_at != "export":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -160,3 +161,54 @@ def test_the_cli_says_what_it_left_out_and_writes_known_at(tmp_path: Path) -> No
     assert "known at: leads: known only as of the export, left out of features (blanked): " \
         "industry (1 value), employees (1 value), budget_confirmed (2 values)" in out
     assert (tmp_path / "out" / TIMING_FILE).exists()
+
+
+OWN_HISTORY = SF_BANT + """
+features:
+  leads:
+    rating: {column: Rating, type: category, known_at: history}
+    fit_score: {column: Fit_Score__c, type: number, known_at: history}
+"""
+
+
+def _with_own_history() -> dict[str, str]:
+    """The BANT export with a rating and a fit score on the lead, and their changes."""
+    files = dict(SALESFORCE_BANT)
+    lines = files["Lead.csv"].rstrip("\n").split("\n")
+    extra = {"00Q1": ",Hot,80", "00Q2": ",Cold,"}
+    files["Lead.csv"] = "\n".join(
+        [lines[0] + ",Rating,Fit_Score__c"]
+        + [line + extra.get(line.split(",", 1)[0], ",,") for line in lines[1:]]) + "\n"
+    files["LeadHistory.csv"] = files["LeadHistory.csv"] + (
+        "00Q1,Rating,,Warm,2024-01-07T00:00:00.000Z\n"
+        "00Q1,Rating,Warm,Hot,2024-01-12T00:00:00.000Z\n"
+        "00Q1,Fit_Score__c,40,80,2024-01-12T00:00:00.000Z\n"
+        "00Q1,Fit_Score__c,80,,2024-01-13T00:00:00.000Z\n"
+        "00Q1,Fit_Score__c,,80,not a time\n")
+    return files
+
+
+def test_own_columns_known_from_history_are_read_as_of_t(tmp_path: Path) -> None:
+    """An export's own column declared `known_at: history` takes its past values from the
+    field history: blank before it was filled in, each edit only after it was made."""
+    from features.columns import ColumnTable
+    from features.own import own_columns, read_own
+
+    result = _import(tmp_path, _with_own_history(), OWN_HISTORY)
+    assert _history_lines(result) == []
+    own = read_own(tmp_path / "out")
+    assert {(f.name, f.known_at, f.usable, f.leak_risk) for f in own.features} == {
+        ("rating", "history", True, False), ("fit_score", "history", True, False)}
+    history = own.history["leads"]
+    assert history.loc[history["field"] == "fit_score", "new_value"].tolist() == ["80.0", None]
+    summary = json.loads(result.summary_file.read_text())
+    assert any("Fit_Score__c: a change without a readable time" in u["what"]
+               for u in summary["unplaced_values"]), summary["unplaced_values"]
+    times = ["2024-01-06", "2024-01-10", "2024-01-12T12:00", "2024-01-14"]
+    snaps = ColumnTable({"lead_id": np.array(["00Q1"] * 4 + ["00Q2"], dtype=object),
+                         "as_of": pd.DatetimeIndex([*times, "2024-02-01"], tz="UTC")
+                         .as_unit("ns").asi8}, 5)
+    cols = own_columns(own, "lead_id", snaps, np.ones(5, dtype=bool))
+    assert cols["rating"].tolist() == [None, "Warm", "Hot", "Hot", "Cold"]
+    fit = cols["fit_score"]
+    assert fit[:2].tolist() == [40.0, 40.0] and fit[2] == 80.0 and np.isnan(fit[3:]).all()

@@ -254,7 +254,18 @@ features:
 """
     problems = "\n".join(_problems(tmp_path, text))
     assert "mapping.yaml:4: features.leads.origin.type: Input should be 'number'" in problems
-    assert "mapping.yaml:5: features.leads.visits: known_at: history is not read" in problems
+    history = text.replace("colour", "category")
+    assert _problems(tmp_path, history) == [
+        "mapping.yaml:5: features.leads.visits.known_at: history needs the records' field "
+        "history: add `changes:` to tables.leads"]
+    accounts = """preset: salesforce
+features:
+  accounts:
+    tier: {column: Tier__c, type: category, known_at: history}
+"""
+    assert _problems(tmp_path, accounts) == [
+        "mapping.yaml:4: features.accounts.tier.known_at: the contract keeps no field "
+        "history of accounts: use creation or export"]
     names = """preset: flat-leads
 features:
   leads:
