@@ -21,6 +21,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
 from features.schema import (
@@ -80,15 +81,13 @@ TIMESTAMP_RANGE = (_EARLIEST, _LATEST)
 
 
 def _utc(value: datetime) -> datetime:
-    """Naive timestamps are taken as UTC (the contract's zone); all are kept in range."""
-    message = "timestamp must be between 1970-01-01 and 2200-01-01 (UTC)"
-    try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 has no UTC datetime
-        raise ValueError(message) from None
-    if not _EARLIEST <= value < _LATEST:
-        raise ValueError(message)
-    return value
+    """Naive timestamps are taken as UTC (the contract's zone); all are kept in range: the
+    date as written is from 1970-01-01 to 2199-12-31, what the schema's pattern states (an
+    offset may move the UTC time a day either way, which every later step holds)."""
+    if not _EARLIEST.replace(tzinfo=None) <= value.replace(tzinfo=None) < \
+            _LATEST.replace(tzinfo=None):
+        raise ValueError("timestamp must be between 1970-01-01 and 2200-01-01")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _clean(value: str) -> str:
@@ -110,12 +109,20 @@ def _iso_only(value: Any) -> Any:
     return value
 
 
+TIMESTAMP_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|21[0-9]{2})-"
+"""The years a timestamp may be written in (1970 to 2199)."""
+TEXT_PATTERN = r"^[^\x00\ud800-\udfff]*$"
+"""Text is valid Unicode without NUL: no NUL character and no lone surrogate."""
+
 Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc),
                       WithJsonSchema({"type": "string", "format": "date-time",
+                                      "pattern": TIMESTAMP_PATTERN,
                                       "description": "ISO 8601, between 1970-01-01 and "
-                                      "2200-01-01 UTC; without an offset, UTC"})]
-Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean)]
-Text = Annotated[str, Field(max_length=256), AfterValidator(_clean)]
+                                      "2200-01-01 as written; without an offset, UTC"})]
+Id = Annotated[str, Field(min_length=1, max_length=128,
+                          json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(_clean)]
+Text = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": TEXT_PATTERN}),
+                 AfterValidator(_clean)]
 def _not_text(kind: str) -> Any:
     """A JSON body's number or yes/no answer must be one, not text ("250", "true"): the
     API reads JSON as sent. A file's cells are text, so ``leadscore score`` (which
@@ -137,7 +144,7 @@ Days = Annotated[int, Field(ge=0, le=3650), _not_text("integer")]
 
 
 AttributeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
-AttributeValue = Annotated[str, Field(max_length=256), AfterValidator(_clean)] | float | bool | None
+AttributeValue = Text | float | bool | None
 ATTRIBUTES_DESCRIPTION = (
     "the export's own columns, by feature name, for a model trained on an import that "
     "passed them (its mapping's `features:`): a category as text, a number, or true/false. "
@@ -147,7 +154,10 @@ ATTRIBUTES_DESCRIPTION = (
 
 
 def _attributes() -> Any:
-    return Field(default_factory=dict, max_length=200, description=ATTRIBUTES_DESCRIPTION)
+    # Every key must match the name pattern (the schema's patternProperties alone would let
+    # any other key through with any value).
+    return Field(default_factory=dict, max_length=200, description=ATTRIBUTES_DESCRIPTION,
+                 json_schema_extra={"additionalProperties": False})
 
 
 class _Strict(BaseModel):
@@ -305,9 +315,10 @@ class DealIn(OpportunityIn):
     def _must_be_open(self) -> DealIn:
         last = max(self.history, key=lambda h: h.changed_at).stage
         if last not in OPEN_STAGES:
-            raise ValueError(
-                f"the deal's latest stage is '{last}': only open deals "
-                f"({', '.join(OPEN_STAGES)}) are scored"
+            raise PydanticCustomError(
+                "closed_deal",
+                "the deal's latest stage is '{last}': only open deals ({stages}) are scored",
+                {"last": last, "stages": ", ".join(OPEN_STAGES)},
             )
         return self
 
