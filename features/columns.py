@@ -17,6 +17,7 @@ both forms to identical features.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -194,10 +195,21 @@ def tables_from_rows(
     tables: dict[str, Any] = {}
     for t in CONTRACT:
         given = rows.get(t.name, ())
-        table = (given.table(t) if isinstance(given, RowColumns)
-                 else table_from_rows(list(given), t))
+        if isinstance(given, RowColumns):
+            table = given.table(t) if given.length else _empty_table(t.name)
+        else:
+            listed = list(given)
+            table = table_from_rows(listed, t) if listed else _empty_table(t.name)
         tables[t.name] = first_per_key(table, t.key)
     return ColumnTables(**tables)
+
+
+@functools.cache
+def _empty_table(name: str) -> ColumnTable:
+    """A contract table without rows, built once (most of a request's tables are empty,
+    and an array of no values holds nothing to change)."""
+    table = next(t for t in CONTRACT if t.name == name)
+    return table_from_rows([], table)
 
 
 def tables_from_frames(tables: CRMTables) -> ColumnTables:
