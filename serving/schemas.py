@@ -128,11 +128,7 @@ def _not_text(kind: str) -> Any:
             raise ValueError(f"Input should be a valid {kind}, not text")
         return value
 
-    _JSON_TYPE_CHECKS.add(check)
     return BeforeValidator(check)
-
-
-_JSON_TYPE_CHECKS: set[Any] = set()
 
 
 Number = Annotated[float, _not_text("number")]
@@ -154,37 +150,6 @@ ATTRIBUTES_DESCRIPTION = (
 
 def _attributes() -> Any:
     return Field(default_factory=dict, max_length=200, description=ATTRIBUTES_DESCRIPTION)
-
-
-def clean_json_schema(node: Any) -> Any:
-    """A model's core schema for a body decoded by orjson with no ``\\u0000`` escape, which
-    accepts a subset of what the model accepts and gives the same values, with checks
-    pydantic-core makes natively where the model calls Python per value:
-
-    - ``_clean`` goes: orjson refuses lone surrogates, and a NUL needs that escape;
-    - a timestamp must be text (a strict ``str`` before the datetime) instead of ``_iso_only``;
-    - a number or yes/no answer is strict (JSON's own type) instead of ``_not_text``, which
-      also turns away what lax mode would have converted (``1`` for true, ``3.0`` for 3).
-
-    What it refuses is validated again by the model itself, for its messages
-    (``serving.body.validate_body``).
-    """
-    if isinstance(node, list):
-        return [clean_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    kind = node.get("type")  # a mapping of fields may hold one named "type"
-    func = (node["function"].get("function")
-            if isinstance(kind, str) and kind.startswith("function-") else None)
-    if kind == "function-after" and func is _clean:
-        return clean_json_schema(node["schema"])
-    if kind == "function-before" and func is _iso_only:
-        return {"type": "chain",
-                "steps": [{"type": "str", "strict": True}, clean_json_schema(node["schema"])]}
-    if kind == "function-before" and func in _JSON_TYPE_CHECKS:
-        return {**clean_json_schema(node["schema"]), "strict": True}
-    return {k: v if k in ("function", "cls", "metadata", "serialization", "config")
-            else clean_json_schema(v) for k, v in node.items()}
 
 
 class _Strict(BaseModel):

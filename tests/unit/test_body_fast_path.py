@@ -1,5 +1,5 @@
-"""The fast way a body is read (orjson, pydantic-core's own checks) gives what the exact
-way gives: the same decoded value, the same validated batch, or the same 422."""
+"""The fast way a body is read (orjson, the repeated-key count) gives what the exact way
+gives: the same decoded value, the same validated batch, or the same 422."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from serving.schemas import AccountBatch, DealBatch, LeadBatch
 
 def _exact(model: type[BaseModel], raw: bytes) -> Any:
     """``validate_body`` the way it was before the fast path: ``json.loads`` with the
-    duplicate-key hook, and the models' own validators."""
+    duplicate-key hook."""
     with mock.patch.object(body_module, "_decoded", lambda _: None):
         return validate_body(model, raw)
 
@@ -134,7 +134,7 @@ def test_a_repeated_key_is_never_read_fast(raw: bytes) -> None:
 
 @pytest.mark.parametrize("raw", [
     b'{"a": NaN}', b'{"a": Infinity}', b'{"a": 1e400}', b'{"a": "\\ud800"}',
-    b'{"a": "\\udc00x"}', b'{"a": "\\u0000"}', b"\xef\xbb\xbf{}", b'{"a": "\xff"}',
+    b'{"a": "\\udc00x"}', b"\xef\xbb\xbf{}", b'{"a": "\xff"}',
     b"[" * 300 + b"]" * 300, b"[" * 2000 + b"]" * 2000, b"", b"{", b"null",
 ])
 def test_what_orjson_reads_otherwise_goes_the_exact_way(raw: bytes) -> None:
@@ -225,7 +225,7 @@ def test_the_fast_path_validates_as_the_models_do(case: tuple[type[BaseModel], b
     {"budget_confirmed": "true"}, {"created_at": 1725148800},
     {"title": "a\u0000b"}, {"attributes": {"n": 2**70}}, {"lead_id": "x" * 200},
 ])
-def test_what_the_fast_checks_refuse_gets_the_models_answer(change: dict[str, Any]) -> None:
+def test_a_body_that_fails_validation_gets_the_exact_answer(change: dict[str, Any]) -> None:
     raw = json.dumps({"leads": [{**_LEAD, **change}]}).encode()
     assert _outcome(LeadBatch, raw, fast=True) == _outcome(LeadBatch, raw, fast=False)
 
