@@ -17,6 +17,7 @@ both forms to identical features.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -163,12 +164,52 @@ CONTRACT = (ACCOUNTS, LEADS, OPPORTUNITIES, OPPORTUNITY_HISTORY, ACTIVITIES, ACC
             LEAD_FIELD_HISTORY, OPPORTUNITY_FIELD_HISTORY)
 
 
-def tables_from_rows(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> ColumnTables:
+@dataclass(frozen=True)
+class RowColumns:
+    """Rows held a column at a time: each column a list of Python values (None: missing),
+    ``length`` long; a column not held is missing in every row. Cheaper to make from
+    thousands of validated records than a dict per row."""
+
+    columns: Mapping[str, list[Any]]
+    length: int
+
+    def plus(self, rows: Sequence[Mapping[str, Any]], table: Table) -> RowColumns:
+        """These rows, then ``rows`` (as :func:`table_from_rows` reads them)."""
+        if not rows:
+            return self
+        missing = [None] * self.length
+        return RowColumns({c.name: self.columns.get(c.name, missing)
+                           + [r.get(c.name) for r in rows] for c in table.columns},
+                          self.length + len(rows))
+
+    def table(self, table: Table) -> ColumnTable:
+        missing = [None] * self.length
+        return ColumnTable({c.name: column_array(self.columns.get(c.name, missing), c.kind)
+                            for c in table.columns}, self.length)
+
+
+def tables_from_rows(
+    rows: Mapping[str, Iterable[Mapping[str, Any]] | RowColumns],
+) -> ColumnTables:
     """The contract's tables from rows per table name (absent names: empty tables)."""
-    tables: dict[str, Any] = {
-        t.name: first_per_key(table_from_rows(list(rows.get(t.name, ())), t), t.key)
-        for t in CONTRACT}
+    tables: dict[str, Any] = {}
+    for t in CONTRACT:
+        given = rows.get(t.name, ())
+        if isinstance(given, RowColumns):
+            table = given.table(t) if given.length else _empty_table(t.name)
+        else:
+            listed = list(given)
+            table = table_from_rows(listed, t) if listed else _empty_table(t.name)
+        tables[t.name] = first_per_key(table, t.key)
     return ColumnTables(**tables)
+
+
+@functools.cache
+def _empty_table(name: str) -> ColumnTable:
+    """A contract table without rows, built once (most of a request's tables are empty,
+    and an array of no values holds nothing to change)."""
+    table = next(t for t in CONTRACT if t.name == name)
+    return table_from_rows([], table)
 
 
 def tables_from_frames(tables: CRMTables) -> ColumnTables:

@@ -9,6 +9,7 @@ its first row, as the loader does.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.columns import ColumnTables, column_array, tables_from_rows
+from features.columns import ColumnTables, RowColumns, column_array, tables_from_rows
 from features.contracts import EXPANSION_PRODUCT
 from features.declarations import FeatureSet
 from features.own import TABLE_KEYS, OwnFeature, OwnFeatures
 from features.reasons import ContextPart
-from features.schema import PANDAS_DTYPES, TABLES, Table, empty_frame
+from features.schema import ACTIVITIES, PANDAS_DTYPES, TABLES, Table, empty_frame
 from serving.schemas import AccountBatch, Context, DealBatch, LeadBatch
 from serving.scoring import Gaps
 
@@ -90,6 +91,27 @@ def _row(model: Any, **fill: Any) -> dict[str, Any]:
     return row
 
 
+def _record_columns(records: Sequence[Any], table: Table,
+                    fill: dict[str, list[Any]]) -> RowColumns:
+    """Validated records of one model as ``table``'s columns, read a field at a time (a
+    column the model lacks is missing); ``fill`` gives, per column, each row's value where
+    the record has none (the enclosing lead's id), as :func:`_row` fills a row."""
+    if not records:
+        return RowColumns({}, 0)
+    fields = type(records[0]).model_fields
+    names = [c.name for c in table.columns if c.name in fields]
+    read = operator.attrgetter(*names)
+    if len(names) == 1:
+        columns = {names[0]: [read(r) for r in records]}
+    else:
+        columns = dict(zip(names, map(list, zip(*map(read, records), strict=True)),
+                           strict=True))
+    for name, values in fill.items():
+        columns[name] = [v if v is not None else f
+                         for v, f in zip(columns[name], values, strict=True)]
+    return RowColumns(columns, len(records))
+
+
 def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
     rows: dict[str, list[dict[str, Any]]] = {
         "accounts": [], "leads": [], "opportunities": [], "opportunity_history": [],
@@ -112,7 +134,7 @@ def _context_rows(context: Context | None) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> ColumnTables:
+def _tables(own: dict[str, Any], context: Context | None) -> ColumnTables:
     """The request's rows as numpy column tables (no DataFrames: see ``features.columns``).
 
     A key seen twice keeps its first row, as the loader keeps the first occurrence of a
@@ -120,8 +142,12 @@ def _tables(own: dict[str, list[dict[str, Any]]], context: Context | None) -> Co
     overrides what the request itself says.
     """
     ctx = _context_rows(context)
-    rows = {name: own.get(name, []) + rows for name, rows in ctx.items()}
-    return tables_from_rows({**own, **rows})
+    joined: dict[str, Any] = dict(own)
+    for name, rows in ctx.items():
+        mine = own.get(name, [])
+        joined[name] = (mine.plus(rows, TABLES[name]) if isinstance(mine, RowColumns)
+                        else mine + rows)
+    return tables_from_rows(joined)
 
 
 def request_own(records: Sequence[Any], table: str) -> OwnFeatures | None:
@@ -177,14 +203,17 @@ def lead_tables(batch: LeadBatch) -> ColumnTables:
     """The contract tables holding the batch's leads, their activities, their field changes
     (if sent) and any context."""
     leads, activities, changes = [], [], []
+    lead_ids: list[Any] = []
+    account_ids: list[Any] = []
     for lead in batch.leads:
         leads.append(_row(lead))
-        activities += [
-            _row(a, lead_id=lead.lead_id, account_id=lead.account_id)
-            for a in lead.activities
-        ]
+        activities += lead.activities
+        lead_ids += [lead.lead_id] * len(lead.activities)
+        account_ids += [lead.account_id] * len(lead.activities)
         changes += [_row(c, lead_id=lead.lead_id) for c in lead.field_history]
-    out = _tables({"leads": leads, "activities": activities, "lead_field_history": changes},
+    acts = _record_columns(activities, ACTIVITIES,
+                           {"lead_id": lead_ids, "account_id": account_ids})
+    out = _tables({"leads": leads, "activities": acts, "lead_field_history": changes},
                   batch.context)
     return replace(out, own=request_own(batch.leads, "leads"))
 
@@ -192,6 +221,8 @@ def lead_tables(batch: LeadBatch) -> ColumnTables:
 def deal_tables(batch: DealBatch) -> ColumnTables:
     """The contract tables holding the batch's deals, their history, activities and context."""
     deals, history, activities, changes = [], [], [], []
+    deal_ids: list[Any] = []
+    account_ids: list[Any] = []
     for deal in batch.deals:
         deals.append(_row(deal))
         changes += [_row(c, opportunity_id=deal.opportunity_id) for c in deal.field_history]
@@ -199,16 +230,13 @@ def deal_tables(batch: DealBatch) -> ColumnTables:
             _row(h, opportunity_id=deal.opportunity_id)
             for h in deal.history
         ]
-        activities += [
-            _row(
-                a,
-                opportunity_id=deal.opportunity_id,
-                account_id=deal.account_id,
-            )
-            for a in deal.activities
-        ]
+        activities += deal.activities
+        deal_ids += [deal.opportunity_id] * len(deal.activities)
+        account_ids += [deal.account_id] * len(deal.activities)
+    acts = _record_columns(activities, ACTIVITIES,
+                           {"opportunity_id": deal_ids, "account_id": account_ids})
     out = _tables(
-        {"opportunities": deals, "opportunity_history": history, "activities": activities,
+        {"opportunities": deals, "opportunity_history": history, "activities": acts,
          "opportunity_field_history": changes},
         batch.context,
     )

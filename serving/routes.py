@@ -89,14 +89,15 @@ def _observe(metrics: Metrics, task: str, scores: list[int]) -> None:
         histogram.observe(s)
 
 
-def models_for(tasks: list[str]) -> Callable[[ModelStore], Awaitable[list[LoadedModel]]]:
+def models_for(tasks: list[str]) -> Callable[[Request], Awaitable[list[LoadedModel]]]:
     """A dependency: the loaded model of each task, in order, or 503 for the first missing.
 
     A route shared by several tasks (accounts: renewal and expansion) answers with those
     that have a model when the others were withheld by the promotion gate, and says in
     its answer what it left out."""
 
-    async def models(store: StoreDep) -> list[LoadedModel]:
+    async def models(request: Request) -> list[LoadedModel]:
+        store: ModelStore = request.app.state.store
         out, missing = [], []
         for task in tasks:
             loaded = store.get(task)
@@ -129,13 +130,15 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
     async def score(
         request: Request,
         models: list[LoadedModel],
-        settings: ServingSettings,
-        metrics: Metrics,
         now: datetime,
         explain: bool = True,
         trend: bool = True,
         what_if: bool = False,
     ) -> Any:
+        # Read from the app, not injected: each dependency FastAPI solves costs a few
+        # percent of a one-lead request, and no test swaps these (the clock it does).
+        settings: ServingSettings = request.app.state.settings
+        metrics: Metrics = request.app.state.metrics
         check_media_type(request)
         body = await request.body()
         if len(body) <= settings.inline_max_bytes:
@@ -168,8 +171,6 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         [
             param("request", annotation=Request),
             param("models", annotation=Annotated[list[LoadedModel], Depends(models_for(tasks))]),
-            param("settings", annotation=SettingsDep),
-            param("metrics", annotation=MetricsDep),
             param("now", annotation=NowDep),
             param("explain", annotation=bool, default=ExplainQuery),
             param("trend", annotation=bool, default=TrendQuery),

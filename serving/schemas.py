@@ -123,6 +123,8 @@ Id = Annotated[str, Field(min_length=1, max_length=128,
                           json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(_clean)]
 Text = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": TEXT_PATTERN}),
                  AfterValidator(_clean)]
+
+
 def _not_text(kind: str) -> Any:
     """A JSON body's number or yes/no answer must be one, not text ("250", "true"): the
     API reads JSON as sent. A file's cells are text, so ``leadscore score`` (which
