@@ -11,6 +11,13 @@ Numbers (and yes/no features) get quantile bins, each closed on the right, plus 
 missing values; a value on an edge falls in the bin that edge closes, so a feature of a
 few distinct values gets one bin per value. Categories get their shares by level, an
 "other" bin for a level the reference did not hold (unseen or rare), and a missing bin.
+
+Some features move with time by construction (an owner's closed deals to date, ages): a
+window months after training is always far from the reference on them, drifted or not.
+Each feature's ``trend`` is the PSI of the training period against the test period; a
+feature whose trend already reached the warn threshold is *trending*, and its PSI now is
+reported with at most "warn": the model was judged on a test period where it had moved as
+much, so its move alone is no alert. The score and every other feature alert as usual.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +83,8 @@ class Bins:
     edges: tuple[float, ...] = ()
     levels: tuple[str, ...] = ()
     rows: int = 0
+    trend: float = 0.0
+    """PSI of the training period against these shares (the test period's)."""
 
     @property
     def labels(self) -> list[str]:
@@ -126,7 +135,8 @@ class Bins:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "rows": self.rows,
-                               "shares": list(self.shares)}
+                               "shares": list(self.shares),
+                               "trend": self.trend if math.isfinite(self.trend) else None}
         if self.kind == "number":
             out["edges"] = list(self.edges)
         else:
@@ -142,7 +152,8 @@ class Bins:
                    shares=tuple(float(s) for s in data["shares"]),
                    edges=tuple(float(e) for e in data.get("edges") or ()),
                    levels=tuple(str(v) for v in data.get("levels") or ()),
-                   rows=int(data.get("rows", 0)))
+                   rows=int(data.get("rows", 0)),
+                   trend=float(data.get("trend") or 0.0))
         expected = (len(bins.edges) + 2 if kind == "number" else len(bins.levels) + 2)
         if len(bins.shares) != expected:
             raise ValueError(f"{bins.name}: {len(bins.shares)} shares for {expected} bins")
@@ -228,9 +239,10 @@ def column_bins(name: str, column: pd.Series) -> Bins:
     return number_bins(name, pd.to_numeric(column, errors="coerce").astype("float64"))
 
 
-def build_profile(frame: pd.DataFrame, names: Sequence[str],
-                  probabilities: Any) -> ReferenceProfile:
-    """The profile of ``frame``'s feature columns ``names`` and of the scores of its rows."""
+def build_profile(frame: pd.DataFrame, names: Sequence[str], probabilities: Any,
+                  earlier: pd.DataFrame | None = None) -> ReferenceProfile:
+    """The profile of ``frame``'s feature columns ``names`` and of the scores of its rows;
+    each feature's ``trend`` from ``earlier`` (the training period), when given."""
     p = np.asarray(probabilities, dtype=float)
     if len(p) != len(frame):
         raise ValueError(f"{len(p)} scores for {len(frame)} rows")
@@ -238,8 +250,12 @@ def build_profile(frame: pd.DataFrame, names: Sequence[str],
     if "as_of" in frame.columns and len(frame):
         period = {"from": pd.Timestamp(frame["as_of"].min()).isoformat(),
                   "to": pd.Timestamp(frame["as_of"].max()).isoformat()}
+    features = {n: column_bins(n, frame[n]) for n in names}
+    if earlier is not None and len(earlier):
+        features = {n: replace(b, trend=b.psi(frame_counts(b, earlier[n])))
+                    for n, b in features.items()}
     return ReferenceProfile(
-        features={n: column_bins(n, frame[n]) for n in names},
+        features=features,
         score=number_bins(SCORE, scores_0_100(p)),
         period=period,
     )
@@ -259,6 +275,25 @@ class Drift:
     name: str
     psi: float
     status: Status
+    trending: bool = False
+    """A feature that moved as much between training and test (``Bins.trend``): its
+    status stops at "warn"."""
+
+
+def feature_drift(bins: Bins, value: float, warn: float = WARN_PSI,
+                  alert: float = ALERT_PSI) -> Drift:
+    """A feature's PSI read against its thresholds, a trending one's at most "warn"."""
+    trending = math.isfinite(bins.trend) and bins.trend >= warn
+    status = status_of(value, warn, alert)
+    if trending and status == "alert":
+        status = "warn"
+    return Drift(bins.name, value, status, trending)
+
+
+def worst_status(score: Drift, features: Sequence[Drift]) -> Status:
+    """The worst status of the score and the features."""
+    order: list[Status] = ["ok", "warn", "alert"]
+    return max([score.status, *(f.status for f in features)], key=order.index)
 
 
 def profile_drift(profile: ReferenceProfile, frame: pd.DataFrame, scores: Any,
@@ -270,7 +305,7 @@ def profile_drift(profile: ReferenceProfile, frame: pd.DataFrame, scores: Any,
     for name, bins in profile.features.items():
         if name not in frame.columns:
             continue
-        value = bins.psi(frame_counts(bins, frame[name]))
-        features.append(Drift(name, value, status_of(value, warn, alert)))
+        features.append(feature_drift(bins, bins.psi(frame_counts(bins, frame[name])),
+                                      warn, alert))
     features.sort(key=lambda d: -d.psi if math.isfinite(d.psi) else 0.0)
     return Drift(SCORE, s, status_of(s, warn, alert)), features

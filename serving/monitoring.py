@@ -20,7 +20,14 @@ import numpy as np
 
 from features.build import category_dtype
 from features.declarations import FeatureSet
-from modeling.profile import ReferenceProfile, scores_0_100, status_of
+from modeling.profile import (
+    Drift,
+    ReferenceProfile,
+    feature_drift,
+    scores_0_100,
+    status_of,
+    worst_status,
+)
 from serving.models import LoadedModel
 from serving.scoring import Scored
 
@@ -81,11 +88,7 @@ class ScoreWindow:
             return self._features[:size].copy(), self._scores[:size].copy(), self.seen
 
 
-@dataclass(frozen=True)
-class ColumnDrift:
-    name: str
-    psi: float
-    status: str
+ColumnDrift = Drift
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,7 @@ def window_drift(window: ScoreWindow, profile: ReferenceProfile, warn: float,
             counts = bins.code_counts(col, levels)
         else:
             counts = bins.counts(col)
-        value = bins.psi(counts)
-        out.append(ColumnDrift(name, value, status_of(value, warn, alert)))
+        out.append(feature_drift(bins, bins.psi(counts), warn, alert))
     out.sort(key=lambda d: -d.psi if math.isfinite(d.psi) else 0.0)
     return ColumnDrift("score", s, status_of(s, warn, alert)), out
 
@@ -185,9 +187,7 @@ class Monitor:
         if cached is not None and cached[0] == key:
             return cached[1]
         score, features = window_drift(window, loaded.profile, self.warn, self.alert)
-        worst = max([score.psi, *(f.psi for f in features if math.isfinite(f.psi))])
-        result = TaskDrift(task, loaded.version, size, seen, status_of(worst, self.warn,
-                                                                        self.alert),
+        result = TaskDrift(task, loaded.version, size, seen, worst_status(score, features),
                            score=score, features=features)
         self._cache[task] = (key, result)
         return result

@@ -281,7 +281,7 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
 
 def _drift_out(d: ColumnDrift) -> ColumnDriftOut:
     return ColumnDriftOut(name=d.name, psi=d.psi if math.isfinite(d.psi) else None,
-                          status=d.status)  # type: ignore[arg-type]
+                          status=d.status, trending=d.trending)
 
 
 def monitoring_report(store: ModelStore, monitor: Monitor) -> MonitoringReport:

@@ -667,6 +667,9 @@ class ColumnDriftOut(BaseModel):
     psi: float | None = Field(description="population stability index against the model's "
                               "reference profile (null: not computable)")
     status: DriftStatus
+    trending: bool = Field(False, description="the feature moved as much between the "
+                           "model's training and test periods (an age, a count to date): "
+                           "its status stops at warn")
 
 
 class TaskMonitoring(BaseModel):

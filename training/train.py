@@ -400,7 +400,8 @@ def reference_profile(ev: Evaluation) -> ReferenceProfile:
     """The features and scores of the test period, the model's reference for drift
     (``modeling.profile``)."""
     test = ev.split.test
-    return build_profile(test, ev.feature_set.names, ev.model.predict_proba(test))
+    return build_profile(test, ev.feature_set.names, ev.model.predict_proba(test),
+                         earlier=ev.split.train)
 
 
 def _mlflow_value(v: Any) -> Any:
