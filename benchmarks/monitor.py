@@ -10,15 +10,24 @@ the undrifted CRM as it stood when the drift starts (``crm_as_of``: what a model
 then could have seen), in a store of their own; then ``monitor --since <drift start>`` runs
 on both full CRMs. An exit code of 1 on the undrifted CRM is a false alarm; on the drifted
 one, a detection. Prints one line per seed and CRM and the rates.
+
+    .venv/bin/python -P benchmarks/monitor.py --overhead --work DIR
+
+``--overhead``: what the serving window adds to a request: ``Monitor.observe`` of one
+lead's and of 256 leads' scored rows against ``score_tables`` of the same request (reasons
+and trend, as the route's defaults; the first seed's lead model in DIR), and a PSI read of
+a full 10,000-row window of the CRM's open leads.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +49,10 @@ def main() -> int:
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--tasks", default="lead_qualification,deal_close")
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--overhead", action="store_true")
     args = parser.parse_args()
+    if args.overhead:
+        return overhead(args.work, int(args.seeds.split(",")[0]))
 
     from features.snapshots import crm_as_of
     from leadscore.generator import generate_crm, write_crm
@@ -80,12 +92,14 @@ def main() -> int:
             outcomes[kind].append(code)
             parts = []
             for r in reports:
-                worst = r.features[0] if r.features else None
+                worst = next((f for f in r.features if not f.trending), None)
+                trend = next((f for f in r.features if f.trending), None)
                 c = r.calibration
                 parts.append(
                     f"{r.task}: {r.status} score PSI "
                     f"{'n/a' if r.score is None else f'{r.score.psi:.3f}'}, worst "
-                    f"{'n/a' if worst is None else f'{worst.name} {worst.psi:.3f}'}, ECE "
+                    f"{'n/a' if worst is None else f'{worst.name} {worst.psi:.3f}'} (trending "
+                    f"{'none' if trend is None else f'{trend.name} {trend.psi:.2f}'}), ECE "
                     f"{'n/a' if c is None or c.status == 'too few outcomes' else f'{c.ece:.3f}'}"
                     f" ({0 if c is None else c.outcomes} outcomes)")
             print(f"seed {seed} {kind:9s} exit {code}  " + "; ".join(parts)
@@ -95,6 +109,63 @@ def main() -> int:
     detected = sum(c == 1 for c in outcomes["drifted"])
     print(f"false alarms: {false_alarms}/{len(seeds)} undrifted CRMs; detected: "
           f"{detected}/{len(seeds)} drifted CRMs; load average {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+def _best(work: object, repeat: int) -> float:
+    """Best of 5 means over ``repeat`` calls, in microseconds."""
+    import timeit
+
+    return min(timeit.repeat(work, number=repeat, repeat=5)) / repeat * 1e6  # type: ignore[arg-type]
+
+
+def overhead(work: Path, seed: int) -> int:
+    from serving.endpoints import LEADS
+    from serving.models import RegistrySource
+    from serving.monitoring import Monitor
+    from serving.schemas import LeadBatch
+    from serving.scoring import TREND_DAYS, score_tables
+    from training.data import read_tables
+
+    source = RegistrySource(tracking_uri=f"sqlite:///{work / f's{seed}-mlflow.db'}")
+    loaded = source.load("lead_qualification")
+    now = datetime.now(UTC)
+    smoke = LEADS.smoke(now).leads[0]
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    for n in (1, 256):
+        # What a request of n leads reaches scoring with: its contract tables, as columns.
+        batch = LeadBatch(leads=[smoke.model_copy(update={"lead_id": f"L{i}"})
+                                 for i in range(n)])
+        tables, ids = LEADS.tables(batch), [f"L{i}" for i in range(n)]
+        watch = Monitor(10_000, 16 * 2**20, 200, 0.1, 0.25)
+        rows = score_tables(loaded, tables, ids, now, explain=True, trend_days=TREND_DAYS)
+        score_us = _best(functools.partial(score_tables, loaded, tables, ids, now,
+                                           explain=True, trend_days=TREND_DAYS), 20)
+        observe_us = _best(functools.partial(watch.observe, loaded, rows), 200)
+        print(f"{n:>4} leads: score_tables {score_us:,.0f} us, observe {observe_us:,.1f} us "
+              f"({observe_us / score_us:.1%} of scoring)")
+    # A full window of real rows: the CRM's open leads at its end, scored.
+    crm, _ = read_tables(work / f"s{seed}-undrifted")
+    leads = crm.leads
+    as_of = leads["created_at"].max()
+    open_ = leads.loc[leads["qualified_at"].isna() & leads["disqualified_at"].isna()
+                      & (leads["created_at"] < as_of - pd.Timedelta(days=2)), "lead_id"]
+    ids = open_.astype(str).tolist()[:500]
+    tables = crm
+    monitor = Monitor(10_000, 16 * 2**20, 200, 0.1, 0.25)
+    scored = score_tables(loaded, tables, ids, as_of, explain=False)
+    for _ in range(10_000 // len(ids) + 1):
+        monitor.observe(loaded, scored)
+    window = monitor.window(loaded)
+    assert window is not None
+
+    def read() -> None:
+        monitor._cache.clear()
+        monitor.drift("lead_qualification", loaded)
+
+    print(f"PSI of a {window.size:,}-row window, {len(window.names)} features: "
+          f"{_best(read, 3) / 1000:,.1f} ms (computed on read, cached until the window "
+          "changes)")
     return 0
 
 

@@ -44,7 +44,8 @@ class ScoreWindow:
         self.version = version
         self.capacity = max(int(capacity), 0)
         self.names = list(feature_set.names)
-        self._features = np.empty((self.capacity, len(self.names)), dtype=np.float64)
+        # One row per feature: a request's rows are one contiguous slice of each.
+        self._features = np.empty((len(self.names), self.capacity), dtype=np.float64)
         self._scores = np.empty(self.capacity, dtype=np.float64)
         self._next = 0
         self.seen = 0
@@ -60,32 +61,39 @@ class ScoreWindow:
         return int(self._features.nbytes + self._scores.nbytes)
 
     def add(self, columns: Mapping[str, np.ndarray], probabilities: np.ndarray) -> None:
-        """Append rows (the newest ``capacity`` of them when there are more)."""
+        """Append rows (the newest ``capacity`` of them when there are more): one array
+        built from the columns and at most two slice copies."""
         p = np.asarray(probabilities, dtype=np.float64)
-        keep = np.isfinite(p)
-        n = int(keep.sum())
+        n = len(p)
         if n == 0 or self.capacity == 0:
             return
-        every = bool(keep.all())
-        block = np.empty((n, len(self.names)), dtype=np.float64)
-        for j, name in enumerate(self.names):
-            col = columns[name][: len(p)]
-            block[:, j] = col if every else col[keep]
-        p = p if every else p[keep]
+        block = np.array([columns[name][:n] for name in self.names], dtype=np.float64)
+        keep = np.isfinite(p)
+        if not keep.all():  # not scored (the task does not apply): not kept
+            block, p = block[:, keep], p[keep]
+            n = len(p)
+            if n == 0:
+                return
         if n > self.capacity:
-            block, p = block[-self.capacity:], p[-self.capacity:]
+            block, p = block[:, -self.capacity:], p[-self.capacity:]
         with self._lock:
-            rows = (self._next + np.arange(len(p))) % self.capacity
-            self._features[rows] = block
-            self._scores[rows] = p
-            self._next = int((self._next + len(p)) % self.capacity)
+            start = self._next
+            first = min(len(p), self.capacity - start)
+            self._features[:, start:start + first] = block[:, :first]
+            self._scores[start:start + first] = p[:first]
+            rest = len(p) - first
+            if rest:
+                self._features[:, :rest] = block[:, first:]
+                self._scores[:rest] = p[first:]
+            self._next = (start + len(p)) % self.capacity
             self.seen += n
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """A copy of the rows held (features, probabilities) and ``seen`` at that moment."""
+        """A copy of the rows held (rows x features, probabilities) and ``seen`` then."""
         with self._lock:
             size = self.size
-            return self._features[:size].copy(), self._scores[:size].copy(), self.seen
+            return (self._features[:, :size].T.copy(), self._scores[:size].copy(),
+                    self.seen)
 
 
 ColumnDrift = Drift
