@@ -50,6 +50,8 @@ def main() -> int:
     parser.add_argument("--tasks", default="lead_qualification,deal_close")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--overhead", action="store_true")
+    parser.add_argument("--tables", action="store_true",
+                        help="also print monitor's own tables for every CRM")
     args = parser.parse_args()
     if args.overhead:
         return overhead(args.work, int(args.seeds.split(",")[0]))
@@ -89,6 +91,14 @@ def main() -> int:
             reports = run_monitor(monitor_settings(data=folder, since=start.to_pydatetime(),
                                                    tasks=tasks, tracking_uri=uri))
             code = exit_code(reports)
+            if args.tables:
+                from rich.console import Console
+
+                from training.monitor import print_reports
+
+                print(f"--- seed {seed}, {kind}: leadscore monitor --data {folder} --since "
+                      f"{start.date()}")
+                print_reports(reports, Console(width=100))
             outcomes[kind].append(code)
             parts = []
             for r in reports:
