@@ -322,6 +322,10 @@ def generate(
         "hubspot: the CRM's own export files (CSV, history included), to import with "
         "`leadscore import --mapping salesforce|hubspot`.",
     ),
+    drift: bool = typer.Option(
+        False, "--drift", help="The last quarter of the months shifts: more outbound and "
+        "paid leads, fewer activities, a slower pipeline (for `leadscore monitor`).",
+    ),
 ) -> None:
     """Simulate a B2B CRM with known ground truth (tables + _truth/), or as a CRM export."""
     from leadscore.generate_cmd import FORMATS, run_generate
@@ -330,7 +334,7 @@ def generate(
         typer.echo(f"unknown format {format!r}; use one of {', '.join(FORMATS)}", err=True)
         raise typer.Exit(2)
     run_generate(out=out, n_leads=leads, seed=seed, start=start, months=months,
-                 installed_base=installed_base, fmt=format)
+                 installed_base=installed_base, fmt=format, drift=drift)
 
 
 @app.command()
@@ -549,6 +553,40 @@ def evaluate(
     except (LookupError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def monitor(
+    data: Path = typer.Option(..., "--data", help="The CRM export: a folder of tables."),
+    since: str = typer.Option(
+        None, "--since", help="Snapshots after this date are the recent period (default: "
+        "after the model's reference period, its test period, ends)."),
+    task: list[str] = typer.Option(
+        None, "--task", help="A task to monitor (repeatable; default: every task with a "
+        "champion)."),
+    alias: str = typer.Option("champion", help="Registry alias of the models."),
+    log: bool = typer.Option(True, help="Log each task's figures to MLflow."),
+) -> None:
+    """Drift (PSI of the score and every feature) of a CRM export against the served
+    models' reference profiles, and their calibration where outcomes have arrived.
+
+    Exit codes: 0 nothing past the alert thresholds (a warn, PSI >= 0.1, is printed
+    only), 1 an alert (PSI >= 0.25 on the score or any feature, or ECE above 0.05 on
+    the recent outcomes), 2 the models or the data cannot be read.
+    """
+    from rich.console import Console
+
+    from training.monitor import exit_code, monitor_settings, print_reports, run_monitor
+
+    try:
+        settings = monitor_settings(data=data, since=since, tasks=tuple(task or ()),
+                                    alias=alias, log=log)
+        reports = run_monitor(settings)
+    except (LookupError, ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    print_reports(reports, Console())
+    raise typer.Exit(exit_code(reports))
 
 
 @app.command()

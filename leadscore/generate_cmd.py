@@ -19,7 +19,7 @@ FORMATS: tuple[str, ...] = ("contract", *EXPORT_FORMATS)
 
 def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
                  console: Console | None = None, installed_base: int | None = None,
-                 fmt: str = "contract") -> None:
+                 fmt: str = "contract", drift: bool = False) -> None:
     console = console or Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
@@ -29,7 +29,7 @@ def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
             bar.update(task, advance=1, description=f"simulating: {phase}")
 
         crm = generate_crm(n_leads, seed=seed, start=start, months=months, progress=step,
-                           installed_base=installed_base)
+                           installed_base=installed_base, drift=drift)
         if fmt == "contract":
             bar.update(task, description="writing Parquet")
             write_crm(crm, out)
@@ -55,7 +55,9 @@ def run_generate(out: Path, n_leads: int, seed: int, start: str, months: int,
 
 def _print_contract(console: Console, crm: GeneratedCRM, out: Path, months: int,
                     seed: int) -> None:
-    table = Table(title=f"{out} ({crm.config.start} + {months} months, seed {seed})")
+    drifted = (f", drifting from day {crm.config.drift_start_day:.0f}"
+               if crm.config.drift_start_day is not None else "")
+    table = Table(title=f"{out} ({crm.config.start} + {months} months, seed {seed}{drifted})")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, tbl in crm.arrow.items():

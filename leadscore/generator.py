@@ -96,6 +96,7 @@ from leadscore.synth.deal_history import (
     price_new_business,
 )
 from leadscore.synth.deals import Deals, flatten, simulate_new_business
+from leadscore.synth.drift import drift_for, thin_activities
 from leadscore.synth.field_edits import FIELD_EDIT_STREAM, lead_field_edits
 from leadscore.synth.health import HEALTH_STATES
 from leadscore.synth.leads import (
@@ -195,9 +196,11 @@ def generate_crm(
     months: int = 24,
     progress: Progress = _noop,
     installed_base: int | None = None,
+    drift: bool = False,
 ) -> GeneratedCRM:
     """Simulate a CRM of ``n_leads`` leads over ``months`` months from ``start``, and about
-    ``installed_base`` customers from before it (default: 6 per 100 leads).
+    ``installed_base`` customers from before it (default: 6 per 100 leads). With
+    ``drift``, the last quarter of the months shifts (``leadscore.synth.drift``).
 
     The pre-sale phases draw from ``default_rng(seed)``, everything after a sale from
     ``default_rng([seed, 1])``, each in a fixed order.
@@ -207,15 +210,16 @@ def generate_crm(
     if installed_base is not None and installed_base < 0:
         raise ValueError("installed_base must not be negative")
     cfg = GeneratorConfig(n_leads=n_leads, seed=seed, start=start, months=months,
-                          installed_base=installed_base)
+                          installed_base=installed_base, drift=drift)
     rng = np.random.default_rng(seed)
     rng_post = np.random.default_rng([seed, POST_SALE_STREAM])
     D = cfg.days
+    shift = drift_for(seed, D) if drift else None
 
     progress("accounts")
     accounts = simulate_accounts(rng, n_leads)
     progress("leads")
-    leads = simulate_leads(rng, accounts, n_leads, D)
+    leads = simulate_leads(rng, accounts, n_leads, D, shift)
     progress("lead activities")
     lead_acts = emit_lead_activities(rng, leads, D)
     progress("deals")
@@ -240,7 +244,8 @@ def generate_crm(
         "leads": leads_tbl,
         "opportunities": opportunities_table(cfg, deals, history, id_),
         "opportunity_history": history_table(cfg, history, id_),
-        "activities": activities_table(cfg, rows, id_),
+        "activities": (activities_table(cfg, rows, id_) if shift is None else
+                       thin_activities(shift, activities_table(cfg, rows, id_), cfg.start_ns)),
         "account_signals": signals_table(cfg, signals, post.customers, id_),
         "lead_field_history": lead_changes,
     }

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from modeling.artifact import ScoringModel
+from modeling.profile import ReferenceProfile, load_profile
 from modeling.time_to_close import TimeToCloseModel
 
 T = TypeVar("T")
@@ -85,6 +86,8 @@ class ModelInfo:
     alias: str | None
     run_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    profile: ReferenceProfile | None = None
+    """The reference distributions saved with the version (None: saved before profiles)."""
 
 
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
@@ -184,19 +187,22 @@ def load_model_version(
     parsed = urlparse(source)
     if parsed.scheme == "file":
         # Local artifacts (the embedded default): read in place, no copy.
-        model = ScoringModel.load(Path(url2pathname(parsed.path)) / "artifacts" / SCORING_MODEL_KEY)
+        folder = Path(url2pathname(parsed.path)) / "artifacts" / SCORING_MODEL_KEY
+        model, profile = ScoringModel.load(folder), load_profile(folder)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             local = mlflow.artifacts.download_artifacts(
                 artifact_uri=source, dst_path=tmp, tracking_uri=uri
             )
-            model = ScoringModel.load(Path(local) / "artifacts" / SCORING_MODEL_KEY)
+            folder = Path(local) / "artifacts" / SCORING_MODEL_KEY
+            model, profile = ScoringModel.load(folder), load_profile(folder)
     info = ModelInfo(
         name=task,
         version=str(mv.version),
         alias=alias if version is None else None,
         run_id=mv.run_id,
         metadata=model.metadata,
+        profile=profile,
     )
     return model, info
 

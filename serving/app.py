@@ -38,6 +38,7 @@ from serving.models import (
     load_into,
     source_from_settings,
 )
+from serving.monitoring import Monitor
 from serving.routes import ops, v1
 from serving.scoring import score_tables
 from serving.settings import ServingSettings
@@ -182,6 +183,9 @@ def create_app(
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.store = store
     app.state.metrics = metrics
+    app.state.monitor = Monitor(settings.monitor_window_rows, settings.monitor_window_bytes,
+                                settings.monitor_min_rows, settings.psi_warn,
+                                settings.psi_alert)
     app.state.reloader = None
     install_error_handlers(app)
     app.include_router(v1)

@@ -19,6 +19,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from serving.auth import KeyRing, check_key, check_rate
 from serving.metrics import Metrics
 from serving.models import ModelStore
+from serving.monitoring import Monitor
 from serving.settings import ServingSettings
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -40,6 +41,11 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+async def get_monitor(request: Request) -> Monitor:
+    monitor: Monitor = request.app.state.monitor
+    return monitor
+
+
 async def get_now() -> datetime:
     """The snapshot time of a request: now, in UTC."""
     return datetime.now(UTC)
@@ -49,6 +55,7 @@ SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 NowDep = Annotated[datetime, Depends(get_now)]
+MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 
 
 async def require_api_key(

@@ -97,6 +97,13 @@ class Ask:
     """The scores 7 and 28 days earlier."""
     what_if: bool = False
     """Up to three actions that would raise each score (``serving.what_if``)."""
+    watch: Callable[[LoadedModel, Scored], None] | None = None
+    """Given what each model scored for the answer (the monitoring window,
+    ``serving.monitoring``); what-if re-scores and the load-time check are not."""
+
+    def observe(self, model: LoadedModel, scored: Scored) -> None:
+        if self.watch is not None:
+            self.watch(model, scored)
 
     @property
     def trend_days(self) -> tuple[int, ...]:
@@ -158,6 +165,7 @@ def _lead_response(
     (model,) = models
     gaps = lead_gaps(batch)
     scored = score_tables(model, tables, ids, now, ask.explain, gaps, trend_days=ask.trend_days)
+    ask.observe(model, scored)
     results = _lead_file_results(model, scored, settings)
     if ask.what_if:
         suggest(results, model, tables, scored, now, settings, gaps)
@@ -176,6 +184,7 @@ def _deal_response(
     (model,) = models
     gaps = deal_gaps(batch)
     scored = score_tables(model, tables, ids, now, ask.explain, gaps, trend_days=ask.trend_days)
+    ask.observe(model, scored)
     amounts = [
         deal.amount if deal.amount is not None else a
         for deal, a in zip(batch.deals, scored.amounts(), strict=True)
@@ -246,6 +255,7 @@ def _account_parts(
     for model in models:
         scored = score_tables(model, tables, ids, now, ask.explain, gaps, entity,
                               ask.trend_days)
+        ask.observe(model, scored)
         field, part = ACCOUNT_PARTS[model.task]
         parts[field] = part(model, scored, settings)
         if ask.what_if:

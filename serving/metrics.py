@@ -27,6 +27,9 @@ class Metrics:
     model_version: Gauge
     model_load_failures: Counter
     registry_failures: Counter
+    feature_psi: Gauge
+    score_psi: Gauge
+    window_rows: Gauge
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -78,6 +81,26 @@ def create_metrics() -> Metrics:
         registry_failures=Counter(
             "leadscore_registry_poll_failures",
             "Registry polls that could not reach the model registry, by task.",
+            ["task"],
+            registry=registry,
+        ),
+        feature_psi=Gauge(
+            "leadscore_feature_psi",
+            "PSI of each feature over the rows scored lately against the model's reference "
+            "profile (0.1: warn, 0.25: alert), by task; absent below the minimum window.",
+            ["task", "feature"],
+            registry=registry,
+        ),
+        score_psi=Gauge(
+            "leadscore_score_psi",
+            "PSI of the 0-100 score over the rows scored lately against the model's test "
+            "period, by task; absent below the minimum window.",
+            ["task"],
+            registry=registry,
+        ),
+        window_rows=Gauge(
+            "leadscore_monitoring_window_rows",
+            "Rows in each task's monitoring window (the newest scored by its model version).",
             ["task"],
             registry=registry,
         ),

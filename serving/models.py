@@ -26,6 +26,7 @@ import pandas as pd
 from features.declarations import FeatureSet
 from modeling.artifact import ScoringModel, lightgbm
 from modeling.grading import Grading
+from modeling.profile import ReferenceProfile, load_profile
 from serving.settings import ScoringSettings
 
 log = logging.getLogger("leadscore.serving.models")
@@ -80,6 +81,9 @@ class LoadedModel:
     run_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    profile: ReferenceProfile | None = field(default=None, repr=False, compare=False)
+    """The features' and score's reference distributions saved with the model
+    (``modeling.profile``); None for a model saved before them: not monitored."""
 
 
 class ModelSource(Protocol):
@@ -151,6 +155,7 @@ class RegistrySource:
             alias=info.alias or (None if self.pinned else self.alias),
             run_id=info.run_id,
             metadata=dict(info.metadata or {}),
+            profile=info.profile,
         )
 
 
@@ -172,6 +177,7 @@ class PathSource:
             name=task,
             version="file",
             metadata=dict(getattr(model, "metadata", {}) or {}),
+            profile=load_profile(Path(self.paths[task])),
         )
 
 

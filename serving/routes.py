@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -25,19 +26,30 @@ from features.build import own_names
 from features.declarations import FeatureSet
 from features.tasks import TASKS, TaskSpec
 from serving.body import body_schema, check_media_type, rows_of, validate_body
-from serving.deps import MetricsDep, NowDep, SettingsDep, StoreDep, require_api_key
+from serving.deps import (
+    MetricsDep,
+    MonitorDep,
+    NowDep,
+    SettingsDep,
+    StoreDep,
+    require_api_key,
+)
 from serving.endpoints import Ask, Endpoint
 from serving.errors import ModelUnavailable
 from serving.metrics import Metrics
 from serving.models import LoadedModel, ModelStore
+from serving.monitoring import ColumnDrift, Monitor
 from serving.requests import attribute_problems, request_problems
 from serving.results import grading
 from serving.schemas import (
     AttributeDescription,
+    ColumnDriftOut,
     ErrorBody,
     GradingDescription,
     ModelDescription,
     ModelList,
+    MonitoringReport,
+    TaskMonitoring,
     WithheldTask,
 )
 from serving.settings import ServingSettings
@@ -151,7 +163,8 @@ def add_scoring_route(router: APIRouter, route: str, specs: list[TaskSpec]) -> N
         if problems:
             raise RequestValidationError(problems)
         ids = [str(getattr(item, key)) for item in items]
-        ask = Ask(explain=explain, trend=trend, what_if=what_if)
+        ask = Ask(explain=explain, trend=trend, what_if=what_if,
+                  watch=request.app.state.monitor.observe)
 
         def work() -> Any:
             answer: Any = endpoint.respond(batch, models, endpoint.tables(batch), ids, now,
@@ -267,6 +280,37 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
     return ModelList(models=out, withheld=withheld)
 
 
+def _drift_out(d: ColumnDrift) -> ColumnDriftOut:
+    return ColumnDriftOut(name=d.name, psi=d.psi if math.isfinite(d.psi) else None,
+                          status=d.status, trending=d.trending)
+
+
+def monitoring_report(store: ModelStore, monitor: Monitor) -> MonitoringReport:
+    """Every task's window against its model's profile (PSI computed here, when read)."""
+    tasks = []
+    for task in store.tasks:
+        d = monitor.drift(task, store.get(task))
+        tasks.append(TaskMonitoring(
+            task=task, version=d.version, window_rows=d.window_rows, seen_rows=d.seen_rows,
+            status=d.status,  # type: ignore[arg-type]
+            score=None if d.score is None else _drift_out(d.score),
+            features=[_drift_out(f) for f in d.features]))
+    return MonitoringReport(warn_psi=monitor.warn, alert_psi=monitor.alert,
+                            min_rows=monitor.min_rows, tasks=tasks)
+
+
+@v1.get("/monitoring", response_model=MonitoringReport,
+        summary="Drift of what was scored lately against each model's reference")
+async def monitoring(store: StoreDep, monitor: MonitorDep) -> MonitoringReport:
+    """Per task: rows in its window (the newest ``LEADSCORE_MONITOR_WINDOW_ROWS`` scored by
+    the version serving), and the PSI of the score and of each feature (the worst first)
+    against the reference profile the model was trained with, each ok, warn
+    (``LEADSCORE_PSI_WARN``, 0.1) or alert (``LEADSCORE_PSI_ALERT``, 0.25). "too few
+    rows" below ``LEADSCORE_MONITOR_MIN_ROWS``; "no reference profile" for a model saved
+    before profiles."""
+    return await run_in_threadpool(monitoring_report, store, monitor)
+
+
 @ops.get("/healthz", summary="The process is alive")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -311,8 +355,25 @@ async def readyz(store: StoreDep, settings: SettingsDep) -> JSONResponse:
 
 
 @ops.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics_route(store: StoreDep, metrics: MetricsDep) -> Response:
+async def metrics_route(store: StoreDep, metrics: MetricsDep, monitor: MonitorDep) -> Response:
     metrics.model_version.clear()
     for loaded in store.loaded():
         metrics.model_version.labels(loaded.task, loaded.name, loaded.version).set(1)
+    await run_in_threadpool(set_drift_gauges, store, monitor, metrics)
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def set_drift_gauges(store: ModelStore, monitor: Monitor, metrics: Metrics) -> None:
+    """The PSI gauges of the tasks whose window has enough rows (PSI is computed again
+    only for a window that changed since the last read)."""
+    metrics.feature_psi.clear()
+    metrics.score_psi.clear()
+    metrics.window_rows.clear()
+    for task in store.tasks:
+        d = monitor.drift(task, store.get(task))
+        metrics.window_rows.labels(task).set(d.window_rows)
+        if d.score is not None and math.isfinite(d.score.psi):
+            metrics.score_psi.labels(task).set(d.score.psi)
+        for f in d.features:
+            if math.isfinite(f.psi):
+                metrics.feature_psi.labels(task, f.name).set(f.psi)

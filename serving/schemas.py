@@ -670,3 +670,36 @@ class ErrorBody(BaseModel):
     error: str
     detail: str | list[ErrorItem]
     request_id: str | None = None
+
+
+DriftStatus = Literal["ok", "warn", "alert"]
+
+
+class ColumnDriftOut(BaseModel):
+    name: str = Field(description="the feature's name, or \"score\" for the 0-100 score")
+    psi: float | None = Field(description="population stability index against the model's "
+                              "reference profile (null: not computable)")
+    status: DriftStatus
+    trending: bool = Field(False, description="the feature moved as much between the "
+                           "model's training and test periods (an age, a count to date): "
+                           "its status stops at warn")
+
+
+class TaskMonitoring(BaseModel):
+    task: str
+    version: str | None = Field(description="the model version the window was scored by")
+    window_rows: int = Field(ge=0, description="rows in the window (the newest scored)")
+    seen_rows: int = Field(ge=0, description="rows scored by this version since it loaded")
+    status: Literal["ok", "warn", "alert", "too few rows", "no reference profile", "no model"]
+    score: ColumnDriftOut | None = None
+    features: list[ColumnDriftOut] = Field(
+        default_factory=list, description="PSI per feature, the worst first")
+
+
+class MonitoringReport(BaseModel):
+    """What the server scored lately against each model's reference profile."""
+
+    warn_psi: float
+    alert_psi: float
+    min_rows: int = Field(description="fewest rows in a window for a PSI to be given")
+    tasks: list[TaskMonitoring]

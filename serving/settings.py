@@ -141,6 +141,26 @@ class ServingSettings(ScoringSettings):
     """Bodies up to this size are parsed and validated on the event loop; larger ones in a
     thread, so a big request never holds the others."""
 
+    monitor_window_rows: int = Field(10_000, ge=0, le=1_000_000)
+    """Rows scored per task that ``/metrics`` and ``GET /v1/monitoring`` hold against the
+    model's reference profile (the newest; 0 turns the window off)."""
+    monitor_window_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    """At most this much memory per task's window (8 bytes a feature and score per row):
+    fewer rows than ``monitor_window_rows`` when the feature set is wide."""
+    monitor_min_rows: int = Field(200, ge=1)
+    """Below this many rows in a task's window it reports "too few rows", not a PSI: on a
+    few rows PSI is mostly noise."""
+    psi_warn: float = Field(0.1, gt=0.0)
+    """PSI from which a feature or the score reads "warn"."""
+    psi_alert: float = Field(0.25, gt=0.0)
+    """PSI from which it reads "alert"."""
+
+    @model_validator(mode="after")
+    def _psi_order(self) -> ServingSettings:
+        if self.psi_warn >= self.psi_alert:
+            raise ValueError("LEADSCORE_PSI_WARN must be below LEADSCORE_PSI_ALERT")
+        return self
+
     data_dir: Path | None = None
     """The CRM folder whose pipeline review ``/pipeline`` and ``/v1/pipeline`` show
     (``LEADSCORE_DATA_DIR``); none: those routes answer 404, saying so."""

@@ -20,6 +20,7 @@ import pandas as pd
 
 import modeling
 from modeling.artifact import ScoringModel
+from modeling.profile import ReferenceProfile
 from modeling.registry import (
     CHALLENGER,
     CHAMPION,
@@ -126,9 +127,12 @@ def log_scoring_model(
     model: ScoringModel,
     example: pd.DataFrame,
     registered_name: str | None,
+    profile: ReferenceProfile | None = None,
 ) -> str | None:
     """Log ``model`` as a pyfunc (models from code) in the active run; register it.
 
+    ``profile`` (its features' and score's reference distribution) is saved in the model's
+    folder, so every load of the version has it (``modeling.registry``).
     Returns the registered version, or None when ``registered_name`` is None.
     """
     import mlflow
@@ -140,6 +144,8 @@ def log_scoring_model(
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / SCORING_MODEL_KEY
         model.save(model_dir)
+        if profile is not None:
+            profile.save(model_dir)
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=str(entry),

@@ -27,6 +27,7 @@ from features.own import Derived
 from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
 from modeling.grading import DEFAULT_SHARES
+from modeling.profile import ReferenceProfile, build_profile
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
 from training.audit import AuditReport, audit_settings, audit_task
@@ -395,6 +396,14 @@ def withheld_reason_for(ev: Evaluation, decision: GateDecision, version: str) ->
     )
 
 
+def reference_profile(ev: Evaluation) -> ReferenceProfile:
+    """The features and scores of the test period, the model's reference for drift
+    (``modeling.profile``)."""
+    test = ev.split.test
+    return build_profile(test, ev.feature_set.names, ev.model.predict_proba(test),
+                         earlier=ev.split.train)
+
+
 def _mlflow_value(v: Any) -> Any:
     return v if isinstance(v, int | float | str | bool) else json.dumps(v, default=str)
 
@@ -584,7 +593,8 @@ def _log_and_register(
             mlflow.log_params({"audit_allowed_columns": ",".join(audit.kept) or "none"})
             mlflow.log_dict(audit.to_json(), AUDIT_FILE)
         version = log_scoring_model(
-            ev.model, ev.split.test, ev.task if settings.register_model else None
+            ev.model, ev.split.test, ev.task if settings.register_model else None,
+            profile=reference_profile(ev),
         )
         for name, choice in (companions or {}).items():
             with tempfile.TemporaryDirectory() as tmp:

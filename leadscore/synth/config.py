@@ -14,6 +14,15 @@ class GeneratorConfig:
     start: str = "2024-01-01"
     months: int = 24
     installed_base: int | None = None  # customers from before day 0; None: 6 per 100 leads
+    drift: bool = False
+    """The later months shift (``leadscore.synth.drift``)."""
+
+    @property
+    def drift_start_day(self) -> float | None:
+        """Day offset from which the history drifts; None: it does not."""
+        from leadscore.synth.drift import DRIFT_FROM
+
+        return DRIFT_FROM * self.days if self.drift else None
 
     @property
     def installed(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.schema import OPEN_STAGES
+from leadscore.synth.drift import slow_clock
 from leadscore.synth.sampling import advance_clock
 
 # Stage dynamics (per day), healthy regime at quality 0.
@@ -91,8 +92,10 @@ def simulate_deals(
     quality: np.ndarray,
     windows: np.ndarray,
     horizon: float,
+    slow_from: float | None = None,
 ) -> DealRun:
-    """Run every deal of a batch until it closes or ``horizon`` (day offset) is reached."""
+    """Run every deal of a batch until it closes or ``horizon`` (day offset) is reached;
+    after ``slow_from`` (a drifted CRM), at ``leadscore.synth.drift.PIPELINE_SPEED``."""
     n = created.size
     r = deal_rates(quality)
     stage = start_stage.copy()
@@ -120,6 +123,8 @@ def simulate_deals(
             t1 = plain_end.copy()
             t1[pressured] = advance_clock(t0[pressured], intrinsic[pressured], windows,
                                           QUARTER_END_SPEEDUP)
+        if slow_from is not None:
+            t1 = slow_clock(t0, t1, slow_from)
         u = rng.random(active.size) * total
         event = np.where(u < adv, 0, np.where(u < adv + lose, 1, np.where(u < adv + lose + back,
                                                                             2, 3)))

@@ -47,6 +47,8 @@ class DealClock:
 
     windows: np.ndarray
     horizon: float
+    slow_from: float | None = None
+    """Day offset after which deals work slower (``leadscore.synth.drift``); None: never."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Deals:
 
 def run_batch(rng: np.random.Generator, batch: DealBatch, clock: DealClock) -> DealRun:
     return simulate_deals(rng, batch.created, batch.start_stage, batch.start_regime,
-                          batch.quality, clock.windows, clock.horizon)
+                          batch.quality, clock.windows, clock.horizon, clock.slow_from)
 
 
 def troubled_probability(quality: np.ndarray,
@@ -134,7 +136,7 @@ def simulate_new_business(rng: np.random.Generator, cfg: GeneratorConfig, accoun
     n_reps = max(4, cfg.n_leads // 1000)
     rep_skill = rng.normal(0.0, 0.5, n_reps)
     horizon = days + SIMULATED_YEARS_PAST_END * 365.0
-    clock = DealClock(quarter_windows(cfg, horizon), horizon)
+    clock = DealClock(quarter_windows(cfg, horizon), horizon, cfg.drift_start_day)
     to_opp = ~np.isnan(leads.t_qual) & (leads.t_qual < days) & (rng.random(leads.n) < 0.9)
     opp_lead = np.flatnonzero(to_opp)
     opp_created = leads.t_qual[opp_lead] + rng.random(opp_lead.size) * 2.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadscore.synth.accounts import Accounts
+from leadscore.synth.drift import Drift, shift_sources
 from leadscore.synth.sampling import choice, emit, sigmoid
 from leadscore.synth.vocab import (
     FUNCTION_EFFECT,
@@ -125,11 +126,14 @@ def _lead_path(rng: np.random.Generator, created: np.ndarray,
 
 
 def simulate_leads(rng: np.random.Generator, accounts: Accounts, n_leads: int,
-                   days: float) -> Leads:
-    """Leads, what they tell sales (BANT for some), and their hidden intent chain."""
+                   days: float, drift: Drift | None = None) -> Leads:
+    """Leads, what they tell sales (BANT for some), and their hidden intent chain; with
+    ``drift``, the later leads' sources from the drifted mix."""
     created = _creation_times(rng, n_leads, days)
     lead_acc = _lead_accounts(rng, n_leads, accounts.n)
     source = choice(rng, n_leads, SOURCE_WEIGHTS)
+    if drift is not None:
+        source = shift_sources(drift, created, source)
     seniority = choice(rng, n_leads, SENIORITY_WEIGHTS)
     function = choice(rng, n_leads, FUNCTION_WEIGHTS)
     # Hidden intent.
