@@ -43,6 +43,7 @@ OPERATIONS = [
     ("POST", "/v1/deals/score"),
     ("POST", "/v1/accounts/score"),
     ("GET", "/v1/models"),
+    ("GET", "/v1/monitoring"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
