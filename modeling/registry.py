@@ -169,8 +169,8 @@ def load_model_version(
     uri = resolve_tracking_uri(tracking_uri)
     found = _sqlite_version(uri, task, alias, version)
     if found is not None:
-        number, run_id, local = found
-        model = ScoringModel.load(local / "artifacts" / SCORING_MODEL_KEY)
+        number, run_id, folder = found
+        model = ScoringModel.load(folder / "artifacts" / SCORING_MODEL_KEY)
         return model, ModelInfo(name=task, version=number,
                                 alias=alias if version is None else None, run_id=run_id,
                                 metadata=model.metadata)

@@ -3,12 +3,13 @@ risk and warnings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from features.reasons import Values
 from features.snapshots import RENEWAL_WINDOW_DAYS
 from modeling.grading import Grading, fixed_grading, to_score
 from serving.explain import (
@@ -17,7 +18,6 @@ from serving.explain import (
     context_warning,
     explainer,
     not_known,
-    row_values,
     unseen_features,
     unseen_warning,
 )
@@ -70,7 +70,7 @@ class _Rows:
 
     scored: Scored
     explainer: Explainer
-    values: list[dict[str, Any]]
+    values: Sequence[Values]
     sums: np.ndarray | None
     known: np.ndarray | None
     """Per row and topic, whether the topic is known (``Explainer.known_rows``; None for
@@ -79,8 +79,7 @@ class _Rows:
     @classmethod
     def of(cls, scored: Scored) -> _Rows:
         ex = explainer(scored.feature_set)
-        fs = scored.feature_set
-        values = [row_values(fs, row) for row in scored.values()]
+        values = scored.feature_values()
         sums = None
         if scored.contributions is not None:
             contributions = scored.contributions
@@ -348,8 +347,7 @@ def account_warnings(
     unserved = unserved or []
     due = scored.columns.get("days_to_renewal")
     ex = explainer(scored.feature_set)
-    rows = _Rows(scored, ex, [row_values(scored.feature_set, r) for r in scored.values()], None,
-                 ex.known_rows(scored.columns))
+    rows = _Rows(scored, ex, scored.feature_values(), None, ex.known_rows(scored.columns))
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
         said = [f"{field} is not scored: no model of it is served (GET /v1/models says why)"
