@@ -20,7 +20,11 @@ backtest) into a temporary MLflow store.
 
 Run: `.venv/bin/python -P benchmarks/batch.py [FOLDER ...]` (default: a 100,000-lead CRM
 generated with seed 7 into a temporary folder).
-`--profile` prints the top of a cProfile of the in-process scoring instead.
+`--million FOLDER` then scores every open lead and deal of the 1M-lead CRM there (generated
+with `--leads 1000000 --seed 7` when the folder has none) with reasons, end to end, and
+states it against the first folder's time and the targets.
+`--profile` prints the top of a cProfile of the in-process scoring, without and with
+reasons, instead.
 """
 
 from __future__ import annotations
