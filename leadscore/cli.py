@@ -175,7 +175,8 @@ def score(
     from pathlib import Path
 
     import pandas as pd
-    from rich.progress import Progress
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from serving.batch import BatchInputError, score_file
     from serving.models import source_for_uri
@@ -199,7 +200,11 @@ def score(
         raise typer.Exit(2) from exc
     stamp = pd.Timestamp(as_of).to_pydatetime() if as_of else None
     try:
-        with Progress(transient=True) as bar:
+        # On a terminal only (stderr): a log or a pipe gets the summary lines alone.
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+                      TimeElapsedColumn(), console=console, transient=True,
+                      disable=not console.is_terminal) as bar:
             job = bar.add_task("scoring", total=None)
             report = score_file(
                 task, Path(input), Path(output), settings, data_dir=Path(data) if data else None,

@@ -105,6 +105,15 @@ class Grading:
         at_or_below = np.searchsorted(q, probability, side="right")
         return round(float(50.0 * (below + at_or_below) / q.size), 1)
 
+    def percentiles(self, probabilities: np.ndarray) -> list[float | None]:
+        """:meth:`percentile` of each probability, the reference searched once."""
+        q = self._quantiles
+        p = np.asarray(probabilities, dtype=float)
+        if not q.size:
+            return [None] * len(p)
+        share = 50.0 * (np.searchsorted(q, p, side="left") + np.searchsorted(q, p, side="right"))
+        return [round(v, 1) for v in (share / q.size).tolist()]
+
     def describe(self) -> str:
         """One line for a model's description and the logs."""
         cuts = f"A >= {self.a}, B >= {self.b}, C >= {self.c}, D below {self.c}"

@@ -13,6 +13,7 @@ promotion gate and moving aliases are training's (``training.registry``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -168,10 +169,17 @@ def load_model_version(
 
     Raises ``LookupError`` when the alias or version does not exist.
     """
+    uri = resolve_tracking_uri(tracking_uri)
+    found = _sqlite_version(uri, task, alias, version)
+    if found is not None:
+        number, run_id, folder = found
+        model = ScoringModel.load(folder / "artifacts" / SCORING_MODEL_KEY)
+        return model, ModelInfo(name=task, version=number,
+                                alias=alias if version is None else None, run_id=run_id,
+                                metadata=model.metadata)
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = resolve_tracking_uri(tracking_uri)
     client = _client(uri)
     try:
         if version is not None:
@@ -205,6 +213,65 @@ def load_model_version(
         profile=profile,
     )
     return model, info
+
+
+DELETED_STAGE = "Deleted_Internal"
+"""How MLflow's SQL store marks a deleted model version (``STAGE_DELETED_INTERNAL``)."""
+DEFAULT_WORKSPACE = "default"
+"""The one workspace of a single-tenant MLflow store (``DEFAULT_WORKSPACE_NAME``)."""
+
+
+def _sqlite_version(
+    uri: str, task: str, alias: str | None, version: str | None
+) -> tuple[str, str | None, Path] | None:
+    """A registered version of an embedded SQLite store read straight from its tables:
+    its number, run and local artifact folder, as MLflow's SQL store answers
+    ``get_model_version_by_alias`` / ``get_model_version`` and
+    ``get_model_version_download_uri`` (the storage location, else the source).
+
+    Importing MLflow's store costs seconds, most of a batch run's model load. None, and
+    the caller asks MLflow, whenever the answer is not plain: not a SQLite file, a
+    missing version or alias (MLflow words the error), the ``latest`` pseudo-alias, a
+    store with more than one workspace, artifacts not on the local disk, or tables that
+    do not read as expected.
+    """
+    import sqlite3
+
+    path = _sqlite_path(uri)
+    if path is None or not path.is_file() or (version is None and (
+            alias is None or alias.lower() == "latest")):
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(model_versions)")}
+            if "workspace" in columns:
+                others = db.execute("SELECT 1 FROM registered_models WHERE workspace != ? "
+                                    "LIMIT 1", (DEFAULT_WORKSPACE,)).fetchone()
+                if others is not None:
+                    return None
+            number = str(version) if version is not None else None
+            if number is None:
+                row = db.execute("SELECT version FROM registered_model_aliases "
+                                 "WHERE name = ? AND alias = ?", (task, alias)).fetchone()
+                if row is None:
+                    return None
+                number = str(row[0])
+            if not number.isdigit():
+                return None
+            found = db.execute(
+                "SELECT version, run_id, storage_location, source FROM model_versions "
+                "WHERE name = ? AND version = ? AND (current_stage IS NULL OR "
+                "current_stage != ?)", (task, int(number), DELETED_STAGE)).fetchone()
+    except sqlite3.Error:
+        return None
+    if found is None:
+        return None
+    parsed = urlparse(found[2] or found[3] or "")
+    if parsed.scheme != "file":
+        return None
+    local = Path(url2pathname(parsed.path))
+    return (str(found[0]), found[1], local) if local.is_dir() else None
 
 
 def load_time_to_close(

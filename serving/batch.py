@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -375,8 +375,19 @@ def _open_mask(rows: pd.DataFrame, task: str, as_of: pd.Timestamp) -> np.ndarray
     return np.asarray(out, dtype=bool)
 
 
-def _flatten(result: Any) -> dict[str, Any]:
-    return _flatten_dict(result.model_dump(mode="json"))
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def _flatten(results: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    """Results as flat rows (:func:`_flatten_dict`), dumped as JSON values in one call
+    (each row what its ``model_dump(mode="json")`` gives)."""
+    if not results:
+        return []
+    dumped: list[dict[str, Any]] = _list_adapter(type(results[0])).dump_python(
+        list(results), mode="json")
+    return [_flatten_dict(d) for d in dumped]
 
 
 def _flatten_dict(data: dict[str, Any]) -> dict[str, Any]:
@@ -485,7 +496,7 @@ def score_frame(
         results = endpoint.file_results(model, scored, settings)
         if what_if:
             suggest(results, model, tables, scored, as_of, settings, gaps[start:stop])
-        out += [_flatten(r) for r in results]
+        out += _flatten(results)
         if progress is not None:
             progress(stop - start)
     return pd.DataFrame(out)

@@ -80,9 +80,13 @@ class Explainer:
         """Per category feature, the levels training knew (learned or declared)."""
         self.topics = topics_for(feature_set)
         position = {name: i for i, name in enumerate(self.names)}
+        self._positions = [np.array([position[f] for f in t.features], dtype=np.intp)
+                           for t in self.topics]
+        """Per topic, where its features sit in a contribution row."""
         self._members = np.zeros((len(self.names), len(self.topics)))
-        for j, t in enumerate(self.topics):
-            self._members[[position[f] for f in t.features], j] = 1.0
+        """Features x topics, 1 where the feature is the topic's."""
+        for j, at in enumerate(self._positions):
+            self._members[at, j] = 1.0
         specs = {s.name: s for s in feature_set.features}
         # training.fit constrains non-category features by their declared direction; the
         # constraint orders values, so it speaks for a zero count, not for a value
@@ -142,8 +146,18 @@ class Explainer:
                         dtype=np.intp)
 
     def sums(self, contributions: np.ndarray) -> np.ndarray:
-        """Per topic, its features' contributions summed (rows x topics)."""
-        out: np.ndarray = np.atleast_2d(contributions) @ self._members
+        """Per topic, its features' contributions summed (rows x topics).
+
+        Each row is summed on its own, in the topic's feature order: a matrix product
+        (BLAS) sums in an order that depends on how many rows it is given, so the same
+        entity's reasons could differ in the last digit between a file scored in one
+        block and in several, or between a file and a request.
+        """
+        rows = np.atleast_2d(contributions)
+        out = np.zeros((rows.shape[0], len(self.topics)))
+        for j, members in enumerate(self._positions):
+            if len(members):
+                out[:, j] = rows[:, members].sum(axis=1)
         return out
 
     def explain(

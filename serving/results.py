@@ -3,21 +3,21 @@ risk and warnings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from features.reasons import Values
 from features.snapshots import RENEWAL_WINDOW_DAYS
-from modeling.grading import Grading, fixed_grading, to_score
+from modeling.grading import Grading, fixed_grading, to_score, to_scores
 from serving.explain import (
     Explainer,
     Factor,
     context_warning,
     explainer,
     not_known,
-    row_values,
     unseen_features,
     unseen_warning,
 )
@@ -70,7 +70,7 @@ class _Rows:
 
     scored: Scored
     explainer: Explainer
-    values: list[dict[str, Any]]
+    values: Sequence[Values]
     sums: np.ndarray | None
     known: np.ndarray | None
     """Per row and topic, whether the topic is known (``Explainer.known_rows``; None for
@@ -79,8 +79,7 @@ class _Rows:
     @classmethod
     def of(cls, scored: Scored) -> _Rows:
         ex = explainer(scored.feature_set)
-        fs = scored.feature_set
-        values = [row_values(fs, row) for row in scored.values()]
+        values = scored.feature_values()
         sums = None
         if scored.contributions is not None:
             contributions = scored.contributions
@@ -202,13 +201,14 @@ def lead_results(
     ref = model_ref(model)
     rows = _Rows.of(scored)
     trend = trends(scored, steady_points)
+    graded = _graded(scored, grading)
     out = []
     for i, lead_id in enumerate(scored.ids):
         reasons, warnings = rows.explain(i)
         out.append(
             LeadResult(
                 lead_id=lead_id,
-                **_graded(scored, i, grading),
+                **graded[i],
                 reasons=reasons,
                 trend=trend[i],
                 model=ref,
@@ -234,9 +234,10 @@ def deal_results(
     metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
     rows = _Rows.of(scored)
     trend = trends(scored, steady_points)
+    every = _graded(scored, grading)
     out = []
     for i, deal_id in enumerate(scored.ids):
-        graded = _graded(scored, i, grading)
+        graded = every[i]
         p = graded["probability"]
         row = rows.values[i]
         flags = risk_flags(row, p, metadata, rules)
@@ -258,12 +259,14 @@ def deal_results(
     return out
 
 
-def _graded(scored: Scored, i: int, grading: Grading) -> dict[str, Any]:
-    """Row ``i``'s calibrated probability, its 0-100 score, grade and percentile."""
-    p = float(scored.probabilities[i])
-    score = to_score(p)
-    return {"probability": p, "score": score, "grade": grading.grade(score),
-            "percentile": grading.percentile(p)}
+def _graded(scored: Scored, grading: Grading) -> list[dict[str, Any]]:
+    """Each row's calibrated probability, its 0-100 score, grade and percentile."""
+    probabilities = np.asarray(scored.probabilities, dtype=float)
+    scores = to_scores(probabilities).tolist()
+    return [{"probability": p, "score": score, "grade": grading.grade(score),
+             "percentile": percentile}
+            for p, score, percentile in zip(probabilities.tolist(), scores,
+                                            grading.percentiles(probabilities), strict=True)]
 
 
 def _risk(flags: list[Flag]) -> Risk:
@@ -300,6 +303,7 @@ def renewal_results(
     rows = _Rows.of(scored)
     due = renewal_due(scored.columns).tolist() or [False] * len(scored.ids)
     trend = trends(scored, steady_points, renewal_due)
+    graded = _graded(scored, grading)
     out: list[RenewalResult | None] = []
     for i in range(len(scored.ids)):
         if not due[i]:
@@ -307,7 +311,7 @@ def renewal_results(
             continue
         flags = renewal_flags(rows.values[i], rules)
         out.append(RenewalResult(
-            **_graded(scored, i, grading),
+            **graded[i],
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
             reasons=rows.explain(i, exclude_up=flagged_features(flags))[0],
             risk=_risk(flags),
@@ -325,13 +329,14 @@ def expansion_results(
     rows = _Rows.of(scored)
     customer = is_customer(scored.columns).tolist() or [False] * len(scored.ids)
     trend = trends(scored, steady_points, is_customer)
+    graded = _graded(scored, grading)
     out: list[ExpansionResult | None] = []
     for i in range(len(scored.ids)):
         if not customer[i]:
             out.append(None)
             continue
         out.append(ExpansionResult(
-            **_graded(scored, i, grading),
+            **graded[i],
             reasons=rows.explain(i)[0],
             trend=trend[i],
             model=ref,
@@ -348,8 +353,7 @@ def account_warnings(
     unserved = unserved or []
     due = scored.columns.get("days_to_renewal")
     ex = explainer(scored.feature_set)
-    rows = _Rows(scored, ex, [row_values(scored.feature_set, r) for r in scored.values()], None,
-                 ex.known_rows(scored.columns))
+    rows = _Rows(scored, ex, scored.feature_values(), None, ex.known_rows(scored.columns))
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
         said = [f"{field} is not scored: no model of it is served (GET /v1/models says why)"

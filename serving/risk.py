@@ -8,6 +8,7 @@ stage's win rate. A flag is raised only where its evidence is known.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,7 @@ class Flag:
     evidence: dict[str, Any]
 
 
-def _num(row: dict[str, Any], name: str) -> float | None:
+def _num(row: Mapping[str, Any], name: str) -> float | None:
     value = row.get(name)
     if value is None:
         return None
@@ -85,7 +86,7 @@ def _stage_words(stage: str) -> str:
 
 
 def risk_flags(
-    features: dict[str, Any],
+    features: Mapping[str, Any],
     probability: float,
     metadata: dict[str, Any],
     rules: RiskRules,
@@ -186,7 +187,7 @@ def risk_level(flags: list[Flag]) -> RiskLevel:
     return "medium" if weight <= 2 else "high"
 
 
-def renewal_flags(features: dict[str, Any], rules: RiskRules) -> list[Flag]:
+def renewal_flags(features: Mapping[str, Any], rules: RiskRules) -> list[Flag]:
     """The churn-risk flags of one renewal, from the account's feature row."""
     flags: list[Flag] = []
     trend = _num(features, "active_users_trend")

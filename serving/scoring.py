@@ -10,10 +10,10 @@ tables; ``serving.results`` turns the scores into what a rep reads.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -21,8 +21,8 @@ import pandas as pd
 from features.build import EXISTS, Columns, category_dtype, entity_columns, select_features
 from features.columns import AnyTables, ColumnTable, epoch_ns
 from features.declarations import FeatureSet
-from features.reasons import ContextPart
-from serving.explain import explainer
+from features.reasons import ContextPart, Value
+from serving.explain import explainer, plain_value
 from serving.models import LoadedModel
 
 
@@ -92,6 +92,11 @@ class Scored:
     def gap(self, i: int) -> Gaps:
         return self.gaps[i] if self.gaps else NO_GAPS
 
+    def feature_values(self) -> FeatureValues:
+        """Each row's feature values by name, as :meth:`values` holds them (plain Python
+        values), each column converted once and only when read."""
+        return FeatureValues(self)
+
     def values(self) -> np.ndarray:
         """Feature values in declared order as an object matrix, one row per id: category
         names, True/False, numbers, and None where not known."""
@@ -113,6 +118,84 @@ class Scored:
         if col is None:
             return [None] * len(self.ids)
         return [None if a != a else float(a) for a in col.tolist()]
+
+
+class FeatureValues(Sequence["RowValues"]):
+    """A scored batch's rows of feature values by name (:class:`RowValues`), read from
+    its columns: a column is turned into plain Python values (category names, True/False,
+    numbers, None where not known, as :meth:`Scored.values` and
+    ``serving.explain.plain_value`` give them) the first time a row reads it, so a batch
+    builds no dictionary per row and converts only the features its reasons and flags
+    read."""
+
+    def __init__(self, scored: Scored) -> None:
+        self._scored = scored
+        self._specs = {s.name: s for s in scored.feature_set.features}
+        self._names = tuple(self._specs)
+        self._columns: dict[str, list[Value]] = {}
+
+    def column(self, name: str) -> list[Value]:
+        found = self._columns.get(name)
+        if found is None:
+            found = self._columns[name] = self._convert(name)
+        return found
+
+    def _convert(self, name: str) -> list[Value]:
+        spec = self._specs[name]  # KeyError: not a feature of the set
+        col = self._scored.columns[name]
+        if spec.dtype == "category":
+            names = _level_names(spec.name, spec.levels)
+            plain = np.empty(len(names), dtype=object)
+            plain[:] = [plain_value(v) for v in names]
+            levels: list[Value] = plain[col].tolist()
+            return levels
+        if spec.dtype == "bool":
+            return [None if v != v else v == 1.0 for v in col.tolist()]
+        return [plain_value(v) for v in col.tolist()]
+
+    def __len__(self) -> int:
+        return len(self._scored.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> RowValues: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[RowValues]: ...
+
+    def __getitem__(self, i: int | slice) -> RowValues | list[RowValues]:
+        if isinstance(i, slice):
+            return [RowValues(self, j) for j in range(len(self))[i]]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        return RowValues(self, i % len(self))
+
+
+class RowValues(Mapping[str, Value]):
+    """One row of :class:`FeatureValues`: the mapping ``serving.explain.row_values`` gives,
+    every feature of the set by name in declared order, without building it."""
+
+    __slots__ = ("_i", "_rows")
+
+    def __init__(self, rows: FeatureValues, i: int) -> None:
+        self._rows = rows
+        self._i = i
+
+    def __getitem__(self, name: str) -> Value:
+        return self._rows.column(name)[self._i]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self._rows._specs:
+            return default
+        return self._rows.column(name)[self._i]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows._names)
+
+    def __len__(self) -> int:
+        return len(self._rows._names)
 
 
 def unknown_context(

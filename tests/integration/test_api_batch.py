@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -276,3 +277,82 @@ def test_blocks_score_as_one_pass(
         outputs.append(pd.read_csv(out))
     assert len(outputs[1]) > 7 * 3 and outputs[1]["trend_score_28d_ago"].notna().any()
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
+
+
+JSON_COLUMNS = ("reasons_up", "reasons_down", "warnings", "risk_flags")
+
+
+def _same(batch: Any, served: Any, where: str) -> None:
+    """Equal values, numbers to 1e-9 (NaN and None alike)."""
+    if isinstance(served, dict):
+        assert isinstance(batch, dict) and batch.keys() == served.keys(), where
+        for k, v in served.items():
+            _same(batch[k], v, f"{where}.{k}")
+    elif isinstance(served, list):
+        assert isinstance(batch, list) and len(batch) == len(served), where
+        for i, (b, s) in enumerate(zip(batch, served, strict=True)):
+            _same(b, s, f"{where}[{i}]")
+    elif served is None or (isinstance(served, float) and served != served):
+        assert batch is None or batch != batch, where
+    elif isinstance(served, bool | str):
+        assert batch == served, where
+    elif isinstance(served, int | float):
+        assert batch == pytest.approx(served, rel=0, abs=1e-9), where
+    else:
+        raise AssertionError(f"{where}: {served!r}")
+
+
+@pytest.mark.parametrize("task", ["lead_qualification", "deal_close"])
+def test_batch_rows_are_the_apis_results(
+    trained: Trained, crm_dir: Path, tmp_path: Path, task: str  # noqa: F811
+) -> None:
+    """Every column of a batch row is the API's answer for the same entity and time:
+    probability, score, grade, percentile, trend, risk, reasons (numbers to 1e-9) and
+    warnings; only the model's version is named differently (a saved folder, not the
+    registry)."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.batch import _flatten_dict
+    from serving.deps import get_now
+    from tests.integration.test_api_fixtures import auth, deal_request, lead_request, settings
+
+    lead = task == "lead_qualification"
+    key, source, folder = (("lead_id", "leads.parquet", "lead_model") if lead
+                           else ("opportunity_id", "opportunities.parquet", "deal_model"))
+    out = tmp_path / "scores.parquet"
+    result = CliRunner().invoke(app, [
+        "score", "--task", task, "--input", str(crm_dir / source), "--output", str(out),
+        "--data", str(crm_dir), "--as-of", AS_OF.isoformat(), "--model",
+        str(crm_dir / folder)])
+    assert result.exit_code == 0, result.output
+    batch = pd.read_parquet(out).set_index(key)
+    ids = (open_leads if lead else open_deals)(trained.tables, AS_OF)[:12]
+    # Without the staleness warning: the API warns per request that the fixture's events
+    # are old; the batch warns of that once, for the file.
+    api = create_app(settings(stale_data_days=0), models=[trained.lead, trained.deal])
+
+    async def fixed_now() -> Any:
+        return AS_OF.to_pydatetime()
+
+    api.dependency_overrides[get_now] = fixed_now
+    make, route = (lead_request, "/v1/leads/score") if lead else (deal_request,
+                                                                  "/v1/deals/score")
+    with TestClient(api) as client:
+        for entity_id in ids:
+            r = client.post(route, json=make(trained.tables, entity_id, AS_OF),
+                            headers=auth())
+            assert r.status_code == 200, r.text
+            (served,) = r.json()["results"]
+            flat = _flatten_dict(served)
+            row = batch.loc[str(entity_id)].to_dict()
+            del flat[key], flat["model_version"], row["model_version"]
+            assert set(row) == set(flat), (set(row) ^ set(flat))
+            for column, value in flat.items():
+                mine = row[column]
+                if column in JSON_COLUMNS:
+                    mine, value = json.loads(mine), json.loads(value)
+                elif isinstance(mine, np.generic):
+                    mine = mine.item()
+                _same(mine, value, f"{entity_id}.{column}")
+            assert json.loads(row["reasons_up"]) or json.loads(row["reasons_down"])

@@ -6,12 +6,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pandas as pd
 import pytest
 
 from features.sets import DEAL_V1, LEAD_V1
-from modeling.registry import CHALLENGER, CHAMPION, _client, resolve_alias, withheld_reason
+from modeling.registry import (
+    CHALLENGER,
+    CHAMPION,
+    _client,
+    _sqlite_version,
+    load_model_version,
+    resolve_alias,
+    resolve_tracking_uri,
+    withheld_reason,
+)
 from training.evaluate import EvaluationConfig, fit_and_evaluate
 from training.registry import FORCED_TAG
 from training.train import TrainResult, log_and_register, train_settings
@@ -52,6 +63,24 @@ def test_gate_blocks_worse_and_promotes_better(lead_frame: pd.DataFrame, tmp_pat
     assert resolve_alias("lead_qualification", CHAMPION, uri) == first.version
     assert resolve_alias("lead_qualification", CHALLENGER, uri) == worse.version
     assert worse.withheld is None  # the champion still serves
+
+    # Read straight from the store's tables, the versions are MLflow's own answers, and
+    # the alias is followed when it moves; a deleted version is left to MLflow.
+    client = _client(uri)
+    for alias, version in ((CHAMPION, first.version), (CHALLENGER, worse.version)):
+        found = _sqlite_version(resolve_tracking_uri(uri), "lead_qualification", alias, None)
+        mv = client.get_model_version_by_alias("lead_qualification", alias)
+        download = client.get_model_version_download_uri("lead_qualification", mv.version)
+        assert found is not None and found[:2] == (version, mv.run_id)
+        assert found[2] == Path(url2pathname(urlparse(download).path))
+    client.set_registered_model_alias("lead_qualification", CHAMPION, worse.version)
+    _, info = load_model_version("lead_qualification", CHAMPION, uri)
+    assert (info.version, info.alias) == (worse.version, CHAMPION)
+    client.delete_model_version("lead_qualification", worse.version)
+    assert _sqlite_version(resolve_tracking_uri(uri), "lead_qualification", CHAMPION,
+                           None) is None
+    with pytest.raises(LookupError):
+        load_model_version("lead_qualification", CHAMPION, uri)
 
 
 def _weak_deal_run(frame: pd.DataFrame, uri: str, tmp: Path, force: bool) -> TrainResult:

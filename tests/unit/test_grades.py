@@ -107,6 +107,16 @@ def test_percentile_reads_the_reference() -> None:
     assert fixed_grading().percentile(0.5) is None
 
 
+def test_percentiles_of_an_array_are_each_ones_percentile() -> None:
+    """A batch's percentiles, read at once, are exactly those read one at a time, ties at
+    the reference's own values included."""
+    tied = fit_grading(_scores((10, 500), (30, 300), (60, 200)))
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.random(500), [0.1, 0.3, 0.6, -1.0, 2.0], tied.reference[:50]])
+    assert tied.percentiles(p) == [tied.percentile(float(v)) for v in p]
+    assert fixed_grading().percentiles(p[:3]) == [None] * 3
+
+
 def test_few_reference_rows_are_reported() -> None:
     few = fit_grading(np.linspace(0.1, 0.9, 71))
     table = grade_table(few, np.array([0.9, 0.5, 0.3, 0.1]), np.array([1, 1, 0, 0]))
