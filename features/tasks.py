@@ -323,3 +323,16 @@ def task_spec(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}") from None
+
+
+def task_names(value: object, verb: str = "use", empty: bool = False) -> object:
+    """A settings value of task names: comma-separated text (an environment variable) as
+    a tuple, every name checked against :data:`TASKS` (none at all only if ``empty``);
+    other values are left to the field's type."""
+    if isinstance(value, str):
+        value = tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, tuple | list):
+        unknown = [t for t in value if t not in TASKS]
+        if unknown or not (value or empty):
+            raise ValueError(f"unknown tasks {unknown}; {verb} some of {', '.join(TASKS)}")
+    return value

@@ -173,10 +173,11 @@ def load_model_version(
     found = _sqlite_version(uri, task, alias, version)
     if found is not None:
         number, run_id, folder = found
-        model = ScoringModel.load(folder / "artifacts" / SCORING_MODEL_KEY)
+        folder = folder / "artifacts" / SCORING_MODEL_KEY
+        model = ScoringModel.load(folder)
         return model, ModelInfo(name=task, version=number,
                                 alias=alias if version is None else None, run_id=run_id,
-                                metadata=model.metadata)
+                                metadata=model.metadata, profile=load_profile(folder))
     import mlflow
     from mlflow.exceptions import MlflowException
 

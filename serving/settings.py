@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from features.tasks import TASKS as REGISTERED
+from features.tasks import task_names
 from modeling.grading import FIXED_CUTOFFS
 from serving.auth import SHA256_HEX, read_key_file
 
@@ -68,18 +69,8 @@ class ScoringSettings(BaseSettings):
 
     @field_validator("tasks", mode="before")
     @classmethod
-    def _split_tasks(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in value if t not in REGISTERED]
-        if unknown or not value:
-            raise ValueError(f"unknown tasks {unknown}; serve some of {', '.join(REGISTERED)}")
-        return value
+    def _tasks(cls, value: Any) -> Any:
+        return task_names(value, "serve")
 
     @field_validator("grade_cutoffs")
     @classmethod

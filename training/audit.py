@@ -298,18 +298,29 @@ def probe_findings(
     return findings, aucs
 
 
-def one_outcome_findings(
+def _present_shares(
     train: pd.DataFrame, columns: tuple[str, ...], settings: AuditSettings
-) -> list[Finding]:
-    """``one_outcome``: present for almost every row of one class, almost no row of the other."""
+) -> list[tuple[str, dict[str, float]]]:
+    """Per column, the share of positive and of negative rows that have it filled in;
+    none when a class has fewer than ``min_rows`` rows."""
     y = train["label"].to_numpy(dtype=int)
     pos, neg = y == 1, y == 0
     if min(pos.sum(), neg.sum()) < settings.min_rows:
         return []
-    findings = []
+    out = []
     for column in columns:
         present = train[column].notna().to_numpy()
-        shares = {"positive": float(present[pos].mean()), "negative": float(present[neg].mean())}
+        out.append((column, {"positive": float(present[pos].mean()),
+                             "negative": float(present[neg].mean())}))
+    return out
+
+
+def one_outcome_findings(
+    train: pd.DataFrame, columns: tuple[str, ...], settings: AuditSettings
+) -> list[Finding]:
+    """``one_outcome``: present for almost every row of one class, almost no row of the other."""
+    findings = []
+    for column, shares in _present_shares(train, columns, settings):
         for filled, empty in (("positive", "negative"), ("negative", "positive")):
             if shares[filled] > settings.present_share and shares[empty] < settings.absent_share:
                 findings.append(Finding(
@@ -327,14 +338,8 @@ def uneven_fill_findings(
 ) -> list[Finding]:
     """``uneven_fill``: a current-value column filled in for one outcome far more often
     than for the other."""
-    y = train["label"].to_numpy(dtype=int)
-    pos, neg = y == 1, y == 0
-    if min(pos.sum(), neg.sum()) < settings.min_rows:
-        return []
     findings = []
-    for column in columns:
-        present = train[column].notna().to_numpy()
-        shares = {"positive": float(present[pos].mean()), "negative": float(present[neg].mean())}
+    for column, shares in _present_shares(train, columns, settings):
         more, less = sorted(shares, key=lambda k: -shares[k])
         high, low = shares[more], shares[less]
         if high - low >= settings.current_fill_gap and high >= settings.current_fill_ratio * low:

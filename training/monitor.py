@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from features.tasks import TASKS, task_spec
+from features.tasks import TASKS, task_names, task_spec
 from modeling.profile import (
     ALERT_PSI,
     WARN_PSI,
@@ -78,18 +78,8 @@ class MonitorSettings(BaseSettings):
 
     @field_validator("tasks", mode="before")
     @classmethod
-    def _split_tasks(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [t for t in value if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown tasks {unknown}; use some of {', '.join(TASKS)}")
-        return value
+    def _tasks(cls, value: Any) -> Any:
+        return task_names(value, "use", empty=True)
 
     @model_validator(mode="after")
     def _psi_order(self) -> MonitorSettings:

@@ -786,13 +786,8 @@ def _field_changes(run: _Run, table: str, tm: TableMap, fields: list[str]) -> _P
     contract's field-history table, each value read through the attribute's own field map;
     None when the export has no such history."""
     wanted = [(col, tm.fields[col], TABLES[table].column(col).kind) for col in fields]
-    found = _changes_of(run, table, tm, wanted)
-    if found is None:
-        return None
-    part, counts = found
-    run.notes.append(f"{HISTORY_TABLES[table]}: from {part.file} ({counts} change(s)); "
-                     "features read these attributes as of each snapshot")
-    return part
+    return _changes_of(run, table, tm, wanted, HISTORY_TABLES[table],
+                       "features read these attributes as of each snapshot")
 
 
 def _own_changes(run: _Run, table: str, tm: TableMap) -> pd.DataFrame | None:
@@ -800,20 +795,18 @@ def _own_changes(run: _Run, table: str, tm: TableMap) -> pd.DataFrame | None:
     their values read as each feature's column is: text, typed by ``own_history``."""
     wanted = [(name, om, "float" if om.type == "number" else "category")
               for name, om in run.m.features.get(table, {}).items() if om.known_at == "history"]
-    found = _changes_of(run, table, tm, wanted)
-    if found is None:
-        return None
-    part, counts = found
-    run.notes.append(f"{table}: the history of its own features from {part.file} ({counts} "
-                     "change(s)); read as of each snapshot")
-    return part.frame
+    part = _changes_of(run, table, tm, wanted, f"{table}' own features",
+                       "read as of each snapshot")
+    return None if part is None else part.frame
 
 
 def _changes_of(run: _Run, table: str, tm: TableMap,
-                wanted: Sequence[tuple[str, FieldMap, str]]) -> tuple[_Part, str] | None:
+                wanted: Sequence[tuple[str, FieldMap, str]], what: str,
+                how: str) -> _Part | None:
     """The rows of the table's field history (``changes:``) that change one of ``wanted``
-    (name, its field map, its kind), each value read through that field map, and how many
-    per name (for the caller's note); None when the export has none."""
+    (name, its field map, its kind), each value read through that field map; None when
+    the export has none. The import report says where ``what`` came from and ``how``
+    it is read."""
     ch = tm.changes
     if ch is None or not wanted or ch.source not in run.sources:
         return None
@@ -861,14 +854,15 @@ def _changes_of(run: _Run, table: str, tm: TableMap,
         where.append(piece.index.to_numpy())  # the rows of the file (its frame's index)
         counts.append(f"{col} {len(piece):,}")
     if not out:
-        run.notes.append(f"{HISTORY_TABLES[table]}: no change of "
-                         f"{', '.join(w[0] for w in wanted)} in {src.file}")
+        run.notes.append(f"{what}: no change of {', '.join(w[0] for w in wanted)} in "
+                         f"{src.file}")
         return None
     frame = pd.concat(out, ignore_index=True).astype(object)
     frame = frame.where(frame.notna(), None)
     used = {key: id_c, "changed_at": t_c, "field": f_c, "new_value": v_c,
             "old_value": old_c or f"{v_c} (derived: the previous change's)"}
-    return _Part(frame, src.file, np.concatenate(where).astype(np.int64), used), ", ".join(counts)
+    run.notes.append(f"{what}: from {src.file} ({', '.join(counts)} change(s)); {how}")
+    return _Part(frame, src.file, np.concatenate(where).astype(np.int64), used)
 
 
 # ---------------------------------------------------------------------------------------
