@@ -104,102 +104,123 @@ def fill_tables(path_start, path_len, path_zero, leaf_value, weights, table_star
                 table[base + j] = out[j]
 
 
-@njit(cache=True)
-def explain_row(x, phi, cm, c, scratch, weights, split_start, split_slot, bit, feature,
-                threshold, kind, missing, default_left, cat_start, cat_end, cat_bits,
-                leaf_start, leaf_slot, leaf_value, path_start, path_len, path_feature,
-                path_zero, table_start, table):
-    """Add one row's contributions of every tree (bias not included) to ``phi``.
+BLOCK = 256
+"""Rows explained together: each leaf's table is read for all of them in turn, so the
+few patterns they share stay in cache instead of costing a miss a row."""
 
-    Per tree, one pass over the splits (parents first) makes each decision once and
-    hands both children their pattern of unsatisfied path features (``cm``: two slots a
-    split, then a 0 for the root); then each leaf adds its table's numbers for its
-    pattern (or computes them, when it has no table).
+
+@njit(cache=True)
+def explain_block(matrix, out, bias, max_splits, max_path, max_leaves, use_tables, weights,
+                  split_start, split_slot, bit, feature, threshold, kind, missing,
+                  default_left, cat_start, cat_end, cat_bits, leaf_start, leaf_slot,
+                  leaf_value, path_start, path_len, path_feature, path_zero, table_start,
+                  table):
+    """Add the rows' contributions, bias included, to ``out``.
+
+    Per tree: one pass over the splits per row (parents first) makes each decision once
+    and hands both children their pattern of unsatisfied path features (``cm``: two
+    slots a split, then a 0 for the root), which the leaves keep (``pattern``); then per
+    leaf, for every row, its ``k`` numbers from its table (``use_tables``) or computed
+    (once for a run of rows with the same pattern).
     """
+    n = matrix.shape[0]
+    cm = np.empty(2 * max_splits + 1, dtype=np.int64)
+    pattern = np.empty((max_leaves, n), dtype=np.int64)
+    c = np.empty(max_path + 1)
+    values = np.empty(max_path + 1)
     for t in range(len(split_start) - 1):
         s = split_start[t]
         e = split_start[t + 1]
-        cm[2 * (e - s)] = 0
-        for i in range(s, e):
-            # goes_left(), written out: a call with its nine arrays costs more than it.
-            v = x[feature[i]]
-            if abs(v) <= ZERO_THRESHOLD:
-                v = 0.0
-            if kind[i] == 1:
-                if np.isnan(v) or v <= -1.0 or v >= INT_LIMIT:
-                    go = False
-                else:
-                    code = int(v)
-                    word = code >> 5
-                    go = (word < cat_end[i] - cat_start[i]
-                          and ((cat_bits[cat_start[i] + word] >> (code & 31)) & 1) == 1)
-            else:
-                mt = missing[i]
-                if np.isnan(v):
-                    if mt == 2:
+        first = leaf_start[t]
+        for r in range(n):
+            x = matrix[r]
+            cm[2 * (e - s)] = 0
+            for i in range(s, e):
+                # LightGBM's Decision(), written out (a call with its arrays costs more).
+                v = x[feature[i]]
+                if abs(v) <= ZERO_THRESHOLD:  # the predictor reads these as 0 (NaN stays)
+                    v = 0.0
+                if kind[i] == 1:  # CategoricalDecision: NaN and negative codes go right
+                    if np.isnan(v) or v <= -1.0 or v >= INT_LIMIT:
+                        go = False
+                    else:
+                        code = int(v)
+                        word = code >> 5
+                        go = (word < cat_end[i] - cat_start[i]
+                              and ((cat_bits[cat_start[i] + word] >> (code & 31)) & 1) == 1)
+                else:  # NumericalDecision: NaN is 0 unless missing values are NaN
+                    mt = missing[i]
+                    if np.isnan(v):
+                        if mt == 2:
+                            go = default_left[i] == 1
+                        else:
+                            go = default_left[i] == 1 if mt == 1 else threshold[i] >= 0.0
+                    elif mt == 1 and v == 0.0:
                         go = default_left[i] == 1
                     else:
-                        go = default_left[i] == 1 if mt == 1 else threshold[i] >= 0.0
-                elif mt == 1 and v == 0.0:
-                    go = default_left[i] == 1
-                else:
-                    go = v <= threshold[i]
-            m = cm[split_slot[i]]
-            b = np.int64(1) << bit[i]
-            g = np.int64(go)
-            j = 2 * (i - s)
-            cm[j + 1] = m | (b * (1 - g))
-            cm[j] = m | (b * g)
-        for lf in range(leaf_start[t], leaf_start[t + 1]):
-            m = cm[leaf_slot[lf]]
+                        go = v <= threshold[i]
+                m = cm[split_slot[i]]
+                b = np.int64(1) << bit[i]
+                g = np.int64(go)
+                j = 2 * (i - s)
+                cm[j + 1] = m | (b * (1 - g))
+                cm[j] = m | (b * g)
+            for lf in range(first, leaf_start[t + 1]):
+                pattern[lf - first, r] = cm[leaf_slot[lf]]
+        for lf in range(first, leaf_start[t + 1]):
             k = path_len[lf]
             ps = path_start[lf]
             ts = table_start[lf]
-            if ts >= 0:
-                base = ts + m * k
-                for j in range(k):
-                    phi[path_feature[ps + j]] += table[base + j]
+            rows = pattern[lf - first]
+            if use_tables and ts >= 0:
+                for r in range(n):
+                    base = ts + rows[r] * k
+                    for j in range(k):
+                        out[r, path_feature[ps + j]] += table[base + j]
             else:
-                leaf_values(path_zero, ps, k, m, leaf_value[lf], weights, c, scratch)
-                for j in range(k):
-                    phi[path_feature[ps + j]] += scratch[j]
-
-
-@njit(cache=True)
-def explain_rows(matrix, out, bias, max_splits, max_path, weights, split_start, split_slot, bit,
-                 feature, threshold, kind, missing, default_left, cat_start, cat_end,
-                 cat_bits, leaf_start, leaf_slot, leaf_value, path_start, path_len,
-                 path_feature, path_zero, table_start, table):
-    """:func:`explain_row` for every row, on the calling thread."""
-    cm = np.empty(2 * max_splits + 1, dtype=np.int64)
-    c = np.empty(max_path + 1)
-    scratch = np.empty(max_path + 1)
+                previous = np.int64(-1)
+                for r in range(n):
+                    if rows[r] != previous:
+                        previous = rows[r]
+                        leaf_values(path_zero, ps, k, previous, leaf_value[lf], weights, c,
+                                    values)
+                    for j in range(k):
+                        out[r, path_feature[ps + j]] += values[j]
     last = out.shape[1] - 1
-    for r in range(matrix.shape[0]):
-        explain_row(matrix[r], out[r], cm, c, scratch, weights, split_start, split_slot, bit,
-                    feature, threshold, kind, missing, default_left, cat_start, cat_end,
-                    cat_bits, leaf_start, leaf_slot, leaf_value, path_start, path_len,
-                    path_feature, path_zero, table_start, table)
+    for r in range(n):
         out[r, last] += bias
 
 
+@njit(cache=True)
+def explain_rows(matrix, out, bias, max_splits, max_path, max_leaves, use_tables, weights,
+                 split_start, split_slot, bit, feature, threshold, kind, missing,
+                 default_left, cat_start, cat_end, cat_bits, leaf_start, leaf_slot,
+                 leaf_value, path_start, path_len, path_feature, path_zero, table_start,
+                 table):
+    """:func:`explain_block` over blocks of :data:`BLOCK` rows, on the calling thread."""
+    for r0 in range(0, matrix.shape[0], BLOCK):
+        r1 = min(matrix.shape[0], r0 + BLOCK)
+        explain_block(matrix[r0:r1], out[r0:r1], bias, max_splits, max_path, max_leaves,
+                      use_tables, weights, split_start, split_slot, bit, feature, threshold,
+                      kind, missing, default_left, cat_start, cat_end, cat_bits, leaf_start,
+                      leaf_slot, leaf_value, path_start, path_len, path_feature, path_zero,
+                      table_start, table)
+
+
 @njit(cache=True, parallel=True)
-def explain_rows_parallel(matrix, out, bias, max_splits, max_path, weights, split_start, split_slot,
-                          bit, feature, threshold, kind, missing, default_left, cat_start,
-                          cat_end, cat_bits, leaf_start, leaf_slot, leaf_value, path_start,
-                          path_len, path_feature, path_zero, table_start, table):
-    """:func:`explain_rows` with blocks of rows spread over numba's threads."""
+def explain_rows_parallel(threads, matrix, out, bias, max_splits, max_path, max_leaves,
+                          use_tables, weights, split_start, split_slot, bit, feature,
+                          threshold, kind, missing, default_left, cat_start, cat_end,
+                          cat_bits, leaf_start, leaf_slot, leaf_value, path_start, path_len,
+                          path_feature, path_zero, table_start, table):
+    """:func:`explain_rows` with the blocks spread over numba's threads."""
     n = matrix.shape[0]
-    block = 64
-    blocks = (n + block - 1) // block
-    last = out.shape[1] - 1
-    for blk in prange(blocks):
-        cm = np.empty(2 * max_splits + 1, dtype=np.int64)
-        c = np.empty(max_path + 1)
-        scratch = np.empty(max_path + 1)
-        for r in range(blk * block, min(n, (blk + 1) * block)):
-            explain_row(matrix[r], out[r], cm, c, scratch, weights, split_start, split_slot,
-                        bit, feature, threshold, kind, missing, default_left, cat_start,
-                        cat_end, cat_bits, leaf_start, leaf_slot, leaf_value, path_start,
-                        path_len, path_feature, path_zero, table_start, table)
-            out[r, last] += bias
+    block = max(1, min(BLOCK, (n + threads - 1) // threads))
+    for b in prange((n + block - 1) // block):
+        r0 = b * block
+        r1 = min(n, r0 + block)
+        explain_block(matrix[r0:r1], out[r0:r1], bias, max_splits, max_path, max_leaves,
+                      use_tables, weights, split_start, split_slot, bit, feature, threshold,
+                      kind, missing, default_left, cat_start, cat_end, cat_bits, leaf_start,
+                      leaf_slot, leaf_value, path_start, path_len, path_feature, path_zero,
+                      table_start, table)

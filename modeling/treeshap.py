@@ -40,12 +40,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_TABLE_FEATURES = 4
+MAX_TABLE_FEATURES = 10
 """Leaves with more unique features on their path than this are computed per row. A table
-is k x 2^k doubles (512 bytes at k = 4, 80 KiB at k = 10); on the 175-tree lead model
-(k 6.7 on average) tables up to k = 10 took 73 MB and made rows slower than none
-(``benchmarks/explain.py``)."""
-TABLE_BUDGET_BYTES = 256 * 1024**2
+is k x 2^k doubles (512 bytes at k = 4, 80 KiB at k = 10): 73 MB for the 175-tree lead
+model (6.7 features a path on average, 92% of its leaves tabled)."""
+TABLE_ROWS = 16
+"""Fewer rows than this are computed without the tables: one row reads one pattern of
+each leaf's table, a cache miss a leaf, which is slower than computing it. Blocks of
+rows read each table for all their rows in turn (``_treeshap_kernels.BLOCK``)."""
+TABLE_BUDGET_BYTES = 128 * 1024**2
 """Most memory the tables of one booster may take; past it, the longest paths lose their
 tables first."""
 MAX_PATH_FEATURES = 62
@@ -116,6 +119,7 @@ class TreeTables:
     bias: float
     max_splits: int
     max_path: int
+    max_leaves: int
 
     @property
     def nbytes(self) -> int:
@@ -297,6 +301,7 @@ def tables_from_dump(model: dict[str, Any], *, max_table_features: int = MAX_TAB
         bias=built.bias,
         max_splits=built.max_splits,
         max_path=int(path_len.max()) if len(path_len) else 0,
+        max_leaves=int(np.diff(built.leaf_start).max()) if len(built.leaf_start) > 1 else 1,
     )
 
 
@@ -358,7 +363,8 @@ class TreeExplainer:
             raise ValueError(f"expected a matrix of {t.num_features} columns, got {x.shape}")
         out = np.zeros((len(x), t.num_features + 1), dtype=np.float64)
         k = _kernels()
-        args = (x, out, t.bias, t.max_splits, t.max_path, WEIGHTS, *self._arrays)
+        args = (x, out, t.bias, t.max_splits, t.max_path, t.max_leaves,
+                len(x) >= TABLE_ROWS, WEIGHTS, *self._arrays)
         if num_threads == 1 or len(x) <= 1:
             k.explain_rows(*args)
             return out
@@ -366,9 +372,9 @@ class TreeExplainer:
 
         with _LOCK:
             available = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-            numba.set_num_threads(available if num_threads <= 0
-                                  else min(num_threads, available))
-            k.explain_rows_parallel(*args)
+            threads = available if num_threads <= 0 else min(num_threads, available)
+            numba.set_num_threads(threads)
+            k.explain_rows_parallel(threads, *args)
         return out
 
 
