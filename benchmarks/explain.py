@@ -1,19 +1,22 @@
 """Explanation benchmark: exact TreeSHAP implementations on the project's own models.
 
-Two steps, so that explainers not among the project's dependencies can be measured from
+Steps, so that explainers not among the project's dependencies can be measured from
 another virtualenv without installing them into the project's:
 
 1. `prepare OUT --data DIR` (project virtualenv; the champions of `LEADSCORE_TRACKING_URI`
    or `MLFLOW_TRACKING_URI`): for each task, every open entity of the CRM in `DIR` as of
    the data's end becomes the float matrix the model scores (`ScoringModel.column_matrix`
    of the serving feature code); saved with each booster's model text, the topic
-   membership of the reasons (`serving.explain.Explainer`) and the contributions
-   `ScoringModel.score_matrix` gives today.
-2. `measure OUT [--rows N ...]` (any virtualenv with numpy and lightgbm; shap,
-   fasttreeshap and woodelf-explainer are measured where importable): the time of each
+   membership of the reasons (`serving.explain.Explainer`) and LightGBM's `pred_contrib`
+   of every row (the offset in the bias, as `ScoringModel.score_matrix` gives it).
+2. `measure OUT [--rows N ...]` (any virtualenv with numpy and lightgbm; the project's
+   own `modeling.treeshap` (numba), shap, fasttreeshap and woodelf-explainer are measured
+   where importable): the time of each
    explainer on the first N rows, its largest absolute difference from LightGBM's
    `pred_contrib` on every row, and on how many rows the order of the reason topics
    (strongest first, top three each way) differs.
+3. `jit` (project virtualenv): what the first explanation in a new process costs before
+   any row, with numba's cache empty and then warm.
 """
 
 from __future__ import annotations
@@ -63,8 +66,15 @@ def prepare(out: Path, data: Path) -> None:
         ids = [str(k) for k in rows[key].tolist()]
         entity = entity_features(tables, key, ids, stamp.to_pydatetime())
         matrix = model.model.column_matrix(select_features(entity, model.model.feature_set))
-        _, contrib = model.model.score_matrix(matrix, contributions=True)
         routes = model.model._routes(matrix, None)
+        # The reference is LightGBM's own pred_contrib (score_matrix explains with
+        # modeling.treeshap), with the offset in the bias as score_matrix puts it.
+        contrib = np.zeros((len(matrix), matrix.shape[1] + 1))
+        for route, idx in routes.items():
+            if route in model.model.boosters:  # else a rate model: the offset alone
+                contrib[idx] = model.model.boosters[route].predict(matrix[idx],
+                                                                   pred_contrib=True)
+        model.model._add_offset(contrib, model.model._offset(matrix, None))
         folder = out / task
         folder.mkdir(exist_ok=True)
         np.save(folder / "matrix.npy", matrix)
@@ -99,6 +109,22 @@ def explainers(booster: Any, threads: int) -> dict[str, Callable[[np.ndarray], n
         "lightgbm pred_contrib, 2 threads":
             lambda m: booster.predict(m, pred_contrib=True, num_threads=2),
     }
+    try:
+        from modeling.treeshap import TreeExplainer, warm_up
+
+        warm_up()  # compiled kernels loaded first: `jit` times them
+        start = time.perf_counter()
+        ours = TreeExplainer.of(booster)
+        print(f"leadscore TreeSHAP tables for {booster.num_trees()} trees: "
+              f"{time.perf_counter() - start:.2f} s to build, {ours.nbytes / 1e6:.1f} MB, "
+              f"{len(ours.tables.path_len):,} leaves, mean path "
+              f"{ours.tables.path_len.mean():.1f} features (most "
+              f"{ours.tables.max_path}), {(ours.tables.table_start >= 0).mean():.0%} "
+              "tabled", flush=True)
+        out["leadscore TreeSHAP, 1 thread"] = lambda m: ours.contributions(m, num_threads=1)
+        out["leadscore TreeSHAP, 2 threads"] = lambda m: ours.contributions(m, num_threads=2)
+    except ImportError as exc:
+        print(f"leadscore TreeSHAP: {type(exc).__name__}: {exc}", flush=True)
     try:
         import shap
 
@@ -145,7 +171,7 @@ def explainers(booster: Any, threads: int) -> dict[str, Callable[[np.ndarray], n
 def measure(out: Path, sizes: list[int], repeat: int) -> None:
     import lightgbm as lgb
 
-    print("| task | trees | explainer | rows | ms | µs a row | max abs diff (all rows) | "
+    print("| task | trees | explainer | rows | ms | µs a row | max abs diff | "
           "rows whose reason order differs |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for task in TASK_INPUT:
@@ -165,27 +191,57 @@ def measure(out: Path, sizes: list[int], repeat: int) -> None:
             reference[:, -1] -= offset[idx]
             ref_order = _order(reference[:, :-1], members)
             for label, fn in explainers(booster, 2).items():
+                # pred_contrib is the reference itself: checked on its first 1,000 rows.
+                checked = 1000 if label.startswith("lightgbm") else len(m)
                 try:
-                    full = np.asarray(fn(m), dtype=float)
+                    full = np.asarray(fn(m[:checked]), dtype=float)
                 except Exception as exc:  # noqa: BLE001
                     print(f"| {task} | {booster.num_trees()} | {label} | failed: "
                           f"{type(exc).__name__}: {str(exc)[:120]} | | | | |", flush=True)
                     continue
-                diff = float(np.max(np.abs(full - reference))) if full.shape == reference.shape \
+                ref = reference[:checked]
+                diff = float(np.max(np.abs(full - ref))) if full.shape == ref.shape \
                     else float("nan")
-                moved = int((_order(full[:, :-1], members) != ref_order).any(axis=1).sum()) \
-                    if full.shape == reference.shape else -1
+                moved = int((_order(full[:, :-1], members) != ref_order[:checked]).any(axis=1)
+                            .sum()) if full.shape == ref.shape else -1
                 for n in sizes:
-                    rows = m[: min(n, len(m))]
-                    fn(rows)  # warm-up (JIT, caches)
+                    rows = m[: min(n, len(m))] if n > 0 else m
+                    fn(rows[:2])  # warm-up (JIT, caches)
                     best = float("inf")
-                    for _ in range(repeat):
+                    # Every open row once: pred_contrib takes a minute or more over them.
+                    for _ in range(repeat if len(rows) <= 5000 else 1):
                         t = time.perf_counter()
                         fn(rows)
                         best = min(best, time.perf_counter() - t)
                     print(f"| {task} | {booster.num_trees()} | {label} | {len(rows):,} | "
                           f"{best * 1e3:.2f} | {best * 1e6 / len(rows):.1f} | {diff:.2e} | "
-                          f"{moved} of {len(m):,} |", flush=True)
+                          f"{moved} of {len(full):,} |", flush=True)
+
+
+JIT_PROBE = """
+import time
+t = time.perf_counter()
+from modeling import treeshap
+imported = time.perf_counter() - t
+ready = treeshap.warm_up()
+print(f"{imported:.2f} {ready:.2f}")
+"""
+
+
+def jit(repeat: int = 2) -> None:
+    """The first explanation's fixed cost in a new process: importing the module and
+    numba, then compiling the kernels (an empty cache) or loading them (a warm one)."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
+        for run in range(1 + repeat):
+            out = subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()
+            state = "empty cache (compiles)" if run == 0 else "warm cache (loads)"
+            print(f"| {state} | {float(out[0]):.2f} | {float(out[1]):.2f} |", flush=True)
 
 
 def main() -> None:
@@ -196,11 +252,16 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True)
     m = sub.add_parser("measure")
     m.add_argument("out", type=Path)
-    m.add_argument("--rows", type=int, nargs="*", default=[1, 100, 5000])
+    m.add_argument("--rows", type=int, nargs="*", default=[1, 100, 0],
+                   help="row counts to time (0: every open row)")
     m.add_argument("--repeat", type=int, default=5)
+    sub.add_parser("jit")
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.out, args.data)
+    elif args.step == "jit":
+        print("| numba cache | import s | kernels ready s |\n| --- | ---: | ---: |")
+        jit()
     else:
         measure(args.out, args.rows, args.repeat)
 

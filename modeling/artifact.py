@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +28,10 @@ from modeling.grading import Grading
 
 if TYPE_CHECKING:
     import lightgbm as lgb
+
+    from modeling.treeshap import TreeExplainer
+
+log = logging.getLogger(__name__)
 
 ALL = "__all__"
 """Route key of the single model (used when the model is not split by stage)."""
@@ -207,6 +213,8 @@ class ScoringModel:
         self._recode: dict[str, np.ndarray] | None = None
         """Built on first use by ``column_matrix``: only serving's feature sets have the
         fixed category levels it needs."""
+        self._explainers: dict[str, TreeExplainer | None] | None = None
+        self._explainers_lock = threading.Lock()
 
     @property
     def is_rate_model(self) -> bool:
@@ -393,10 +401,8 @@ class ScoringModel:
             if contrib is not None:
                 explained = idx < k
                 if explained.any():
-                    contrib[idx[explained]] = np.asarray(
-                        booster.predict(m if explained.all() else m[explained],
-                                        pred_contrib=True, num_threads=threads)
-                    )
+                    contrib[idx[explained]] = self._contributions(
+                        key, m if explained.all() else m[explained], threads)
         if contrib is not None:
             self._add_offset(contrib, offset[:k])
         return proba, contrib
@@ -418,11 +424,38 @@ class ScoringModel:
         for key, idx, m in self._parts(matrix, X):
             booster = self.boosters.get(key)
             if booster is not None:
-                out[idx] = np.asarray(
-                    booster.predict(m, pred_contrib=True, num_threads=self._threads(len(idx)))
-                )
+                out[idx] = self._contributions(key, m, self._threads(len(idx)))
         self._add_offset(out, self._offset(matrix, X))
         return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
+
+    def explainers(self) -> dict[str, TreeExplainer | None]:
+        """Per booster key, its exact TreeSHAP from precomputed tables
+        (``modeling.treeshap``), or None where the booster needs LightGBM's own
+        ``pred_contrib`` (logged once, with the reason).
+
+        Built for every booster at the first explanation (a server's load check explains
+        a probe, so no request pays for it), with the compiled kernels loaded.
+        """
+        if self._explainers is None:
+            with self._explainers_lock:
+                if self._explainers is None:
+                    from modeling import treeshap
+
+                    treeshap.warm_up_once()
+                    self._explainers = {
+                        key: treeshap.explainer_or_none(booster, f"{self.task} {key}")
+                        for key, booster in self.boosters.items()
+                    }
+        return self._explainers
+
+    def _contributions(self, key: str, matrix: np.ndarray, threads: int) -> np.ndarray:
+        """``pred_contrib`` of booster ``key`` (features + bias), from its explainer when
+        it has one."""
+        explainer = self.explainers().get(key)
+        if explainer is not None:
+            return explainer.contributions(matrix, num_threads=threads)
+        return np.asarray(
+            self.boosters[key].predict(matrix, pred_contrib=True, num_threads=threads))
 
     def _add_offset(self, contrib: np.ndarray, offset: np.ndarray) -> None:
         """The offset into a contribution matrix (features + bias): in the bias beside a
