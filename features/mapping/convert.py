@@ -477,8 +477,11 @@ def _merged_notes(chunks: list[list[str]]) -> list[str]:
             sums[shape] = [a + b for a, b in zip(sums[shape], counts, strict=True)]
     merged = []
     for shape in order:
-        it = iter(sums[shape])
-        merged.append(re.sub("\0", lambda _m, it=it: f"{next(it):,}", shape))
+        pieces = shape.split("\0")
+        text = pieces[0]
+        for n, piece in zip(sums[shape], pieces[1:], strict=True):
+            text += f"{n:,}{piece}"
+        merged.append(text)
     return merged
 
 
