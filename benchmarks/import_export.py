@@ -7,8 +7,9 @@
 Generates a CRM once per size (as ``leadscore generate`` does), writes it as a Salesforce
 export would (Account, Lead, Opportunity, OpportunityHistory, Task, Event as ``<Object>.csv``,
 API names, Salesforce's own stage, source and industry labels, 18-character-style ids with
-the object's prefix, ISO times with milliseconds), then imports it with the `salesforce`
-preset in a fresh process, so that the peak RSS is the import's own.
+the object's prefix, ISO times with milliseconds; the activities a row group at a time),
+then imports it with the `salesforce` preset in a fresh process, so that the peak RSS is
+the import's own.
 """
 
 from __future__ import annotations
