@@ -7,8 +7,9 @@
 Generates a CRM once per size (as ``leadscore generate`` does), writes it as a Salesforce
 export would (Account, Lead, Opportunity, OpportunityHistory, Task, Event as ``<Object>.csv``,
 API names, Salesforce's own stage, source and industry labels, 18-character-style ids with
-the object's prefix, ISO times with milliseconds), then imports it with the `salesforce`
-preset in a fresh process, so that the peak RSS is the import's own.
+the object's prefix, ISO times with milliseconds; the activities a row group at a time),
+then imports it with the `salesforce` preset in a fresh process, so that the peak RSS is
+the import's own.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _prefixed(col: pa.ChunkedArray, prefix: str) -> pa.Array:
 def to_salesforce(src: Path, dst: Path) -> Path:
     """The generated tables as a Salesforce data export's files."""
     dst.mkdir(parents=True, exist_ok=True)
-    if (dst / "Task.csv").exists():
+    if (dst / "Event.csv").exists():
         return dst
     t0 = time.perf_counter()
     read = {n: pq.read_table(src / f"{n}.parquet") for n in
@@ -155,24 +156,37 @@ def to_salesforce(src: Path, dst: Path) -> Path:
     for name, tbl in files.items():
         pacsv.write_csv(tbl, dst / name)
     del read, files
-    acts = pq.read_table(src / "activities.parquet")
-    who = pc.coalesce(_prefixed(acts["lead_id"], "00Q"), _prefixed(acts["contact_id"], "003"))
-    cols = {
-        "Id": _prefixed(acts["activity_id"], "00T"), "WhoId": who,
-        "WhatId": _prefixed(acts["opportunity_id"], "006"),
-        "AccountId": _prefixed(acts["account_id"], "001"),
-        "CreatedDate": _sf_time(acts["occurred_at"]),
-        "Direction__c": pc.if_else(pc.equal(acts["direction"], "inbound"), "Inbound", "Outbound"),
-    }
-    is_event = pc.is_in(acts["type"], value_set=pa.array(list(EVENT_TYPES)))
-    task = pa.table({**cols, "Type": _relabel(acts["type"], TASK_TYPES)}).filter(
-        pc.invert(is_event))
-    event = pa.table({**{("StartDateTime" if k == "CreatedDate" else k): v
-                         for k, v in cols.items()},
-                      "Type": _relabel(acts["type"], EVENT_TYPES)}).filter(is_event)
-    pacsv.write_csv(task, dst / "Task.csv")
-    pacsv.write_csv(event, dst / "Event.csv")
-    print(f"wrote the Salesforce export ({task.num_rows + event.num_rows:,} activities) in "
+    # The activities by row group (tens of millions of rows at 1M leads), so that writing
+    # the export does not hold them all at once.
+    n_acts = 0
+    writers: dict[str, tuple[pacsv.CSVWriter, pa.Schema]] = {}
+    for batch in pq.ParquetFile(src / "activities.parquet").iter_batches(batch_size=1_000_000):
+        acts = pa.Table.from_batches([batch])
+        who = pc.coalesce(_prefixed(acts["lead_id"], "00Q"),
+                          _prefixed(acts["contact_id"], "003"))
+        cols = {
+            "Id": _prefixed(acts["activity_id"], "00T"), "WhoId": who,
+            "WhatId": _prefixed(acts["opportunity_id"], "006"),
+            "AccountId": _prefixed(acts["account_id"], "001"),
+            "CreatedDate": _sf_time(acts["occurred_at"]),
+            "Direction__c": pc.if_else(pc.equal(acts["direction"], "inbound"), "Inbound",
+                                       "Outbound"),
+        }
+        is_event = pc.is_in(acts["type"], value_set=pa.array(list(EVENT_TYPES)))
+        task = pa.table({**cols, "Type": _relabel(acts["type"], TASK_TYPES)}).filter(
+            pc.invert(is_event))
+        event = pa.table({**{("StartDateTime" if k == "CreatedDate" else k): v
+                             for k, v in cols.items()},
+                          "Type": _relabel(acts["type"], EVENT_TYPES)}).filter(is_event)
+        for name, tbl in (("Task.csv", task), ("Event.csv", event)):
+            if name not in writers:
+                writers[name] = (pacsv.CSVWriter(dst / name, tbl.schema), tbl.schema)
+            writer, schema = writers[name]
+            writer.write_table(tbl.cast(schema))
+        n_acts += acts.num_rows
+    for writer, _ in writers.values():
+        writer.close()
+    print(f"wrote the Salesforce export ({n_acts:,} activities) in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     return dst
 

@@ -61,12 +61,15 @@ report says so on each of those rows.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.integrity import (
     check_field_history_dates,
@@ -74,7 +77,7 @@ from features.integrity import (
     check_history_dates,
     check_signal_dates,
 )
-from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
+from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
     AFTER_DEAL_CLOSED,
@@ -89,6 +92,8 @@ from features.report import (
     OUTCOME_MISMATCH,
     REJECTION_COLUMNS,
     UNKNOWN_VALUE,
+    joined,
+    quoted,
     sorted_rejections,
     write_rejection_csv,
 )
@@ -125,11 +130,13 @@ __all__ = [
     "TRUE_TOKENS",
     "UNKNOWN_VALUE",
     "DataContractError",
+    "LeafChecker",
     "LoadResult",
     "Progress",
     "find_table_files",
     "load_crm",
     "read_table_file",
+    "validate_checked",
     "validate_folder",
     "validate_tables",
     "write_rejections",
@@ -147,6 +154,9 @@ class LoadResult:
     rows_read: dict[str, int] = field(default_factory=dict)
     # Nullable columns absent from a file: read as empty, listed so it is not silent.
     missing_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Valid rows of a table checked and written chunk by chunk (``LeafChecker``), whose
+    # rows ``tables`` does not hold.
+    valid_rows: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
         """Per table: rows read, valid and rejected (a row with several problems counts once)."""
@@ -154,7 +164,7 @@ class LoadResult:
         rows = []
         for name, table in TABLES.items():
             n_rej = int(rejected.get(name, 0))
-            n_valid = len(self.tables.get(name))
+            n_valid = self.valid_rows.get(name, len(self.tables.get(name)))
             if table.optional and name not in self.rows_read and n_rej + n_valid == 0:
                 continue  # an optional table the folder does not have: nothing to count
             rows.append(
@@ -230,6 +240,20 @@ def validate_tables(
     ``origins`` names where each came from, for the messages of unreadable columns.
     ``read`` is emptied as the tables are checked, so each can be freed early.
     """
+    result, _ = validate_checked(read, origins, now=now, progress=progress,
+                                 missing_columns=missing_columns)
+    return result
+
+
+def validate_checked(
+    read: dict[str, pa.Table],
+    origins: dict[str, Path],
+    *,
+    now: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+    missing_columns: dict[str, tuple[str, ...]] | None = None,
+) -> tuple[LoadResult, dict[str, CheckedTable]]:
+    """``validate_tables``, and every table as checked (for ``LeafChecker``)."""
     say = progress or (lambda _msg: None)
     now_utc = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
     checked: dict[str, CheckedTable] = {}
@@ -256,7 +280,116 @@ def validate_tables(
         rejections=rejections,
         rows_read={name: checked[name].n_rows for name in origins if name in checked},
         missing_columns=missing_columns or {},
-    )
+    ), checked
+
+
+class LeafChecker:
+    """Check a table that no other table refers to (activities) chunk by chunk, after the
+    other tables were checked (``validate_checked``) with none of its rows: each chunk
+    gets the rules ``check_rows`` applies, its foreign keys against its parents' rows, and
+    its keys against those of every chunk before it, so that the chunks together get the
+    very rejections (rows numbered across the chunks) that the whole table would.
+    """
+
+    def __init__(self, name: str, checked: dict[str, CheckedTable], origin: Path,
+                 now: pd.Timestamp | None = None) -> None:
+        self.table = TABLES[name]
+        if any(fk.table == name for t in TABLES.values() for fk in t.foreign_keys):
+            raise ValueError(f"{name}: other tables refer to it; it cannot be checked alone")
+        self.origin = origin
+        self.now = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
+        self.parents = {}
+        for fk in self.table.foreign_keys:
+            parent = checked[fk.table]
+            keys = parent.values(fk.ref_column)
+            self.parents[fk.column] = (fk, keys.filter(pa.array(parent.valid)), keys)
+        self.rows = 0
+        self.valid = 0
+        self.seen: list[tuple[np.ndarray, np.ndarray]] = []  # sorted key hashes, first rows
+        self.keys: list[tuple[int, pa.Array]] = []  # each chunk's first row and keys
+
+    def check(self, tbl: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The chunk's valid rows (as ``LoadResult.tables`` types them) and its rejections
+        (rows numbered from the first chunk's first row)."""
+        first = self.rows
+        unkeyed = dataclasses.replace(self.table, key=None)
+        chunk = check_rows(tbl, unkeyed, self.origin, self.now)
+        chunk.table = self.table
+        if self.table.key is not None:
+            self._check_keys(chunk, self.table.key, first)
+        for column, (fk, valid_keys, all_keys) in self.parents.items():
+            refs = chunk.values(column)
+            orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
+            if not orphan.any():
+                continue
+            missing = refs.filter(pa.array(orphan))
+            existed = pc.is_in(missing, all_keys)
+            target = f"{fk.table}.{fk.ref_column}"
+            reason = pc.if_else(
+                existed,
+                joined(f"{ORPHAN_FK}: {target} ", quoted(missing), " was rejected"),
+                joined(f"{ORPHAN_FK}: no {target} ", quoted(missing)),
+            )
+            chunk.reject(orphan, column, reason)
+        self.rows += chunk.n_rows
+        rejections = chunk.rejections()
+        rejections["row"] = rejections["row"].to_numpy(dtype=np.int64) + first
+        frame = chunk.frame()
+        self.valid += len(frame)
+        return frame, sorted_rejections([rejections])
+
+    def _check_keys(self, chunk: CheckedTable, key: str, first: int) -> None:
+        """Reject every later occurrence of a key, in this chunk or an earlier one (by a
+        hash of each key, confirmed on the keys themselves)."""
+        ids = chunk.values(key).combine_chunks()
+        self.keys.append((first, ids))
+        present = np.flatnonzero(np_mask(pc.is_valid(ids)))
+        if present.size == 0:
+            return
+        text = np.asarray(ids.filter(pc.is_valid(ids)).to_numpy(zero_copy_only=False),
+                          dtype=object)
+        hashes = pd.util.hash_array(text, categorize=False)
+        rows = present.astype(np.int64) + first
+        order = np.argsort(hashes, kind="stable")
+        h, r = hashes[order], rows[order]
+        lead = np.concatenate(([True], h[1:] != h[:-1]))
+        group = np.cumsum(lead) - 1
+        uh, ur = h[lead], r[lead]  # each hash once, with the row it is first at here
+        earlier = np.full(uh.size, -1, dtype=np.int64)
+        for bh, br in self.seen:
+            at = np.minimum(np.searchsorted(bh, uh), bh.size - 1)
+            hit = (bh[at] == uh) & (earlier < 0)
+            earlier[hit] = br[at[hit]]
+        first_at = np.where(earlier >= 0, earlier, ur)[group]
+        dup = r != first_at
+        if dup.any():
+            dup_rows, seen_at = r[dup], first_at[dup]
+            mine = pc.take(ids, pa.array(dup_rows - first))
+            theirs = pa.concat_arrays([self._key_at(int(x)) for x in seen_at])
+            same = np_mask(pc.equal(mine, theirs))  # a hash collision is not a duplicate
+            dup_rows, seen_at = dup_rows[same], seen_at[same]
+            if dup_rows.size:
+                by_row = np.argsort(dup_rows, kind="stable")
+                dup_rows, seen_at = dup_rows[by_row], seen_at[by_row]
+                mask = np.zeros(chunk.n_rows, dtype=bool)
+                mask[dup_rows - first] = True
+                reason = joined(f"{DUPLICATE_ID}: ", quoted(pc.take(ids, pa.array(
+                    dup_rows - first))), " first seen at row ", pa.array(seen_at).cast(
+                    pa.string()))
+                chunk.reject(mask, key, reason)
+        new = earlier < 0
+        self.seen.append((uh[new], ur[new]))
+        while len(self.seen) > 1 and self.seen[-1][0].size >= self.seen[-2][0].size:
+            (ah, ar), (bh, br) = self.seen.pop(), self.seen.pop()
+            mh, mr = np.concatenate((bh, ah)), np.concatenate((br, ar))
+            order = np.argsort(mh, kind="stable")
+            self.seen.append((mh[order], mr[order]))
+
+    def _key_at(self, row: int) -> pa.Array:
+        for first, ids in reversed(self.keys):
+            if row >= first:
+                return ids.slice(row - first, 1)
+        raise IndexError(row)
 
 
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:

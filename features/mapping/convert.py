@@ -89,6 +89,8 @@ class Converted:
     """The export's own columns (the mapping's ``features:``), typed, by contract key."""
     timing: Timing = field(default_factory=Timing)
     """When each mapped attribute is known, and the export-only ones left out or kept."""
+    run: _Run | None = field(default=None, repr=False, compare=False)
+    """The conversion's state, for converting activities chunk by chunk afterwards."""
 
     def source_column(self, table: str, row: int, column: str) -> str:
         part = int(self.origin[table]["part"].iat[row])
@@ -113,6 +115,10 @@ class _Run:
         self.unplaced: dict[tuple[str, str, str], Unplaced] = {}
         self.skipped: list[dict[str, object]] = []
         self.not_in_export: dict[str, list[str]] = {}
+        # Where the notes on activities go (for ActivityStream): those of reading them, and
+        # of filling their links.
+        self.acts_at = (0, 0)
+        self.links_at = 0
 
     # -- one field ----------------------------------------------------------------------
 
@@ -391,7 +397,11 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     # The stage map may be completed from a stage table before anything reads it.
     mapping = _complete_stage_maps(run, mapping)
     run.m = mapping
-    parts_of = {table: run.table(table) for table in TABLES}
+    parts_of = {}
+    for table in TABLES:
+        parts_of[table] = run.table(table)
+        if table == "activities":
+            run.acts_at = (len(run.notes), len(run.skipped))
 
     tables: dict[str, pd.DataFrame] = {}
     origin: dict[str, pd.DataFrame] = {}
@@ -415,6 +425,7 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
         columns["opportunity_history"] = c
     _closed_at_from_history(run, tables["opportunities"], tables["opportunity_history"],
                             closed_from_date)
+    run.links_at = len(run.notes)
     _fill_activity_links(run, mapping, tables)
     _accounts(run, tables, origin, columns)
     for t in ("leads", "opportunities"):
@@ -436,14 +447,118 @@ def convert(mapping: Mapping, sources: dict[str, Source]) -> Converted:
     for name in ("leads", "opportunities", "opportunity_history", "activities"):
         if tables[name].empty and not any(n.startswith(f"{name}:") for n in run.notes):
             run.notes.append(f"{name}: nothing in the export maps to it: written empty")
-    unplaced = [
+    for name in TABLES:
+        tables[name] = tables[name][TABLES[name].column_names]
+    return Converted(tables, origin, columns, run.notes, _unplaced(run), run.skipped,
+                     run.not_in_export, own, timing, run)
+
+
+def _unplaced(run: _Run) -> list[dict[str, object]]:
+    return [
         {"table": t, "column": c, "what": u.what, "rows": u.rows, "examples": u.examples()}
         for (t, c, _), u in run.unplaced.items() if u.rows
     ]
-    for name in TABLES:
-        tables[name] = tables[name][TABLES[name].column_names]
-    return Converted(tables, origin, columns, run.notes, unplaced, run.skipped,
-                     run.not_in_export, own, timing)
+
+
+_COUNT = re.compile(r"\d[\d,]*")
+
+
+def _merged_notes(chunks: list[list[str]]) -> list[str]:
+    """Notes said once per chunk, said once: the same words with their counts added up, in
+    the order the chunks said them in (each chunk says them in the code's order)."""
+    sums: dict[str, list[int]] = {}
+    order: list[str] = []
+    for notes in chunks:
+        shapes = [_COUNT.sub("\0", note) for note in notes]
+        for i, (shape, note) in enumerate(zip(shapes, notes, strict=True)):
+            counts = [int(n.replace(",", "")) for n in _COUNT.findall(note)]
+            if shape not in sums:
+                later = [order.index(x) for x in shapes[i + 1:] if x in sums]
+                earlier = [order.index(x) for x in shapes[:i] if x in sums]
+                at = later[0] if later else earlier[-1] + 1 if earlier else len(order)
+                order.insert(at, shape)
+                sums[shape] = [0] * len(counts)
+            sums[shape] = [a + b for a, b in zip(sums[shape], counts, strict=True)]
+    merged = []
+    for shape in order:
+        pieces = shape.split("\0")
+        text = pieces[0]
+        for n, piece in zip(sums[shape], pieces[1:], strict=True):
+            text += f"{n:,}{piece}"
+        merged.append(text)
+    return merged
+
+
+@dataclass
+class ActivityChunk:
+    frame: pd.DataFrame
+    """The chunk's activities, every contract column as text, as ``Converted.tables``."""
+    origin: pd.DataFrame
+    """Per row: ``file``, ``row`` (0-based data row of the whole file) and ``part``."""
+
+
+class ActivityStream:
+    """Activities converted chunk by chunk after ``convert`` ran on the rest of the export
+    (with empty activity files), exactly as ``convert`` would have converted them at once.
+
+    ``chunk`` converts some rows of one activity file; ``finish`` puts what the chunks had
+    to say (notes, unplaced values, skipped rows) into ``converted``. Only for mappings
+    where no activity value depends on the whole file (``streamable``).
+    """
+
+    def __init__(self, converted: Converted, sources: dict[str, Source]) -> None:
+        assert converted.run is not None
+        self.converted = converted
+        self.run = converted.run
+        self.sources = sources  # the activity files' empty stand-ins, by source name
+        self.notes: list[list[str]] = []  # per chunk
+        self.link_notes: list[list[str]] = []
+        self.skipped: dict[tuple[object, object, object], dict[str, object]] = {}
+        self.at = self.run.links_at
+        self.rows = 0
+
+    def chunk(self, name: str, frame: pd.DataFrame, first_row: int) -> ActivityChunk:
+        run = self.run
+        src = self.sources[name]
+        run.sources = {**run.sources, **self.sources,
+                       name: Source(src.name, src.file, frame, {}, src.header)}
+        notes, skipped = len(run.notes), len(run.skipped)
+        absent = {k: list(v) for k, v in run.not_in_export.items()}
+        parts = run.table("activities")
+        for p in parts:
+            if p.file == src.file:
+                p.rows = p.rows + first_row
+        acts, origin, _ = _stack(parts, "activities")
+        self.notes.append(run.notes[notes:])
+        del run.notes[notes:]
+        tables = {**self.converted.tables, "activities": acts}
+        _fill_activity_links(run, run.m, tables)
+        self.link_notes.append(run.notes[notes:])
+        del run.notes[notes:]
+        for item in run.skipped[skipped:]:
+            key = (item["table"], item["file"], item["column"])
+            got = self.skipped.setdefault(key, {**item, "rows": 0, "values": {}})
+            got["rows"] = int(got["rows"]) + int(item["rows"])  # type: ignore[call-overload]
+            values = got["values"]
+            assert isinstance(values, dict)
+            for v, n in item["values"].items():  # type: ignore[attr-defined]
+                values[v] = values.get(v, 0) + n
+        del run.skipped[skipped:]
+        run.not_in_export = absent
+        self.rows += len(acts)
+        return ActivityChunk(acts[TABLES["activities"].column_names], origin)
+
+    def finish(self) -> None:
+        run = self.run
+        if self.rows:
+            run.notes.remove("activities: nothing in the export maps to it: written empty")
+        run.notes[self.at:self.at] = _merged_notes(self.link_notes)
+        at, skipped_at = run.acts_at
+        run.notes[at:at] = _merged_notes(self.notes)
+        run.skipped[skipped_at:skipped_at] = list(self.skipped.values())
+        self.converted.notes = run.notes
+        self.converted.skipped = run.skipped
+        self.converted.unplaced = _unplaced(run)
 
 
 # ---------------------------------------------------------------------------------------
