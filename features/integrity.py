@@ -26,6 +26,20 @@ from features.rules import CheckedTable
 from features.schema import FIELD_HISTORIES, TABLES, ForeignKey
 
 
+def orphan_reasons(refs: pa.Array | pa.ChunkedArray, orphan: np.ndarray,
+                   all_keys: pa.Array | pa.ChunkedArray, fk: ForeignKey) -> pa.Array:
+    """Why each ``orphan`` reference is rejected: its parent was rejected, or there is
+    none."""
+    missing = refs.filter(pa.array(orphan))
+    existed = pc.is_in(missing, all_keys)
+    target = f"{fk.table}.{fk.ref_column}"
+    return pc.if_else(
+        existed,
+        joined(f"{ORPHAN_FK}: {target} ", quoted(missing), " was rejected"),
+        joined(f"{ORPHAN_FK}: no {target} ", quoted(missing)),
+    )
+
+
 def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
     """Reject rows whose references are absent or rejected, until nothing changes.
 
@@ -56,14 +70,7 @@ def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
         if not orphan.any():
             continue
         reported[i] |= orphan
-        missing = refs.filter(pa.array(orphan))
-        existed = pc.is_in(missing, all_keys)
-        target = f"{fk.table}.{fk.ref_column}"
-        reason = pc.if_else(
-            existed,
-            joined(f"{ORPHAN_FK}: {target} ", quoted(missing), " was rejected"),
-            joined(f"{ORPHAN_FK}: no {target} ", quoted(missing)),
-        )
+        reason = orphan_reasons(refs, orphan, all_keys, fk)
         if child.reject(orphan, fk.column, reason):
             version[child_name] += 1
 

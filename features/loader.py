@@ -76,6 +76,7 @@ from features.integrity import (
     check_foreign_keys,
     check_history_dates,
     check_signal_dates,
+    orphan_reasons,
 )
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.reading import DataContractError, find_table_files, read_table_file
@@ -322,15 +323,7 @@ class LeafChecker:
             orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
             if not orphan.any():
                 continue
-            missing = refs.filter(pa.array(orphan))
-            existed = pc.is_in(missing, all_keys)
-            target = f"{fk.table}.{fk.ref_column}"
-            reason = pc.if_else(
-                existed,
-                joined(f"{ORPHAN_FK}: {target} ", quoted(missing), " was rejected"),
-                joined(f"{ORPHAN_FK}: no {target} ", quoted(missing)),
-            )
-            chunk.reject(orphan, column, reason)
+            chunk.reject(orphan, column, orphan_reasons(refs, orphan, all_keys, fk))
         self.rows += chunk.n_rows
         rejections = chunk.rejections()
         rejections["row"] = rejections["row"].to_numpy(dtype=np.int64) + first
