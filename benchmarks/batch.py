@@ -98,8 +98,8 @@ def phases(task: str, folder: Path, out: Path, explain: bool, trend: bool) -> di
     from serving.batch import (
         _open_mask,
         batch_as_of,
+        checked_context,
         checked_rows,
-        read_context,
         read_table_file,
         score_frame,
         write_table_file,
@@ -116,7 +116,7 @@ def phases(task: str, folder: Path, out: Path, explain: bool, trend: bool) -> di
     rows = checked_rows(read_table_file(path), task, str(path)).rows
     times["read + validate"] = time.perf_counter() - t
     t = time.perf_counter()
-    context = read_context(folder)
+    context, _ = checked_context(folder)
     times["read --data"] = time.perf_counter() - t
     t = time.perf_counter()
     stamp, _ = batch_as_of(rows, task, context, None)

@@ -232,12 +232,17 @@ def score(
     if report.rejected:
         typer.echo(f"error: {report.rejected:,} input row(s) rejected (see {report.report}); "
                    "the others were scored", err=True)
+    if report.data_rejected:
+        typer.echo(f"error: {report.data_rejected:,} row(s) of --data rejected and left out "
+                   f"of the features (see {report.data_report}); the rest was read",
+                   err=True)
+    failed = bool(report.rejected or report.data_rejected)
     if export is not None and target is not None:
         from leadscore.write_back_cmd import run_write_back
 
         code = run_write_back(task, Path(output), export, *target, report.as_of)
-        raise typer.Exit(code or (1 if report.rejected else 0))
-    if report.rejected:
+        raise typer.Exit(code or (1 if failed else 0))
+    if failed:
         raise typer.Exit(1)
 
 

@@ -25,7 +25,10 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from features.own import OwnFeatures, read_own
+from features.reading import DataContractError
+from features.reading import read_table_file as read_arrow_table
 from features.reasons import ContextPart
+from features.rules import check_rows
 from features.schema import (
     PANDAS_DTYPES,
     TABLES,
@@ -79,6 +82,11 @@ class BatchReport:
     """Input rows read: ``scored + not_applicable + skipped + rejected``."""
     report: Path | None = None
     """Every row not scored, and why (``REPORT_COLUMNS``)."""
+    data_rejected: int = 0
+    """Rows of the ``--data`` tables left out as invalid (each in ``data_report``)."""
+    data_report: Path | None = None
+    """Every ``--data`` row left out, with its file, row, column and reason
+    (``DATA_REPORT_COLUMNS``); None without ``--data``."""
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
@@ -310,7 +318,7 @@ def _arrow_type(typ: pa.DataType) -> object:
 
 def read_context(data_dir: Path | None) -> dict[str, pd.DataFrame]:
     """The contract tables found in ``data_dir`` (``<table>.csv`` or ``.parquet``), text
-    as Arrow strings."""
+    as Arrow strings, read as they are (:func:`checked_context` validates them)."""
     found: dict[str, pd.DataFrame] = {}
     if data_dir is None:
         return found
@@ -321,6 +329,50 @@ def read_context(data_dir: Path | None) -> dict[str, pd.DataFrame]:
                 found[name] = _read_context_table(path, table)
                 break
     return found
+
+
+DATA_REPORT_COLUMNS = ["file", "row", "column", "reason"]
+"""The report of the ``--data`` rows left out: the file, its 0-based data row, why."""
+
+
+def checked_context(
+    data_dir: Path | None, now: pd.Timestamp | None = None
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The contract tables found in ``data_dir``, each row checked as ``validate`` checks a
+    table on its own (types, known values such as stages and activity types, required
+    values, nothing after ``now``, each id once), text as Arrow strings; and every row left
+    out, with its file, row, column and reason. The checks that join tables (a reference
+    to a record of another table) are ``validate``'s alone: a folder given as ``--data``
+    may hold only some tables, the rest coming with the input file."""
+    found: dict[str, pd.DataFrame] = {}
+    lines: list[pd.DataFrame] = []
+    if data_dir is None:
+        return found, pd.DataFrame(columns=DATA_REPORT_COLUMNS)
+    stamp = pd.Timestamp.now(tz="UTC") if now is None else now
+    for name, table in TABLES.items():
+        path = next((data_dir / f"{name}{suffix}" for suffix in (".parquet", ".csv")
+                     if (data_dir / f"{name}{suffix}").exists()), None)
+        if path is None:
+            continue
+        try:
+            tbl, _ = read_arrow_table(path, table)
+        except DataContractError as exc:
+            raise BatchInputError(str(exc)) from None
+        checked = check_rows(tbl, table, path, stamp)
+        rejected = checked.rejections()
+        if len(rejected):
+            lines.append(pd.DataFrame({"file": str(path), "row": rejected["row"],
+                                       "column": rejected["column"],
+                                       "reason": rejected["reason"]}))
+        found[name] = arrow_text(checked.frame(), table)
+    report = (pd.concat(lines, ignore_index=True).sort_values(["file", "row"], kind="stable")
+              if lines else pd.DataFrame(columns=DATA_REPORT_COLUMNS))
+    return found, report.reset_index(drop=True)
+
+
+def data_report_path_for(output: Path) -> Path:
+    """Where the ``--data`` rows left out are listed: ``<output>.data-report.csv``."""
+    return output.with_name(output.name + ".data-report.csv")
 
 
 def _combine(entity: pd.DataFrame, table: Table, context: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -547,7 +599,11 @@ def score_file(
     frame = read_table_file(input_path)
     checked = checked_rows(frame, task, str(input_path))
     rows = checked.rows
-    context = read_context(data_dir)
+    context, data_rejected = checked_context(data_dir)
+    data_report = None
+    if data_dir is not None:
+        data_report = data_report_path_for(output_path)
+        write_table_file(data_rejected, data_report)
     missing = [name for name in endpoint.needs if context.get(name) is None]
     if missing:
         files = ", ".join(f"{name}.csv/.parquet" for name in missing)
@@ -578,6 +634,8 @@ def score_file(
         rejected=int(checked.report["row"].nunique()),
         read=len(frame),
         report=report_path,
+        data_rejected=len(data_rejected),
+        data_report=data_report,
         model_version=model.version,
         output=output_path,
         not_applicable=len(open_rows) - len(result),

@@ -356,3 +356,42 @@ def test_batch_rows_are_the_apis_results(
                     mine = mine.item()
                 _same(mine, value, f"{entity_id}.{column}")
             assert json.loads(row["reasons_up"]) or json.loads(row["reasons_down"])
+
+
+def test_bad_rows_of_data_are_reported_left_out_and_fail_the_run(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """--data is checked as `validate` checks each table: an unknown stage in a deal's
+    history and an activity dated after now are listed with their file, row, column and
+    reason, left out of the features, and the run exits 1; every open deal is still
+    scored."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in TABLE_NAMES:
+        (data / f"{name}.parquet").write_bytes((crm_dir / f"{name}.parquet").read_bytes())
+    hist = pd.read_parquet(data / "opportunity_history.parquet")
+    deal = open_deals(trained.tables, AS_OF)[0]
+    bad_stage = int(np.flatnonzero(hist["opportunity_id"].astype(str) == deal)[-1])
+    hist["stage"] = hist["stage"].astype(object)
+    hist.loc[bad_stage, "stage"] = "verbal_yes"
+    hist.to_parquet(data / "opportunity_history.parquet", index=False)
+    acts = pd.read_parquet(data / "activities.parquet")
+    acts.loc[3, "occurred_at"] = pd.Timestamp("2199-01-01", tz="UTC")
+    acts.to_parquet(data / "activities.parquet", index=False)
+    out = tmp_path / "deals.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "deal_close", "--input", str(data / "opportunities.parquet"),
+        "--output", str(out), "--data", str(data), "--as-of", AS_OF.isoformat(),
+        "--model", str(crm_dir / "deal_model"),
+    ])
+    assert result.exit_code == 1, result.output
+    assert "2 row(s) of --data rejected" in " ".join(result.output.split())
+    report = pd.read_csv(tmp_path / "deals.csv.data-report.csv")
+    assert list(report.columns) == ["file", "row", "column", "reason"]
+    lines = {(Path(f).name, r, c) for f, r, c in report[["file", "row", "column"]].itertuples(
+        index=False)}
+    assert lines == {("opportunity_history.parquet", bad_stage, "stage"),
+                     ("activities.parquet", 3, "occurred_at")}
+    assert report["reason"].str.contains("verbal_yes").any()
+    scores = pd.read_csv(out, dtype={"opportunity_id": str})
+    assert set(open_deals(trained.tables, AS_OF)) <= set(scores["opportunity_id"])
