@@ -411,10 +411,13 @@ class ScoringModel:
         """Calibrated P(label=1) per row of X."""
         return self.score(X)[0]
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions(self, X: pd.DataFrame, lightgbm: bool = False) -> pd.DataFrame:
         """LightGBM ``pred_contrib`` per feature (log-odds, before calibration) plus "bias".
 
         The offset, if any, is part of "bias", so each row still sums to its raw score.
+        ``lightgbm``: computed by LightGBM itself rather than the precomputed explainer
+        (the same values): a caller that explains a few thousand rows once, as training's
+        plots do, then does not load or compile the explainer's kernels.
         """
         X = self._check(X)
         matrix = self._matrix(X)
@@ -424,7 +427,9 @@ class ScoringModel:
         for key, idx, m in self._parts(matrix, X):
             booster = self.boosters.get(key)
             if booster is not None:
-                out[idx] = self._contributions(key, m, self._threads(len(idx)))
+                threads = self._threads(len(idx))
+                out[idx] = (np.asarray(booster.predict(m, pred_contrib=True, num_threads=threads))
+                            if lightgbm else self._contributions(key, m, threads))
         self._add_offset(out, self._offset(matrix, X))
         return pd.DataFrame(out, columns=[*names, "bias"], index=X.index)
 

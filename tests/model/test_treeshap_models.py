@@ -59,6 +59,9 @@ def test_contributions_equal_pred_contrib(
     assert contrib is not None and np.abs(contrib - expected).max() <= 1e-9
     one = model.score_matrix(model._matrix(model._check(X.head(1))), True)[1]
     assert one is not None and np.abs(one - expected[:1]).max() <= 1e-9
+    lgb = model.contributions(X, lightgbm=True)  # training's plots: LightGBM's own
+    assert np.abs(lgb.to_numpy() - expected).max() <= 1e-9
+    assert list(lgb.columns) == [*model.feature_set.names, "bias"]
 
 
 def test_a_booster_it_cannot_explain_uses_pred_contrib(
