@@ -44,7 +44,7 @@ def prepare(out: Path, data: Path) -> None:
         _open_mask,
         batch_as_of,
         batch_tables,
-        read_context,
+        checked_context,
         read_table_file,
         validated_rows,
     )
@@ -55,7 +55,7 @@ def prepare(out: Path, data: Path) -> None:
 
     settings = get_scoring_settings()
     out.mkdir(parents=True, exist_ok=True)
-    context = read_context(data)
+    context, _ = checked_context(data)
     for task, name in TASK_INPUT.items():
         model = source_from_settings(settings).load(task)
         rows = validated_rows(read_table_file(data / name), task, name)

@@ -20,8 +20,6 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from features.own import OwnFeatures, read_own
@@ -34,7 +32,6 @@ from features.schema import (
     TABLES,
     CRMTables,
     Table,
-    coerce_dtypes,
 )
 from features.snapshots import data_end_of
 from features.tasks import TASKS, TaskSpec
@@ -295,40 +292,6 @@ def arrow_text(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     if not text:
         return frame
     return frame.assign(**{c: frame[c].astype(ARROW_TEXT) for c in text})
-
-
-def _read_context_table(path: Path, table: Table) -> pd.DataFrame:
-    if path.suffix.lower() != ".parquet":
-        raw = read_table_file(path)
-        return arrow_text(coerce_dtypes(raw.reindex(columns=table.column_names), table), table)
-    # Parquet straight to Arrow-backed text: no Python string per value on the way.
-    names = set(pq.read_schema(path).names)
-    data = pq.read_table(path, columns=[c for c in table.column_names if c in names])
-    raw = data.to_pandas(types_mapper=_arrow_type).reindex(columns=table.column_names)
-    text = [c for c in table.columns if raw[c.name].dtype == ARROW_TEXT]
-    rest = dataclasses.replace(table, columns=tuple(c for c in table.columns if c not in text))
-    typed = coerce_dtypes(raw, rest)
-    return arrow_text(pd.DataFrame({c.name: raw[c.name] if c in text else typed[c.name]
-                                    for c in table.columns}), table)
-
-
-def _arrow_type(typ: pa.DataType) -> object:
-    return ARROW_TEXT if pa.types.is_string(typ) or pa.types.is_large_string(typ) else None
-
-
-def read_context(data_dir: Path | None) -> dict[str, pd.DataFrame]:
-    """The contract tables found in ``data_dir`` (``<table>.csv`` or ``.parquet``), text
-    as Arrow strings, read as they are (:func:`checked_context` validates them)."""
-    found: dict[str, pd.DataFrame] = {}
-    if data_dir is None:
-        return found
-    for name, table in TABLES.items():
-        for suffix in (".parquet", ".csv"):
-            path = data_dir / f"{name}{suffix}"
-            if path.exists():
-                found[name] = _read_context_table(path, table)
-                break
-    return found
 
 
 DATA_REPORT_COLUMNS = ["file", "row", "column", "reason"]
