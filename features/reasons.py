@@ -266,7 +266,8 @@ def _inbound(who: str, with_share: bool) -> Topic:
     names = ("days_since_last_inbound", "inbound_share_90d")[: 2 if with_share else 1]
 
     def phrase(v: Values) -> str:
-        last, part = v[names[0]], v.get("inbound_share_90d")
+        last = v[names[0]]
+        part = v.get(names[1]) if with_share else None
         if last is None:
             return f"{who} has not reached out yet"
         text = f"{who} last reached out {ago(last)}"

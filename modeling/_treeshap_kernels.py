@@ -104,9 +104,11 @@ def fill_tables(path_start, path_len, path_zero, leaf_value, weights, table_star
                 table[base + j] = out[j]
 
 
-BLOCK = 256
+BLOCK = 1024
 """Rows explained together: each leaf's table is read for all of them in turn, so the
-few patterns they share stay in cache instead of costing a miss a row."""
+patterns they share stay in cache instead of costing a miss a row. On the 175-tree lead
+model of the 100k CRM, 1,024 rows a block explained 1.3x to 1.6x as many rows a second as
+256 did (one and two threads), and 4,096 no more than 1,024."""
 
 
 @njit(cache=True)

@@ -508,10 +508,12 @@ def score_frame(
         scored = score_tables(model, tables, ids[start:stop], as_of, explain,
                               gaps[start:stop], {k: v[rows_at] for k, v in entity.items()},
                               trend_days)
-        results = endpoint.file_results(model, scored, settings)
         if what_if:
+            results = endpoint.file_results(model, scored, settings)
             suggest(results, model, tables, scored, as_of, settings, gaps[start:stop])
-        out += _flatten(results)
+            out += _flatten(results)
+        else:
+            out += [_flatten_dict(r) for r in endpoint.file_records(model, scored, settings)]
         if progress is not None:
             progress(stop - start)
     return pd.DataFrame(out)

@@ -27,12 +27,13 @@ from serving.requests import (
 )
 from serving.results import (
     account_warnings,
-    deal_results,
+    deal_records,
     expansion_results,
     grading,
-    lead_results,
+    lead_records,
     renewal_results,
     risk_rules,
+    validated,
 )
 from serving.schemas import (
     AccountBatch,
@@ -81,6 +82,9 @@ class Endpoint:
     """The 0-100 scores of a response, per task (for the metrics)."""
     file_results: Callable[..., Sequence[BaseModel]]
     """``(model, scored, settings) -> results`` for a batch file, one task at a time."""
+    file_records: Callable[..., list[dict[str, Any]]]
+    """:attr:`file_results` as their JSON (``model_dump(mode="json")``), built without
+    the models where the results allow it (what a batch file writes)."""
     smoke: Callable[[datetime], Any]
     """A plain made-up batch of one entity: a model that cannot score it is refused."""
     needs: tuple[str, ...] = ()
@@ -195,19 +199,32 @@ def _deal_response(
     return DealScores(results=results)
 
 
+def _lead_file_records(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings
+) -> list[dict[str, Any]]:
+    return lead_records(model, scored, grading(model, settings), settings.trend_steady_points)
+
+
 def _lead_file_results(
     model: LoadedModel, scored: Scored, settings: ScoringSettings
 ) -> list[LeadResult]:
-    return lead_results(model, scored, grading(model, settings), settings.trend_steady_points)
+    return validated(LeadResult, _lead_file_records(model, scored, settings))
+
+
+def _deal_file_records(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings,
+    amounts: list[float | None] | None = None,
+) -> list[dict[str, Any]]:
+    return deal_records(model, scored, scored.amounts() if amounts is None else amounts,
+                        grading(model, settings), risk_rules(settings),
+                        settings.trend_steady_points)
 
 
 def _deal_file_results(
     model: LoadedModel, scored: Scored, settings: ScoringSettings,
     amounts: list[float | None] | None = None,
 ) -> list[DealResult]:
-    return deal_results(model, scored, scored.amounts() if amounts is None else amounts,
-                        grading(model, settings), risk_rules(settings),
-                        settings.trend_steady_points)
+    return validated(DealResult, _deal_file_records(model, scored, settings, amounts))
 
 
 def _account_smoke(now: datetime) -> AccountBatch:
@@ -303,6 +320,12 @@ def _account_file_results(
             if r is not None]
 
 
+def _account_file_records(
+    model: LoadedModel, scored: Scored, settings: ScoringSettings
+) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json") for r in _account_file_results(model, scored, settings)]
+
+
 def _one_task_scores(out: LeadScores | DealScores) -> list[list[int]]:
     return [[r.score for r in out.results]]
 
@@ -318,6 +341,7 @@ LEADS = Endpoint(
     respond=_lead_response,
     scores=_one_task_scores,
     file_results=_lead_file_results,
+    file_records=_lead_file_records,
     smoke=_lead_smoke,
 )
 
@@ -332,6 +356,7 @@ DEALS = Endpoint(
     respond=_deal_response,
     scores=_one_task_scores,
     file_results=_deal_file_results,
+    file_records=_deal_file_records,
     smoke=_deal_smoke,
     needs=("opportunity_history",),
 )
@@ -348,6 +373,7 @@ ACCOUNTS = Endpoint(
     respond=_account_response,
     scores=_account_scores,
     file_results=_account_file_results,
+    file_records=_account_file_records,
     smoke=_account_smoke,
     needs=("opportunities",),
 )

@@ -12,7 +12,7 @@ reasons for (``exclude_up``).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +90,7 @@ class Explainer:
         specs = {s.name: s for s in feature_set.features}
         # training.fit constrains non-category features by their declared direction; the
         # constraint orders values, so it speaks for a zero count, not for a value
-        # missing because the thing never happened (see _may_raise).
+        # missing because the thing never happened (see _may_raise_rows).
         self._absence_good = [
             bool(t.absence) and all(specs[f].monotone == -1 and specs[f].dtype != "category"
                                     for f in t.absence)
@@ -177,53 +177,145 @@ class Explainer:
         ``exclude_up`` features a risk flag states, kept out of the reasons for, and
         ``said`` features another warning already names (a category value training
         never saw), left out of ``unknown``. ``known_row``: the row of :meth:`known_rows`,
-        when computed for the whole batch.
+        when computed for the whole batch. :meth:`explain_rows` for one row.
         """
-        topic_known = (known_row.tolist() if known_row is not None
-                       else [t.known(values) for t in self.topics])
-        known = topic_known if not absent else [
-            ok and (t.context not in absent or bool(t.context_features))
-            for t, ok in zip(self.topics, topic_known, strict=True)]
-        unknown = [t.label for t, ok in zip(self.topics, known, strict=True)
-                   if not ok and t.context not in absent
-                   and not any(f in said for f in t.features)]
-        if sums is None:
-            return Explanation([], [], unknown)
-        order = np.argsort(-np.abs(sums), kind="stable")
-        up: list[Factor] = []
-        down: list[Factor] = []
-        for j in order:
-            c = float(sums[j])
-            if c == 0.0 or (len(up) >= k and len(down) >= k):
-                break
-            topic = self.topics[j]
-            if not known[j]:
+        return self.explain_rows(
+            None if sums is None else np.asarray(sums, dtype=np.float64)[None, :], [values],
+            None if known_row is None else np.asarray(known_row, dtype=bool)[None, :],
+            [absent], [exclude_up], [said], k)[0]
+
+    def explain_rows(
+        self,
+        sums: np.ndarray | None,
+        values: Sequence[Values],
+        known: np.ndarray | None = None,
+        absent: Sequence[Collection[ContextPart]] | None = None,
+        exclude_up: Sequence[Collection[str]] | None = None,
+        said: Sequence[Collection[str]] | None = None,
+        k: int = TOP_K,
+    ) -> list[Explanation]:
+        """:meth:`explain` of every row of a batch, the choosing done on whole arrays.
+
+        ``sums`` (rows x topics) and ``known`` (:meth:`known_rows`; None: asked of each
+        row) as :meth:`explain` takes their rows; ``absent``, ``exclude_up`` and ``said``
+        one collection per row (None: empty for every row). ``values`` is one mapping per
+        row, or ``serving.scoring.FeatureValues``, whose columns are read whole. Per row,
+        the topics are ranked by the size of their sum (a stable sort, so ties keep the
+        topics' order); the first ``k`` known topics with a positive sum that may raise
+        the score are the reasons for, the first ``k`` with a negative sum those against.
+        Only the chosen topics are worded.
+        """
+        n, topics = len(values), self.topics
+        if known is None:
+            known = np.array([[t.known(values[i]) for t in topics] for i in range(n)],
+                             dtype=bool).reshape(n, len(topics))
+        else:
+            known = np.array(known, dtype=bool)
+        absent = absent if absent is not None else [()] * n
+        said = said if said is not None else [()] * n
+        by_absent: dict[frozenset[ContextPart], list[int]] = {}
+        for i, parts in enumerate(absent):
+            if parts:
+                by_absent.setdefault(frozenset(parts), []).append(i)
+        for parts, rows in by_absent.items():
+            known[rows] &= np.array([t.context not in parts or bool(t.context_features)
+                                     for t in topics])
+        unknown = self._unknown_labels(known, absent, said)
+        if sums is None or n == 0:
+            return [Explanation([], [], labels) for labels in unknown]
+        sums = np.asarray(sums, dtype=np.float64)
+        up_ok = known & (sums > 0) & self._may_raise_rows(values, exclude_up)
+        down_ok = known & (sums < 0)
+        order = np.argsort(-np.abs(sums), axis=1, kind="stable")
+        chosen = []
+        for ok in (up_ok, down_ok):
+            ranked = np.take_along_axis(ok, order, axis=1)
+            at, ranks = np.nonzero(ranked & (np.cumsum(ranked, axis=1) <= k))
+            chosen.append((at.tolist(), order[at, ranks].tolist()))
+        factors: list[tuple[list[Factor], list[Factor]]] = [([], []) for _ in range(n)]
+        cells = _Cells(values)
+        for side, (at_rows, at_topics) in enumerate(chosen):
+            for i, j in zip(at_rows, at_topics, strict=True):
+                topic = topics[j]
+                row = cells.row(topic, i)
+                factors[i][side].append(Factor(
+                    topic=topic.name, text=topic.phrase(row), actionable=topic.actionable,
+                    contribution=float(sums[i, j]),
+                    values={f: row[f] for f in topic.features}))
+        return [Explanation(up, down, labels)
+                for (up, down), labels in zip(factors, unknown, strict=True)]
+
+    def _unknown_labels(self, known: np.ndarray, absent: Sequence[Collection[ContextPart]],
+                        said: Sequence[Collection[str]]) -> list[list[str]]:
+        """Per row, the labels of the topics not known, other than those of its absent
+        context parts and those whose features another warning names (worked out once
+        for each distinct row of the three)."""
+        out: list[list[str]] = []
+        seen: dict[tuple[bytes, frozenset[Any], frozenset[Any]], list[str]] = {}
+        for i, row in enumerate(known):
+            key = (row.tobytes(), frozenset(absent[i]), frozenset(said[i]))
+            labels = seen.get(key)
+            if labels is None:
+                labels = seen[key] = [
+                    t.label for t, ok in zip(self.topics, row.tolist(), strict=True)
+                    if not ok and t.context not in key[1]
+                    and not any(f in key[2] for f in t.features)]
+            out.append(list(labels))
+        return out
+
+    def _may_raise_rows(self, values: Sequence[Values],
+                        exclude_up: Sequence[Collection[str]] | None) -> np.ndarray:
+        """:meth:`_may_raise` of every row and topic (rows x topics)."""
+        n = len(values)
+        out = np.ones((n, len(self.topics)), dtype=bool)
+        if exclude_up is not None:
+            by_excluded: dict[frozenset[str], list[int]] = {}
+            for i, features in enumerate(exclude_up):
+                if features:
+                    by_excluded.setdefault(frozenset(features), []).append(i)
+            for features, rows in by_excluded.items():
+                out[rows] &= np.array([not any(f in features for f in t.features)
+                                       for t in self.topics])
+        column = getattr(values, "column", None)
+        falsy: dict[str, np.ndarray] = {}
+        stated: dict[str, np.ndarray] = {}
+        for f in {f for t in self.topics for f in t.absence}:
+            cells = (column(f) if column is not None and f in values[0]
+                     else [v.get(f) for v in values])
+            falsy[f] = np.array([not v for v in cells], dtype=bool)
+            stated[f] = np.array([v is not None for v in cells], dtype=bool)
+        for j, t in enumerate(self.topics):
+            if not t.absence:
                 continue
-            if c > 0:
-                if len(up) >= k or not self._may_raise(j, topic, values, exclude_up):
-                    continue
-                up.append(self._factor(topic, c, values))
-            elif len(down) < k:
-                down.append(self._factor(topic, c, values))
-        return Explanation(up, down, unknown)
+            absent = np.logical_and.reduce([falsy[f] for f in t.absence])
+            if self._absence_good[j]:
+                out[:, j] &= ~absent | np.logical_and.reduce([stated[f] for f in t.absence])
+            else:
+                out[:, j] &= ~absent
+        return out
 
-    def _may_raise(self, j: int, topic: Topic, values: Values,
-                   exclude_up: Collection[str]) -> bool:
-        if any(f in exclude_up for f in topic.features):
-            return False
-        if not topic.absent(values):
-            return True
-        return self._absence_good[j] and all(values.get(f) is not None for f in topic.absence)
 
-    @staticmethod
-    def _factor(topic: Topic, contribution: float, values: Values) -> Factor:
-        return Factor(
-            topic=topic.name,
-            text=topic.phrase(values),
-            actionable=topic.actionable,
-            contribution=contribution,
-            values={f: values.get(f) for f in topic.features},
-        )
+
+class _Cells:
+    """What a chosen topic's sentence reads of one row: its ``features`` and ``reads``
+    (all a phrase may read, ``tests/unit/test_reasons.py`` holds every topic to it), taken
+    from whole columns where the rows are ``serving.scoring.FeatureValues``."""
+
+    def __init__(self, values: Sequence[Values]) -> None:
+        self._values = values
+        self._column = getattr(values, "column", None)
+        self._columns: dict[str, Sequence[Value]] = {}
+
+    def _cells(self, name: str) -> Sequence[Value]:
+        found = self._columns.get(name)
+        if found is None:
+            found = self._columns[name] = (
+                self._column(name) if self._column is not None and name in self._values[0]
+                else [v.get(name) for v in self._values])
+        return found
+
+    def row(self, topic: Topic, i: int) -> dict[str, Value]:
+        return {f: self._cells(f)[i] for f in (*topic.features, *topic.reads)}
 
 
 _EXPLAINERS: dict[int, Explainer] = {}

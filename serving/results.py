@@ -3,11 +3,13 @@ risk and warnings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from pydantic import BaseModel, TypeAdapter
 
 from features.reasons import Values
 from features.snapshots import RENEWAL_WINDOW_DAYS
@@ -35,7 +37,6 @@ from serving.schemas import (
     ExpansionResult,
     LeadResult,
     ModelRef,
-    Reason,
     Reasons,
     RenewalResult,
     Risk,
@@ -45,6 +46,8 @@ from serving.schemas import (
 )
 from serving.scoring import TREND_DAYS, Scored
 from serving.settings import ScoringSettings
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
 
 
 def grading(model: LoadedModel, settings: ScoringSettings) -> Grading:
@@ -91,49 +94,55 @@ class _Rows:
             sums = ex.sums(contributions)
         return cls(scored, ex, values, sums, ex.known_rows(scored.columns))
 
-    def explain(self, i: int, exclude_up: frozenset[str] = frozenset()) -> tuple[
-        Reasons, list[str]
-    ]:
-        """Row ``i``'s reasons, and its warnings: the context its request left out, the
-        category values training never saw, then what else is not known, each once.
-
-        Built with ``model_construct``: the values are ours, and FastAPI validates the
-        whole response against its model once more on the way out.
-        """
-        gap = self.scored.gap(i)
-        unseen = unseen_features(self.scored.feature_set, gap.categories)
-        values, ignored = self.values[i], self.scored.ignored
+    def explained(
+        self, exclude_up: Sequence[Collection[str]] | None = None
+    ) -> list[tuple[dict[str, list[dict[str, Any]]], list[str]]]:
+        """Every row's reasons, as the JSON of :class:`Reasons` (what its
+        ``model_dump(mode="json")`` gives), and its warnings: the context its request left
+        out, the category values training never saw, then what else is not known, each
+        once. ``exclude_up``: per row, the features its risk flags state."""
+        scored = self.scored
+        n = len(scored.ids)
+        ignored = scored.ignored
+        values: Sequence[Values] = self.values
+        known = self.known
         if ignored:  # a topic that needs a feature the model ignores is not a reason
-            values = {**values, **dict.fromkeys(ignored)}
-        e = self.explainer.explain(
-            None if self.sums is None else self.sums[i], values,
-            absent=gap.context.keys(), exclude_up=exclude_up,
-            said=unseen.keys() | ignored,
-            # The batch's known topics read the columns as scored; with features the
-            # model ignores, the row's own values (those read as not known) decide.
-            known_row=None if self.known is None or ignored else self.known[i],
-        )
-        warnings = _context_warnings(self.explainer, gap.context)
-        warnings += [unseen_warning(f, v) for f, v in unseen.items()]
-        unread = [a for a in gap.attributes if a not in self.scored.feature_set.names]
-        if unread:
-            warnings.append(f"attributes the model does not read (not features of "
-                            f"{self.scored.feature_set.name}): {', '.join(unread)}")
-        line = not_known(e.unknown)
-        if line is not None:
-            warnings.append(line)
-        rates = self.scored.rate_reasons
-        return (Reasons.model_construct(up=[_reason(f, rates) for f in e.up],
-                                        down=[_reason(f, rates) for f in e.down]), warnings)
+            values = scored.feature_values(ignored)
+            if known is not None:
+                known = known & np.array([not any(f in ignored for f in t.needs)
+                                          for t in self.explainer.topics])
+        gaps = [scored.gap(i) for i in range(n)]
+        unseen = [unseen_features(scored.feature_set, g.categories) if g.categories else {}
+                  for g in gaps]
+        explained = self.explainer.explain_rows(
+            self.sums, values, known, [g.context.keys() for g in gaps], exclude_up,
+            [u.keys() | ignored if u else ignored for u in unseen])
+        names = frozenset(scored.feature_set.names)
+        rates = scored.rate_reasons
+        out = []
+        for g, u, e in zip(gaps, unseen, explained, strict=True):
+            warnings = _context_warnings(self.explainer, g.context) if g.context else []
+            warnings += [unseen_warning(f, v) for f, v in u.items()]
+            unread = [a for a in g.attributes if a not in names]
+            if unread:
+                warnings.append(f"attributes the model does not read (not features of "
+                                f"{scored.feature_set.name}): {', '.join(unread)}")
+            line = not_known(e.unknown)
+            if line is not None:
+                warnings.append(line)
+            out.append(({"up": [_reason(f, rates) for f in e.up],
+                         "down": [_reason(f, rates) for f in e.down]}, warnings))
+        return out
 
 
-def _reason(f: Factor, rates: tuple[str, Mapping[str, str]] | None = None) -> Reason:
-    """The factor as a reason; a rate model's rate column reads as its rate."""
+def _reason(f: Factor, rates: tuple[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """The factor as a reason (the JSON of :class:`Reason`); a rate model's rate column
+    reads as its rate."""
     text = f.text
     if rates is not None and rates[0] in f.values:
         text = rates[1].get(str(f.values[rates[0]]), text)
-    return Reason.model_construct(topic=f.topic, text=text, actionable=f.actionable,
-                                  contribution=f.contribution, features=f.values)
+    return {"topic": f.topic, "text": text, "actionable": f.actionable,
+            "contribution": f.contribution, "features": f.values}
 
 
 def _context_warnings(ex: Explainer, absent: dict[Any, str]) -> list[str]:
@@ -163,8 +172,9 @@ def _direction(change: int, steady_points: int) -> TrendDirection:
 
 def trends(
     scored: Scored, steady_points: int, eligible: Eligible | None = None
-) -> list[Trend | None]:
-    """Each row's trend from ``scored.earlier`` (None for every row when not asked for).
+) -> list[dict[str, Any] | None]:
+    """Each row's trend from ``scored.earlier``, as the JSON of :class:`Trend` (None for
+    every row when not asked for).
 
     An earlier time counts only where the entity existed then and, with ``eligible``,
     where the model would have scored it then; the change runs from the earliest of them.
@@ -179,42 +189,84 @@ def trends(
         p = e.probabilities if eligible is None else np.where(
             eligible(e.columns), e.probabilities, np.nan)
         then[days] = [None if v != v else float(v) for v in p.tolist()]
-    out: list[Trend | None] = []
+    out: list[dict[str, Any] | None] = []
     for i, p in enumerate(scored.probabilities.tolist()):
         p7, p28 = then[7][i], then[28][i]
         s7 = None if p7 is None else to_score(p7)
         s28 = None if p28 is None else to_score(p28)
         first = s28 if s28 is not None else s7
         change = None if first is None else to_score(p) - first
-        out.append(Trend.model_construct(
-            score_7d_ago=s7, score_28d_ago=s28, probability_7d_ago=p7,
-            probability_28d_ago=p28, change=change,
-            direction=None if change is None else _direction(change, steady_points),
-        ))
+        out.append({
+            "score_7d_ago": s7, "score_28d_ago": s28, "probability_7d_ago": p7,
+            "probability_28d_ago": p28, "change": change,
+            "direction": None if change is None else _direction(change, steady_points),
+        })
     return out
+
+
+def _trend(record: dict[str, Any] | None) -> Trend | None:
+    return None if record is None else Trend.model_validate(record)
+
+
+def lead_records(
+    model: LoadedModel, scored: Scored, grading: Grading, steady_points: int = 5
+) -> list[dict[str, Any]]:
+    """One result per lead, in the order of ``scored.ids``, as the JSON of
+    :class:`LeadResult` (what a batch file writes; :func:`lead_results` validates them)."""
+    ref = model_ref(model).model_dump()
+    explained = _Rows.of(scored).explained()
+    trend = trends(scored, steady_points)
+    graded = _graded(scored, grading)
+    return [{"lead_id": lead_id, **graded[i], "reasons": explained[i][0], "trend": trend[i],
+             "what_if": None, "model": ref, "warnings": explained[i][1]}
+            for i, lead_id in enumerate(scored.ids)]
 
 
 def lead_results(
     model: LoadedModel, scored: Scored, grading: Grading, steady_points: int = 5
 ) -> list[LeadResult]:
     """One result per lead, in the order of ``scored.ids``."""
-    ref = model_ref(model)
+    return validated(LeadResult, lead_records(model, scored, grading, steady_points))
+
+
+def deal_records(
+    model: LoadedModel,
+    scored: Scored,
+    amounts: list[float | None],
+    grading: Grading,
+    rules: RiskRules,
+    steady_points: int = 5,
+) -> list[dict[str, Any]]:
+    """One result per deal, with expected value and risk flags, in order of ``scored.ids``,
+    as the JSON of :class:`DealResult`.
+
+    The features a raised flag states are kept out of the deal's reasons for.
+    """
+    ref = model_ref(model).model_dump()
+    metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
     rows = _Rows.of(scored)
+    every = _graded(scored, grading)
+    flags = [risk_flags(rows.values[i], every[i]["probability"], metadata, rules)
+             for i in range(len(scored.ids))]
+    explained = rows.explained([flagged_features(f) for f in flags])
     trend = trends(scored, steady_points)
-    graded = _graded(scored, grading)
     out = []
-    for i, lead_id in enumerate(scored.ids):
-        reasons, warnings = rows.explain(i)
-        out.append(
-            LeadResult(
-                lead_id=lead_id,
-                **graded[i],
-                reasons=reasons,
-                trend=trend[i],
-                model=ref,
-                warnings=warnings,
-            )
-        )
+    for i, deal_id in enumerate(scored.ids):
+        graded = every[i]
+        amount = amounts[i]
+        out.append({
+            "opportunity_id": deal_id,
+            "stage": str(rows.values[i].get("stage") or ""),
+            **graded,
+            "expected_value": (None if amount is None
+                               else round(float(amount) * graded["probability"], 2)),
+            "risk": _risk(flags[i]).model_dump(mode="json"),
+            "reasons": explained[i][0],
+            "trend": trend[i],
+            "what_if": None,
+            "model": ref,
+            "warnings": explained[i][1],
+        })
     return out
 
 
@@ -230,33 +282,18 @@ def deal_results(
 
     The features a raised flag states are kept out of the deal's reasons for.
     """
-    ref = model_ref(model)
-    metadata = {**model.metadata, **getattr(model.model, "metadata", {})}
-    rows = _Rows.of(scored)
-    trend = trends(scored, steady_points)
-    every = _graded(scored, grading)
-    out = []
-    for i, deal_id in enumerate(scored.ids):
-        graded = every[i]
-        p = graded["probability"]
-        row = rows.values[i]
-        flags = risk_flags(row, p, metadata, rules)
-        reasons, warnings = rows.explain(i, exclude_up=flagged_features(flags))
-        amount = amounts[i]
-        out.append(
-            DealResult(
-                opportunity_id=deal_id,
-                stage=str(row.get("stage") or ""),
-                **graded,
-                expected_value=None if amount is None else round(float(amount) * p, 2),
-                risk=_risk(flags),
-                reasons=reasons,
-                trend=trend[i],
-                model=ref,
-                warnings=warnings,
-            )
-        )
-    return out
+    return validated(DealResult, deal_records(model, scored, amounts, grading, rules,
+                                              steady_points))
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def validated(model: type[ResultT], records: list[dict[str, Any]]) -> list[ResultT]:
+    """Records (the JSON of ``model``) as ``model`` instances, validated in one call."""
+    return _list_adapter(model).validate_python(records)
 
 
 def _graded(scored: Scored, grading: Grading) -> list[dict[str, Any]]:
@@ -304,18 +341,20 @@ def renewal_results(
     due = renewal_due(scored.columns).tolist() or [False] * len(scored.ids)
     trend = trends(scored, steady_points, renewal_due)
     graded = _graded(scored, grading)
+    flags = [renewal_flags(rows.values[i], rules) if due[i] else []
+             for i in range(len(scored.ids))]
+    explained = rows.explained([flagged_features(f) for f in flags])
     out: list[RenewalResult | None] = []
     for i in range(len(scored.ids)):
         if not due[i]:
             out.append(None)
             continue
-        flags = renewal_flags(rows.values[i], rules)
         out.append(RenewalResult(
             **graded[i],
             days_to_renewal=float(scored.columns["days_to_renewal"][i]),
-            reasons=rows.explain(i, exclude_up=flagged_features(flags))[0],
-            risk=_risk(flags),
-            trend=trend[i],
+            reasons=Reasons.model_validate(explained[i][0]),
+            risk=_risk(flags[i]),
+            trend=_trend(trend[i]),
             model=ref,
         ))
     return out
@@ -326,10 +365,10 @@ def expansion_results(
 ) -> list[ExpansionResult | None]:
     """Per account, its expansion score; None when it is not a customer (no contract runs)."""
     ref = model_ref(model)
-    rows = _Rows.of(scored)
     customer = is_customer(scored.columns).tolist() or [False] * len(scored.ids)
     trend = trends(scored, steady_points, is_customer)
     graded = _graded(scored, grading)
+    explained = _Rows.of(scored).explained()
     out: list[ExpansionResult | None] = []
     for i in range(len(scored.ids)):
         if not customer[i]:
@@ -337,8 +376,8 @@ def expansion_results(
             continue
         out.append(ExpansionResult(
             **graded[i],
-            reasons=rows.explain(i)[0],
-            trend=trend[i],
+            reasons=Reasons.model_validate(explained[i][0]),
+            trend=_trend(trend[i]),
             model=ref,
         ))
     return out
@@ -353,14 +392,16 @@ def account_warnings(
     unserved = unserved or []
     due = scored.columns.get("days_to_renewal")
     ex = explainer(scored.feature_set)
-    rows = _Rows(scored, ex, scored.feature_values(), None, ex.known_rows(scored.columns))
+    said_of = [w for _, w in
+               _Rows(scored, ex, scored.feature_values(), None,
+                     ex.known_rows(scored.columns)).explained()]
     out = []
     for i, (renewal, expansion) in enumerate(zip(renewals, expansions, strict=True)):
         said = [f"{field} is not scored: no model of it is served (GET /v1/models says why)"
                 for field in unserved]
         if "expansion" in unserved:
             if renewal is not None:
-                said += rows.explain(i)[1]
+                said += said_of[i]
             out.append(said)
             continue
         if expansion is None:
@@ -372,6 +413,6 @@ def account_warnings(
             said.append(f"no renewal due within {RENEWAL_WINDOW_DAYS} days{when}: renewal "
                         "is scored from then on")
         if expansion is not None:
-            said += rows.explain(i)[1]
+            said += said_of[i]
         out.append(said)
     return out

@@ -10,7 +10,7 @@ tables; ``serving.results`` turns the scores into what a rep reads.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, overload
@@ -92,10 +92,11 @@ class Scored:
     def gap(self, i: int) -> Gaps:
         return self.gaps[i] if self.gaps else NO_GAPS
 
-    def feature_values(self) -> FeatureValues:
+    def feature_values(self, unread: Collection[str] = ()) -> FeatureValues:
         """Each row's feature values by name, as :meth:`values` holds them (plain Python
-        values), each column converted once and only when read."""
-        return FeatureValues(self)
+        values), each column converted once and only when read; ``unread`` features (the
+        model ignores them) read as None."""
+        return FeatureValues(self, unread)
 
     def values(self) -> np.ndarray:
         """Feature values in declared order as an object matrix, one row per id: category
@@ -128,11 +129,12 @@ class FeatureValues(Sequence["RowValues"]):
     builds no dictionary per row and converts only the features its reasons and flags
     read."""
 
-    def __init__(self, scored: Scored) -> None:
+    def __init__(self, scored: Scored, unread: Collection[str] = ()) -> None:
         self._scored = scored
         self._specs = {s.name: s for s in scored.feature_set.features}
         self._names = tuple(self._specs)
-        self._columns: dict[str, list[Value]] = {}
+        self._columns: dict[str, list[Value]] = {
+            name: [None] * len(scored.ids) for name in unread if name in self._specs}
 
     def column(self, name: str) -> list[Value]:
         found = self._columns.get(name)

@@ -4,6 +4,7 @@ sentence, and the rules that pick reasons from contributions."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -260,3 +261,35 @@ def test_known_rows_is_each_topics_known_row_by_row(
     got = ex.known_rows(columns)
     assert got is not None and expected.shape == got.shape and not expected.all() and expected.any()
     np.testing.assert_array_equal(got, expected)
+
+
+class _Recording(Mapping[str, Value]):
+    """A row of plausible values that records every name read."""
+
+    def __init__(self, fs: FeatureSet) -> None:
+        self.read: set[str] = set()
+        self._values: dict[str, Value] = {}
+        for spec in fs.features:
+            levels = spec.levels or CATEGORY_LEVELS.get(spec.name, ())
+            self._values[spec.name] = (
+                levels[0] if spec.dtype == "category" and levels
+                else True if spec.dtype == "bool" else 2)
+
+    def __getitem__(self, name: str) -> Value:
+        self.read.add(name)
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+@pytest.mark.parametrize("fs", list(FEATURE_SETS.values()), ids=lambda fs: fs.name)
+def test_every_sentence_reads_only_its_features_and_reads(fs: FeatureSet) -> None:
+    # Serving hands a chosen topic's phrase those values alone (serving.explain._Cells).
+    for topic in topics_for(fs):
+        row = _Recording(fs)
+        assert topic.phrase(row)
+        assert row.read <= {*topic.features, *topic.reads}, topic.name
