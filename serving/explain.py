@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,8 +30,7 @@ KNOWN_ROWS_MIN = 8
 """From this many rows, which topics are known is read for the whole batch at once."""
 
 
-@dataclass(frozen=True)
-class Factor:
+class Factor(NamedTuple):
     """One topic's push on one score."""
 
     topic: str

@@ -153,6 +153,11 @@ class FeatureValues(Sequence["RowValues"]):
             return levels
         if spec.dtype == "bool":
             return [None if v != v else v == 1.0 for v in col.tolist()]
+        if col.dtype.kind == "f":  # plain_value of each: Python floats, None where not finite
+            values: list[Value] = col.tolist()
+            for i in np.flatnonzero(~np.isfinite(col)).tolist():
+                values[i] = None
+            return values
         return [plain_value(v) for v in col.tolist()]
 
     def __len__(self) -> int:
