@@ -293,3 +293,53 @@ def test_every_sentence_reads_only_its_features_and_reads(fs: FeatureSet) -> Non
         row = _Recording(fs)
         assert topic.phrase(row)
         assert row.read <= {*topic.features, *topic.reads}, topic.name
+
+
+@pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)
+def test_a_batch_explains_each_row_as_that_row_alone(fs: FeatureSet) -> None:
+    """explain_rows on a whole batch (ranked and chosen on arrays, values read from the
+    scored columns) gives each row what explaining it on its own gives: the same reasons
+    in the same order, the same words and values, the same unknown topics, with rows that
+    leave out context, rows with flagged features and rows with unseen values mixed in."""
+    import pandas as pd
+
+    from features.build import select_features
+    from serving.explain import row_values
+    from serving.scoring import Scored, entity_features
+    from tests.data.toy_crm import toy_crm
+
+    tables = toy_crm(6, n_leads=60)
+    key = fs.entity_key
+    frame = tables.leads if key == "lead_id" else tables.opportunities
+    ids = frame[key].astype(str).tolist()
+    as_of = pd.Timestamp(frame["created_at"].max()) + pd.Timedelta(days=3)
+    columns = select_features(entity_features(tables, key, ids, as_of.to_pydatetime()), fs)
+    rng = np.random.default_rng(1)
+    for name in fs.names:
+        category = fs.spec(name).dtype == "category"
+        col = columns[name].copy() if category else columns[name].astype(np.float64)
+        col[rng.random(len(col)) < 0.15] = -1 if category else np.nan
+        columns[name] = col
+    n = len(ids)
+    contributions = rng.normal(size=(n, len(fs.names)))
+    contributions[rng.random(contributions.shape) < 0.3] = 0.0
+    scored = Scored(ids=ids, feature_set=fs, columns=columns,
+                    probabilities=np.zeros(n), contributions=contributions)
+    ex = Explainer(fs)
+    sums = ex.sums(contributions)
+    parts = sorted(ex.context_labels)
+    absent = [set(rng.choice(parts, size=rng.integers(0, 3), replace=False)) if parts
+              and rng.random() < 0.3 else set() for _ in range(n)]
+    names = list(fs.names)
+    exclude = [set(rng.choice(names, size=3, replace=False)) if rng.random() < 0.3 else set()
+               for _ in range(n)]
+    said = [{names[int(rng.integers(len(names)))]} if rng.random() < 0.2 else set()
+            for _ in range(n)]
+    batch = ex.explain_rows(sums, scored.feature_values(), ex.known_rows(columns), absent,
+                            exclude, said)
+    rows = [row_values(fs, row) for row in scored.values()]
+    alone = [ex.explain(sums[i], rows[i], absent=absent[i], exclude_up=exclude[i],
+                        said=said[i]) for i in range(n)]
+    assert batch == alone
+    assert any(e.up for e in batch) and any(e.down for e in batch)
+    assert any(e.unknown for e in batch)
