@@ -18,6 +18,12 @@ PostgreSQL, and what the requests see meanwhile.
 Per switch: the seconds from the promotion to each replica serving the new version, the
 requests answered from the promotion until the last replica switched, and the failed ones
 (any answer but 200, or none). Bounded: the switches given, one poll plus 60 s each.
+
+Before the replicas start: what a replica's load of a version costs over HTTP
+(``modeling.registry.load_model_version``, which downloads the scoring model's folder,
+beside a download of the whole logged model), median of five. ``--server-memory``: instead
+of all that, the tracking server's processes and resident memory 8 s after it answers,
+with MLflow's job runners off (the command's default) and on.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import argparse
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +47,12 @@ from tests.integration.replicas import (  # noqa: E402  (the project's root goes
     Load,
     Process,
     admin_url,
+    clean_env,
+    free_port,
     postgres_unreachable,
     scratch_database,
     served_version,
+    start,
     start_replica,
     start_tracking_server,
     wait_healthy,
@@ -51,6 +62,61 @@ from tests.integration.replicas import (  # noqa: E402  (the project's root goes
 TASK = "lead_qualification"
 
 
+def group_rss_mb(pgid: int) -> tuple[int, float]:
+    """Processes in the group and their resident memory in all, MB."""
+    out = subprocess.run(["ps", "-eo", "pgid=,rss="], capture_output=True, text=True,
+                         check=True).stdout
+    rss = [int(r) for g, r in (line.split() for line in out.splitlines()) if int(g) == pgid]
+    return len(rss), sum(rss) / 1024
+
+
+def server_memory() -> None:
+    for jobs in ("false", "true"):
+        with tempfile.TemporaryDirectory() as tmp, scratch_database(admin_url()) as store:
+            port = free_port()
+            env = clean_env(LEADSCORE_TRACKING_BACKEND_STORE_URI=store,
+                            MLFLOW_SERVER_ENABLE_JOB_EXECUTION=jobs)
+            process = start("tracking-server", ["tracking-server", "--port", str(port),
+                                                "--artifacts-destination", f"{tmp}/art"],
+                            env, Path(tmp))
+            t0 = time.monotonic()
+            try:
+                wait_healthy(process, f"http://127.0.0.1:{port}")
+                up = time.monotonic() - t0
+                time.sleep(8)
+                count, mb = group_rss_mb(process.popen.pid)
+            finally:
+                process.stop()
+        print(f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION={jobs}: answered after {up:.1f} s; "
+              f"{count} processes, {mb:,.0f} MB resident")
+
+
+def load_costs(tracking_uri: str) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from modeling.registry import load_model_version
+
+    def median_s(call: Callable[[], object]) -> float:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    source = MlflowClient(tracking_uri, tracking_uri).get_model_version_download_uri(TASK, "1")
+
+    def whole() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
+                                                tracking_uri=tracking_uri)
+
+    load = median_s(lambda: load_model_version(TASK, tracking_uri=tracking_uri, version="1"))
+    print(f"load_model_version over HTTP: {load:.2f} s; downloading the whole logged "
+          f"model: {median_s(whole):.2f} s (medians of 5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=2)
@@ -58,6 +124,7 @@ def main() -> None:
     parser.add_argument("--switches", type=int, default=8)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--leads", type=int, default=1500)
+    parser.add_argument("--server-memory", action="store_true")
     args = parser.parse_args()
 
     from typer.testing import CliRunner
@@ -83,6 +150,10 @@ def main() -> None:
     if reason is not None:
         raise SystemExit(f"PostgreSQL is not reachable at {admin_url()}: {reason}")
     print(f"load average before: {os.getloadavg()[0]:.1f} (1 min), {os.cpu_count()} cores")
+    if args.server_memory:
+        server_memory()
+        print(f"load average after: {os.getloadavg()[0]:.1f} (1 min)")
+        return
     started: list[Process] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database(admin_url()) as store:
         work = Path(tmp)
@@ -103,6 +174,7 @@ def main() -> None:
             cli(*train, "--seed", "8")
             if resolve_alias(TASK, CHAMPION, tracking_uri) != "1":
                 cli("promote", "--task", TASK, "--version", "1")
+            load_costs(tracking_uri)
             replicas = [start_replica(i, tracking_uri, hash_api_key(API_KEY), args.poll,
                                       work / "logs") for i in range(args.replicas)]
             started.extend(p for p, _ in replicas)
