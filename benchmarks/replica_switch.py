@@ -55,6 +55,7 @@ from tests.integration.replicas import (  # noqa: E402  (the project's root goes
     start,
     start_replica,
     start_tracking_server,
+    stop_all,
     wait_healthy,
     wait_ready,
 )
@@ -215,8 +216,7 @@ def main() -> None:
                 load.stop()
             answers = load.all()
         finally:
-            for process in reversed(started):
-                process.stop()
+            stop_all(started)
     every = [s for _, _, per, _, _ in rows for s in per if s is not None]
     last = [max(s for s in per if s is not None) for _, _, per, _, _ in rows
             if all(s is not None for s in per)]

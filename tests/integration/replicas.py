@@ -53,9 +53,10 @@ def postgres_unreachable(url: str) -> str | None:
 
 
 @contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A new database on the server of ``url`` (a unique name), dropped afterwards with
-    whatever is still connected to it; yields its URI."""
+def scratch_database(url: str, create: bool = True) -> Iterator[str]:
+    """A database of a unique name on the server of ``url``, dropped afterwards with
+    whatever is still connected to it; yields its URI. ``create=False``: not created
+    here (``leadscore tracking-server`` creates a missing one), dropped all the same."""
     import psycopg2
     from psycopg2.extensions import parse_dsn
 
@@ -63,8 +64,9 @@ def scratch_database(url: str) -> Iterator[str]:
     admin = psycopg2.connect(url, connect_timeout=5)
     admin.autocommit = True
     try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            with admin.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
         params = parse_dsn(url)
         user, host = params.get("user", "postgres"), params.get("host", "127.0.0.1")
         port = params.get("port", "5432")
@@ -104,16 +106,24 @@ class Process:
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        """SIGTERM to the group, and SIGKILL to whatever of it is left after 15 s (a
-        server's workers are in its group)."""
+        stop_all([self])
+
+
+def stop_all(processes: Sequence[Process]) -> None:
+    """SIGTERM to every group at once, and SIGKILL to whatever of a group is left after
+    15 s (a server's workers are in its group)."""
+    for process in processes:
         with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(process.popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for process in processes:
         with suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=15)
+            process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for process in processes:
         with suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(timeout=10)
-        self.log.close()
+            os.killpg(process.popen.pid, signal.SIGKILL)
+        process.popen.wait(timeout=10)
+        process.log.close()
 
 
 def start(name: str, args: Sequence[str], env: dict[str, str], logs: Path) -> Process:

@@ -32,6 +32,7 @@ from tests.integration.replicas import (
     served_version,
     start_replica,
     start_tracking_server,
+    stop_all,
     wait_healthy,
     wait_ready,
 )
@@ -54,7 +55,7 @@ def database() -> Iterator[str]:
         if os.environ.get("LEADSCORE_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"{why}, and LEADSCORE_REQUIRE_POSTGRES=1 asks for the test")
         pytest.skip(why)
-    with scratch_database(url) as uri:
+    with scratch_database(url, create=False) as uri:  # the tracking server creates it
         yield uri
 
 
@@ -62,8 +63,7 @@ def database() -> Iterator[str]:
 def processes() -> Iterator[list[Process]]:
     started: list[Process] = []
     yield started
-    for process in reversed(started):
-        process.stop()
+    stop_all(started)
 
 
 def _cli(*args: str) -> str:
@@ -81,6 +81,7 @@ def test_replicas_follow_a_promotion_through_the_tracking_server_without_a_faile
     crm = generate_crm(1500, seed=5, months=12)  # while the server starts
     write_crm(crm, tmp_path / "crm")
     wait_healthy(server, tracking_uri)
+    assert "created the database" in server.output()
     # The replicas start before any model is registered, as a fleet may, and take up the
     # champion at a poll once there is one.
     replicas = [start_replica(i, tracking_uri, hash_api_key(API_KEY), POLL_S, logs)

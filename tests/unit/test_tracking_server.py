@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from leadscore.cli import app
 from leadscore.tracking_server import (
     allowed_hosts,
     get_tracking_server_settings,
@@ -70,3 +72,14 @@ def test_allowed_hosts_are_loopback_on_its_port_plus_the_names_given(
 def test_the_backend_store_is_a_database(uri: str) -> None:
     with pytest.raises(ValueError, match="database URI"):
         get_tracking_server_settings(backend_store_uri=uri)
+
+
+def test_a_database_that_does_not_answer_is_said_before_mlflow_starts(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "tracking-server", "--backend-store-uri",
+        "postgresql://leadscore:s3cret@127.0.0.1:1/leadscore",
+        "--artifacts-destination", str(tmp_path / "art")])
+    assert result.exit_code == 2
+    assert "cannot start" in result.output and "is PostgreSQL running" in result.output
+    assert "s3cret" not in result.output
+    assert not (tmp_path / "art").exists()
