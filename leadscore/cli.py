@@ -30,7 +30,8 @@ app.add_typer(pipeline_app, name="pipeline")
 
 @app.callback()
 def main() -> None:
-    """leadscore: generate, import, validate, build, train, promote, score, pipeline, serve."""
+    """leadscore: generate, import, validate, build, train, promote, score, pipeline, serve,
+    tracking-server."""
 
 
 @app.command()
