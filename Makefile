@@ -4,16 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean tracking-server
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,server]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/leadscore demo
+
+# An MLflow tracking server on PostgreSQL (README: Past one machine); settings from
+# LEADSCORE_TRACKING_* (backend store, artifacts destination, port).
+tracking-server: $(STAMP)
+	$(BIN)/leadscore tracking-server
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -30,7 +30,8 @@ app.add_typer(pipeline_app, name="pipeline")
 
 @app.callback()
 def main() -> None:
-    """leadscore: generate, import, validate, build, train, promote, score, pipeline, serve."""
+    """leadscore: generate, import, validate, build, train, promote, score, pipeline, serve,
+    tracking-server."""
 
 
 @app.command()
@@ -129,6 +130,49 @@ def serve(
         run_server(settings, create_app)
     except FileNotFoundError as exc:
         typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command("tracking-server")
+def tracking_server(
+    backend_store_uri: str = typer.Option(
+        None, help="Runs and registry database (default postgresql://postgres@127.0.0.1:5432/"
+                   "leadscore; LEADSCORE_TRACKING_BACKEND_STORE_URI)."),
+    artifacts_destination: str = typer.Option(
+        None, help="Folder or URI for the models' files (default models/server-artifacts; "
+                   "LEADSCORE_TRACKING_ARTIFACTS_DESTINATION)."),
+    host: str = typer.Option(None, help="Interface to bind (default 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default 5000)."),
+    workers: int = typer.Option(None, help="Server worker processes (default 2)."),
+    allowed_hosts: str = typer.Option(
+        None, help="Comma-separated Host headers to accept besides 127.0.0.1:PORT and "
+                   "localhost:PORT, e.g. mlflow.internal:5000."),
+) -> None:
+    """Run an MLflow tracking server on PostgreSQL for several machines and API replicas:
+    creates the database if missing, runs `mlflow db upgrade`, then `mlflow server`.
+    Point training and serving at it with MLFLOW_TRACKING_URI=http://HOST:PORT."""
+    import subprocess
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from leadscore.tracking_server import get_tracking_server_settings, run
+    from modeling.registry import redact
+
+    try:
+        settings = get_tracking_server_settings(
+            backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination,
+            host=host, port=port, workers=workers, allowed_hosts=allowed_hosts)
+    except ValueError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        run(settings, echo=typer.echo)
+    except (SQLAlchemyError, ImportError) as exc:
+        typer.echo(f"cannot start: {redact(f'{type(exc).__name__}: {exc}')} (is PostgreSQL "
+                   "running, and the [server] extra installed?)", err=True)
+        raise typer.Exit(2) from None
+    except subprocess.CalledProcessError as exc:
+        typer.echo("cannot start: mlflow db upgrade failed (its output is above)", err=True)
         raise typer.Exit(2) from exc
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WATCHED = ("mlflow.db", "mlruns", "artifacts", "models/mlflow.db", "models/artifacts")
+WATCHED = ("mlflow.db", "mlruns", "artifacts", "mlartifacts", "models/mlflow.db",
+           "models/artifacts", "models/server-artifacts")
 
 
 @pytest.fixture(scope="session", autouse=True)
