@@ -141,6 +141,9 @@ def phases(task: str, folder: Path, out: Path, explain: bool, trend: bool) -> di
 
 
 def _child(argv: list[str]) -> None:
+    from leadscore.memory import reuse_freed_memory
+
+    reuse_freed_memory()  # as `leadscore score` does
     task, folder, out, explain, trend, profile = argv
     if profile == "1":
         import cProfile

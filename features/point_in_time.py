@@ -86,7 +86,11 @@ def _id_numbers(values: Values) -> tuple[bytes, int, np.ndarray] | None:
     CRM ids have this shape; anything else takes the hashing path. The column is parsed
     in blocks of ``ID_BLOCK`` rows, without joining Arrow chunks.
     """
-    arr = arrow_strings(values)
+    return arrow_id_numbers(arrow_strings(values))
+
+
+def arrow_id_numbers(arr: pa.Array | pa.ChunkedArray) -> tuple[bytes, int, np.ndarray] | None:
+    """:func:`_id_numbers` of an Arrow string column."""
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
     out = np.full(len(arr), -1, dtype=np.int64)
     shape: Shape | None = None

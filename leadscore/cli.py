@@ -222,11 +222,13 @@ def score(
     from rich.console import Console
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+    from leadscore.memory import reuse_freed_memory
     from serving.batch import BatchInputError, score_file
     from serving.models import source_for_uri
     from serving.settings import get_scoring_settings
     from serving.staleness import as_of_line
 
+    reuse_freed_memory()
     target = None
     if mapping is not None and export is None:
         typer.echo("--mapping names the export: section for --export; give --export too",

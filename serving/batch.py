@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 import pandas as pd
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
 from features.own import OwnFeatures, read_own
 from features.reading import DataContractError
@@ -41,7 +41,7 @@ from serving.endpoints import Endpoint, suggest
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, columns_to_table, rows_to_table
-from serving.schemas import TIMESTAMP_RANGE
+from serving.schemas import TIMESTAMP_RANGE, clean_text
 from serving.scoring import TREND_DAYS, Gaps, entity_features, score_tables
 from serving.settings import ScoringSettings
 from serving.staleness import as_of_after, past_data_warning
@@ -129,12 +129,29 @@ def _task(task: str) -> tuple[TaskSpec, Endpoint]:
 
 
 @functools.cache
-def _field_adapter(model: type[BaseModel], name: str) -> TypeAdapter[list[Any]]:
+def _field_adapter(model: type[BaseModel], name: str) -> tuple[TypeAdapter[list[Any]], bool]:
     """One field of ``model`` as a validator of a whole column: the field's own type,
-    constraints and validators, under the model's config (finite numbers only)."""
+    constraints and validators, under the model's config (finite numbers only); and
+    whether the field's text check (``serving.schemas.clean_text``) was taken out of it,
+    to run over the whole column at once (:func:`_clean_column`) instead of once a cell."""
     info = model.model_fields[name]
-    kind: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-    return TypeAdapter(list[kind], config=model.model_config)
+    metadata = [m for m in info.metadata
+                if not (isinstance(m, AfterValidator) and m.func is clean_text)]
+    kind: Any = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+    return (TypeAdapter(list[kind], config=model.model_config),
+            len(metadata) != len(info.metadata))
+
+
+def _clean_column(values: list[Any]) -> bool:
+    """Whether every text of a column passes ``clean_text``: no NUL, no lone surrogate."""
+    text = "".join(v for v in values if isinstance(v, str))
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _timestamps_in_range(column: pd.Series) -> bool:
@@ -178,9 +195,12 @@ def _by_column(frame: pd.DataFrame, table: Table, model: type[BaseModel]) -> pd.
             columns[c.name] = (stamps.tz_localize("UTC") if stamps.tz is None
                                else stamps.tz_convert("UTC")).as_unit("ns")
             continue
+        adapter, text = _field_adapter(model, c.name)
         try:
-            columns[c.name] = _field_adapter(model, c.name).validate_python(_cells(column))
+            columns[c.name] = adapter.validate_python(_cells(column))
         except ValidationError:
+            return None
+        if text and not _clean_column(columns[c.name]):
             return None
     return columns_to_table(columns, table, len(frame))
 

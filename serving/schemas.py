@@ -90,7 +90,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _clean(value: str) -> str:
+def clean_text(value: str) -> str:
     """Text must be valid Unicode without NUL: a lone surrogate cannot be stored or echoed."""
     try:
         value.encode("utf-8")
@@ -120,9 +120,9 @@ Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)
                                       "description": "ISO 8601, between 1970-01-01 and "
                                       "2200-01-01 as written; without an offset, UTC"})]
 Id = Annotated[str, Field(min_length=1, max_length=128,
-                          json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(_clean)]
+                          json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(clean_text)]
 Text = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": TEXT_PATTERN}),
-                 AfterValidator(_clean)]
+                 AfterValidator(clean_text)]
 
 
 def _not_text(kind: str) -> Any:

@@ -60,6 +60,8 @@ def test_naive_times_and_absent_optional_columns_as_the_rows_read_them(
     ("created_at", pd.to_datetime(["2024-01-01", None], utc=True)),
     ("lead_id", ["L1", ""]),
     ("lead_id", ["L1", "L\x002"]),
+    ("lead_id", ["L1", "L\ud8002"]),
+    ("source", ["webinar", "web\x00inar"]),
     ("source", ["webinar", "x" * 257]),
     ("budget_confirmed", [True, "maybe"]),
 ])
