@@ -217,7 +217,11 @@ def explain_rows_parallel(threads, matrix, out, bias, max_splits, max_path, max_
                           path_feature, path_zero, table_start, table):
     """:func:`explain_rows` with the blocks spread over numba's threads."""
     n = matrix.shape[0]
-    block = max(1, min(BLOCK, (n + threads - 1) // threads))
+    # Blocks of at most BLOCK rows, as many as a multiple of the threads, so that every
+    # thread gets the same share (5,000 rows: six blocks of 834, not five of 1,024).
+    blocks = (n + BLOCK - 1) // BLOCK
+    blocks = max(1, (blocks + threads - 1) // threads * threads)
+    block = max(1, (n + blocks - 1) // blocks)
     for b in prange((n + block - 1) // block):
         r0 = b * block
         r1 = min(n, r0 + block)
