@@ -158,6 +158,9 @@ class FeatureValues(Sequence["RowValues"]):
             for i in np.flatnonzero(~np.isfinite(col)).tolist():
                 values[i] = None
             return values
+        if col.dtype.kind in "iub":  # Python ints and bools as they are
+            exact: list[Value] = col.tolist()
+            return exact
         return [plain_value(v) for v in col.tolist()]
 
     def __len__(self) -> int:
