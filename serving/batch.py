@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,13 +20,15 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from features.integrity import check_references
 from features.own import OwnFeatures, read_own
 from features.reading import DataContractError
 from features.reading import read_table_file as read_arrow_table
 from features.reasons import ContextPart
-from features.rules import check_rows
+from features.rules import CheckedTable, check_rows, no_rows
 from features.schema import (
     PANDAS_DTYPES,
     TABLES,
@@ -299,35 +301,52 @@ DATA_REPORT_COLUMNS = ["file", "row", "column", "reason"]
 
 
 def checked_context(
-    data_dir: Path | None, now: pd.Timestamp | None = None
+    data_dir: Path | None, now: pd.Timestamp | None = None,
+    held: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The contract tables found in ``data_dir``, each row checked as ``validate`` checks a
-    table on its own (types, known values such as stages and activity types, required
-    values, nothing after ``now``, each id once), text as Arrow strings; and every row left
-    out, with its file, row, column and reason. The checks that join tables (a reference
-    to a record of another table) are ``validate``'s alone: a folder given as ``--data``
-    may hold only some tables, the rest coming with the input file."""
+    """The contract tables found in ``data_dir``, checked as ``validate`` checks them, text
+    as Arrow strings; and every row left out, with its file, row, column and reason.
+
+    Each table gets its own rules (types, known values such as stages and activity types,
+    required values, nothing after ``now``, each id once), then the references between
+    the tables and the dates against a parent's (``features.integrity``, the loader's own
+    code, reasons included): a row whose parent is absent or was rejected is left out. A
+    folder given as ``--data`` may hold only some tables, the rest coming with the input
+    file or not at all: a reference into a table the folder does not hold is not checked.
+    ``held`` gives, per table, the ids of the input file's rows (valid ones, and every
+    one): they count as that table's rows, so an activity of a lead that only the input
+    holds is not an orphan.
+    """
     found: dict[str, pd.DataFrame] = {}
-    lines: list[pd.DataFrame] = []
     if data_dir is None:
         return found, pd.DataFrame(columns=DATA_REPORT_COLUMNS)
     stamp = pd.Timestamp.now(tz="UTC") if now is None else now
+    checked: dict[str, CheckedTable] = {}
+    paths: dict[str, Path] = {}
     for name, table in TABLES.items():
         path = next((data_dir / f"{name}{suffix}" for suffix in (".parquet", ".csv")
                      if (data_dir / f"{name}{suffix}").exists()), None)
         if path is None:
+            checked[name] = no_rows(table)
             continue
         try:
             tbl, _ = read_arrow_table(path, table)
         except DataContractError as exc:
             raise BatchInputError(str(exc)) from None
-        checked = check_rows(tbl, table, path, stamp)
-        rejected = checked.rejections()
+        checked[name] = check_rows(tbl, table, path, stamp)
+        paths[name] = path
+        del tbl
+    check_references(checked, present=paths, held={
+        name: (pa.array(list(valid), pa.string()), pa.array(list(every), pa.string()))
+        for name, (valid, every) in (held or {}).items()})
+    lines: list[pd.DataFrame] = []
+    for name, path in paths.items():
+        rejected = checked[name].rejections()
         if len(rejected):
             lines.append(pd.DataFrame({"file": str(path), "row": rejected["row"],
                                        "column": rejected["column"],
                                        "reason": rejected["reason"]}))
-        found[name] = arrow_text(checked.frame(), table)
+        found[name] = arrow_text(checked[name].frame(), TABLES[name])
     report = (pd.concat(lines, ignore_index=True).sort_values(["file", "row"], kind="stable")
               if lines else pd.DataFrame(columns=DATA_REPORT_COLUMNS))
     return found, report.reset_index(drop=True)
@@ -562,7 +581,9 @@ def score_file(
     frame = read_table_file(input_path)
     checked = checked_rows(frame, task, str(input_path))
     rows = checked.rows
-    context, data_rejected = checked_context(data_dir)
+    key = spec.entity_key
+    context, data_rejected = checked_context(data_dir, held={spec.table: (
+        _cells(rows[key].astype(str)), _cells(frame[key].dropna().astype(str)))})
     data_report = None
     if data_dir is not None:
         data_report = data_report_path_for(output_path)
