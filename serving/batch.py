@@ -80,7 +80,8 @@ class BatchReport:
     read: int = 0
     """Input rows read: ``scored + not_applicable + skipped + rejected``."""
     report: Path | None = None
-    """Every row not scored, and why (``REPORT_COLUMNS``)."""
+    """Every row not scored (rejected, closed, not yet created, or not applicable), and why
+    (``REPORT_COLUMNS``)."""
     data_rejected: int = 0
     """Rows of the ``--data`` tables left out as invalid (each in ``data_report``)."""
     data_report: Path | None = None
@@ -188,7 +189,7 @@ def _by_column(frame: pd.DataFrame, table: Table, model: type[BaseModel]) -> pd.
 REPORT_COLUMNS = ["row", "id", "column", "reason", "outcome"]
 """The batch report: the input row (0-based), its id, the column at fault (blank: the
 row), the reason, and ``rejected`` (invalid: exit 1) or ``not scored`` (valid, but closed
-or not yet created at the scoring time)."""
+or not yet created at the scoring time, or one the task does not apply to then)."""
 REJECTED, NOT_SCORED = "rejected", "not scored"
 
 
@@ -401,6 +402,21 @@ def _not_scored(rows: pd.DataFrame, positions: np.ndarray, keep: np.ndarray, tas
                          "reason": reason, "outcome": NOT_SCORED}, columns=REPORT_COLUMNS)
 
 
+def _not_applicable(open_rows: pd.DataFrame, positions: np.ndarray, result: pd.DataFrame,
+                    task: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A report line for each open row with no output row: the task does not apply to it
+    then (an account with no renewal due, or not a customer)."""
+    key = TASKS[task].entity_key
+    ids = open_rows[key].astype(str)
+    done = ids.isin(result[key].astype(str)) if key in result else np.zeros(len(ids), bool)
+    left = np.flatnonzero(~np.asarray(done, dtype=bool))
+    return pd.DataFrame({"row": positions[left].astype(np.int64),
+                         "id": ids.iloc[left].to_numpy(dtype=object), "column": "",
+                         "reason": f"{task} does not apply to it at the scoring time "
+                         f"({as_of.isoformat()}): not scored", "outcome": NOT_SCORED},
+                        columns=REPORT_COLUMNS)
+
+
 def _open_mask(rows: pd.DataFrame, task: str, as_of: pd.Timestamp) -> np.ndarray:
     """Entities created by ``as_of`` and still open then: closed ones have nothing to predict."""
     out = ~(rows["created_at"] > as_of).to_numpy()
@@ -595,10 +611,6 @@ def score_file(
     stamp, data_end = batch_as_of(rows, task, context, as_of)
     keep = _open_mask(rows, task, stamp)
     open_rows = rows[keep].reset_index(drop=True)
-    report = pd.concat([checked.report, _not_scored(rows, checked.positions, keep, task, stamp)],
-                       ignore_index=True).sort_values("row", kind="stable")
-    report_path = report_path_for(output_path)
-    write_table_file(report, report_path)
     if model is None:
         model = source_from_settings(settings).load(task)
     if len(open_rows):
@@ -607,6 +619,11 @@ def score_file(
                              read_own(data_dir) if data_dir is not None else None)
     else:
         result = pd.DataFrame()
+    report = pd.concat([checked.report, _not_scored(rows, checked.positions, keep, task, stamp),
+                        _not_applicable(open_rows, checked.positions[keep], result, task, stamp)],
+                       ignore_index=True).sort_values("row", kind="stable")
+    report_path = report_path_for(output_path)
+    write_table_file(report, report_path)
     write_table_file(result, output_path)
     graded = getattr(model.model, "grading", None) is not None
     late = None if as_of is None or data_end is None else past_data_warning(

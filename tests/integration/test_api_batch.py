@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from features.schema import ACCOUNT_SIGNALS, empty_frame
 from features.snapshots import data_end_of
 from leadscore.cli import app
+from tests.integration.test_api_accounts import (
+    AccountModels,
+    account_models,  # noqa: F401  (session fixture)
+)
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
@@ -539,3 +543,32 @@ def test_the_input_files_rows_count_as_their_tables_rows(
     rejected = pd.read_csv(tmp_path / "scores.report.csv")
     assert len(scores) + rejected["row"].nunique() == len(frame)
     assert rejected.loc[rejected["outcome"] == "rejected", "row"].tolist() == [len(frame) - 1]
+
+
+def test_accounts_the_task_does_not_apply_to_are_reported(
+    account_models: AccountModels, tmp_path: Path  # noqa: F811
+) -> None:
+    """Renewal scores the accounts with a renewal due; every other open account is in the
+    report as not scored, with why: output rows plus report rows are the input's rows."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("accounts", "leads", "opportunities", "opportunity_history", "activities",
+                 "account_signals"):
+        account_models.tables.get(name).to_parquet(data / f"{name}.parquet", index=False)
+    model = account_models.models["account_renewal"]
+    model.model.save(tmp_path / "renewal")  # type: ignore[attr-defined]
+    out = tmp_path / "renewals.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "account_renewal", "--input", str(data / "accounts.parquet"),
+        "--output", str(out), "--data", str(data), "--as-of", account_models.as_of.isoformat(),
+        "--model", str(tmp_path / "renewal"), "--no-trend", "--no-reasons"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out, dtype={"account_id": str})
+    report = pd.read_csv(tmp_path / "renewals.report.csv", dtype={"id": str})
+    accounts = account_models.tables.accounts
+    assert 0 < len(scores) < len(accounts)
+    assert len(scores) + report["row"].nunique() == len(accounts)
+    assert not set(scores["account_id"]) & set(report["id"])
+    due = report.loc[report["reason"].str.contains("does not apply")]
+    assert len(due) and set(due["outcome"]) == {"not scored"}
+    assert due["reason"].str.contains("account_renewal does not apply").all()
