@@ -67,6 +67,7 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="leadscore-monitor-bench-"))
     print(f"work folder {work}; load average {os.getloadavg()[0]:.2f}")
     outcomes: dict[str, list[int]] = {"undrifted": [], "drifted": []}
+    by_task: dict[tuple[str, str], list[bool]] = {}
     for seed in seeds:
         t0 = time.perf_counter()
         folders = {}
@@ -105,10 +106,12 @@ def main() -> int:
                 worst = next((f for f in r.features if not f.trending), None)
                 trend = next((f for f in r.features if f.trending), None)
                 c = r.calibration
+                by_task.setdefault((r.task, kind), []).append(r.alert)
                 parts.append(
                     f"{r.task}: {r.status} score PSI "
                     f"{'n/a' if r.score is None else f'{r.score.psi:.3f}'}, worst "
-                    f"{'n/a' if worst is None else f'{worst.name} {worst.psi:.3f}'} (trending "
+                    f"{'n/a' if worst is None else f'{worst.name} {worst.psi:.3f}'}"
+                    f"{'' if worst is None else f' (no-drift {worst.expected:.3f})'} (trending "
                     f"{'none' if trend is None else f'{trend.name} {trend.psi:.2f}'}), ECE "
                     f"{'n/a' if c is None or c.status == 'too few outcomes' else f'{c.ece:.3f}'}"
                     f" ({0 if c is None else c.outcomes} outcomes)")
@@ -119,6 +122,10 @@ def main() -> int:
     detected = sum(c == 1 for c in outcomes["drifted"])
     print(f"false alarms: {false_alarms}/{len(seeds)} undrifted CRMs; detected: "
           f"{detected}/{len(seeds)} drifted CRMs; load average {os.getloadavg()[0]:.2f}")
+    for task in tasks:
+        quiet, loud = by_task.get((task, "undrifted"), []), by_task.get((task, "drifted"), [])
+        print(f"  {task}: false alarms {sum(quiet)}/{len(quiet)}, detected "
+              f"{sum(loud)}/{len(loud)}")
     return 0
 
 

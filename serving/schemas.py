@@ -681,8 +681,11 @@ class ColumnDriftOut(BaseModel):
                               "reference profile (null: not computable)")
     status: DriftStatus
     trending: bool = Field(False, description="the feature moved as much between the "
-                           "model's training and test periods (an age, a count to date): "
-                           "its status stops at warn")
+                           "model's training and test periods (an age), or counts over all "
+                           "history (an owner's closed deals): its status stops at warn")
+    expected_psi: float = Field(0.0, ge=0.0, description="the PSI sampling alone gives at "
+                                "this window's and the reference's numbers of entities, "
+                                "with no drift: warn and alert are read above it")
 
 
 class TaskMonitoring(BaseModel):

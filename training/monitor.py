@@ -7,7 +7,9 @@ feature code (``build_training_set``, the very rows training reads) and scored b
 model. Then:
 
 - drift: PSI of the 0-100 score and of every feature against the profile
-  (``modeling.profile``), each ok / warn (>= 0.1) / alert (>= 0.25);
+  (``modeling.profile``), each ok / warn (>= 0.1) / alert (>= 0.25) above the PSI that
+  sampling alone gives at the recent period's and the reference's numbers of entities
+  (``modeling.profile.expected_psi``);
 - where outcomes are known (labelled snapshots after both ``--since`` and the model's
   training period): ECE, ROC AUC, and observed against predicted rate per grade.
 
@@ -204,8 +206,11 @@ def monitor_task(task: str, tables: Any, settings: MonitorSettings) -> TaskRepor
     elif len(rows) < settings.min_rows:
         report.status = TOO_FEW_ROWS
     else:
-        report.score, report.features = profile_drift(profile, rows, p, settings.psi_warn,
-                                                      settings.psi_alert)
+        key = model.feature_set.entity_key
+        report.score, report.features = profile_drift(
+            profile, rows, p, settings.psi_warn, settings.psi_alert,
+            entities=int(rows[key].nunique()) if key in rows.columns else None,
+            to_date=model.feature_set.to_date)
         report.status = worst_status(report.score, report.features)
     labelled = rows["label"].notna().to_numpy()
     trained_to = model.metadata.get("trained_to")
