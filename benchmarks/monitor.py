@@ -59,6 +59,7 @@ def main() -> int:
     from features.snapshots import crm_as_of
     from leadscore.generator import generate_crm, write_crm
     from leadscore.synth.config import GeneratorConfig
+    from modeling.registry import resolve_alias
     from training.monitor import exit_code, monitor_settings, run_monitor
     from training.train import train, train_settings
 
@@ -85,7 +86,15 @@ def main() -> int:
             write_tables(crm_as_of(read_tables(folders["undrifted"])[0], start), cut)
         uri = f"sqlite:///{work / f's{seed}-mlflow.db'}"
         for task in tasks:
-            train(train_settings(task=task, data=cut, tracking_uri=uri, num_threads=2))
+            result = train(train_settings(task=task, data=cut, tracking_uri=uri,
+                                          num_threads=2))
+            champion = resolve_alias(task, tracking_uri=uri)
+            if result.version is not None and champion != result.version:
+                # A store kept from an earlier run keeps its champion when the new version
+                # does not beat it: the run then monitors that one. Use a fresh --work to
+                # measure the code as it is.
+                print(f"note: seed {seed} {task}: monitoring champion version {champion}, not "
+                      f"version {result.version} just trained (the gate kept the champion)")
         trained = time.perf_counter() - t0
         for kind, folder in folders.items():
             t1 = time.perf_counter()
