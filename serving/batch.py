@@ -83,7 +83,8 @@ class BatchReport:
     """Every row not scored (rejected, closed, not yet created, or not applicable), and why
     (``REPORT_COLUMNS``)."""
     data_rejected: int = 0
-    """Rows of the ``--data`` tables left out as invalid (each in ``data_report``)."""
+    """Rows of the ``--data`` tables left out as invalid (each in ``data_report``, once per
+    problem)."""
     data_report: Path | None = None
     """Every ``--data`` row left out, with its file, row, column and reason
     (``DATA_REPORT_COLUMNS``); None without ``--data``."""
@@ -635,7 +636,7 @@ def score_file(
         rejected=int(checked.report["row"].nunique()),
         read=len(frame),
         report=report_path,
-        data_rejected=len(data_rejected),
+        data_rejected=len(data_rejected[["file", "row"]].drop_duplicates()),
         data_report=data_report,
         model_version=model.version,
         output=output_path,

@@ -438,7 +438,8 @@ def test_broken_references_between_data_tables_are_reported_and_left_out(
     table holds, the history and activities of that rejected deal, history of a deal no
     table holds, and an activity of a lead no table holds are each listed with the
     loader's reason, left out of the features (every score is the clean folder's), and
-    the run exits 1; the input's rows are all scored or reported."""
+    the run exits 1, counting a row with two broken references once; the input's rows are
+    all scored or reported."""
     clean, data = tmp_path / "clean", tmp_path / "data"
     _copy_tables(crm_dir, clean)
     _copy_tables(crm_dir, data)
@@ -457,7 +458,7 @@ def test_broken_references_between_data_tables_are_reported_and_left_out(
         {"activity_id": "ACT-NEW", "opportunity_id": "O-NEW",
          "account_id": of_deal["account_id"], "lead_id": None,
          "occurred_at": of_deal["occurred_at"]},
-        {"activity_id": "ACT-GHOST", "opportunity_id": deal, "account_id": of_deal["account_id"],
+        {"activity_id": "ACT-GHOST", "opportunity_id": deal, "account_id": "A-GONE",
          "lead_id": "L-GHOST", "occurred_at": AS_OF - pd.Timedelta(days=2),
          "type": "meeting", "direction": "inbound"}])
 
@@ -477,6 +478,8 @@ def test_broken_references_between_data_tables_are_reported_and_left_out(
          "orphan foreign key: opportunities.opportunity_id 'O-NEW' was rejected"),
         ("activities.parquet", ghost_act, "lead_id",
          "orphan foreign key: no leads.lead_id 'L-GHOST'"),
+        ("activities.parquet", ghost_act, "account_id",
+         "orphan foreign key: no accounts.account_id 'A-GONE'"),
     }
     scores = pd.read_csv(tmp_path / "deals.csv", dtype={"opportunity_id": str})
     input_report = pd.read_csv(tmp_path / "deals.report.csv")
