@@ -28,6 +28,10 @@ class FeatureSpec:
     """A category's levels, where they are learned from the training data (an export's own
     columns, ``features.own``); empty for the declared sets, whose levels are fixed in
     ``features.sets.CATEGORY_LEVELS``."""
+    to_date: bool = False
+    """A count over the whole history up to t (an owner's closed deals, an account's lost
+    deals): it grows as the CRM's history does, drifted or not, so monitoring reads its
+    move as a trend, never an alert (``modeling.profile``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class FeatureSet:
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def to_date(self) -> frozenset[str]:
+        """The features counted over all history (``FeatureSpec.to_date``)."""
+        return frozenset(f.name for f in self.features if f.to_date)
 
     @property
     def categorical(self) -> list[str]:

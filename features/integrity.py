@@ -7,6 +7,8 @@ the valid rows resolves to a valid row.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,16 +42,39 @@ def orphan_reasons(refs: pa.Array | pa.ChunkedArray, orphan: np.ndarray,
     )
 
 
-def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
+HeldKeys = Mapping[str, tuple[pa.Array, pa.Array]]
+"""Keys of a table held outside the checked tables (a batch's input file), by table: the
+valid ones, and every one (the rejected ones name a parent that "was rejected")."""
+
+
+def check_references(checked: dict[str, CheckedTable], present: Collection[str] | None = None,
+                     held: HeldKeys | None = None) -> None:
+    """Every check across tables, in order: references, then rows inside their parent's
+    life. ``present`` and ``held`` as in :func:`check_foreign_keys`."""
+    check_foreign_keys(checked, present, held)
+    check_history_dates(checked)
+    check_signal_dates(checked)
+    check_field_history_dates(checked)
+
+
+def check_foreign_keys(checked: dict[str, CheckedTable], present: Collection[str] | None = None,
+                       held: HeldKeys | None = None) -> None:
     """Reject rows whose references are absent or rejected, until nothing changes.
 
     Each foreign key is re-checked only when its parent lost rows since the last check,
     always taking the first such key in dependency order: accounts before leads and
     opportunities (whose mutual references settle first), then history, activities and
     signals.
+
+    ``present`` (default: every table) names the tables whose rows are all there: a
+    reference into any other table is not checked, since its rows are somewhere else (a
+    folder given to batch scoring may hold only some tables). ``held`` adds keys of a
+    table that live outside ``checked`` (a batch's input rows) to its valid keys.
     """
+    held = held or {}
     fks: list[tuple[str, ForeignKey]] = [
         (name, fk) for name, t in TABLES.items() for fk in t.foreign_keys
+        if present is None or fk.table in present
     ]
     version = dict.fromkeys(TABLES, 0)
     checked_at = [-1] * len(fks)
@@ -65,6 +90,12 @@ def check_foreign_keys(checked: dict[str, CheckedTable]) -> None:
         refs = child.values(fk.column)
         all_keys = parent.values(fk.ref_column)
         valid_keys = all_keys.filter(pa.array(parent.valid))
+        if fk.table in held:
+            valid_held, all_held = held[fk.table]
+            valid_keys = pa.chunked_array([*valid_keys.chunks, valid_held.cast(valid_keys.type)],
+                                          type=valid_keys.type)
+            all_keys = pa.chunked_array([*all_keys.chunks, all_held.cast(all_keys.type)],
+                                        type=all_keys.type)
         orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
         orphan &= ~reported[i]
         if not orphan.any():

@@ -71,13 +71,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.integrity import (
-    check_field_history_dates,
-    check_foreign_keys,
-    check_history_dates,
-    check_signal_dates,
-    orphan_reasons,
-)
+from features.integrity import check_references, orphan_reasons
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
@@ -269,10 +263,7 @@ def validate_checked(
         checked[name] = check_rows(tbl, table, origins.get(name, Path(name)), now_utc)
         del tbl
     say("checking foreign keys")
-    check_foreign_keys(checked)
-    check_history_dates(checked)
-    check_signal_dates(checked)
-    check_field_history_dates(checked)
+    check_references(checked)
     say("collecting valid rows")
     rejections = sorted_rejections([c.rejections() for c in checked.values()])
     frames = {name: c.frame() for name, c in checked.items()}

@@ -154,6 +154,7 @@ def _engagement(entity: Entity, subject: str) -> tuple[FeatureSpec, ...]:
             "account",
             "int",
             "{value:.0f} contacts engaged across the account",
+            to_date=True,
         ),
     ]
     return tuple(specs)
@@ -167,12 +168,14 @@ def _account_history() -> tuple[FeatureSpec, ...]:
             "account",
             "int",
             "the account has won {value:.0f} earlier deals with us",
+            to_date=True,
         ),
         FeatureSpec(
             "account_lost_deals",
             "account",
             "int",
             "the account has {value:.0f} earlier lost deals",
+            to_date=True,
         ),
         FeatureSpec(
             "account_open_deals",
@@ -247,7 +250,8 @@ DEAL_V1 = FeatureSet(
             "float",
             "the owner has won {value:.0%} of the deals they closed",
         ),
-        FeatureSpec("owner_closed_deals", "deal", "int", "the owner has closed {value:.0f} deals"),
+        FeatureSpec("owner_closed_deals", "deal", "int", "the owner has closed {value:.0f} deals",
+                    to_date=True),
         FeatureSpec("industry", "account", "category", "industry: {value}"),
         FeatureSpec("country", "account", "category", "country: {value}"),
         FeatureSpec("employees", "account", "float", "company of {value:,.0f} employees"),
@@ -259,13 +263,18 @@ DEAL_V1 = FeatureSet(
 
 
 
+_ACCOUNT_TO_DATE = frozenset({"owner_closed_deals", "owner_renewals_closed", "renewals_won",
+                              "renewals_lost", "expansions_opened", "expansions_won"})
+"""A customer account's counts over all history (``FeatureSpec.to_date``)."""
+
+
 def _account(monotone: dict[str, Literal[-1, 0, 1]]) -> tuple[FeatureSpec, ...]:
     """A customer account as of t: its contracts, engagement since the sale, product usage,
     support tickets and survey answers. ``monotone`` gives the task's known directions."""
 
     def spec(name: str, dtype: FeatureDtype, text: str, window: int | None = None) -> FeatureSpec:
         return FeatureSpec(name, "account", dtype, text, window_days=window,
-                           monotone=monotone.get(name, 0))
+                           monotone=monotone.get(name, 0), to_date=name in _ACCOUNT_TO_DATE)
 
     return (
         spec("industry", "category", "industry: {value}"),

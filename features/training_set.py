@@ -19,6 +19,7 @@ from features.build import (
     select_features,
 )
 from features.declarations import FeatureSet
+from features.own import NONE as NO_OWN
 from features.own import Derived, OwnFeatures, derive_feature_set
 from features.schema import CRMTables
 from features.tasks import task_spec
@@ -34,9 +35,11 @@ def build_training_set(
     data_end: pd.Timestamp | None = None,
     feature_set: FeatureSet | None = None,
     on_step: Step | None = None,
+    own: OwnFeatures | None = None,
 ) -> pd.DataFrame:
     """Snapshots of a task with their labels and features: entity key, as_of, label, the
-    task's split key if it has one, then the features."""
+    task's split key if it has one, then the features. ``own``: the folder's own columns
+    (``features.own``), for a feature set derived with them (a model trained on them)."""
     spec = task_spec(task)
     fs = feature_set or spec.feature_set
     if fs.task != task:
@@ -50,7 +53,7 @@ def build_training_set(
         data_end=data_end,
     )
     step("snapshots")
-    out = build_features(tables, snaps, fs, on_step=step)
+    out = build_features(tables, snaps, fs, on_step=step, own=own or NO_OWN)
     return _with_label(out, snaps, spec.split_key)
 
 

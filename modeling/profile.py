@@ -15,16 +15,29 @@ few distinct values gets one bin per value. Categories get their shares by level
 Some features move with time by construction (an owner's closed deals to date, ages): a
 window months after training is always far from the reference on them, drifted or not.
 Each feature's ``trend`` is the PSI of the training period against the test period; a
-feature whose trend already reached the warn threshold is *trending*, and its PSI now is
-reported with at most "warn": the model was judged on a test period where it had moved as
-much, so its move alone is no alert. The score and every other feature alert as usual.
+feature whose trend already reached the warn threshold, or that its feature set declares a
+count over all history (``FeatureSpec.to_date``: it grows as the CRM's history grows,
+whatever the population does), is *trending*, and its PSI now is reported with at most
+"warn". The score and every other feature alert as usual.
+
+PSI of a finite sample is positive even when nothing moved: with ``k`` bins, ``n`` rows
+scored and ``m`` reference rows drawn from one distribution, its expected value is about
+``(k - 1) * (1/n + 1/m)`` (:func:`expected_psi`; the first term of its expansion, a
+chi-square of ``k - 1`` degrees of freedom over the sample sizes). A window of 300 rows
+against a reference of 1,000 on ten bins reads 0.04 on average from noise alone. The
+status is therefore read from the PSI less that expectation (the thresholds are raised by
+it): 0.1 and 0.25 then mean a move of that size, at any window size. Snapshots of one lead
+or deal are not independent (its category, its account's counts repeat week after week),
+so ``n`` and ``m`` are distinct entities, not rows, where they are known (the reference's
+``entities``, the window's ids): an upper bound on the noise, which keeps a small
+window from alerting on chance.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -48,10 +61,24 @@ SCORE = "score"
 Status = Literal["ok", "warn", "alert"]
 
 
-def status_of(psi: float, warn: float = WARN_PSI, alert: float = ALERT_PSI) -> Status:
-    if psi >= alert:
+def status_of(psi: float, warn: float = WARN_PSI, alert: float = ALERT_PSI,
+              expected: float = 0.0) -> Status:
+    """ok / warn / alert of a PSI whose no-drift expectation is ``expected``
+    (:func:`expected_psi`): the thresholds are read above it."""
+    if psi >= alert + expected:
         return "alert"
-    return "warn" if psi >= warn else "ok"
+    return "warn" if psi >= warn + expected else "ok"
+
+
+def expected_psi(shares: Sequence[float], n: int, m: int) -> float:
+    """PSI expected from sampling alone: ``n`` rows against a reference of ``m`` rows (0:
+    not known, taken as exact), both drawn from the reference's distribution over bins
+    whose reference shares are ``shares``. ``(k - 1) * (1/n + 1/m)``, ``k`` the bins the
+    reference holds rows in (an empty bin stays empty without drift)."""
+    k = int(np.count_nonzero(np.asarray(shares, dtype=float) > 0))
+    if k <= 1 or n <= 0:
+        return 0.0
+    return (k - 1) * (1.0 / n + (1.0 / m if m > 0 else 0.0))
 
 
 def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray) -> float:
@@ -196,10 +223,17 @@ class ReferenceProfile:
     score: Bins
     period: dict[str, str] = field(default_factory=dict)
     """``from`` and ``to`` of the reference rows' snapshot times, when known."""
+    entities: int = 0
+    """Distinct entities the reference rows are snapshots of (0: not recorded, a profile
+    saved before it; its rows are counted instead)."""
+
+    def size(self, bins: Bins) -> int:
+        """The reference's sample size for the noise of a PSI (:func:`expected_psi`)."""
+        return self.entities or bins.rows
 
     def to_json(self) -> dict[str, Any]:
         return {"version": PROFILE_VERSION, "period": self.period,
-                "score": self.score.to_json(),
+                "score": self.score.to_json(), "entities": self.entities,
                 "features": [b.to_json() for b in self.features.values()]}
 
     @classmethod
@@ -209,7 +243,8 @@ class ReferenceProfile:
         features = [Bins.from_json(b) for b in data["features"]]
         return cls(features={b.name: b for b in features},
                    score=Bins.from_json(data["score"]),
-                   period={str(k): str(v) for k, v in (data.get("period") or {}).items()})
+                   period={str(k): str(v) for k, v in (data.get("period") or {}).items()},
+                   entities=int(data.get("entities") or 0))
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / PROFILE_FILE
@@ -240,9 +275,11 @@ def column_bins(name: str, column: pd.Series) -> Bins:
 
 
 def build_profile(frame: pd.DataFrame, names: Sequence[str], probabilities: Any,
-                  earlier: pd.DataFrame | None = None) -> ReferenceProfile:
+                  earlier: pd.DataFrame | None = None,
+                  entity_key: str | None = None) -> ReferenceProfile:
     """The profile of ``frame``'s feature columns ``names`` and of the scores of its rows;
-    each feature's ``trend`` from ``earlier`` (the training period), when given."""
+    each feature's ``trend`` from ``earlier`` (the training period), when given; the
+    distinct entities of ``frame[entity_key]``, when given."""
     p = np.asarray(probabilities, dtype=float)
     if len(p) != len(frame):
         raise ValueError(f"{len(p)} scores for {len(frame)} rows")
@@ -254,10 +291,13 @@ def build_profile(frame: pd.DataFrame, names: Sequence[str], probabilities: Any,
     if earlier is not None and len(earlier):
         features = {n: replace(b, trend=b.psi(frame_counts(b, earlier[n])))
                     for n, b in features.items()}
+    entities = (int(frame[entity_key].nunique()) if entity_key is not None
+                and entity_key in frame.columns else 0)
     return ReferenceProfile(
         features=features,
         score=number_bins(SCORE, scores_0_100(p)),
         period=period,
+        entities=entities,
     )
 
 
@@ -276,18 +316,32 @@ class Drift:
     psi: float
     status: Status
     trending: bool = False
-    """A feature that moved as much between training and test (``Bins.trend``): its
-    status stops at "warn"."""
+    """A feature that moved as much between training and test (``Bins.trend``), or a
+    count over all history (``FeatureSpec.to_date``): its status stops at "warn"."""
+    expected: float = 0.0
+    """PSI expected with no drift at the window's and the reference's sizes
+    (:func:`expected_psi`): the status is read above it."""
 
 
 def feature_drift(bins: Bins, value: float, warn: float = WARN_PSI,
-                  alert: float = ALERT_PSI) -> Drift:
-    """A feature's PSI read against its thresholds, a trending one's at most "warn"."""
-    trending = math.isfinite(bins.trend) and bins.trend >= warn
-    status = status_of(value, warn, alert)
+                  alert: float = ALERT_PSI, expected: float = 0.0,
+                  to_date: bool = False) -> Drift:
+    """A feature's PSI read against its thresholds raised by ``expected`` (its no-drift
+    value), a trending one's at most "warn"."""
+    trending = to_date or (math.isfinite(bins.trend) and bins.trend >= warn)
+    status = status_of(value, warn, alert, expected)
     if trending and status == "alert":
         status = "warn"
-    return Drift(bins.name, value, status, trending)
+    return Drift(bins.name, value, status, trending, expected)
+
+
+def score_drift(profile: ReferenceProfile, value: float, n: int, warn: float = WARN_PSI,
+                alert: float = ALERT_PSI) -> Drift:
+    """The score's PSI over ``n`` rows (or entities) read as :func:`feature_drift` reads a
+    feature's."""
+    bins = profile.score
+    expected = expected_psi(bins.shares, n, profile.size(bins))
+    return Drift(SCORE, value, status_of(value, warn, alert, expected), expected=expected)
 
 
 def worst_status(score: Drift, features: Sequence[Drift]) -> Status:
@@ -298,14 +352,20 @@ def worst_status(score: Drift, features: Sequence[Drift]) -> Status:
 
 def profile_drift(profile: ReferenceProfile, frame: pd.DataFrame, scores: Any,
                   warn: float = WARN_PSI, alert: float = ALERT_PSI,
+                  entities: int | None = None, to_date: Collection[str] = (),
                   ) -> tuple[Drift, list[Drift]]:
-    """PSI of the score and of every profiled feature of ``frame``, the worst first."""
+    """PSI of the score and of every profiled feature of ``frame``, the worst first.
+    ``entities``: the distinct entities ``frame``'s rows are snapshots of (default: its
+    rows), the sample size of the noise; ``to_date``: the features counted over all
+    history (trending by construction)."""
+    n = len(frame) if entities is None else entities
     s = profile.score.psi(profile.score.counts(scores_0_100(scores)))
     features = []
     for name, bins in profile.features.items():
         if name not in frame.columns:
             continue
-        features.append(feature_drift(bins, bins.psi(frame_counts(bins, frame[name])),
-                                      warn, alert))
+        features.append(feature_drift(
+            bins, bins.psi(frame_counts(bins, frame[name])), warn, alert,
+            expected_psi(bins.shares, n, profile.size(bins)), name in to_date))
     features.sort(key=lambda d: -d.psi if math.isfinite(d.psi) else 0.0)
-    return Drift(SCORE, s, status_of(s, warn, alert)), features
+    return score_drift(profile, s, n, warn, alert), features

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,13 +22,15 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
 
+from features.integrity import check_references
 from features.own import OwnFeatures, read_own
 from features.reading import DataContractError
 from features.reading import read_table_file as read_arrow_table
 from features.reasons import ContextPart
-from features.rules import check_rows
+from features.rules import CheckedTable, check_rows, no_rows
 from features.schema import (
     PANDAS_DTYPES,
     TABLES,
@@ -80,9 +82,11 @@ class BatchReport:
     read: int = 0
     """Input rows read: ``scored + not_applicable + skipped + rejected``."""
     report: Path | None = None
-    """Every row not scored, and why (``REPORT_COLUMNS``)."""
+    """Every row not scored (rejected, closed, not yet created, or not applicable), and why
+    (``REPORT_COLUMNS``)."""
     data_rejected: int = 0
-    """Rows of the ``--data`` tables left out as invalid (each in ``data_report``)."""
+    """Rows of the ``--data`` tables left out as invalid (each in ``data_report``, once per
+    problem)."""
     data_report: Path | None = None
     """Every ``--data`` row left out, with its file, row, column and reason
     (``DATA_REPORT_COLUMNS``); None without ``--data``."""
@@ -208,7 +212,7 @@ def _by_column(frame: pd.DataFrame, table: Table, model: type[BaseModel]) -> pd.
 REPORT_COLUMNS = ["row", "id", "column", "reason", "outcome"]
 """The batch report: the input row (0-based), its id, the column at fault (blank: the
 row), the reason, and ``rejected`` (invalid: exit 1) or ``not scored`` (valid, but closed
-or not yet created at the scoring time)."""
+or not yet created at the scoring time, or one the task does not apply to then)."""
 REJECTED, NOT_SCORED = "rejected", "not scored"
 
 
@@ -321,35 +325,52 @@ DATA_REPORT_COLUMNS = ["file", "row", "column", "reason"]
 
 
 def checked_context(
-    data_dir: Path | None, now: pd.Timestamp | None = None
+    data_dir: Path | None, now: pd.Timestamp | None = None,
+    held: Mapping[str, tuple[Sequence[str], Sequence[str]]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The contract tables found in ``data_dir``, each row checked as ``validate`` checks a
-    table on its own (types, known values such as stages and activity types, required
-    values, nothing after ``now``, each id once), text as Arrow strings; and every row left
-    out, with its file, row, column and reason. The checks that join tables (a reference
-    to a record of another table) are ``validate``'s alone: a folder given as ``--data``
-    may hold only some tables, the rest coming with the input file."""
+    """The contract tables found in ``data_dir``, checked as ``validate`` checks them, text
+    as Arrow strings; and every row left out, with its file, row, column and reason.
+
+    Each table gets its own rules (types, known values such as stages and activity types,
+    required values, nothing after ``now``, each id once), then the references between
+    the tables and the dates against a parent's (``features.integrity``, the loader's own
+    code, reasons included): a row whose parent is absent or was rejected is left out. A
+    folder given as ``--data`` may hold only some tables, the rest coming with the input
+    file or not at all: a reference into a table the folder does not hold is not checked.
+    ``held`` gives, per table, the ids of the input file's rows (valid ones, and every
+    one): they count as that table's rows, so an activity of a lead that only the input
+    holds is not an orphan.
+    """
     found: dict[str, pd.DataFrame] = {}
-    lines: list[pd.DataFrame] = []
     if data_dir is None:
         return found, pd.DataFrame(columns=DATA_REPORT_COLUMNS)
     stamp = pd.Timestamp.now(tz="UTC") if now is None else now
+    checked: dict[str, CheckedTable] = {}
+    paths: dict[str, Path] = {}
     for name, table in TABLES.items():
         path = next((data_dir / f"{name}{suffix}" for suffix in (".parquet", ".csv")
                      if (data_dir / f"{name}{suffix}").exists()), None)
         if path is None:
+            checked[name] = no_rows(table)
             continue
         try:
             tbl, _ = read_arrow_table(path, table)
         except DataContractError as exc:
             raise BatchInputError(str(exc)) from None
-        checked = check_rows(tbl, table, path, stamp)
-        rejected = checked.rejections()
+        checked[name] = check_rows(tbl, table, path, stamp)
+        paths[name] = path
+        del tbl
+    check_references(checked, present=paths, held={
+        name: (pa.array(list(valid), pa.string()), pa.array(list(every), pa.string()))
+        for name, (valid, every) in (held or {}).items()})
+    lines: list[pd.DataFrame] = []
+    for name, path in paths.items():
+        rejected = checked[name].rejections()
         if len(rejected):
             lines.append(pd.DataFrame({"file": str(path), "row": rejected["row"],
                                        "column": rejected["column"],
                                        "reason": rejected["reason"]}))
-        found[name] = arrow_text(checked.frame(), table)
+        found[name] = arrow_text(checked[name].frame(), TABLES[name])
     report = (pd.concat(lines, ignore_index=True).sort_values(["file", "row"], kind="stable")
               if lines else pd.DataFrame(columns=DATA_REPORT_COLUMNS))
     return found, report.reset_index(drop=True)
@@ -402,6 +423,21 @@ def _not_scored(rows: pd.DataFrame, positions: np.ndarray, keep: np.ndarray, tas
     return pd.DataFrame({"row": positions[left].astype(np.int64),
                          "id": sub[spec.entity_key].astype(object).to_numpy(), "column": "",
                          "reason": reason, "outcome": NOT_SCORED}, columns=REPORT_COLUMNS)
+
+
+def _not_applicable(open_rows: pd.DataFrame, positions: np.ndarray, result: pd.DataFrame,
+                    task: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A report line for each open row with no output row: the task does not apply to it
+    then (an account with no renewal due, or not a customer)."""
+    key = TASKS[task].entity_key
+    ids = open_rows[key].astype(str)
+    done = ids.isin(result[key].astype(str)) if key in result else np.zeros(len(ids), bool)
+    left = np.flatnonzero(~np.asarray(done, dtype=bool))
+    return pd.DataFrame({"row": positions[left].astype(np.int64),
+                         "id": ids.iloc[left].to_numpy(dtype=object), "column": "",
+                         "reason": f"{task} does not apply to it at the scoring time "
+                         f"({as_of.isoformat()}): not scored", "outcome": NOT_SCORED},
+                        columns=REPORT_COLUMNS)
 
 
 def _open_mask(rows: pd.DataFrame, task: str, as_of: pd.Timestamp) -> np.ndarray:
@@ -633,7 +669,9 @@ def score_file(
     frame = read_table_file(input_path)
     checked = checked_rows(frame, task, str(input_path))
     rows = checked.rows
-    context, data_rejected = checked_context(data_dir)
+    key = spec.entity_key
+    context, data_rejected = checked_context(data_dir, held={spec.table: (
+        _cells(rows[key].astype(str)), _cells(frame[key].dropna().astype(str)))})
     data_report = None
     if data_dir is not None:
         data_report = data_report_path_for(output_path)
@@ -645,10 +683,6 @@ def score_file(
     stamp, data_end = batch_as_of(rows, task, context, as_of)
     keep = _open_mask(rows, task, stamp)
     open_rows = rows[keep].reset_index(drop=True)
-    report = pd.concat([checked.report, _not_scored(rows, checked.positions, keep, task, stamp)],
-                       ignore_index=True).sort_values("row", kind="stable")
-    report_path = report_path_for(output_path)
-    write_table_file(report, report_path)
     if model is None:
         model = source_from_settings(settings).load(task)
     if explain and len(open_rows):
@@ -659,6 +693,11 @@ def score_file(
                              read_own(data_dir) if data_dir is not None else None)
     else:
         result = pd.DataFrame()
+    report = pd.concat([checked.report, _not_scored(rows, checked.positions, keep, task, stamp),
+                        _not_applicable(open_rows, checked.positions[keep], result, task, stamp)],
+                       ignore_index=True).sort_values("row", kind="stable")
+    report_path = report_path_for(output_path)
+    write_table_file(report, report_path)
     write_table_file(result, output_path)
     graded = getattr(model.model, "grading", None) is not None
     late = None if as_of is None or data_end is None else past_data_warning(
@@ -670,7 +709,7 @@ def score_file(
         rejected=int(checked.report["row"].nunique()),
         read=len(frame),
         report=report_path,
-        data_rejected=len(data_rejected),
+        data_rejected=len(data_rejected[["file", "row"]].drop_duplicates()),
         data_report=data_report,
         model_version=model.version,
         output=output_path,

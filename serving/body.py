@@ -170,9 +170,12 @@ def validate_body(model: type[BaseModel], body: bytes) -> Any:
                                      context=JSON_CONTEXT)
     except ValidationError as exc:
         # The records' own errors are above; a list rule (at least one, at most N) still
-        # counts every record sent.
-        errors += [e for e in _located(exc) if len(e["loc"]) <= 2 or e["loc"][1] != name
-                   or not errors]
+        # counts every record sent, not the valid ones validated here.
+        sent = len(data[name])
+        errors += [e for e in _located(exc)
+                   if (len(e["loc"]) <= 2 or e["loc"][1] != name or not errors)
+                   and not (tuple(e["loc"]) == ("body", name) and e["type"] == "too_short"
+                            and sent >= (e.get("ctx") or {}).get("min_length", sent + 1))]
         if errors:
             raise RequestValidationError(errors) from None
         raise  # pragma: no cover - every error is located above

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from features.build import category_dtype
 from features.declarations import FeatureSet
 from modeling.profile import (
     Drift,
     ReferenceProfile,
+    expected_psi,
     feature_drift,
+    score_drift,
     scores_0_100,
-    status_of,
     worst_status,
 )
 from serving.models import LoadedModel
@@ -47,9 +49,13 @@ class ScoreWindow:
         # One row per feature: a request's rows are one contiguous slice of each.
         self._features = np.empty((len(self.names), self.capacity), dtype=np.float64)
         self._scores = np.empty(self.capacity, dtype=np.float64)
+        # A hash of each row's entity id: the window's distinct entities size the noise
+        # of its PSI (``modeling.profile.expected_psi``).
+        self._ids = np.empty(self.capacity, dtype=np.uint64)
         self._next = 0
         self.seen = 0
         """Rows observed since the window started (the window holds the last of them)."""
+        self._fresh = 0  # the next made-up id of a row given without one
         self._lock = threading.Lock()
 
     @property
@@ -58,33 +64,44 @@ class ScoreWindow:
 
     @property
     def nbytes(self) -> int:
-        return int(self._features.nbytes + self._scores.nbytes)
+        return int(self._features.nbytes + self._scores.nbytes + self._ids.nbytes)
 
-    def add(self, columns: Mapping[str, np.ndarray], probabilities: np.ndarray) -> None:
+    def add(self, columns: Mapping[str, np.ndarray], probabilities: np.ndarray,
+            ids: Sequence[str] | None = None) -> None:
         """Append rows (the newest ``capacity`` of them when there are more): one array
-        built from the columns and at most two slice copies."""
+        built from the columns and at most two slice copies. ``ids``: each row's entity
+        (None: each row its own)."""
         p = np.asarray(probabilities, dtype=np.float64)
         n = len(p)
         if n == 0 or self.capacity == 0:
             return
         block = np.array([columns[name][:n] for name in self.names], dtype=np.float64)
+        hashed = (pd.util.hash_array(np.asarray(ids[:n], dtype=object), categorize=False)
+                  if ids is not None else None)
         keep = np.isfinite(p)
         if not keep.all():  # not scored (the task does not apply): not kept
             block, p = block[:, keep], p[keep]
+            hashed = hashed[keep] if hashed is not None else None
             n = len(p)
             if n == 0:
                 return
         if n > self.capacity:
             block, p = block[:, -self.capacity:], p[-self.capacity:]
+            hashed = hashed[-self.capacity:] if hashed is not None else None
         with self._lock:
             start = self._next
+            if hashed is None:  # rows of their own: ids never seen before
+                hashed = np.arange(self._fresh, self._fresh + len(p), dtype=np.uint64)
+                self._fresh += len(p)
             first = min(len(p), self.capacity - start)
             self._features[:, start:start + first] = block[:, :first]
             self._scores[start:start + first] = p[:first]
+            self._ids[start:start + first] = hashed[:first]
             rest = len(p) - first
             if rest:
                 self._features[:, :rest] = block[:, first:]
                 self._scores[:rest] = p[first:]
+                self._ids[:rest] = hashed[first:]
             self._next = (start + len(p)) % self.capacity
             self.seen += n
 
@@ -94,6 +111,11 @@ class ScoreWindow:
             size = self.size
             return (self._features[:, :size].T.copy(), self._scores[:size].copy(),
                     self.seen)
+
+    def entities(self) -> int:
+        """Distinct entities among the rows held."""
+        with self._lock:
+            return int(np.unique(self._ids[:self.size]).size)
 
 
 ColumnDrift = Drift
@@ -117,8 +139,12 @@ class TaskDrift:
 
 def window_drift(window: ScoreWindow, profile: ReferenceProfile, warn: float,
                  alert: float) -> tuple[ColumnDrift, list[ColumnDrift]]:
-    """PSI of a window's score and features against a profile."""
+    """PSI of a window's score and features against a profile, each read above the PSI
+    sampling alone gives at the window's distinct entities (``expected_psi``), as
+    ``leadscore monitor`` reads an export's."""
     features, probabilities, _ = window.snapshot()
+    n = window.entities()
+    to_date = window.feature_set.to_date
     s = profile.score.psi(profile.score.counts(scores_0_100(probabilities)))
     out = []
     for j, name in enumerate(window.names):
@@ -132,9 +158,11 @@ def window_drift(window: ScoreWindow, profile: ReferenceProfile, warn: float,
             counts = bins.code_counts(col, levels)
         else:
             counts = bins.counts(col)
-        out.append(feature_drift(bins, bins.psi(counts), warn, alert))
+        out.append(feature_drift(bins, bins.psi(counts), warn, alert,
+                                 expected_psi(bins.shares, n, profile.size(bins)),
+                                 name in to_date))
     out.sort(key=lambda d: -d.psi if math.isfinite(d.psi) else 0.0)
-    return ColumnDrift("score", s, status_of(s, warn, alert)), out
+    return score_drift(profile, s, n, warn, alert), out
 
 
 class Monitor:
@@ -153,7 +181,7 @@ class Monitor:
 
     def capacity(self, feature_set: FeatureSet) -> int:
         """Rows a window of this feature set may hold within both bounds."""
-        row_bytes = 8 * (len(feature_set.names) + 1)
+        row_bytes = 8 * (len(feature_set.names) + 2)
         return max(0, min(self.window_rows, self.window_bytes // row_bytes))
 
     def window(self, loaded: LoadedModel) -> ScoreWindow | None:
@@ -175,7 +203,7 @@ class Monitor:
         """Add what a route scored to the task's window."""
         window = self.window(loaded)
         if window is not None:
-            window.add(scored.columns, scored.probabilities)
+            window.add(scored.columns, scored.probabilities, scored.ids)
 
     def drift(self, task: str, loaded: LoadedModel | None) -> TaskDrift:
         """The task's PSI, computed again only when its window has changed."""

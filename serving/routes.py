@@ -282,7 +282,7 @@ async def list_models(store: StoreDep, settings: SettingsDep) -> ModelList:
 
 def _drift_out(d: ColumnDrift) -> ColumnDriftOut:
     return ColumnDriftOut(name=d.name, psi=d.psi if math.isfinite(d.psi) else None,
-                          status=d.status, trending=d.trending)
+                          status=d.status, trending=d.trending, expected_psi=d.expected)
 
 
 def monitoring_report(store: ModelStore, monitor: Monitor) -> MonitoringReport:

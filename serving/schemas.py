@@ -111,8 +111,13 @@ def _iso_only(value: Any) -> Any:
 
 TIMESTAMP_PATTERN = r"^(19[7-9][0-9]|20[0-9]{2}|21[0-9]{2})-"
 """The years a timestamp may be written in (1970 to 2199)."""
-TEXT_PATTERN = r"^[^\x00\ud800-\udfff]*$"
-"""Text is valid Unicode without NUL: no NUL character and no lone surrogate."""
+TEXT_PATTERN = r"^[^\x00]*$"
+"""Text has no NUL character. It must be valid Unicode too (no lone surrogate, which JSON
+text can only send as a ``\ud800`` escape), a rule no pattern can state portably: a
+range of surrogates is refused by regex engines of Unicode scalar values (Rust's, in
+jsonschema-rs, which schemathesis validates with), and a pattern a validator cannot
+compile is dropped whole, NUL rule included. The text fields' description says it."""
+TEXT_RULE = "valid Unicode text without NUL (a lone surrogate escape is a 422)"
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc),
                       WithJsonSchema({"type": "string", "format": "date-time",
@@ -120,8 +125,10 @@ Timestamp = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_utc)
                                       "description": "ISO 8601, between 1970-01-01 and "
                                       "2200-01-01 as written; without an offset, UTC"})]
 Id = Annotated[str, Field(min_length=1, max_length=128,
-                          json_schema_extra={"pattern": TEXT_PATTERN}), AfterValidator(clean_text)]
-Text = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": TEXT_PATTERN}),
+                          json_schema_extra={"pattern": TEXT_PATTERN, "$comment": TEXT_RULE}),
+               AfterValidator(clean_text)]
+Text = Annotated[str, Field(max_length=256, json_schema_extra={"pattern": TEXT_PATTERN,
+                                                               "$comment": TEXT_RULE}),
                  AfterValidator(clean_text)]
 
 
@@ -346,8 +353,23 @@ class Context(_Strict):
     activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ROWS_PER_ENTITY)
 
 
+def _signal_ranges(schema: dict[str, Any]) -> None:
+    """The value rule of each signal, in the schema: its range (``SIGNAL_RANGES``) and, for
+    a count or an answer (``INTEGER_SIGNALS``), whole numbers only."""
+    rules = []
+    for name, (low, high) in SIGNAL_RANGES.items():
+        value: dict[str, Any] = {"minimum": low, "maximum": high}
+        if name in INTEGER_SIGNALS:
+            value["multipleOf"] = 1
+        rules.append({"if": {"properties": {"signal": {"const": name}}, "required": ["signal"]},
+                      "then": {"properties": {"value": value}}})
+    schema["allOf"] = rules
+
+
 class SignalIn(_Strict):
     """What customer success watches: product usage, a support ticket, a survey answer."""
+
+    model_config = ConfigDict(json_schema_extra=_signal_ranges)
 
     signal_id: Id
     observed_at: Timestamp
@@ -681,8 +703,11 @@ class ColumnDriftOut(BaseModel):
                               "reference profile (null: not computable)")
     status: DriftStatus
     trending: bool = Field(False, description="the feature moved as much between the "
-                           "model's training and test periods (an age, a count to date): "
-                           "its status stops at warn")
+                           "model's training and test periods (an age), or counts over all "
+                           "history (an owner's closed deals): its status stops at warn")
+    expected_psi: float = Field(0.0, ge=0.0, description="the PSI sampling alone gives at "
+                                "this window's and the reference's numbers of entities, "
+                                "with no drift: warn and alert are read above it")
 
 
 class TaskMonitoring(BaseModel):

@@ -7,7 +7,9 @@ feature code (``build_training_set``, the very rows training reads) and scored b
 model. Then:
 
 - drift: PSI of the 0-100 score and of every feature against the profile
-  (``modeling.profile``), each ok / warn (>= 0.1) / alert (>= 0.25);
+  (``modeling.profile``), each ok / warn (>= 0.1) / alert (>= 0.25) above the PSI that
+  sampling alone gives at the recent period's and the reference's numbers of entities
+  (``modeling.profile.expected_psi``);
 - where outcomes are known (labelled snapshots after both ``--since`` and the model's
   training period): ECE, ROC AUC, and observed against predicted rate per grade.
 
@@ -184,8 +186,11 @@ def recent_rows(frame: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
     return frame.loc[frame["as_of"] > since].reset_index(drop=True)
 
 
-def monitor_task(task: str, tables: Any, settings: MonitorSettings) -> TaskReport:
-    """One task's drift and recent calibration (not logged)."""
+def monitor_task(task: str, tables: Any, settings: MonitorSettings,
+                 own: Any = None) -> TaskReport:
+    """One task's drift and recent calibration (not logged). ``own``: the folder's own
+    columns (``features.own``): a model trained on them has them in its feature set and
+    its profile, and they are built as training built them."""
     from features.training_set import build_training_set
     from modeling.registry import load_model_version
 
@@ -194,7 +199,8 @@ def monitor_task(task: str, tables: Any, settings: MonitorSettings) -> TaskRepor
     stored = model.metadata.get("horizon_days")
     horizon = int(stored) if stored else task_spec(task).label.horizon_days
     since = _since(settings.since, profile, model.metadata)
-    frame = build_training_set(tables, task, horizon_days=horizon, feature_set=model.feature_set)
+    frame = build_training_set(tables, task, horizon_days=horizon, feature_set=model.feature_set,
+                               own=own)
     rows = recent_rows(frame, since)
     p = model.predict_proba(rows) if len(rows) else np.zeros(0)
     report = TaskReport(task=task, version=info.version, since=since.isoformat(),
@@ -204,8 +210,11 @@ def monitor_task(task: str, tables: Any, settings: MonitorSettings) -> TaskRepor
     elif len(rows) < settings.min_rows:
         report.status = TOO_FEW_ROWS
     else:
-        report.score, report.features = profile_drift(profile, rows, p, settings.psi_warn,
-                                                      settings.psi_alert)
+        key = model.feature_set.entity_key
+        report.score, report.features = profile_drift(
+            profile, rows, p, settings.psi_warn, settings.psi_alert,
+            entities=int(rows[key].nunique()) if key in rows.columns else None,
+            to_date=model.feature_set.to_date)
         report.status = worst_status(report.score, report.features)
     labelled = rows["label"].notna().to_numpy()
     trained_to = model.metadata.get("trained_to")
@@ -275,15 +284,17 @@ def champion_tasks(settings: MonitorSettings) -> list[str]:
 
 def run_monitor(settings: MonitorSettings) -> list[TaskReport]:
     """Every task's report, logged when ``settings.log``."""
+    from features.own import read_own
     from training.data import read_tables
 
     tasks = champion_tasks(settings)
     if not tasks:
         raise LookupError(f"no task has a model under the alias {settings.alias!r}")
     tables, _ = read_tables(settings.data)
+    own = read_own(settings.data)
     out = []
     for task in tasks:
-        report = monitor_task(task, tables, settings)
+        report = monitor_task(task, tables, settings, own)
         if settings.log:
             report.run_id = log_report(report, settings)
         out.append(report)

@@ -401,7 +401,7 @@ def reference_profile(ev: Evaluation) -> ReferenceProfile:
     (``modeling.profile``)."""
     test = ev.split.test
     return build_profile(test, ev.feature_set.names, ev.model.predict_proba(test),
-                         earlier=ev.split.train)
+                         earlier=ev.split.train, entity_key=ev.feature_set.entity_key)
 
 
 def _mlflow_value(v: Any) -> Any:

@@ -15,6 +15,10 @@ from typer.testing import CliRunner
 from features.schema import ACCOUNT_SIGNALS, empty_frame
 from features.snapshots import data_end_of
 from leadscore.cli import app
+from tests.integration.test_api_accounts import (
+    AccountModels,
+    account_models,  # noqa: F401  (session fixture)
+)
 from tests.integration.test_api_fixtures import (
     AS_OF,
     Trained,
@@ -395,3 +399,179 @@ def test_bad_rows_of_data_are_reported_left_out_and_fail_the_run(
     assert report["reason"].str.contains("verbal_yes").any()
     scores = pd.read_csv(out, dtype={"opportunity_id": str})
     assert set(open_deals(trained.tables, AS_OF)) <= set(scores["opportunity_id"])
+
+
+def _copy_tables(crm_dir: Path, data: Path, names: tuple[str, ...] = TABLE_NAMES) -> None:
+    data.mkdir()
+    for name in names:
+        (data / f"{name}.parquet").write_bytes((crm_dir / f"{name}.parquet").read_bytes())
+
+
+def _append(data: Path, name: str, rows: list[dict[str, Any]]) -> list[int]:
+    """Append ``rows`` (other columns copied from the table's first row) to a --data table;
+    their 0-based rows in the file."""
+    frame = pd.read_parquet(data / f"{name}.parquet")
+    extra = pd.DataFrame([{**frame.iloc[0].to_dict(), **row} for row in rows])
+    pd.concat([frame, extra.astype(frame.dtypes.to_dict())],
+              ignore_index=True).to_parquet(data / f"{name}.parquet", index=False)
+    return list(range(len(frame), len(frame) + len(rows)))
+
+
+def _score_deals(trained: Trained, crm_dir: Path, data: Path, out: Path,  # noqa: F811
+                 ) -> tuple[Any, pd.DataFrame, Path]:
+    deals = trained.tables.opportunities
+    wanted = deals.loc[deals["opportunity_id"].astype(str).isin(open_deals(trained.tables,
+                                                                            AS_OF))]
+    source = out.with_name(out.stem + "-input.parquet")
+    wanted.to_parquet(source, index=False)
+    result = CliRunner().invoke(app, [
+        "score", "--task", "deal_close", "--input", str(source), "--output", str(out),
+        "--data", str(data), "--as-of", AS_OF.isoformat(),
+        "--model", str(crm_dir / "deal_model"), "--no-trend"])
+    return result, wanted, source
+
+
+def test_broken_references_between_data_tables_are_reported_and_left_out(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """--data's references are checked as `validate` checks them: a deal of an account no
+    table holds, the history and activities of that rejected deal, history of a deal no
+    table holds, and an activity of a lead no table holds are each listed with the
+    loader's reason, left out of the features (every score is the clean folder's), and
+    the run exits 1, counting a row with two broken references once; the input's rows are
+    all scored or reported."""
+    clean, data = tmp_path / "clean", tmp_path / "data"
+    _copy_tables(crm_dir, clean)
+    _copy_tables(crm_dir, data)
+    deal = open_deals(trained.tables, AS_OF)[0]
+    (new_deal,) = _append(data, "opportunities", [
+        {"opportunity_id": "O-NEW", "account_id": "A-GONE", "lead_id": None,
+         "closed_at": None, "is_won": None}])
+    hist = pd.read_parquet(data / "opportunity_history.parquet")
+    at = hist.loc[hist["opportunity_id"].astype(str) == deal].iloc[-1]
+    new_hist, lost_hist = _append(data, "opportunity_history", [
+        {"opportunity_id": "O-NEW", "changed_at": at["changed_at"]},
+        {"opportunity_id": "O-LOST", "changed_at": at["changed_at"]}])
+    acts = pd.read_parquet(data / "activities.parquet")
+    of_deal = acts.loc[acts["opportunity_id"].astype(str) == deal].iloc[0]
+    new_act, ghost_act = _append(data, "activities", [
+        {"activity_id": "ACT-NEW", "opportunity_id": "O-NEW",
+         "account_id": of_deal["account_id"], "lead_id": None,
+         "occurred_at": of_deal["occurred_at"]},
+        {"activity_id": "ACT-GHOST", "opportunity_id": deal, "account_id": "A-GONE",
+         "lead_id": "L-GHOST", "occurred_at": AS_OF - pd.Timedelta(days=2),
+         "type": "meeting", "direction": "inbound"}])
+
+    result, wanted, _ = _score_deals(trained, crm_dir, data, tmp_path / "deals.csv")
+    assert result.exit_code == 1, result.output
+    assert "5 row(s) of --data rejected" in " ".join(result.output.split())
+    report = pd.read_csv(tmp_path / "deals.csv.data-report.csv")
+    lines = {(Path(f).name, r, c, reason) for f, r, c, reason in report.itertuples(index=False)}
+    assert lines == {
+        ("opportunities.parquet", new_deal, "account_id",
+         "orphan foreign key: no accounts.account_id 'A-GONE'"),
+        ("opportunity_history.parquet", new_hist, "opportunity_id",
+         "orphan foreign key: opportunities.opportunity_id 'O-NEW' was rejected"),
+        ("opportunity_history.parquet", lost_hist, "opportunity_id",
+         "orphan foreign key: no opportunities.opportunity_id 'O-LOST'"),
+        ("activities.parquet", new_act, "opportunity_id",
+         "orphan foreign key: opportunities.opportunity_id 'O-NEW' was rejected"),
+        ("activities.parquet", ghost_act, "lead_id",
+         "orphan foreign key: no leads.lead_id 'L-GHOST'"),
+        ("activities.parquet", ghost_act, "account_id",
+         "orphan foreign key: no accounts.account_id 'A-GONE'"),
+    }
+    scores = pd.read_csv(tmp_path / "deals.csv", dtype={"opportunity_id": str})
+    input_report = pd.read_csv(tmp_path / "deals.report.csv")
+    assert len(scores) + input_report["row"].nunique() == len(wanted)
+
+    expected, _, _ = _score_deals(trained, crm_dir, clean, tmp_path / "clean.csv")
+    assert expected.exit_code == 0, expected.output
+    pd.testing.assert_frame_equal(scores, pd.read_csv(tmp_path / "clean.csv",
+                                                      dtype={"opportunity_id": str}))
+
+
+def test_references_to_tables_the_data_folder_lacks_are_not_broken(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """A --data folder of history and activities only: their deals, leads and accounts are
+    in no table of the folder (the input holds only the open deals), which does not make
+    them broken references: nothing is reported and every open deal is scored."""
+    data = tmp_path / "data"
+    _copy_tables(crm_dir, data, ("opportunity_history", "activities"))
+    result, wanted, _ = _score_deals(trained, crm_dir, data, tmp_path / "deals.csv")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "deals.csv.data-report.csv").empty
+    scores = pd.read_csv(tmp_path / "deals.csv")
+    assert len(scores) + pd.read_csv(tmp_path / "deals.report.csv")["row"].nunique() \
+        == len(wanted)
+    closed = set(trained.tables.opportunities["opportunity_id"].astype(str)) - set(
+        wanted["opportunity_id"].astype(str))
+    hist = pd.read_parquet(data / "opportunity_history.parquet")
+    assert hist["opportunity_id"].astype(str).isin(closed).any()  # not held, not reported
+
+
+def test_the_input_files_rows_count_as_their_tables_rows(
+    trained: Trained, crm_dir: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    """A lead that only the input file holds has its --data activities read, not
+    reported; one whose input row is rejected takes its activities with it, as a rejected
+    lead of the folder would."""
+    data = tmp_path / "data"
+    _copy_tables(crm_dir, data)
+    leads = trained.tables.leads
+    lead = leads.loc[leads["lead_id"].astype(str) == open_leads(trained.tables, AS_OF)[0]]
+    frame = pd.concat([leads, lead.assign(lead_id="L-INPUT"),
+                       lead.assign(lead_id="L-BAD", employees=-5)], ignore_index=True)
+    frame.to_csv(tmp_path / "leads.csv", index=False)
+    acts = pd.read_parquet(data / "activities.parquet")
+    first = acts.iloc[0]
+    kept, gone = _append(data, "activities", [
+        {"activity_id": "ACT-INPUT", "lead_id": "L-INPUT", "opportunity_id": None,
+         "account_id": lead["account_id"].iat[0], "occurred_at": first["occurred_at"]},
+        {"activity_id": "ACT-BAD", "lead_id": "L-BAD", "opportunity_id": None,
+         "account_id": lead["account_id"].iat[0], "occurred_at": first["occurred_at"]}])
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "lead_qualification", "--input", str(tmp_path / "leads.csv"),
+        "--output", str(out), "--data", str(data), "--as-of", AS_OF.isoformat(),
+        "--model", str(crm_dir / "lead_model"), "--no-trend", "--no-reasons"])
+    assert result.exit_code == 1, result.output  # L-BAD's row, and its activity
+    report = pd.read_csv(tmp_path / "scores.csv.data-report.csv")
+    assert [(Path(f).name, r, c, why) for f, r, c, why in report.itertuples(index=False)] == [
+        ("activities.parquet", gone, "lead_id",
+         "orphan foreign key: leads.lead_id 'L-BAD' was rejected")]
+    scores = pd.read_csv(out, dtype={"lead_id": str})
+    assert "L-INPUT" in set(scores["lead_id"]) and kept != gone
+    rejected = pd.read_csv(tmp_path / "scores.report.csv")
+    assert len(scores) + rejected["row"].nunique() == len(frame)
+    assert rejected.loc[rejected["outcome"] == "rejected", "row"].tolist() == [len(frame) - 1]
+
+
+def test_accounts_the_task_does_not_apply_to_are_reported(
+    account_models: AccountModels, tmp_path: Path  # noqa: F811
+) -> None:
+    """Renewal scores the accounts with a renewal due; every other open account is in the
+    report as not scored, with why: output rows plus report rows are the input's rows."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("accounts", "leads", "opportunities", "opportunity_history", "activities",
+                 "account_signals"):
+        account_models.tables.get(name).to_parquet(data / f"{name}.parquet", index=False)
+    model = account_models.models["account_renewal"]
+    model.model.save(tmp_path / "renewal")  # type: ignore[attr-defined]
+    out = tmp_path / "renewals.csv"
+    result = CliRunner().invoke(app, [
+        "score", "--task", "account_renewal", "--input", str(data / "accounts.parquet"),
+        "--output", str(out), "--data", str(data), "--as-of", account_models.as_of.isoformat(),
+        "--model", str(tmp_path / "renewal"), "--no-trend", "--no-reasons"])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out, dtype={"account_id": str})
+    report = pd.read_csv(tmp_path / "renewals.report.csv", dtype={"id": str})
+    accounts = account_models.tables.accounts
+    assert 0 < len(scores) < len(accounts)
+    assert len(scores) + report["row"].nunique() == len(accounts)
+    assert not set(scores["account_id"]) & set(report["id"])
+    due = report.loc[report["reason"].str.contains("does not apply")]
+    assert len(due) and set(due["outcome"]) == {"not scored"}
+    assert due["reason"].str.contains("account_renewal does not apply").all()

@@ -96,3 +96,45 @@ def test_the_schema_states_the_rules_the_server_enforces() -> None:
     created = lead["created_at"]
     assert created["type"] == "string" and created["format"] == "date-time"
     assert "between 1970-01-01 and 2200-01-01" in created["description"]
+
+
+def _patterns(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {v for k, v in node.items() if k == "pattern" and isinstance(v, str)}
+        return found.union(*(_patterns(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_patterns(v) for v in node))
+    return set()
+
+
+def test_the_schemas_rules_hold_in_a_validator_other_than_the_servers() -> None:
+    """Every pattern compiles in a regex engine of Unicode scalar values (Rust's, through
+    jsonschema-rs, the validator schemathesis uses), which refuses a range of lone
+    surrogates: a pattern it cannot compile is dropped, and a client would then draw what
+    the server refuses (text with NUL). A signal's value range, per signal, is stated."""
+    import jsonschema_rs
+
+    from serving.app import create_app
+    from tests.integration.test_api_fixtures import settings
+
+    schema = create_app(settings(), models=[]).openapi()
+    patterns = _patterns(schema)
+    assert patterns
+    for pattern in patterns:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})
+    ids = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/AccountIn/properties/account_id",
+         "components": schema["components"]})
+    assert ids.is_valid("ACC-1") and not ids.is_valid("ACC\x001")
+
+    signal = jsonschema_rs.validator_for({"$ref": "#/components/schemas/SignalIn",
+                                          "components": schema["components"]})
+
+    def ok(name: str, value: float) -> bool:
+        return bool(signal.is_valid({"signal_id": "s1", "observed_at": "2024-05-01T00:00:00Z",
+                                     "signal": name, "value": value}))
+
+    assert ok("ticket_opened", 2) and not ok("ticket_opened", 0)
+    assert not ok("ticket_opened", 2.5)  # a severity is a whole number
+    assert ok("nps", 10) and not ok("nps", 11) and ok("logins", 1e6) and not ok("logins", -1)
+    assert ok("csat", 5) and not ok("csat", 0)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.training_set import build_training_set
-from modeling.profile import build_profile
+from modeling.profile import build_profile, expected_psi, feature_drift
 from serving.models import LoadedModel
 from tests.integration.test_api_fixtures import (
     AS_OF,
@@ -28,7 +28,8 @@ def profiled(trained: Trained) -> LoadedModel:  # noqa: F811
     frame = build_training_set(trained.tables, "lead_qualification")
     fs = trained.lead.model.feature_set
     recent = frame.loc[frame["as_of"] >= frame["as_of"].quantile(0.8)].reset_index(drop=True)
-    profile = build_profile(recent, fs.names, trained.lead.model.predict_proba(recent))
+    profile = build_profile(recent, fs.names, trained.lead.model.predict_proba(recent),
+                            entity_key=fs.entity_key)
     return replace(trained.lead, profile=profile)
 
 
@@ -85,3 +86,35 @@ def test_window_off_and_bounded(trained: Trained, profiled: LoadedModel) -> None
             trained.tables, open_leads(trained.tables, AS_OF)[0], AS_OF), headers=auth())
         lead = client.get("/v1/monitoring", headers=auth()).json()["tasks"][0]
         assert lead["window_rows"] == 0 and lead["status"] == "too few rows"
+
+
+def test_the_window_allows_for_its_number_of_leads(
+    trained: Trained, profiled: LoadedModel  # noqa: F811
+) -> None:
+    """Ten leads scored three times each: the PSI is read above what sampling gives for
+    ten leads against the profile's, by the rule `leadscore monitor` applies; a count
+    over all history stops at warn."""
+    profile = profiled.profile
+    assert profile is not None and profile.entities > 0
+    app = app_at([profiled, trained.deal], monitor_min_rows=20)
+    ids = open_leads(trained.tables, AS_OF)[:10]
+    with TestClient(app) as client:
+        for _ in range(3):
+            for lead_id in ids:
+                r = client.post("/v1/leads/score",
+                                json=lead_request(trained.tables, lead_id, AS_OF),
+                                headers=auth())
+                assert r.status_code == 200, r.text
+        lead = client.get("/v1/monitoring", headers=auth()).json()["tasks"][0]
+    assert lead["window_rows"] == 30
+    assert lead["score"]["expected_psi"] == pytest.approx(
+        expected_psi(profile.score.shares, 10, profile.entities))
+    to_date = profiled.model.feature_set.to_date
+    for f in lead["features"]:
+        bins = profile.features[f["name"]]
+        want = feature_drift(bins, f["psi"], expected=expected_psi(bins.shares, 10,
+                                                                   profile.entities),
+                             to_date=f["name"] in to_date)
+        assert (f["status"], f["trending"]) == (want.status, want.trending), f
+        assert f["expected_psi"] == pytest.approx(want.expected)
+    assert any(f["trending"] for f in lead["features"] if f["name"] in to_date)

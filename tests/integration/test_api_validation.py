@@ -111,6 +111,20 @@ def test_bad_fields_are_422_with_path_and_reason(
     assert reason.lower() in errors[field].lower(), errors[field]
 
 
+@pytest.mark.parametrize(("route", "body", "field"), [
+    ("deals", _deal(history=[{"changed_at": "2024-08-01T00:00:00Z", "stage": "closed_won"}]),
+     "deals.0"),
+    ("leads", _lead(employees=-3), "leads.0.employees"),
+])
+def test_a_request_of_one_bad_record_names_that_record_only(
+    client: TestClient, route: str, body: dict[str, Any], field: str
+) -> None:
+    """Records are validated one at a time, then the list: the list rule (at least one)
+    counts the records sent, so a lone bad record is not also "an empty list"."""
+    r = client.post(f"/v1/{route}/score", json=body, headers=auth())
+    assert list(_errors(r)) == [field]
+
+
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_numbers_are_rejected(client: TestClient, token: str) -> None:
     raw = json.dumps(_deal()).replace('"amount": 1000.0', f'"amount": {token}')

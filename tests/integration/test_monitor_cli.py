@@ -108,3 +108,41 @@ def test_monitor_flags_drift_and_stays_quiet_without(
                                  "--task", "lead_qualification", "--no-log"])
     ece = float(strict.output.split("ECE ", 1)[1].split()[0])
     assert strict.exit_code == (1 if ece > 0.05 else 0), strict.output
+
+
+def test_an_exports_own_columns_are_profiled_and_monitored(
+        tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model trained with the folder's own columns (``own_features/``) has them in its
+    profile, and `monitor` builds them from the folder as training did: their PSI on the
+    very months the model was judged on is that of a sample of them, not of a column
+    that went missing. A folder that lost its own columns alerts on them."""
+    from features.own import write_own
+    from tests.integration.test_api_own_features import _own
+    from training.monitor import monitor_settings, run_monitor
+
+    crm = generate_crm(1500, seed=3, months=12)
+    data = tmp_path / "crm"
+    write_crm(crm, data)
+    write_own(data, _own(crm.tables))
+    monkeypatch.setenv("LEADSCORE_MONITOR_ECE_ALERT", "0.5")
+    result = CliRunner().invoke(app, ["train", "--task", "lead_qualification", "--data",
+                                      str(data), "--num-boost-round", "30", "--force"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    model, info = load_model_version("lead_qualification", tracking_uri=store)
+    assert {"region", "web_minutes"} <= set(model.feature_set.names)
+    assert info.profile is not None and {"region", "web_minutes"} <= set(info.profile.features)
+
+    since = pd.Timestamp(info.profile.period["from"]) - pd.Timedelta(seconds=1)
+    (report,) = run_monitor(monitor_settings(data=data, since=since.to_pydatetime(),
+                                             tasks=("lead_qualification",), log=False))
+    own = {f.name: f for f in report.features if f.name in ("region", "web_minutes")}
+    assert set(own) == {"region", "web_minutes"}
+    assert all(f.psi < 0.1 and f.status == "ok" for f in own.values()), own
+    assert report.status != "alert"
+
+    lost = tmp_path / "lost"
+    write_crm(crm, lost)
+    (gone,) = run_monitor(monitor_settings(data=lost, since=since.to_pydatetime(),
+                                           tasks=("lead_qualification",), log=False))
+    missing = {f.name: f for f in gone.features if f.name in ("region", "web_minutes")}
+    assert missing["web_minutes"].status == "alert" and gone.alert

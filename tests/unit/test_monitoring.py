@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 
 from features.build import category_dtype
-from features.sets import LEAD_V1
+from features.sets import DEAL_V1, LEAD_V1
 from modeling.profile import (
     ReferenceProfile,
     build_profile,
     category_bins,
+    expected_psi,
+    feature_drift,
     load_profile,
     number_bins,
     profile_drift,
@@ -122,8 +124,13 @@ def _columns(n: int, rng: np.random.Generator, source: str = "inbound_web_form")
 
 
 class _Scored:
-    def __init__(self, columns: dict[str, Any], p: np.ndarray) -> None:
+    def __init__(self, columns: dict[str, Any], p: np.ndarray,
+                 ids: list[str] | None = None) -> None:
         self.columns, self.probabilities = columns, p
+        self.ids = ids if ids is not None else [f"L{next(_IDS)}" for _ in range(len(p))]
+
+
+_IDS = iter(range(10**9))
 
 
 def test_window_keeps_the_newest_rows_within_its_bounds() -> None:
@@ -141,8 +148,8 @@ def test_window_keeps_the_newest_rows_within_its_bounds() -> None:
     big["employees"] = np.arange(50, dtype=float)
     window.add(big, np.full(50, 0.5))
     assert sorted(window.snapshot()[0][:, j].tolist()) == [45.0, 46.0, 47.0, 48.0, 49.0]
-    # the byte bound caps the rows: 59 floats a row
-    monitor = Monitor(window_rows=10_000, window_bytes=59 * 8 * 100, min_rows=10,
+    # the byte bound caps the rows: 58 features, the score and the id's hash a row
+    monitor = Monitor(window_rows=10_000, window_bytes=60 * 8 * 100, min_rows=10,
                       warn=0.1, alert=0.25)
     assert monitor.capacity(LEAD_V1) == 100
     assert Monitor(10_000, 16 * 2**20, 10, 0.1, 0.25).capacity(LEAD_V1) == 10_000
@@ -180,3 +187,62 @@ def test_monitor_statuses_and_a_new_window_per_version() -> None:
     assert loud.features[0].name == "source" and loud.features[0].status == "alert"
     assert loud.score is not None and loud.score.status == "alert"
     assert monitor.drift("lead_qualification", _loaded("2", None)).status == NO_PROFILE
+
+
+def test_expected_psi_and_thresholds_above_it() -> None:
+    # (k - 1) (1/n + 1/m), k the bins the reference holds rows in
+    assert expected_psi([0.25] * 4 + [0.0], 100, 400) == pytest.approx(3 * (0.01 + 0.0025))
+    assert expected_psi([0.5, 0.5], 100, 0) == pytest.approx(0.01)  # reference taken as exact
+    assert expected_psi([1.0, 0.0], 100, 100) == 0.0 and expected_psi([0.5, 0.5], 0, 9) == 0.0
+    assert [status_of(v, expected=0.05) for v in (0.149, 0.151, 0.299, 0.301)] == [
+        "ok", "warn", "warn", "alert"]
+
+
+def test_no_drift_psi_is_near_its_expectation_and_reads_ok() -> None:
+    """Windows of 100 rows drawn from the reference's own distribution: their mean PSI is
+    the expectation the status allows for (within sampling error), so where the bare
+    thresholds warn on a third of them, few warn and none alerts."""
+    rng = np.random.default_rng(4)
+    bins = number_bins("x", rng.normal(size=1000))
+    values = [bins.psi(bins.counts(rng.normal(size=100))) for _ in range(400)]
+    expected = expected_psi(bins.shares, 100, bins.rows)
+    assert np.mean(values) == pytest.approx(expected, rel=0.15)
+    assert np.mean([status_of(v) != "ok" for v in values]) > 0.3
+    read = [feature_drift(bins, v, expected=expected).status for v in values]
+    assert read.count("warn") < 0.1 * len(read) and "alert" not in read
+    # a real move of a standard deviation still alerts at that size
+    moved = bins.psi(bins.counts(rng.normal(1.0, 1.0, size=100)))
+    assert feature_drift(bins, moved, expected=expected).status == "alert"
+
+
+def test_snapshots_of_one_entity_count_once() -> None:
+    """Ten snapshots each of 30 leads: the noise is that of 30 samples, in the profile's
+    drift and in the serving window alike."""
+    rng = np.random.default_rng(2)
+    ref = _frame(2000, seed=3)
+    profile = build_profile(ref.assign(lead_id=[f"R{i // 4}" for i in range(2000)]),
+                            ["x", "source"], rng.uniform(0, 1, 2000), entity_key="lead_id")
+    assert profile.entities == 500 and profile.size(profile.score) == 500
+    once = _frame(30, seed=5)
+    repeated = once.loc[once.index.repeat(10)].reset_index(drop=True)
+    score, features = profile_drift(profile, repeated, rng.uniform(0, 1, 300), entities=30)
+    x = next(f for f in features if f.name == "x")
+    assert x.expected == pytest.approx(expected_psi(profile.features["x"].shares, 30, 500))
+    assert score.expected == pytest.approx(expected_psi(profile.score.shares, 30, 500))
+    window = ScoreWindow(LEAD_V1, "1", capacity=400)
+    cols = _columns(300, rng)
+    window.add(cols, rng.uniform(0, 1, 300), [f"L{i % 30}" for i in range(300)])
+    assert window.entities() == 30
+    window.add(_columns(5, rng), np.array([0.1, np.nan, 0.2, 0.3, 0.4]),
+               ["L0", "NEW1", "NEW2", "L1", "NEW3"])
+    assert window.entities() == 32  # NEW1 was not scored: not kept
+
+
+def test_a_count_over_all_history_stops_at_warn() -> None:
+    bins = number_bins("account_lost_deals", np.r_[np.zeros(80), np.ones(20)])
+    moved = bins.psi(bins.counts(np.r_[np.zeros(40), np.ones(30), np.full(30, 3.0)]))
+    assert feature_drift(bins, moved).status == "alert"
+    declared = feature_drift(bins, moved, to_date=True)
+    assert declared.status == "warn" and declared.trending
+    assert {"account_lost_deals", "owner_closed_deals"} <= DEAL_V1.to_date
+    assert "days_since_created" not in DEAL_V1.to_date
