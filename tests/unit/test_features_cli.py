@@ -10,9 +10,8 @@ from typer.testing import CliRunner
 
 from features.declarations import FeatureSet
 from features.sets import DEAL_V1, LEAD_V1
+from leadscore import generator
 from leadscore.cli import app
-
-generator = pytest.importorskip("leadscore.generator")
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@ from sklearn.metrics import roc_auc_score
 from features.declarations import FeatureSet
 from features.sets import DEAL_V1, LEAD_V1
 from features.training_set import build_training_set
-
-generator = pytest.importorskip("leadscore.generator")
+from leadscore import generator
 
 
 @pytest.fixture(scope="module")
