@@ -365,12 +365,14 @@ def checked_context(
         for name, (valid, every) in (held or {}).items()})
     lines: list[pd.DataFrame] = []
     for name, path in paths.items():
-        rejected = checked[name].rejections()
+        table_checked = checked.pop(name)  # its parsed columns go once its frame is made
+        rejected = table_checked.rejections()
         if len(rejected):
             lines.append(pd.DataFrame({"file": str(path), "row": rejected["row"],
                                        "column": rejected["column"],
                                        "reason": rejected["reason"]}))
-        found[name] = arrow_text(checked[name].frame(), TABLES[name])
+        found[name] = arrow_text(table_checked.frame(), TABLES[name])
+        del table_checked
     report = (pd.concat(lines, ignore_index=True).sort_values(["file", "row"], kind="stable")
               if lines else pd.DataFrame(columns=DATA_REPORT_COLUMNS))
     return found, report.reset_index(drop=True)
