@@ -224,32 +224,43 @@ def test_unseen_category_values_are_found() -> None:
     assert unseen_features(LEAD_V1, raw) == {"source": "linkedin_ads", "seniority": "chief"}
 
 
+def _toy_columns(fs: FeatureSet, seed: int, n_leads: int, holes: float) -> tuple[
+    list[str], dict[str, np.ndarray]
+]:
+    """A toy CRM's entities of ``fs`` and their scored feature columns, with a share
+    ``holes`` of every feature's values blanked out (NaN, or category code -1)."""
+    import pandas as pd
+
+    from features.build import select_features
+    from serving.scoring import entity_features
+    from tests.data.toy_crm import toy_crm
+
+    tables = toy_crm(seed, n_leads=n_leads)
+    key = fs.entity_key
+    frame = tables.leads if key == "lead_id" else tables.opportunities
+    ids = frame[key].astype(str).tolist()
+    as_of = pd.Timestamp(frame["created_at"].max()) + pd.Timedelta(days=3)
+    columns = select_features(entity_features(tables, key, ids, as_of.to_pydatetime()), fs)
+    rng = np.random.default_rng(seed)
+    for name in fs.names:  # blank out some values of every kind
+        category = fs.spec(name).dtype == "category"
+        col = columns[name].copy() if category else columns[name].astype(np.float64)
+        col[rng.random(len(col)) < holes] = -1 if category else np.nan
+        columns[name] = col
+    return ids, columns
+
+
 @pytest.mark.parametrize("fs", [LEAD_V1, DEAL_V1], ids=lambda f: f.name)
 def test_known_rows_is_each_topics_known_row_by_row(
     fs: FeatureSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The whole batch's known topics, read from the scored columns, are what each topic
     says of each row's values (missing, NaN, unknown levels, real values)."""
-    import pandas as pd
 
-    from features.build import select_features
     from serving.explain import row_values
-    from serving.scoring import Scored, entity_features
-    from tests.data.toy_crm import toy_crm
+    from serving.scoring import Scored
 
-    tables = toy_crm(5, n_leads=40)
-    key = fs.entity_key
-    frame = tables.leads if key == "lead_id" else tables.opportunities
-    ids = frame[key].astype(str).tolist()
-    as_of = pd.Timestamp(frame["created_at"].max()) + pd.Timedelta(days=3)
-    columns = select_features(entity_features(tables, key, ids, as_of.to_pydatetime()), fs)
-    rng = np.random.default_rng(0)
-    for name in fs.names:  # blank out some values of every kind
-        category = fs.spec(name).dtype == "category"
-        col = columns[name].copy() if category else columns[name].astype(np.float64)
-        hole = rng.random(len(col)) < 0.2
-        col[hole] = -1 if category else np.nan
-        columns[name] = col
+    ids, columns = _toy_columns(fs, seed=5, n_leads=40, holes=0.2)
     scored = Scored(ids=ids, feature_set=fs, columns=columns,
                     probabilities=np.zeros(len(ids)), contributions=None)
     ex = Explainer(fs)
@@ -301,25 +312,12 @@ def test_a_batch_explains_each_row_as_that_row_alone(fs: FeatureSet) -> None:
     scored columns) gives each row what explaining it on its own gives: the same reasons
     in the same order, the same words and values, the same unknown topics, with rows that
     leave out context, rows with flagged features and rows with unseen values mixed in."""
-    import pandas as pd
 
-    from features.build import select_features
     from serving.explain import row_values
-    from serving.scoring import Scored, entity_features
-    from tests.data.toy_crm import toy_crm
+    from serving.scoring import Scored
 
-    tables = toy_crm(6, n_leads=60)
-    key = fs.entity_key
-    frame = tables.leads if key == "lead_id" else tables.opportunities
-    ids = frame[key].astype(str).tolist()
-    as_of = pd.Timestamp(frame["created_at"].max()) + pd.Timedelta(days=3)
-    columns = select_features(entity_features(tables, key, ids, as_of.to_pydatetime()), fs)
+    ids, columns = _toy_columns(fs, seed=6, n_leads=60, holes=0.15)
     rng = np.random.default_rng(1)
-    for name in fs.names:
-        category = fs.spec(name).dtype == "category"
-        col = columns[name].copy() if category else columns[name].astype(np.float64)
-        col[rng.random(len(col)) < 0.15] = -1 if category else np.nan
-        columns[name] = col
     n = len(ids)
     contributions = rng.normal(size=(n, len(fs.names)))
     contributions[rng.random(contributions.shape) < 0.3] = 0.0
