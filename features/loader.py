@@ -78,6 +78,7 @@ from features.integrity import (
     check_signal_dates,
     orphan_reasons,
 )
+from features.keys import KeyIndex, text_hashes
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
@@ -303,7 +304,7 @@ class LeafChecker:
         for fk in self.table.foreign_keys:
             parent = checked[fk.table]
             keys = parent.values(fk.ref_column)
-            self.parents[fk.column] = (fk, keys.filter(pa.array(parent.valid)), keys)
+            self.parents[fk.column] = (fk, KeyIndex(keys.filter(pa.array(parent.valid))), keys)
         self.rows = 0
         self.valid = 0
         self.seen: list[tuple[np.ndarray, np.ndarray]] = []  # sorted key hashes, first rows
@@ -320,7 +321,7 @@ class LeafChecker:
             self._check_keys(chunk, self.table.key, first)
         for column, (fk, valid_keys, all_keys) in self.parents.items():
             refs = chunk.values(column)
-            orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
+            orphan = np_mask(pc.is_valid(refs)) & ~valid_keys.contains(refs)
             if not orphan.any():
                 continue
             chunk.reject(orphan, column, orphan_reasons(refs, orphan, all_keys, fk))
@@ -339,9 +340,7 @@ class LeafChecker:
         present = np.flatnonzero(np_mask(pc.is_valid(ids)))
         if present.size == 0:
             return
-        text = np.asarray(ids.filter(pc.is_valid(ids)).to_numpy(zero_copy_only=False),
-                          dtype=object)
-        hashes = pd.util.hash_array(text, categorize=False)
+        hashes = text_hashes(ids.filter(pc.is_valid(ids)))
         rows = present.astype(np.int64) + first
         order = np.argsort(hashes, kind="stable")
         h, r = hashes[order], rows[order]

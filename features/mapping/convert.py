@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.keys import KeyIndex
 from features.mapping.own_columns import OWN_PREFIX, own_history, own_values
 from features.mapping.spec import (
     HISTORY_TABLES,
@@ -38,7 +39,6 @@ from features.mapping.values import (
     apply_lookup,
     apply_value_map,
     as_arrow_text,
-    clean_arrow,
     clean_text,
     find_column,
     iso_text,
@@ -285,7 +285,7 @@ class _Run:
         col = find_column(pd.Index(tbl.column_names), fm.column)
         if col is None:
             return None, ""
-        s = clean_arrow(tbl.column(col).combine_chunks())
+        s = tbl.column(col).combine_chunks()  # trimmed, empty as null already
         if fm.prefix is not None:
             s = prefixed_arrow(s, fm.prefix)
         what = f"{col}: not in the value map, " + (
@@ -303,14 +303,15 @@ class _Run:
 
     def part_arrow(self, table: str, name: str, tm: TableMap, file: str, tbl: pa.Table,
                    header: tuple[str, ...]) -> _ArrowPart:
-        """``part`` for the maps ``arrow_ready`` accepts, on Arrow text."""
+        """``part`` for the maps ``arrow_ready`` accepts, on a file's columns as the reader
+        gives them: Arrow text already trimmed, empty as null (as ``clean_text`` leaves it)."""
         keep = np.ones(tbl.num_rows, dtype=bool)
         columns = pd.Index(tbl.column_names)
         for col_name, skip in tm.skip_rows.items():
             col = find_column(columns, (col_name,))
             if col is None:
                 continue
-            cleaned = clean_arrow(tbl.column(col).combine_chunks())
+            cleaned = tbl.column(col).combine_chunks()
             hit = np_mask(pc.is_in(cleaned, value_set=pa.array(list(skip), type=pa.string())))
             hit &= keep
             if hit.any():
@@ -604,17 +605,17 @@ class ActivityStream:
         self.rows = 0
         self.arrow = arrow_ready(self.run, sources)
         # The parents' keys and accounts, for the activities' links (``_fill_links_arrow``).
-        self.parents: dict[str, tuple[pa.Array, pa.Array]] = {}
+        self.parents: dict[str, tuple[KeyIndex, pa.Array]] = {}
         if self.arrow:
             for table, key in (("opportunities", "opportunity_id"), ("leads", "lead_id")):
                 frame = converted.tables[table]
-                self.parents[table] = (as_arrow_text(frame[key]),
+                self.parents[table] = (KeyIndex(as_arrow_text(frame[key])),
                                        as_arrow_text(frame["account_id"]))
-        self.roles: tuple[pa.Array, pa.Array, str] | None = None
+        self.roles: tuple[KeyIndex, pa.Array, str] | None = None
         deal_of = _deal_of_contact(self.run, self.run.m) if self.arrow else None
         if deal_of is not None:
             single, file = deal_of
-            self.roles = (as_arrow_text(pd.Series(single.index, dtype=object)),
+            self.roles = (KeyIndex(as_arrow_text(pd.Series(single.index, dtype=object))),
                           as_arrow_text(single), file)
 
     def chunk(self, name: str, block: pa.Table, first_row: int) -> ActivityChunk:
@@ -743,8 +744,8 @@ def arrow_ready(run: _Run, streamed: dict[str, Source]) -> bool:
     return True
 
 
-def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[pa.Array, pa.Array]],
-                      roles: tuple[pa.Array, pa.Array, str] | None) -> pa.Table:
+def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[KeyIndex, pa.Array]],
+                      roles: tuple[KeyIndex, pa.Array, str] | None) -> pa.Table:
     """``_fill_activity_links`` on Arrow text: ``parents`` holds the keys and accounts of
     the deals and leads, ``roles`` each contact's one deal (``_deal_of_contact``)."""
     if acts.num_rows == 0:
@@ -752,11 +753,11 @@ def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[pa.Arr
     lead = acts.column("lead_id").combine_chunks()
     contact = acts.column("contact_id").combine_chunks()
     lead_ids, _ = parents["leads"]
-    not_lead = pc.and_(pc.and_(pc.is_valid(lead), pc.fill_null(pc.equal(lead, contact), False)),
-                       pc.invert(pc.is_in(lead, value_set=lead_ids)))
-    n_not = int(pc.sum(pc.cast(not_lead, pa.int64())).as_py() or 0)
+    lead_at = lead_ids.positions(lead)  # -1 for a lead not among the leads (or none)
+    not_lead = np_mask(pc.and_(pc.is_valid(lead), pc.equal(lead, contact))) & (lead_at < 0)
+    n_not = int(not_lead.sum())
     if n_not:
-        lead = pc.if_else(not_lead, pa.scalar(None, pa.string()), lead)
+        lead = pc.if_else(pa.array(not_lead), pa.scalar(None, pa.string()), lead)
         acts = acts.set_column(acts.schema.get_field_index("lead_id"), "lead_id", lead)
         run.notes.append(f"activities: {n_not:,} with a contact that is not "
                          "among the leads: kept with the contact, no lead")
@@ -764,7 +765,7 @@ def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[pa.Arr
         contacts, deals, file = roles
         deal = acts.column("opportunity_id").combine_chunks()
         fill = pc.and_(pc.is_null(deal), pc.is_valid(contact))
-        got = pc.take(deals, pc.index_in(contact, value_set=contacts))
+        got = pc.take(deals, contacts.index_in(contact))
         ok = pc.and_(fill, pc.is_valid(got))
         n_put = int(pc.sum(pc.cast(ok, pa.int64())).as_py() or 0)
         if n_put:
@@ -780,7 +781,9 @@ def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[pa.Arr
         need = pc.and_(pc.is_null(account), pc.is_valid(ref))
         if not pc.any(need).as_py():
             continue
-        got = pc.take(accounts, pc.index_in(ref, value_set=keys))
+        # (a lead set to none above was not among the leads: it finds no account either)
+        at = lead_at if table == "leads" else keys.positions(ref)
+        got = pc.take(accounts, pa.array(at, type=pa.int64(), mask=at < 0))
         ok = pc.and_(need, pc.is_valid(got))
         account = pc.if_else(ok, got, account)
         filled += int(pc.sum(pc.cast(ok, pa.int64())).as_py() or 0)

@@ -263,13 +263,6 @@ def sequence_times(order: pd.Series, start: str, every: str) -> pd.Series:
 # counted exactly as ``Unplaced.add`` counts a Series).
 
 
-def clean_arrow(arr: pa.Array) -> pa.Array:
-    """``clean_text`` on Arrow text: surrounding spaces removed, empty as null."""
-    trimmed = pc.utf8_trim_whitespace(arr)
-    blank = pc.equal(pc.binary_length(trimmed), 0)
-    return pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
-
-
 def prefixed_arrow(arr: pa.Array, prefix: str) -> pa.Array:
     """Only the values that start with ``prefix``; the others null."""
     starts = pc.fill_null(pc.starts_with(arr, prefix), False)

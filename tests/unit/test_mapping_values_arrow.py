@@ -14,8 +14,6 @@ from features.mapping.spec import FieldMap
 from features.mapping.values import (
     Unplaced,
     apply_value_map,
-    clean_arrow,
-    clean_text,
     map_values_arrow,
     prefixed_arrow,
     to_utc_text,
@@ -70,13 +68,9 @@ def test_value_map_in_arrow_equals_the_python_one(values: list[str | None],
     _same_map(values, _fm(values=VALUES, default=default))
 
 
-def test_clean_and_prefix_in_arrow() -> None:
-    values = ["  00Q1 ", "", "   ", None, "0031", "\t00Q2\n", "00q3"]
-    s, arr = _both(values)
-    assert clean_arrow(arr).to_pylist() == clean_text(s).tolist()
-    cleaned = clean_arrow(arr)
-    assert prefixed_arrow(cleaned, "00Q").to_pylist() == ["00Q1", None, None, None, None,
-                                                         "00Q2", None]
+def test_prefix_in_arrow_keeps_only_the_ids_that_start_with_it() -> None:
+    arr = pa.array(["00Q1", None, "0031", "00Q2", "00q3", "x00Q4"], type=pa.string())
+    assert prefixed_arrow(arr, "00Q").to_pylist() == ["00Q1", None, None, "00Q2", None, None]
 
 
 TIMES = [
