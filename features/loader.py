@@ -309,6 +309,9 @@ class LeafChecker:
         self.valid = 0
         self.seen: list[tuple[np.ndarray, np.ndarray]] = []  # sorted key hashes, first rows
         self.keys: list[tuple[int, pa.Array]] = []  # each chunk's first row and keys
+        # One bit per slice of the hash space, set for every hash seen: a key whose bit is
+        # clear is new without a search of the hashes seen.
+        self.seen_bits = np.zeros(0, dtype=np.uint8)
 
     def check(self, tbl: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chunk's valid rows (as ``LoadResult.tables`` types them) and its rejections
@@ -348,10 +351,18 @@ class LeafChecker:
         group = np.cumsum(lead) - 1
         uh, ur = h[lead], r[lead]  # each hash once, with the row it is first at here
         earlier = np.full(uh.size, -1, dtype=np.int64)
+        if self.seen_bits.size == 0:
+            self.seen_bits = np.zeros(1 << (SEEN_BITS - 3), dtype=np.uint8)
+        slot = uh >> np.uint64(64 - SEEN_BITS)
+        byte, bit = (slot >> np.uint64(3)).astype(np.int64), (slot & np.uint64(7)).astype(np.uint8)
+        maybe = np.flatnonzero(self.seen_bits[byte] & (np.uint8(1) << bit))
         for bh, br in self.seen:
-            at = np.minimum(np.searchsorted(bh, uh), bh.size - 1)
-            hit = (bh[at] == uh) & (earlier < 0)
-            earlier[hit] = br[at[hit]]
+            if maybe.size == 0:
+                break
+            at = np.minimum(np.searchsorted(bh, uh[maybe]), bh.size - 1)
+            hit = bh[at] == uh[maybe]
+            earlier[maybe[hit]] = br[at[hit]]
+            maybe = maybe[~hit]  # a hash is in one run at most
         first_at = np.where(earlier >= 0, earlier, ur)[group]
         dup = r != first_at
         if dup.any():
@@ -370,18 +381,35 @@ class LeafChecker:
                     pa.string()))
                 chunk.reject(mask, key, reason)
         new = earlier < 0
+        np.bitwise_or.at(self.seen_bits, byte[new], np.uint8(1) << bit[new])
         self.seen.append((uh[new], ur[new]))
         while len(self.seen) > 1 and self.seen[-1][0].size >= self.seen[-2][0].size:
             (ah, ar), (bh, br) = self.seen.pop(), self.seen.pop()
-            mh, mr = np.concatenate((bh, ah)), np.concatenate((br, ar))
-            order = np.argsort(mh, kind="stable")
-            self.seen.append((mh[order], mr[order]))
+            self.seen.append(_merged(bh, br, ah, ar))
 
     def _key_at(self, row: int) -> pa.Array:
         for first, ids in reversed(self.keys):
             if row >= first:
                 return ids.slice(row - first, 1)
         raise IndexError(row)
+
+
+# The hash space is cut into 2**SEEN_BITS slices for the keys seen so far (2**30 bits:
+# 128 MB; at 40 million keys about 4 % of new keys need a search).
+SEEN_BITS = 30
+
+
+def _merged(ah: np.ndarray, ar: np.ndarray, bh: np.ndarray,
+            br: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two sorted runs of distinct hashes (with their rows) as one sorted run."""
+    at = np.searchsorted(ah, bh) + np.arange(bh.size)  # where each of b goes
+    from_b = np.zeros(ah.size + bh.size, dtype=bool)
+    from_b[at] = True
+    mh = np.empty(ah.size + bh.size, dtype=ah.dtype)
+    mr = np.empty(ah.size + bh.size, dtype=ar.dtype)
+    mh[at], mr[at] = bh, br
+    mh[~from_b], mr[~from_b] = ah, ar
+    return mh, mr
 
 
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:

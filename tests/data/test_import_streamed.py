@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import features.loader as loader
 import features.mapping.convert as convert
 import features.mapping.importing as importing
 from features.mapping.importing import ImportResult, import_settings, run_import
@@ -139,3 +140,16 @@ def test_blocks_in_arrow_give_what_blocks_as_python_strings_give(
         assert arrow.summary() == other.summary()
         assert arrow.rejections.equals(other.rejections)
     assert any("put on the one deal" in n for n in arrow.converted.notes)
+
+
+def test_duplicates_across_blocks_are_found_however_coarse_the_seen_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With 8 bits every key may have been seen: each block searches the hashes seen before.
+    _, fine = _both(tmp_path / "fine", PLANTED, monkeypatch)
+    monkeypatch.setattr(loader, "SEEN_BITS", 3)
+    _, coarse = _both(tmp_path / "coarse", PLANTED, monkeypatch)
+    assert fine.rejections.equals(coarse.rejections)
+    assert (fine.rejections["reason"].str.startswith("duplicate id").sum() == 3)
+    assert (fine.out / "activities.parquet").read_bytes() == (
+        coarse.out / "activities.parquet").read_bytes()
