@@ -15,6 +15,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -466,6 +467,10 @@ def _stream_activities(
     lines: list[pd.DataFrame] = []
     columns = converted.columns[STREAMED_TABLE]
     writer: pq.ParquetWriter | None = None
+    # A block is written (encoded, compressed: Arrow's code, without the interpreter's
+    # lock) while the next is read and converted; one block waits at most, in order.
+    pool = ThreadPoolExecutor(max_workers=1)
+    written: Future[None] | None = None
     try:
         for name, file in plan.items():
             for block, cells, first_row in _csv_chunks(file, mapping.sources[name], wanted,
@@ -481,10 +486,17 @@ def _stream_activities(
                     found.append(rej)
                     lines.append(_lines(STREAMED_TABLE, rej, chunk.origin, columns, first))
                 tbl = pa.Table.from_pandas(valid, preserve_index=False)
+                del valid
                 if writer is None:
                     writer = pq.ParquetWriter(path, tbl.schema)
-                writer.write_table(tbl)
+                if written is not None:
+                    written.result()
+                written = pool.submit(writer.write_table, tbl)
+                del tbl
+        if written is not None:
+            written.result()
     finally:
+        pool.shutdown(wait=True)
         if writer is not None:
             writer.close()
     if writer is None:
