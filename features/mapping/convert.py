@@ -273,7 +273,8 @@ class _Run:
             if c.name not in frame:
                 frame[c.name] = None
         rows = np.flatnonzero(keep.to_numpy())
-        return _Part(frame.reset_index(drop=True), src.file, rows, used)
+        frame.index = pd.RangeIndex(len(frame))  # the frame is new: no copy to renumber
+        return _Part(frame, src.file, rows, used)
 
     # -- the same on Arrow text (a block of a large activity file) ------------------------
 
