@@ -3,9 +3,9 @@
 A large export's activities are checked a block at a time against the same parents (a
 million leads, deals and accounts): ``pyarrow.compute.is_in`` and ``index_in`` build their
 hash table of the parents' keys again on every call, which then costs more than the block.
-``KeyIndex`` hashes the keys once and answers each block by a sorted search, every answer
-confirmed on the keys themselves, so it is exactly ``index_in``'s (the first position of
-an equal key; a null finds nothing).
+``KeyIndex`` hashes and sorts the keys once and looks each value's hash up in its slice of
+them, every hit confirmed on the texts themselves, so its answer is exactly ``index_in``'s
+(the first position of an equal key; a null finds nothing).
 """
 
 from __future__ import annotations
@@ -64,14 +64,15 @@ class KeyIndex:
     """``index_in`` and ``is_in`` against fixed text keys, for many batches of values.
 
     A batch of more than twice as many values as there are keys goes to Arrow's own
-    lookup (building its table of so few keys costs less than sorting the batch's
-    hashes); the keys are hashed and sorted the first time a batch is not.
+    lookup (building its table of so few keys costs about what hashing the batch does);
+    the keys are hashed and sorted the first time a batch is not.
     """
 
     def __init__(self, keys: pa.Array | pa.ChunkedArray) -> None:
         self.keys = _plain_text(keys)
         self.exact: bool | None = None  # not built yet
-        self.hashes = self.pos = np.zeros(0, dtype=np.int64)
+        self.hashes = self.pos = self.starts = np.zeros(0, dtype=np.int64)
+        self.shift = np.uint64(63)
 
     def _build(self) -> None:
         pos = np.flatnonzero(np_mask(pc.is_valid(self.keys)))
@@ -87,6 +88,14 @@ class KeyIndex:
                                     self.keys.take(pa.array(first))))
             self.exact = bool(same.all())  # else: Arrow's own lookup (keys sharing a hash)
         self.hashes, self.pos = h[lead], pos[lead]
+        # Where each slice of the hash space starts among the sorted hashes: a value's
+        # hash is looked for in its slice only (about one hash a slice).
+        bits = max(1, int(self.hashes.size).bit_length())
+        self.shift = np.uint64(64 - bits)
+        self.starts = np.empty((1 << bits) + 1, dtype=np.int64)
+        self.starts[:-1] = np.searchsorted(
+            self.hashes, np.arange(1 << bits, dtype=np.uint64) << self.shift)
+        self.starts[-1] = self.hashes.size
 
     def positions(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Per value, the position of the first equal key; -1 for none (and for null)."""
@@ -103,12 +112,21 @@ class KeyIndex:
         if self.hashes.size == 0 or not valid.any():
             return out
         h = text_hashes(values)
-        order = np.argsort(h)  # a sorted search of sorted values: far fewer cache misses
-        at = np.empty(h.size, dtype=np.int64)
-        at[order] = np.searchsorted(self.hashes, h[order])
-        np.minimum(at, self.hashes.size - 1, out=at)
-        hit = valid & (self.hashes[at] == h)
-        cand = np.where(hit, self.pos[at], 0)
+        slot = (h >> self.shift).astype(np.int64)
+        lo = self.starts[slot]
+        left = self.starts[slot + 1] - lo  # how many hashes the slice holds
+        at = np.full(h.size, -1, dtype=np.int64)
+        todo = np.flatnonzero(valid & (left > 0))
+        step = 0
+        while todo.size:
+            here = lo[todo] + step
+            found = self.hashes[here] == h[todo]
+            at[todo[found]] = here[found]
+            todo = todo[~found]
+            step += 1
+            todo = todo[left[todo] > step]
+        hit = at >= 0
+        cand = np.where(hit, self.pos[np.maximum(at, 0)], 0)
         same = np_mask(pc.equal(self.keys.take(pa.array(cand)), values))
         hit &= same  # the same hash, and the same text
         out[hit] = cand[hit]

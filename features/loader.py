@@ -312,6 +312,7 @@ class LeafChecker:
         # One bit per slice of the hash space, set for every hash seen: a key whose bit is
         # clear is new without a search of the hashes seen.
         self.seen_bits = np.zeros(0, dtype=np.uint8)
+        self.levels: list[int] = []  # of each run in ``seen``
 
     def check(self, tbl: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chunk's valid rows (as ``LoadResult.tables`` types them) and its rejections
@@ -383,9 +384,19 @@ class LeafChecker:
         new = earlier < 0
         np.bitwise_or.at(self.seen_bits, byte[new], np.uint8(1) << bit[new])
         self.seen.append((uh[new], ur[new]))
-        while len(self.seen) > 1 and self.seen[-1][0].size >= self.seen[-2][0].size:
-            (ah, ar), (bh, br) = self.seen.pop(), self.seen.pop()
-            self.seen.append(_merged(bh, br, ah, ar))
+        self.levels.append(0)
+        # Eight runs of a level become one of the next (few runs to search, and each hash
+        # is moved about log8(blocks) times).
+        while len(self.levels) >= MERGED_RUNS and len(set(self.levels[-MERGED_RUNS:])) == 1:
+            runs = self.seen[-MERGED_RUNS:]
+            del self.seen[-MERGED_RUNS:]
+            level = self.levels[-1] + 1
+            del self.levels[-MERGED_RUNS:]
+            mh = np.concatenate([run[0] for run in runs])
+            mr = np.concatenate([run[1] for run in runs])
+            order = np.argsort(mh, kind="stable")  # a merge of sorted runs
+            self.seen.append((mh[order], mr[order]))
+            self.levels.append(level)
 
     def _key_at(self, row: int) -> pa.Array:
         for first, ids in reversed(self.keys):
@@ -397,19 +408,7 @@ class LeafChecker:
 # The hash space is cut into 2**SEEN_BITS slices for the keys seen so far (2**30 bits:
 # 128 MB; at 40 million keys about 4 % of new keys need a search).
 SEEN_BITS = 30
-
-
-def _merged(ah: np.ndarray, ar: np.ndarray, bh: np.ndarray,
-            br: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two sorted runs of distinct hashes (with their rows) as one sorted run."""
-    at = np.searchsorted(ah, bh) + np.arange(bh.size)  # where each of b goes
-    from_b = np.zeros(ah.size + bh.size, dtype=bool)
-    from_b[at] = True
-    mh = np.empty(ah.size + bh.size, dtype=ah.dtype)
-    mr = np.empty(ah.size + bh.size, dtype=ar.dtype)
-    mh[at], mr[at] = bh, br
-    mh[~from_b], mr[~from_b] = ah, ar
-    return mh, mr
+MERGED_RUNS = 8
 
 
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:

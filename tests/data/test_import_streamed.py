@@ -142,12 +142,14 @@ def test_blocks_in_arrow_give_what_blocks_as_python_strings_give(
     assert any("put on the one deal" in n for n in arrow.converted.notes)
 
 
-def test_duplicates_across_blocks_are_found_however_coarse_the_seen_bits(
+def test_duplicates_across_blocks_are_found_however_the_seen_keys_are_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With 8 bits every key may have been seen: each block searches the hashes seen before.
+    # With 8 bits every key may have been seen: each block searches the hashes seen before,
+    # in runs merged two by two (several levels of them).
     _, fine = _both(tmp_path / "fine", PLANTED, monkeypatch)
     monkeypatch.setattr(loader, "SEEN_BITS", 3)
+    monkeypatch.setattr(loader, "MERGED_RUNS", 2)
     _, coarse = _both(tmp_path / "coarse", PLANTED, monkeypatch)
     assert fine.rejections.equals(coarse.rejections)
     assert (fine.rejections["reason"].str.startswith("duplicate id").sum() == 3)

@@ -78,3 +78,13 @@ def test_equal_texts_hash_equal_wherever_they_sit() -> None:
     assert text_hashes(pa.array(["y" * 300, "00Q1"]))[1] == alone  # whatever is beside it
     ids = pa.array([f"00T{i:015d}" for i in range(100_000)])
     assert np.unique(text_hashes(ids)).size == 100_000
+
+
+def test_many_keys_are_found_by_their_slice_of_the_hash_space() -> None:
+    rng = np.random.default_rng(7)
+    keys = pa.array([f"006{i:012d}" for i in rng.permutation(20_000)] + ["0060", "006"])
+    values = pa.array([f"006{i:012d}" for i in rng.integers(0, 25_000, 30_000)]
+                      + [None, "0060", "006", "06"])
+    index = KeyIndex(keys)
+    assert index.index_in(values).to_pylist() == _expected(values, keys)
+    assert index.exact is True
