@@ -346,11 +346,12 @@ class LeafChecker:
             return
         hashes = text_hashes(ids.filter(pc.is_valid(ids)))
         rows = present.astype(np.int64) + first
-        order = np.argsort(hashes, kind="stable")
+        order = np.argsort(hashes)
         h, r = hashes[order], rows[order]
         lead = np.concatenate(([True], h[1:] != h[:-1]))
         group = np.cumsum(lead) - 1
-        uh, ur = h[lead], r[lead]  # each hash once, with the row it is first at here
+        # each hash once, with the row it is first at here (the sort kept no row order)
+        uh, ur = h[lead], np.minimum.reduceat(r, np.flatnonzero(lead))
         earlier = np.full(uh.size, -1, dtype=np.int64)
         if self.seen_bits.size == 0:
             self.seen_bits = np.zeros(1 << (SEEN_BITS - 3), dtype=np.uint8)
@@ -382,7 +383,10 @@ class LeafChecker:
                     pa.string()))
                 chunk.reject(mask, key, reason)
         new = earlier < 0
-        np.bitwise_or.at(self.seen_bits, byte[new], np.uint8(1) << bit[new])
+        nb, nmask = byte[new], np.uint8(1) << bit[new]  # by byte, as the hashes are sorted
+        if nb.size:
+            at = np.flatnonzero(np.concatenate(([True], nb[1:] != nb[:-1])))
+            self.seen_bits[nb[at]] |= np.bitwise_or.reduceat(nmask, at)
         self.seen.append((uh[new], ur[new]))
         self.levels.append(0)
         # Eight runs of a level become one of the next (few runs to search, and each hash
