@@ -191,11 +191,37 @@ def to_salesforce(src: Path, dst: Path) -> Path:
     return dst
 
 
-def child(export: Path, out: Path, mapping: Path) -> None:
+# What the import's time is split into under --profile (cumulative seconds of each).
+PARTS = {
+    "reading the activity blocks": "importing.py:_csv_chunks",
+    "checking them (LeafChecker.check)": "loader.py:check",
+    "converting them (ActivityStream.chunk)": "convert.py:chunk",
+    "reading the other tables": "importing.py:read_sources",
+    "converting the other tables": "convert.py:convert",
+    "checking the other tables": "loader.py:validate_checked",
+}
+
+
+def child(export: Path, out: Path, mapping: Path, profile: Path | None = None) -> None:
     from features.mapping.importing import import_settings, run_import
 
+    settings = import_settings(mapping=mapping, source=export, out=out)
     t0 = time.perf_counter()
-    result = run_import(import_settings(mapping=mapping, source=export, out=out))
+    if profile is None:
+        result = run_import(settings)
+    else:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        result = prof.runcall(run_import, settings)
+        prof.dump_stats(profile)
+        stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
+        for what, where in PARTS.items():
+            file, name = where.split(":")
+            spent = sum(v[3] for (f, _, fn), v in stats.items()
+                        if f.endswith(f"/{file}") and fn == name)
+            print(f"{what}: {spent:.1f} s", flush=True)
     seconds = time.perf_counter() - t0
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     rows = {r["table"]: r["read"] for r in result.load.summary().to_dict("records")}
@@ -207,25 +233,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, nargs="+", default=[100_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/leadscore-bench"))
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the import under cProfile, write its stats here, and "
+                        "print where the time went")
     parser.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(*args.child)
+        child(*args.child, profile=args.profile)
         return 0
     for n in args.leads:
         src = prepare(n, args.work)
         export = to_salesforce(src, args.work / f"salesforce_{n}")
         mapping = args.work / "salesforce_mapping.yaml"
         mapping.write_text(MAPPING, encoding="utf-8")
+        profile = ["--profile", str(args.profile)] if args.profile else []
         out = subprocess.run(
             [sys.executable, "-P", __file__, "--child", str(export),
-             str(args.work / f"imported_{n}"), str(mapping)],
+             str(args.work / f"imported_{n}"), str(mapping), *profile],
             capture_output=True, text=True, check=False, timeout=1800,
         )
         if out.returncode:
             print(out.stderr[-3000:])
             return 1
-        print(f"{n:,} leads: {out.stdout.strip()}", flush=True)
+        *parts, last = out.stdout.strip().splitlines()
+        for line in parts:
+            print(f"  {line}")
+        print(f"{n:,} leads: {last}", flush=True)
     return 0
 
 

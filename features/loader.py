@@ -72,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.integrity import check_references, orphan_reasons
+from features.keys import KeyIndex, text_hashes
 from features.parsing import FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS, np_mask
 from features.reading import DataContractError, find_table_files, read_table_file
 from features.report import (
@@ -294,11 +295,15 @@ class LeafChecker:
         for fk in self.table.foreign_keys:
             parent = checked[fk.table]
             keys = parent.values(fk.ref_column)
-            self.parents[fk.column] = (fk, keys.filter(pa.array(parent.valid)), keys)
+            self.parents[fk.column] = (fk, KeyIndex(keys.filter(pa.array(parent.valid))), keys)
         self.rows = 0
         self.valid = 0
         self.seen: list[tuple[np.ndarray, np.ndarray]] = []  # sorted key hashes, first rows
         self.keys: list[tuple[int, pa.Array]] = []  # each chunk's first row and keys
+        # One bit per slice of the hash space, set for every hash seen: a key whose bit is
+        # clear is new without a search of the hashes seen.
+        self.seen_bits = np.zeros(0, dtype=np.uint8)
+        self.levels: list[int] = []  # of each run in ``seen``
 
     def check(self, tbl: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The chunk's valid rows (as ``LoadResult.tables`` types them) and its rejections
@@ -311,7 +316,7 @@ class LeafChecker:
             self._check_keys(chunk, self.table.key, first)
         for column, (fk, valid_keys, all_keys) in self.parents.items():
             refs = chunk.values(column)
-            orphan = np_mask(pc.and_(pc.is_valid(refs), pc.invert(pc.is_in(refs, valid_keys))))
+            orphan = np_mask(pc.is_valid(refs)) & ~valid_keys.contains(refs)
             if not orphan.any():
                 continue
             chunk.reject(orphan, column, orphan_reasons(refs, orphan, all_keys, fk))
@@ -330,20 +335,27 @@ class LeafChecker:
         present = np.flatnonzero(np_mask(pc.is_valid(ids)))
         if present.size == 0:
             return
-        text = np.asarray(ids.filter(pc.is_valid(ids)).to_numpy(zero_copy_only=False),
-                          dtype=object)
-        hashes = pd.util.hash_array(text, categorize=False)
+        hashes = text_hashes(ids.filter(pc.is_valid(ids)))
         rows = present.astype(np.int64) + first
-        order = np.argsort(hashes, kind="stable")
+        order = np.argsort(hashes)
         h, r = hashes[order], rows[order]
         lead = np.concatenate(([True], h[1:] != h[:-1]))
         group = np.cumsum(lead) - 1
-        uh, ur = h[lead], r[lead]  # each hash once, with the row it is first at here
+        # each hash once, with the row it is first at here (the sort kept no row order)
+        uh, ur = h[lead], np.minimum.reduceat(r, np.flatnonzero(lead))
         earlier = np.full(uh.size, -1, dtype=np.int64)
+        if self.seen_bits.size == 0:
+            self.seen_bits = np.zeros(1 << (SEEN_BITS - 3), dtype=np.uint8)
+        slot = uh >> np.uint64(64 - SEEN_BITS)
+        byte, bit = (slot >> np.uint64(3)).astype(np.int64), (slot & np.uint64(7)).astype(np.uint8)
+        maybe = np.flatnonzero(self.seen_bits[byte] & (np.uint8(1) << bit))
         for bh, br in self.seen:
-            at = np.minimum(np.searchsorted(bh, uh), bh.size - 1)
-            hit = (bh[at] == uh) & (earlier < 0)
-            earlier[hit] = br[at[hit]]
+            if maybe.size == 0:
+                break
+            at = np.minimum(np.searchsorted(bh, uh[maybe]), bh.size - 1)
+            hit = bh[at] == uh[maybe]
+            earlier[maybe[hit]] = br[at[hit]]
+            maybe = maybe[~hit]  # a hash is in one run at most
         first_at = np.where(earlier >= 0, earlier, ur)[group]
         dup = r != first_at
         if dup.any():
@@ -362,18 +374,36 @@ class LeafChecker:
                     pa.string()))
                 chunk.reject(mask, key, reason)
         new = earlier < 0
+        nb, nmask = byte[new], np.uint8(1) << bit[new]  # by byte, as the hashes are sorted
+        if nb.size:
+            at = np.flatnonzero(np.concatenate(([True], nb[1:] != nb[:-1])))
+            self.seen_bits[nb[at]] |= np.bitwise_or.reduceat(nmask, at)
         self.seen.append((uh[new], ur[new]))
-        while len(self.seen) > 1 and self.seen[-1][0].size >= self.seen[-2][0].size:
-            (ah, ar), (bh, br) = self.seen.pop(), self.seen.pop()
-            mh, mr = np.concatenate((bh, ah)), np.concatenate((br, ar))
-            order = np.argsort(mh, kind="stable")
+        self.levels.append(0)
+        # Eight runs of a level become one of the next (few runs to search, and each hash
+        # is moved about log8(blocks) times).
+        while len(self.levels) >= MERGED_RUNS and len(set(self.levels[-MERGED_RUNS:])) == 1:
+            runs = self.seen[-MERGED_RUNS:]
+            del self.seen[-MERGED_RUNS:]
+            level = self.levels[-1] + 1
+            del self.levels[-MERGED_RUNS:]
+            mh = np.concatenate([run[0] for run in runs])
+            mr = np.concatenate([run[1] for run in runs])
+            order = np.argsort(mh, kind="stable")  # a merge of sorted runs
             self.seen.append((mh[order], mr[order]))
+            self.levels.append(level)
 
     def _key_at(self, row: int) -> pa.Array:
         for first, ids in reversed(self.keys):
             if row >= first:
                 return ids.slice(row - first, 1)
         raise IndexError(row)
+
+
+# The hash space is cut into 2**SEEN_BITS slices for the keys seen so far (2**30 bits:
+# 128 MB; at 40 million keys about 4 % of new keys need a search).
+SEEN_BITS = 30
+MERGED_RUNS = 8
 
 
 def _utc(ts: pd.Timestamp) -> pd.Timestamp:

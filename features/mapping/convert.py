@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.keys import KeyIndex
 from features.mapping.own_columns import OWN_PREFIX, own_history, own_values
 from features.mapping.spec import (
     HISTORY_TABLES,
@@ -42,12 +43,16 @@ from features.mapping.values import (
     find_column,
     iso_text,
     loose_name,
+    map_values_arrow,
+    prefixed_arrow,
     sequence_times,
     to_number_text,
     to_utc_text,
+    utc_text_arrow,
 )
 from features.own import NONE as NO_OWN
 from features.own import OwnFeatures
+from features.parsing import np_mask
 from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, OPEN_STAGES, TABLES
 from features.sets import CATEGORY_LEVELS
 
@@ -100,6 +105,15 @@ class Converted:
 @dataclass
 class _Part:
     frame: pd.DataFrame
+    file: str
+    rows: np.ndarray
+    columns: dict[str, str]
+
+
+@dataclass
+class _ArrowPart:
+    frame: pa.Table
+    """Every contract column as Arrow text, in the contract's order."""
     file: str
     rows: np.ndarray
     columns: dict[str, str]
@@ -259,7 +273,80 @@ class _Run:
             if c.name not in frame:
                 frame[c.name] = None
         rows = np.flatnonzero(keep.to_numpy())
-        return _Part(frame.reset_index(drop=True), src.file, rows, used)
+        frame.index = pd.RangeIndex(len(frame))  # the frame is new: no copy to renumber
+        return _Part(frame, src.file, rows, used)
+
+    # -- the same on Arrow text (a block of a large activity file) ------------------------
+
+    def field_arrow(self, table: str, column: str, kind: str, fm: FieldMap, tbl: pa.Table,
+                    ) -> tuple[pa.Array | None, str]:
+        """``field`` for the maps ``arrow_ready`` accepts, on Arrow text."""
+        if fm.value is not None:
+            return pa.repeat(pa.scalar(_text(fm.value)), tbl.num_rows), f"(constant {fm.value})"
+        col = find_column(pd.Index(tbl.column_names), fm.column)
+        if col is None:
+            return None, ""
+        s = tbl.column(col).combine_chunks()  # trimmed, empty as null already
+        if fm.prefix is not None:
+            s = prefixed_arrow(s, fm.prefix)
+        what = f"{col}: not in the value map, " + (
+            f"set to the default {fm.default!r}" if fm.default is not None else "kept as written")
+        s = map_values_arrow(s, fm, self.placed(table, column, what))
+        if kind == "timestamp":
+            s, n_dates = utc_text_arrow(s, fm, self.m.timezone)
+            if n_dates:
+                tz = fm.timezone or self.m.timezone
+                self.notes.append(
+                    f"{table}.{column}: {n_dates:,} date(s) without a time from {col}, taken "
+                    f"as the {fm.date_only} of the day in {tz}"
+                )
+        return s, col
+
+    def part_arrow(self, table: str, name: str, tm: TableMap, file: str, tbl: pa.Table,
+                   header: tuple[str, ...]) -> _ArrowPart:
+        """``part`` for the maps ``arrow_ready`` accepts, on a file's columns as the reader
+        gives them: Arrow text already trimmed, empty as null (as ``clean_text`` leaves it)."""
+        keep = np.ones(tbl.num_rows, dtype=bool)
+        columns = pd.Index(tbl.column_names)
+        for col_name, skip in tm.skip_rows.items():
+            col = find_column(columns, (col_name,))
+            if col is None:
+                continue
+            cleaned = tbl.column(col).combine_chunks()
+            hit = np_mask(pc.is_in(cleaned, value_set=pa.array(list(skip), type=pa.string())))
+            hit &= keep
+            if hit.any():
+                values = pd.Series(cleaned.filter(pa.array(hit)).to_numpy(zero_copy_only=False),
+                                   dtype=object)
+                self.skipped.append({"table": table, "file": file, "column": col,
+                                     "rows": int(hit.sum()),
+                                     "values": values.value_counts().to_dict()})
+            keep &= ~hit
+        if not keep.all():
+            tbl = tbl.filter(pa.array(keep))
+            header = ()
+        contract = TABLES[table]
+        out: dict[str, pa.Array] = {}
+        used: dict[str, str] = {}
+        base = f"tables.{table}.{name}" if name != table else f"tables.{table}"
+        for c in contract.columns:
+            got = tm.fields.get(c.name)
+            if got is None:
+                continue
+            values, col = self.field_arrow(table, c.name, c.kind, got, tbl)
+            if values is None:
+                if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
+                    raise ConvertError(
+                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
+                        f"is a column of {file} (its columns: "
+                        f"{', '.join((header or tuple(tbl.column_names))[:30])})"
+                    )
+                self.not_in_export.setdefault(table, []).append(c.name)
+                continue
+            out[c.name], used[c.name] = values, col
+        nulls = pa.nulls(tbl.num_rows, type=pa.string())
+        frame = pa.table({c.name: out.get(c.name, nulls) for c in contract.columns})
+        return _ArrowPart(frame, file, np.flatnonzero(keep), used)
 
     def table(self, table: str) -> list[_Part]:
         parts = []
@@ -491,8 +578,9 @@ def _merged_notes(chunks: list[list[str]]) -> list[str]:
 
 @dataclass
 class ActivityChunk:
-    frame: pd.DataFrame
-    """The chunk's activities, every contract column as text, as ``Converted.tables``."""
+    table: pa.Table
+    """The chunk's activities, every contract column as Arrow text (what the loader
+    checks), as ``Converted.tables`` would hold them."""
     origin: pd.DataFrame
     """Per row: ``file``, ``row`` (0-based data row of the whole file) and ``part``."""
 
@@ -516,8 +604,64 @@ class ActivityStream:
         self.skipped: dict[tuple[object, object, object], dict[str, object]] = {}
         self.at = self.run.links_at
         self.rows = 0
+        self.arrow = arrow_ready(self.run, sources)
+        # The parents' keys and accounts, for the activities' links (``_fill_links_arrow``).
+        self.parents: dict[str, tuple[KeyIndex, pa.Array]] = {}
+        if self.arrow:
+            for table, key in (("opportunities", "opportunity_id"), ("leads", "lead_id")):
+                frame = converted.tables[table]
+                self.parents[table] = (KeyIndex(as_arrow_text(frame[key])),
+                                       as_arrow_text(frame["account_id"]))
+        self.roles: tuple[KeyIndex, pa.Array, str] | None = None
+        deal_of = _deal_of_contact(self.run, self.run.m) if self.arrow else None
+        if deal_of is not None:
+            single, file = deal_of
+            self.roles = (KeyIndex(as_arrow_text(pd.Series(single.index, dtype=object))),
+                          as_arrow_text(single), file)
 
-    def chunk(self, name: str, frame: pd.DataFrame, first_row: int) -> ActivityChunk:
+    def chunk(self, name: str, block: pa.Table, first_row: int) -> ActivityChunk:
+        """Convert a block of the file of source ``name`` (its columns as the reader gives
+        them: trimmed Arrow text, empty as null) that starts at the file's ``first_row``."""
+        if self.arrow:
+            return self._chunk_arrow(name, block, first_row)
+        return self._chunk_frame(name, text_frame(block), first_row)
+
+    def _chunk_arrow(self, name: str, block: pa.Table, first_row: int) -> ActivityChunk:
+        run = self.run
+        notes, skipped = len(run.notes), len(run.skipped)
+        absent = {k: list(v) for k, v in run.not_in_export.items()}
+        parts: list[_ArrowPart] = []
+        for pname, tm in run.m.parts("activities"):
+            src = self.sources.get(tm.source)
+            if src is None:
+                files = run.m.sources.get(tm.source)
+                names = ", ".join(files.file) if files else tm.source
+                run.notes.append(f"activities: no file {names} in the export; not read")
+                continue
+            tbl = block if tm.source == name else pa.table(
+                {c: pa.array([], type=pa.string()) for c in src.frame.columns})
+            p = run.part_arrow("activities", pname, tm, src.file, tbl, src.header)
+            if tm.source == name:
+                p.rows = p.rows + first_row
+            parts.append(p)
+        if parts:
+            acts = pa.concat_tables([p.frame for p in parts])
+        else:
+            acts = pa.table({c: pa.array([], type=pa.string())
+                             for c in TABLES["activities"].column_names})
+        _, origin, _ = _stack([_Part(pd.DataFrame(), p.file, p.rows, p.columns)
+                               for p in parts], "activities")
+        self.notes.append(run.notes[notes:])
+        del run.notes[notes:]
+        acts = _fill_links_arrow(run, acts, self.parents, self.roles)
+        self.link_notes.append(run.notes[notes:])
+        del run.notes[notes:]
+        self._merge_skipped(skipped)
+        run.not_in_export = absent
+        self.rows += acts.num_rows
+        return ActivityChunk(acts, origin)
+
+    def _chunk_frame(self, name: str, frame: pd.DataFrame, first_row: int) -> ActivityChunk:
         run = self.run
         src = self.sources[name]
         run.sources = {**run.sources, **self.sources,
@@ -535,6 +679,15 @@ class ActivityStream:
         _fill_activity_links(run, run.m, tables)
         self.link_notes.append(run.notes[notes:])
         del run.notes[notes:]
+        self._merge_skipped(skipped)
+        run.not_in_export = absent
+        self.rows += len(acts)
+        cols = TABLES["activities"].column_names
+        return ActivityChunk(pa.table({c: as_arrow_text(acts[c]) for c in cols}), origin)
+
+    def _merge_skipped(self, skipped: int) -> None:
+        """The rows this chunk skipped, added to those of the chunks before it."""
+        run = self.run
         for item in run.skipped[skipped:]:
             key = (item["table"], item["file"], item["column"])
             got = self.skipped.setdefault(key, {**item, "rows": 0, "values": {}})
@@ -544,9 +697,6 @@ class ActivityStream:
             for v, n in item["values"].items():  # type: ignore[attr-defined]
                 values[v] = values.get(v, 0) + n
         del run.skipped[skipped:]
-        run.not_in_export = absent
-        self.rows += len(acts)
-        return ActivityChunk(acts[TABLES["activities"].column_names], origin)
 
     def finish(self) -> None:
         run = self.run
@@ -559,6 +709,90 @@ class ActivityStream:
         self.converted.notes = run.notes
         self.converted.skipped = run.skipped
         self.converted.unplaced = _unplaced(run)
+
+
+def text_frame(block: pa.Table) -> pd.DataFrame:
+    """Arrow text columns as the pandas frame of a ``Source`` (Python strings, None)."""
+    return pd.DataFrame(
+        {c: pd.Series(block.column(c).combine_chunks().to_numpy(zero_copy_only=False),
+                      dtype=object) for c in block.column_names},
+        index=pd.RangeIndex(block.num_rows))
+
+
+_ARROW_KINDS = ("string", "category", "timestamp")
+
+
+def arrow_ready(run: _Run, streamed: dict[str, Source]) -> bool:
+    """Whether the activities' maps are ones ``_Run.part_arrow`` converts as ``part``
+    does: columns read as written, by prefix, by value map or as times; no lookup, no
+    made-up values, no own features."""
+    m = run.m
+    if m.features.get("activities"):
+        return False
+    contract = TABLES["activities"]
+    for _, tm in m.parts("activities"):
+        if tm.source in run.sources and tm.source not in streamed:
+            return False
+        if any(x is not None for x in (tm.status, tm.status_at, tm.stage)):
+            return False
+        for c in contract.columns:
+            fm = tm.fields.get(c.name)
+            if fm is None:
+                continue
+            if c.kind not in _ARROW_KINDS or fm.lookup is not None or fm.row_id is not None \
+                    or fm.sequence is not None:
+                return False
+    return True
+
+
+def _fill_links_arrow(run: _Run, acts: pa.Table, parents: dict[str, tuple[KeyIndex, pa.Array]],
+                      roles: tuple[KeyIndex, pa.Array, str] | None) -> pa.Table:
+    """``_fill_activity_links`` on Arrow text: ``parents`` holds the keys and accounts of
+    the deals and leads, ``roles`` each contact's one deal (``_deal_of_contact``)."""
+    if acts.num_rows == 0:
+        return acts
+    lead = acts.column("lead_id").combine_chunks()
+    contact = acts.column("contact_id").combine_chunks()
+    lead_ids, _ = parents["leads"]
+    lead_at = lead_ids.positions(lead)  # -1 for a lead not among the leads (or none)
+    not_lead = np_mask(pc.and_(pc.is_valid(lead), pc.equal(lead, contact))) & (lead_at < 0)
+    n_not = int(not_lead.sum())
+    if n_not:
+        lead = pc.if_else(pa.array(not_lead), pa.scalar(None, pa.string()), lead)
+        acts = acts.set_column(acts.schema.get_field_index("lead_id"), "lead_id", lead)
+        run.notes.append(f"activities: {n_not:,} with a contact that is not "
+                         "among the leads: kept with the contact, no lead")
+    if roles is not None:
+        contacts, deals, file = roles
+        deal = acts.column("opportunity_id").combine_chunks()
+        fill = pc.and_(pc.is_null(deal), pc.is_valid(contact))
+        got = pc.take(deals, contacts.index_in(contact))
+        ok = pc.and_(fill, pc.is_valid(got))
+        n_put = int(pc.sum(pc.cast(ok, pa.int64())).as_py() or 0)
+        if n_put:
+            acts = acts.set_column(acts.schema.get_field_index("opportunity_id"),
+                                   "opportunity_id", pc.if_else(ok, got, deal))
+            run.notes.append(f"activities: {n_put:,} put on the one deal their contact is "
+                             f"on ({file})")
+    account = acts.column("account_id").combine_chunks()
+    filled = 0
+    for table, key in (("opportunities", "opportunity_id"), ("leads", "lead_id")):
+        keys, accounts = parents[table]
+        ref = acts.column(key).combine_chunks()
+        need = pc.and_(pc.is_null(account), pc.is_valid(ref))
+        if not pc.any(need).as_py():
+            continue
+        # (a lead set to none above was not among the leads: it finds no account either)
+        at = lead_at if table == "leads" else keys.positions(ref)
+        got = pc.take(accounts, pa.array(at, type=pa.int64(), mask=at < 0))
+        ok = pc.and_(need, pc.is_valid(got))
+        account = pc.if_else(ok, got, account)
+        filled += int(pc.sum(pc.cast(ok, pa.int64())).as_py() or 0)
+    if filled:
+        acts = acts.set_column(acts.schema.get_field_index("account_id"), "account_id", account)
+        run.notes.append(f"activities: account_id from the activity's deal or lead for "
+                         f"{filled:,} row(s)")
+    return acts
 
 
 # ---------------------------------------------------------------------------------------
@@ -984,6 +1218,25 @@ def _changes_of(run: _Run, table: str, tm: TableMap,
 # Activities and accounts.
 
 
+def _deal_of_contact(run: _Run, mapping: Mapping) -> tuple[pd.Series, str] | None:
+    """Per contact of the contact roles (``contact_roles``), its one deal (None for a
+    contact on several), and the roles' file; None when the export has no such roles."""
+    roles: list[ContactRoles] = [tm.contact_roles for _, tm in mapping.parts("activities")
+                                 if tm.contact_roles is not None]
+    if not roles or roles[0].source not in run.sources:
+        return None
+    src = run.sources[roles[0].source]
+    cr = src.frame
+    c_col = find_column(cr.columns, roles[0].contact)
+    o_col = find_column(cr.columns, roles[0].opportunity)
+    if not c_col or not o_col:
+        return None
+    pairs = pd.DataFrame({"c": clean_text(cr[c_col]), "o": clean_text(cr[o_col])})
+    pairs = pairs.dropna().drop_duplicates()
+    single = pairs.groupby("c")["o"].agg(lambda s: s.iat[0] if len(s) == 1 else None)
+    return single, src.file
+
+
 def _fill_activity_links(run: _Run, mapping: Mapping, tables: dict[str, pd.DataFrame]) -> None:
     acts = tables["activities"]
     if acts.empty:
@@ -996,22 +1249,15 @@ def _fill_activity_links(run: _Run, mapping: Mapping, tables: dict[str, pd.DataF
         acts.loc[not_lead, "lead_id"] = None
         run.notes.append(f"activities: {int(not_lead.sum()):,} with a contact that is not "
                          "among the leads: kept with the contact, no lead")
-    roles: list[ContactRoles] = [tm.contact_roles for _, tm in mapping.parts("activities")
-                                 if tm.contact_roles is not None]
-    if roles and roles[0].source in run.sources:
-        cr = run.sources[roles[0].source].frame
-        c_col = find_column(cr.columns, roles[0].contact)
-        o_col = find_column(cr.columns, roles[0].opportunity)
-        if c_col and o_col:
-            pairs = pd.DataFrame({"c": clean_text(cr[c_col]), "o": clean_text(cr[o_col])})
-            pairs = pairs.dropna().drop_duplicates()
-            single = pairs.groupby("c")["o"].agg(lambda s: s.iat[0] if len(s) == 1 else None)
-            fill = acts["opportunity_id"].isna() & acts["contact_id"].notna()
-            got = acts.loc[fill, "contact_id"].map(single)
-            acts.loc[got[got.notna()].index, "opportunity_id"] = got[got.notna()]
-            if got.notna().any():
-                run.notes.append(f"activities: {int(got.notna().sum()):,} put on the one deal "
-                                 f"their contact is on ({run.sources[roles[0].source].file})")
+    deal_of = _deal_of_contact(run, mapping)
+    if deal_of is not None:
+        single, file = deal_of
+        fill = acts["opportunity_id"].isna() & acts["contact_id"].notna()
+        got = acts.loc[fill, "contact_id"].map(single)
+        acts.loc[got[got.notna()].index, "opportunity_id"] = got[got.notna()]
+        if got.notna().any():
+            run.notes.append(f"activities: {int(got.notna().sum()):,} put on the one deal "
+                             f"their contact is on ({file})")
     filled = 0
     for table, key in (("opportunities", "opportunity_id"), ("leads", "lead_id")):
         parent = tables[table]

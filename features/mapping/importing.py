@@ -15,6 +15,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from features.mapping.convert import (
     ConvertError,
     Source,
     convert,
+    text_frame,
 )
 from features.mapping.document import MappingError
 from features.mapping.load import load_mapping
@@ -223,11 +225,18 @@ def _read_file(
 def _as_text(tbl: pa.Table, missing: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, int]]:
     """A file's columns as trimmed text (empty as None), and how many cells each of
     ``missing`` emptied."""
+    text, emptied = _trimmed(tbl, missing)
+    return text_frame(text), emptied
+
+
+def _trimmed(tbl: pa.Table, missing: tuple[str, ...]) -> tuple[pa.Table, dict[str, int]]:
+    """``_as_text`` in Arrow: the columns (names stripped) as trimmed Arrow text, empty
+    as null."""
     emptied: dict[str, int] = {}
-    columns: dict[str, pd.Series] = {}
+    columns: dict[str, pa.Array] = {}
     tokens = pa.array(list(missing), type=pa.string()) if missing else None
     for name in tbl.column_names:
-        arr = pc.utf8_trim_whitespace(tbl.column(name))
+        arr = pc.utf8_trim_whitespace(tbl.column(name).combine_chunks())
         drop = pc.equal(pc.binary_length(arr), 0)
         if tokens is not None:
             hit = pc.is_in(arr, value_set=tokens)
@@ -235,15 +244,18 @@ def _as_text(tbl: pa.Table, missing: tuple[str, ...]) -> tuple[pd.DataFrame, dic
             if pc.any(hit).as_py():
                 for item in pc.value_counts(arr.filter(hit)).to_pylist():
                     emptied[item["values"]] = emptied.get(item["values"], 0) + item["counts"]
-        arr = pc.if_else(drop, pa.scalar(None, pa.string()), arr)
-        columns[name.strip()] = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
-    return pd.DataFrame(columns, index=pd.RangeIndex(tbl.num_rows)), emptied
+        columns[name.strip()] = pc.if_else(drop, pa.scalar(None, pa.string()), arr)
+    out = tbl.select([])  # no columns yet, the file's rows
+    for name, arr in columns.items():
+        out = out.append_column(name, arr)
+    return out, emptied
 
 
 def _csv_chunks(path: Path, spec: SourceFile, wanted: Callable[[str], bool],
-                block_bytes: int) -> Iterator[tuple[pd.DataFrame, dict[str, int], int]]:
+                block_bytes: int) -> Iterator[tuple[pa.Table, dict[str, int], int]]:
     """A CSV file as ``_read_file`` reads it, a block of rows at a time: each block's
-    frame, the cells its ``missing`` texts emptied, and its first data row."""
+    columns as trimmed Arrow text (``_trimmed``), the cells its ``missing`` texts
+    emptied, and its first data row."""
     names = _header(path, spec.delimiter, spec.encoding)
     try:
         reader = pacsv.open_csv(
@@ -259,8 +271,8 @@ def _csv_chunks(path: Path, spec: SourceFile, wanted: Callable[[str], bool],
         )
         first = 0
         for batch in reader:
-            frame, emptied = _as_text(pa.Table.from_batches([batch]), spec.missing)
-            yield frame, emptied, first
+            block, emptied = _trimmed(pa.Table.from_batches([batch]), spec.missing)
+            yield block, emptied, first
             first += batch.num_rows
     except (OSError, ValueError, UnicodeDecodeError, csv.Error, pa.ArrowException) as exc:
         raise ExportError(f"{path}: cannot be read: {exc}") from None
@@ -455,25 +467,36 @@ def _stream_activities(
     lines: list[pd.DataFrame] = []
     columns = converted.columns[STREAMED_TABLE]
     writer: pq.ParquetWriter | None = None
+    # A block is written (encoded, compressed: Arrow's code, without the interpreter's
+    # lock) while the next is read and converted; one block waits at most, in order.
+    pool = ThreadPoolExecutor(max_workers=1)
+    written: Future[None] | None = None
     try:
         for name, file in plan.items():
-            for frame, cells, first_row in _csv_chunks(file, mapping.sources[name], wanted,
+            for block, cells, first_row in _csv_chunks(file, mapping.sources[name], wanted,
                                                        STREAM_BLOCK_BYTES):
                 say(f"activities: {file.name} from row {first_row:,}")
                 for token, n in cells.items():
                     emptied.setdefault(name, {})[token] = emptied.get(name, {}).get(token, 0) + n
                 first = leaf.rows
-                chunk = stream.chunk(name, frame, first_row)
-                del frame
-                valid, rej = leaf.check(_arrow_text(chunk.frame))
+                chunk = stream.chunk(name, block, first_row)
+                del block
+                valid, rej = leaf.check(chunk.table)
                 if not rej.empty:
                     found.append(rej)
                     lines.append(_lines(STREAMED_TABLE, rej, chunk.origin, columns, first))
                 tbl = pa.Table.from_pandas(valid, preserve_index=False)
+                del valid
                 if writer is None:
                     writer = pq.ParquetWriter(path, tbl.schema)
-                writer.write_table(tbl)
+                if written is not None:
+                    written.result()
+                written = pool.submit(writer.write_table, tbl)
+                del tbl
+        if written is not None:
+            written.result()
     finally:
+        pool.shutdown(wait=True)
         if writer is not None:
             writer.close()
     if writer is None:

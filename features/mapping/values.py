@@ -255,3 +255,59 @@ def sequence_times(order: pd.Series, start: str, every: str) -> pd.Series:
     times = begin + (rank - 1) * step
     out = times.dt.strftime(ISO_UTC).astype(object)
     return out.where(rank.notna(), order.astype(object))
+
+
+# ---------------------------------------------------------------------------------------
+# The same on Arrow text, for the activities of a large export (``ActivityStream``): the
+# values stay in Arrow, and only those nothing placed become Python strings (to be
+# counted exactly as ``Unplaced.add`` counts a Series).
+
+
+def prefixed_arrow(arr: pa.Array, prefix: str) -> pa.Array:
+    """Only the values that start with ``prefix``; the others null."""
+    starts = pc.fill_null(pc.starts_with(arr, prefix), False)
+    return pc.if_else(starts, arr, pa.scalar(None, pa.string()))
+
+
+def map_values_arrow(arr: pa.Array, fm: FieldMap, unplaced: Unplaced) -> pa.Array:
+    """``apply_value_map`` on Arrow text: each distinct value is looked up once in Python
+    (the same rules), every row then takes its value by position."""
+    if not fm.values:
+        return arr
+    exact = {k: _text(v) for k, v in fm.values.items()}
+    loose = {k.strip().lower(): v for k, v in exact.items()}
+    uniques = pc.unique(arr).drop_null()
+    targets = []
+    for u in uniques.to_pylist():
+        hit = exact.get(u)
+        if hit is None:
+            hit = loose.get(str(u).strip().lower())
+        targets.append(hit)
+    default = _text(fm.default) if fm.default is not None else None
+    final = [t if t is not None else (default if default is not None else u)
+             for t, u in zip(targets, uniques.to_pylist(), strict=True)]
+    at = pc.index_in(arr, value_set=uniques)
+    left = pc.fill_null(pc.take(pa.array([t is None for t in targets], type=pa.bool_()), at),
+                        False)
+    if pc.any(left).as_py():
+        unplaced.add(pd.Series(arr.filter(left).to_numpy(zero_copy_only=False), dtype=object))
+    return pc.take(pa.array(final, type=pa.string()), at)
+
+
+def utc_text_arrow(arr: pa.Array, fm: FieldMap, default_tz: str) -> tuple[pa.Array, int]:
+    """``to_utc_text`` on Arrow text: Arrow's cast where every value has the usual shape,
+    else the careful pandas path on the column."""
+    valid = arr.drop_null()
+    if len(valid) == 0:
+        return arr, 0
+    fast = _fast_times(valid, fm, fm.timezone or default_tz)
+    if fast is None:
+        text, n_dates = to_utc_text(pd.Series(arr.to_numpy(zero_copy_only=False),
+                                              dtype=object), fm, default_tz)
+        return as_arrow_text(text), n_dates
+    times, n_dates = fast
+    if times is valid:
+        return arr, n_dates  # kept as written
+    if len(valid) == len(arr):
+        return times, n_dates
+    return pc.replace_with_mask(arr, pc.is_valid(arr), times), n_dates

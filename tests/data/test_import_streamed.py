@@ -9,6 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import features.loader as loader
+import features.mapping.convert as convert
 import features.mapping.importing as importing
 from features.mapping.importing import ImportResult, import_settings, run_import
 from tests.data.crafted_exports import SALESFORCE, SALESFORCE_BANT, write_export
@@ -95,3 +97,61 @@ def test_planted_problems_are_found_across_blocks(
     written = pq.read_table(streamed.out / "activities.parquet").num_rows
     assert activities["valid"] == written and activities["read"] == written + activities[
         "rejected"]
+
+
+# Naive activity times in the mapping's own zone: the blocks' times go through pandas'
+# careful localisation (daylight saving), the rest of the block stays in Arrow.
+ZONED_MAPPING = MAPPING + "timezone: America/New_York\n"
+ZONED = {
+    **PLANTED,
+    "Event.csv": PLANTED["Event.csv"] + "00U7,0031,0061,001A,2024-03-10 02:30:00,Meeting\n"
+    + "00U8,  00Q1 ,,,2024-11-03 01:30:00,webinar\n",
+}
+
+
+@pytest.mark.parametrize(("files", "mapping"), [(SALESFORCE, MAPPING), (PLANTED, MAPPING),
+                                                (ZONED, ZONED_MAPPING)],
+                         ids=["salesforce", "planted", "zoned"])
+def test_blocks_in_arrow_give_what_blocks_as_python_strings_give(
+    tmp_path: Path, files: dict[str, str], mapping: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = write_export(tmp_path / "export", files)
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    monkeypatch.setattr(importing, "STREAM_FILE_BYTES", 0)
+    monkeypatch.setattr(importing, "STREAM_BLOCK_BYTES", 256)
+    results = []
+    for name, ready in (("arrow", convert.arrow_ready), ("python", lambda *_: False),
+                        ("whole", convert.arrow_ready)):
+        monkeypatch.setattr(convert, "arrow_ready", ready)
+        if name == "whole":
+            monkeypatch.setattr(importing, "STREAM_FILE_BYTES", 1 << 60)
+        results.append(run_import(import_settings(mapping=tmp_path / "mapping.yaml",
+                                                  source=export, out=tmp_path / name, now=NOW)))
+    arrow, python, whole = results
+    assert arrow.load.tables.activities.empty and python.load.tables.activities.empty
+    for path in sorted(arrow.out.iterdir()):  # the same blocks: the very same bytes
+        assert path.read_bytes() == (python.out / path.name).read_bytes(), path.name
+        if path.suffix == ".parquet":  # the whole file: one row group, the same table
+            a, b = pq.read_table(path), pq.read_table(whole.out / path.name)
+            assert a.equals(b) and a.schema.equals(b.schema, check_metadata=True), path.name
+        else:
+            assert path.read_text() == (whole.out / path.name).read_text(), path.name
+    for other in (python, whole):
+        assert arrow.summary() == other.summary()
+        assert arrow.rejections.equals(other.rejections)
+    assert any("put on the one deal" in n for n in arrow.converted.notes)
+
+
+def test_duplicates_across_blocks_are_found_however_the_seen_keys_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With 8 bits every key may have been seen: each block searches the hashes seen before,
+    # in runs merged two by two (several levels of them).
+    _, fine = _both(tmp_path / "fine", PLANTED, monkeypatch)
+    monkeypatch.setattr(loader, "SEEN_BITS", 3)
+    monkeypatch.setattr(loader, "MERGED_RUNS", 2)
+    _, coarse = _both(tmp_path / "coarse", PLANTED, monkeypatch)
+    assert fine.rejections.equals(coarse.rejections)
+    assert (fine.rejections["reason"].str.startswith("duplicate id").sum() == 3)
+    assert (fine.out / "activities.parquet").read_bytes() == (
+        coarse.out / "activities.parquet").read_bytes()
