@@ -312,6 +312,10 @@ def _psi(d: Drift) -> str:
     return "n/a" if not math.isfinite(d.psi) else f"{d.psi:.3f}"
 
 
+def _expected(d: Drift) -> str:
+    return f"{d.expected:.3f}"
+
+
 def print_reports(reports: list[TaskReport], console: Any, top: int = 8) -> None:
     """Per task: the score's and the worst features' PSI, then the recent calibration."""
     from rich.table import Table
@@ -322,18 +326,22 @@ def print_reports(reports: list[TaskReport], console: Any, top: int = 8) -> None
         if r.score is None:
             console.print(f"[bold]{title}[/bold]")
         else:
-            table = Table(title=title, title_justify="left")
-            for name, justify in (("", "left"), ("PSI", "right"), ("status", "left")):
+            table = Table(title=title, title_justify="left",
+                          caption="no drift: the PSI sampling alone gives at these sizes; "
+                          "warn and alert are read above it", caption_justify="left")
+            for name, justify in (("", "left"), ("PSI", "right"), ("no drift", "right"),
+                                  ("status", "left")):
                 table.add_column(name, justify=justify)  # type: ignore[arg-type]
-            table.add_row("score (0-100)", _psi(r.score), r.score.status,
+            table.add_row("score (0-100)", _psi(r.score), _expected(r.score), r.score.status,
                           style=STYLE[r.score.status])
             for f in r.features[:top]:
-                table.add_row(f.name, _psi(f), f.status + (" (trends)" if f.trending else ""),
+                table.add_row(f.name, _psi(f), _expected(f),
+                              f.status + (" (trends)" if f.trending else ""),
                               style=STYLE[f.status])
             rest = r.features[top:]
             if rest:
                 worse = sum(f.status != "ok" for f in rest)
-                table.add_row(f"... {len(rest)} more features", "", f"{worse} not ok")
+                table.add_row(f"... {len(rest)} more features", "", "", f"{worse} not ok")
             console.print(table)
         c = r.calibration
         if c is None:
