@@ -43,6 +43,7 @@ from serving.endpoints import Endpoint, suggest
 from serving.errors import validation_items
 from serving.models import GRADING_MISSING, LoadedModel, source_from_settings
 from serving.requests import LEAD_CATEGORIES, columns_to_table, rows_to_table
+from serving.results import list_adapter
 from serving.schemas import TIMESTAMP_RANGE, clean_text
 from serving.scoring import TREND_DAYS, Gaps, entity_features, score_tables
 from serving.settings import ScoringSettings
@@ -450,17 +451,12 @@ def _open_mask(rows: pd.DataFrame, task: str, as_of: pd.Timestamp) -> np.ndarray
     return np.asarray(out, dtype=bool)
 
 
-@functools.cache
-def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
-    return TypeAdapter(list[model])  # type: ignore[valid-type]
-
-
 def _flatten(results: Sequence[BaseModel]) -> list[dict[str, Any]]:
     """Results as flat rows (:func:`_flatten_dict`), dumped as JSON values in one call
     (each row what its ``model_dump(mode="json")`` gives)."""
     if not results:
         return []
-    dumped: list[dict[str, Any]] = _list_adapter(type(results[0])).dump_python(
+    dumped: list[dict[str, Any]] = list_adapter(type(results[0])).dump_python(
         list(results), mode="json")
     return [_flatten_dict(d) for d in dumped]
 

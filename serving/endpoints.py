@@ -31,6 +31,7 @@ from serving.results import (
     expansion_results,
     grading,
     lead_records,
+    list_adapter,
     renewal_results,
     risk_rules,
     validated,
@@ -323,7 +324,9 @@ def _account_file_results(
 def _account_file_records(
     model: LoadedModel, scored: Scored, settings: ScoringSettings
 ) -> list[dict[str, Any]]:
-    return [r.model_dump(mode="json") for r in _account_file_results(model, scored, settings)]
+    dumped: list[dict[str, Any]] = list_adapter(AccountResult).dump_python(
+        _account_file_results(model, scored, settings), mode="json")
+    return dumped
 
 
 def _one_task_scores(out: LeadScores | DealScores) -> list[list[int]]:

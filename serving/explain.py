@@ -223,7 +223,9 @@ class Explainer:
         if sums is None or n == 0:
             return [Explanation([], [], labels) for labels in unknown]
         sums = np.asarray(sums, dtype=np.float64)
-        up_ok = known & (sums > 0) & self._may_raise_rows(values, exclude_up)
+        cells = _Cells(values)
+        up_ok = known & (sums > 0)
+        up_ok &= self._may_raise_rows(cells, np.asarray(up_ok.any(axis=0)), exclude_up)
         down_ok = known & (sums < 0)
         order = np.argsort(-np.abs(sums), axis=1, kind="stable")
         chosen = []
@@ -232,7 +234,6 @@ class Explainer:
             at, ranks = np.nonzero(ranked & (np.cumsum(ranked, axis=1) <= k))
             chosen.append((at.tolist(), order[at, ranks].tolist()))
         factors: list[tuple[list[Factor], list[Factor]]] = [([], []) for _ in range(n)]
-        cells = _Cells(values)
         for side, (at_rows, at_topics) in enumerate(chosen):
             for i, j in zip(at_rows, at_topics, strict=True):
                 topic = topics[j]
@@ -262,10 +263,13 @@ class Explainer:
             out.append(list(labels))
         return out
 
-    def _may_raise_rows(self, values: Sequence[Values],
+    def _may_raise_rows(self, cells: _Cells, asked: np.ndarray,
                         exclude_up: Sequence[Collection[str]] | None) -> np.ndarray:
-        """:meth:`_may_raise` of every row and topic (rows x topics)."""
-        n = len(values)
+        """Per row and topic (rows x topics), whether a positive sum may be a reason for:
+        no risk flag states its features, and an absence only where the model was
+        constrained to read it as good and every absence feature is stated. Only the
+        ``asked`` topics (a known positive sum in some row) read their values."""
+        n = len(cells)
         out = np.ones((n, len(self.topics)), dtype=bool)
         if exclude_up is not None:
             by_excluded: dict[frozenset[str], list[int]] = {}
@@ -275,16 +279,14 @@ class Explainer:
             for features, rows in by_excluded.items():
                 out[rows] &= np.array([not any(f in features for f in t.features)
                                        for t in self.topics])
-        column = getattr(values, "column", None)
         falsy: dict[str, np.ndarray] = {}
         stated: dict[str, np.ndarray] = {}
-        for f in {f for t in self.topics for f in t.absence}:
-            cells = (column(f) if column is not None and f in values[0]
-                     else [v.get(f) for v in values])
-            falsy[f] = np.array([not v for v in cells], dtype=bool)
-            stated[f] = np.array([v is not None for v in cells], dtype=bool)
+        for f in {f for j, t in enumerate(self.topics) if asked[j] for f in t.absence}:
+            column = cells.column(f)
+            falsy[f] = np.array([not v for v in column], dtype=bool)
+            stated[f] = np.array([v is not None for v in column], dtype=bool)
         for j, t in enumerate(self.topics):
-            if not t.absence:
+            if not t.absence or not asked[j]:
                 continue
             absent = np.logical_and.reduce([falsy[f] for f in t.absence])
             if self._absence_good[j]:
@@ -296,16 +298,18 @@ class Explainer:
 
 
 class _Cells:
-    """What a chosen topic's sentence reads of one row: its ``features`` and ``reads``
-    (all a phrase may read, ``tests/unit/test_reasons.py`` holds every topic to it), taken
-    from whole columns where the rows are ``serving.scoring.FeatureValues``."""
+    """A batch's values a column at a time, read from whole columns where the rows are
+    ``serving.scoring.FeatureValues`` (else asked of each row), each column once."""
 
     def __init__(self, values: Sequence[Values]) -> None:
         self._values = values
         self._column = getattr(values, "column", None)
         self._columns: dict[str, Sequence[Value]] = {}
 
-    def _cells(self, name: str) -> Sequence[Value]:
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def column(self, name: str) -> Sequence[Value]:
         found = self._columns.get(name)
         if found is None:
             found = self._columns[name] = (
@@ -314,7 +318,10 @@ class _Cells:
         return found
 
     def row(self, topic: Topic, i: int) -> dict[str, Value]:
-        return {f: self._cells(f)[i] for f in (*topic.features, *topic.reads)}
+        """What a chosen topic's sentence reads of row ``i``: its ``features`` and
+        ``reads`` (all a phrase may read; ``tests/unit/test_reasons.py`` holds every topic
+        to it)."""
+        return {f: self.column(f)[i] for f in (*topic.features, *topic.reads)}
 
 
 _EXPLAINERS: dict[int, Explainer] = {}

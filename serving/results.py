@@ -287,13 +287,14 @@ def deal_results(
 
 
 @functools.cache
-def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+def list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    """One validator and serialiser of a list of ``model`` (built once per model)."""
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def validated(model: type[ResultT], records: list[dict[str, Any]]) -> list[ResultT]:
     """Records (the JSON of ``model``) as ``model`` instances, validated in one call."""
-    return _list_adapter(model).validate_python(records)
+    return list_adapter(model).validate_python(records)
 
 
 def _graded(scored: Scored, grading: Grading) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ from features.mapping.values import (
 from features.own import NONE as NO_OWN
 from features.own import OwnFeatures
 from features.parsing import np_mask
-from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, OPEN_STAGES, TABLES
+from features.schema import CRM_DEFAULT_STAGE_PROBABILITY, OPEN_STAGES, TABLES, Column
 from features.sets import CATEGORY_LEVELS
 
 # Contract columns that feed a category feature with fixed levels (features/sets.py).
@@ -195,12 +195,7 @@ class _Run:
                 table, column, f"{col}: no match in {other.file} {key}"))
         if kind == "timestamp":
             s, n_dates = to_utc_text(s, fm, self.m.timezone)
-            if n_dates:
-                tz = fm.timezone or self.m.timezone
-                self.notes.append(
-                    f"{table}.{column}: {n_dates:,} date(s) without a time from {col}, taken "
-                    f"as the {fm.date_only} of the day in {tz}"
-                )
+            self._dates_noted(table, column, col, fm, n_dates)
         elif kind in ("float", "int"):
             codes = None
             if fm.currency and self.m.currency.column:
@@ -209,6 +204,27 @@ class _Run:
             s = to_number_text(s, fm, self.m.currency, codes,
                                self.placed(table, column, "currency without a rate"))
         return s, col
+
+    def _dates_noted(self, table: str, column: str, col: str, fm: FieldMap,
+                     n_dates: int) -> None:
+        """The note of a timestamp field's values that were dates without a time."""
+        if n_dates:
+            tz = fm.timezone or self.m.timezone
+            self.notes.append(
+                f"{table}.{column}: {n_dates:,} date(s) without a time from {col}, taken "
+                f"as the {fm.date_only} of the day in {tz}"
+            )
+
+    def _not_in_export(self, table: str, c: Column, got: FieldMap, where: str, file: str,
+                       columns: Sequence[str]) -> None:
+        """A mapped field none of whose columns the file has: an error for a required
+        contract column that cannot be derived, else listed as not in the export."""
+        if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
+            raise ConvertError(
+                f"{where}: none of {', '.join(map(repr, got.column))} is a column of {file} "
+                f"(its columns: {', '.join(tuple(columns)[:30])})"
+            )
+        self.not_in_export.setdefault(table, []).append(c.name)
 
     # -- one table part -----------------------------------------------------------------
 
@@ -240,13 +256,8 @@ class _Run:
                 continue
             values, col = self.field(table, c.name, c.kind, got, src, f"{base}.fields.{c.name}")
             if values is None:
-                if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
-                    raise ConvertError(
-                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
-                        f"is a column of {src.file} (its columns: "
-                        f"{', '.join((src.header or tuple(src.frame.columns))[:30])})"
-                    )
-                self.not_in_export.setdefault(table, []).append(c.name)
+                self._not_in_export(table, c, got, f"{base}.fields.{c.name}", src.file,
+                                    src.header or tuple(src.frame.columns))
                 continue
             out[c.name], used[c.name] = values, col
         extra: dict[str, tuple[FieldMap | None, str]] = {
@@ -294,12 +305,7 @@ class _Run:
         s = map_values_arrow(s, fm, self.placed(table, column, what))
         if kind == "timestamp":
             s, n_dates = utc_text_arrow(s, fm, self.m.timezone)
-            if n_dates:
-                tz = fm.timezone or self.m.timezone
-                self.notes.append(
-                    f"{table}.{column}: {n_dates:,} date(s) without a time from {col}, taken "
-                    f"as the {fm.date_only} of the day in {tz}"
-                )
+            self._dates_noted(table, column, col, fm, n_dates)
         return s, col
 
     def part_arrow(self, table: str, name: str, tm: TableMap, file: str, tbl: pa.Table,
@@ -335,13 +341,8 @@ class _Run:
                 continue
             values, col = self.field_arrow(table, c.name, c.kind, got, tbl)
             if values is None:
-                if not c.nullable and c.name not in _DERIVABLE.get(table, ()):
-                    raise ConvertError(
-                        f"{base}.fields.{c.name}: none of {', '.join(map(repr, got.column))} "
-                        f"is a column of {file} (its columns: "
-                        f"{', '.join((header or tuple(tbl.column_names))[:30])})"
-                    )
-                self.not_in_export.setdefault(table, []).append(c.name)
+                self._not_in_export(table, c, got, f"{base}.fields.{c.name}", file,
+                                    header or tuple(tbl.column_names))
                 continue
             out[c.name], used[c.name] = values, col
         nulls = pa.nulls(tbl.num_rows, type=pa.string())
