@@ -30,6 +30,7 @@ changed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -338,10 +339,15 @@ def _deal_outcomes(
     if len(opps) == 0:  # a lead request without context: nothing to count
         won, lost, created, closed = (np.zeros(len(queries), dtype=np.int64) for _ in range(4))
         return won, lost, created, closed
-    g = group_codes
-    closed = times(opps, "closed_at")
-    created = times(opps, "created_at")
-    won = floats(opps, "is_won")
+    return _outcomes(times(opps, "closed_at"), times(opps, "created_at"),
+                     floats(opps, "is_won"), group_codes, queries)
+
+
+def _outcomes(
+    closed: np.ndarray, created: np.ndarray, won: np.ndarray, g: np.ndarray,
+    queries: pit.Queries,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_deal_outcomes` from the deals' columns."""
     return (
         queries.count(pit.index_events(np.where(won == 1.0, g, -1), closed)),
         queries.count(pit.index_events(np.where(won == 0.0, g, -1), closed)),
@@ -350,9 +356,52 @@ def _deal_outcomes(
     )
 
 
-def _owner_codes(opps: Frame) -> np.ndarray:
-    """Each deal row's owner as a code (-1: none)."""
-    return pit.codes(keys(opps, "owner_id"), _vocab(keys(opps, "owner_id")))
+@dataclass(frozen=True)
+class DealOwners:
+    """Every deal owner's deals, and the activities on them: what the owner features read.
+
+    A rep owns deals in many accounts, so the owner's record is the one thing a snapshot
+    reads beyond its own account. A build over all tables reads it from them
+    (:func:`deal_owners`); a build by partitions of accounts (``features.partitions``)
+    gathers it from every partition first and hands each the whole.
+    """
+
+    ids: np.ndarray
+    """The owners (object array of ids, sorted): the code space of ``owner``."""
+    owner: np.ndarray
+    """Per deal: its owner's code (-1: none)."""
+    created: np.ndarray
+    closed: np.ndarray
+    won: np.ndarray
+    """Per deal: 1.0 won, 0.0 lost, NaN open."""
+    renewal: np.ndarray
+    """Per deal: whether it is a renewal deal."""
+    activity_owner: np.ndarray | None = None
+    """Per activity on a deal: the deal's owner's code (None: not gathered)."""
+    activity_time: np.ndarray | None = None
+
+    def codes(self, owner_ids: pd.Series | np.ndarray) -> np.ndarray:
+        """Owner ids (one per deal row of a table) as codes into ``ids`` (-1: none)."""
+        return pit.codes(owner_ids, self.ids)
+
+
+def deal_owners(tables: AnyTables, with_activities: bool = False) -> DealOwners:
+    """The owners' record from ``tables`` themselves (every deal they hold); with the
+    activities on the deals when ``with_activities``."""
+    opps = tables.opportunities
+    ids = np.asarray(sorted(_vocab(keys(opps, "owner_id"))), dtype=object)
+    owner = pit.codes(keys(opps, "owner_id"), ids)
+    book = DealOwners(ids=ids, owner=owner, created=times(opps, "created_at"),
+                      closed=times(opps, "closed_at"), won=floats(opps, "is_won"),
+                      renewal=equals(opps, "product", contracts.RENEWAL_PRODUCT))
+    if not with_activities:
+        return book
+    acts = tables.activities
+    deal = pit.codes(keys(acts, "opportunity_id"), keys(opps, "opportunity_id"))
+    activity_owner = _pick(owner, deal, np.ones(len(acts), dtype=bool))
+    on_deal = activity_owner >= 0
+    return dataclasses.replace(book, activity_owner=activity_owner[on_deal],
+                               activity_time=times(acts, "occurred_at")[on_deal])
 
 
 def _win_rate(won: np.ndarray, lost: np.ndarray) -> np.ndarray:
@@ -361,23 +410,24 @@ def _win_rate(won: np.ndarray, lost: np.ndarray) -> np.ndarray:
         return np.where(closed > 0, won / np.maximum(closed, 1), np.nan)
 
 
-def _owner_record(tables: AnyTables, owner_code: np.ndarray, owners: pit.Queries) -> Columns:
+def _owner_record(book: DealOwners, owners: pit.Queries) -> Columns:
     """The owner's (``owners``: one owner code per query) deals won and closed before t."""
-    won, lost, _, _ = _deal_outcomes(tables, owner_code, owners)
+    if len(book.owner) == 0:  # a request without deals: nothing to count
+        zero = np.zeros(len(owners), dtype=np.int64)
+        return {"owner_win_rate": _win_rate(zero, zero), "owner_closed_deals": zero}
+    won, lost, _, _ = _outcomes(book.closed, book.created, book.won, book.owner, owners)
     return {"owner_win_rate": _win_rate(won, lost), "owner_closed_deals": won + lost}
 
 
-def _owner_activity_rate(tables: AnyTables, owner_code: np.ndarray,
-                         owners: pit.Queries) -> np.ndarray:
+def _owner_activity_rate(book: DealOwners, owners: pit.Queries) -> np.ndarray:
     """Activities a day on the owner's deals while open, before t: better reps run busier
     deals, measured over every deal they have had rather than the few an account sees."""
-    opps, acts = tables.opportunities, tables.activities
+    assert book.activity_owner is not None and book.activity_time is not None
     t = owners.times
-    created, closed = times(opps, "created_at"), times(opps, "closed_at")
     # Open days before t: (t - created) over deals created before t, less (t - closed) over
     # those closed before t, as counts and sums of times.
-    opened = pit.index_events(owner_code, created)
-    shut = pit.index_events(owner_code, closed)
+    opened = pit.index_events(book.owner, book.created)
+    shut = pit.index_events(book.owner, book.closed)
     days = np.zeros(len(t))
     for idx, sign in ((opened, 1.0), (shut, -1.0)):
         start = owners.starts(idx)
@@ -386,10 +436,7 @@ def _owner_activity_rate(tables: AnyTables, owner_code: np.ndarray,
         if len(idx):
             np.cumsum(idx.times / _DAY, out=total[1:])
         days += sign * ((end - start) * (t / _DAY) - (total[end] - total[start]))
-    deal_owner = _pick(owner_code, pit.codes(keys(acts, "opportunity_id"),
-                                             keys(opps, "opportunity_id")),
-                       np.ones(len(acts), dtype=bool))
-    busy = owners.count(pit.index_events(deal_owner, times(acts, "occurred_at")))
+    busy = owners.count(pit.index_events(book.activity_owner, book.activity_time))
     with np.errstate(divide="ignore", invalid="ignore"):
         # No activity at all on their deals: not sent (a request without them), not idle.
         return np.where((owners.keys >= 0) & (days >= 1.0) & (busy > 0), busy / days, np.nan)
@@ -413,7 +460,8 @@ def _rows_at(
     return t, row, created, (row >= 0) & (created != pit.NAT) & (created < t)
 
 
-def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
+def _lead_columns(tables: AnyTables, snapshots: Frame, step: Step,
+                  owners: DealOwners | None = None) -> Columns:
     leads = tables.leads
     t, row, created, visible = _rows_at(leads, "lead_id", snapshots)
     ent = pit.Queries(row, t)
@@ -527,7 +575,8 @@ def _deal_history(
     return out
 
 
-def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
+def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step,
+                  owners: DealOwners | None = None) -> Columns:
     opps = tables.opportunities
     vocab = keys(opps, "opportunity_id")
     t, row, created, visible = _rows_at(opps, "opportunity_id", snapshots)
@@ -539,8 +588,9 @@ def _deal_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
                                      "product")
     step("deal state as of t")
 
-    owner_code = _owner_codes(opps)
-    out.update(_owner_record(tables, owner_code, pit.Queries(_pick(owner_code, row, visible), t)))
+    book = owners or deal_owners(tables)
+    owner_code = book.codes(keys(opps, "owner_id"))
+    out.update(_owner_record(book, pit.Queries(_pick(owner_code, row, visible), t)))
 
     accounts = tables.accounts
     account_vocab = keys(accounts, "account_id")
@@ -685,7 +735,8 @@ def _signal_columns(tables: AnyTables, accounts: pd.Series | np.ndarray,
     return out
 
 
-def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns:
+def _account_columns(tables: AnyTables, snapshots: Frame, step: Step,
+                     owners: DealOwners | None = None) -> Columns:
     accounts_table = tables.accounts
     accounts = keys(accounts_table, "account_id")
     t, row, _, visible = _rows_at(accounts_table, "account_id", snapshots)
@@ -752,12 +803,13 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
     out.update(_renewal_activity(tables, deal_vocab, renewal_q))
     # The account's owner: the owner of the renewing contract's deal; their record so far,
     # on every deal and on renewals alone.
-    owner_code = _owner_codes(opps)
-    owners = pit.Queries(_pick(owner_code, term_deal, has_term), t)
-    out.update(_owner_record(tables, owner_code, owners))
-    out["owner_activity_rate"] = _owner_activity_rate(tables, owner_code, owners)
-    renewal_owner = np.where(equals(opps, "product", contracts.RENEWAL_PRODUCT), owner_code, -1)
-    won, lost, _, _ = _deal_outcomes(tables, renewal_owner, owners)
+    book = owners or deal_owners(tables, with_activities=True)
+    owner_code = book.codes(keys(opps, "owner_id"))
+    whose = pit.Queries(_pick(owner_code, term_deal, has_term), t)
+    out.update(_owner_record(book, whose))
+    out["owner_activity_rate"] = _owner_activity_rate(book, whose)
+    renewal_owner = np.where(book.renewal, book.owner, -1)
+    won, lost, _, _ = _outcomes(book.closed, book.created, book.won, renewal_owner, whose)
     out["owner_renewal_rate"] = _win_rate(won, lost)
     out["owner_renewals_closed"] = won + lost
     step("contracts")
@@ -788,7 +840,7 @@ def _account_columns(tables: AnyTables, snapshots: Frame, step: Step) -> Columns
 class EntityFeatures:
     """How the features of one kind of entity are computed, and in how many steps."""
 
-    compute: Callable[[AnyTables, Frame, Step], Columns]
+    compute: Callable[[AnyTables, Frame, Step, DealOwners | None], Columns]
     steps: int
     """How many times ``compute`` calls its step callback."""
 
@@ -808,6 +860,7 @@ def feature_columns(
     *,
     on_step: Step | None = None,
     own: OwnFeatures = NO_OWN,
+    owners: DealOwners | None = None,
 ) -> Columns:
     """The features of each snapshot as plain arrays, from rows dated strictly before its
     ``as_of``: what ``build_features`` computes, before it becomes a typed DataFrame.
@@ -819,24 +872,26 @@ def feature_columns(
     ``tables`` and ``snapshots`` may be DataFrames or ``features.columns`` tables.
     """
     columns = entity_columns(tables, snapshots, feature_set.entity_key, on_step=on_step,
-                             own=own)
+                             own=own, owners=owners)
     return select_features(columns, feature_set)
 
 
 def entity_columns(
     tables: AnyTables, snapshots: Frame, key: str, *, on_step: Step | None = None,
-    own: OwnFeatures = NO_OWN,
+    own: OwnFeatures = NO_OWN, owners: DealOwners | None = None,
 ) -> Columns:
     """Every feature the entity ``key`` has, per snapshot: what each of its feature sets
     picks from (:func:`select_features`), so sets of one entity can share one pass. An
-    export's ``own`` columns come as text or float (``features.own``)."""
+    export's ``own`` columns come as text or float (``features.own``). ``owners``: the
+    deal owners' record of the whole CRM when ``tables`` hold only some of its accounts
+    (default: read from ``tables``)."""
     missing = {key, "as_of"} - set(snapshots.columns)
     if missing:
         raise ValueError(f"snapshots lack columns {sorted(missing)}")
     entity = ENTITY_FEATURES.get(key)
     if entity is None:
         raise ValueError(f"no features for entity key {key!r}")
-    columns = entity.compute(tables, snapshots, on_step or _noop)
+    columns = entity.compute(tables, snapshots, on_step or _noop, owners)
     own = own or tables.own or NO_OWN
     if own:
         columns.update(own_columns(own, key, snapshots, columns[EXISTS]))
@@ -875,13 +930,15 @@ def build_features(
     *,
     on_step: Step | None = None,
     own: OwnFeatures = NO_OWN,
+    owners: DealOwners | None = None,
 ) -> pd.DataFrame:
     """Features of each snapshot, from rows dated strictly before its ``as_of``.
 
     Returns one row per snapshot, with the same order and index: the entity key, ``as_of``,
     then ``feature_set.names`` in order, typed per the spec (categories with fixed levels).
     """
-    columns = feature_columns(tables, snapshots, feature_set, on_step=on_step, own=own)
+    columns = feature_columns(tables, snapshots, feature_set, on_step=on_step, own=own,
+                              owners=owners)
     return features_frame(columns, snapshots, feature_set)
 
 

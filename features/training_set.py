@@ -12,6 +12,7 @@ import pandas as pd
 
 from features.build import (
     ENTITY_FEATURES,
+    DealOwners,
     Step,
     build_features,
     entity_columns,
@@ -36,10 +37,13 @@ def build_training_set(
     feature_set: FeatureSet | None = None,
     on_step: Step | None = None,
     own: OwnFeatures | None = None,
+    owners: DealOwners | None = None,
 ) -> pd.DataFrame:
     """Snapshots of a task with their labels and features: entity key, as_of, label, the
     task's split key if it has one, then the features. ``own``: the folder's own columns
-    (``features.own``), for a feature set derived with them (a model trained on them)."""
+    (``features.own``), for a feature set derived with them (a model trained on them).
+    ``owners``: the deal owners' record of the whole CRM when ``tables`` are one partition
+    of it (``features.partitions``)."""
     spec = task_spec(task)
     fs = feature_set or spec.feature_set
     if fs.task != task:
@@ -53,7 +57,7 @@ def build_training_set(
         data_end=data_end,
     )
     step("snapshots")
-    out = build_features(tables, snaps, fs, on_step=step, own=own or NO_OWN)
+    out = build_features(tables, snaps, fs, on_step=step, own=own or NO_OWN, owners=owners)
     return _with_label(out, snaps, spec.split_key)
 
 
