@@ -48,11 +48,14 @@ from features import point_in_time as pit
 from features.build import DealOwners, Step
 from features.columns import equals, floats, keys, times
 from features.contracts import RENEWAL_PRODUCT
+from features.declarations import FeatureSet
 from features.keys import text_hashes
+from features.loader import load_crm
 from features.reading import DataContractError, find_table_files
 from features.schema import FIELD_HISTORIES
 from features.snapshots import data_end_of
 from features.tasks import task_spec
+from features.training_set import TrainingSetSummary, build_training_set
 
 BATCH_ROWS = 1 << 20
 """Rows read and routed at a time while a folder is cut into partitions."""
@@ -273,8 +276,6 @@ class OwnersPart:
 
 def check_partition(folder: Path, now: pd.Timestamp, with_activities: bool) -> PartitionCheck:
     """First pass: load and validate one partition; its data end, rejections and owners."""
-    from features.loader import load_crm
-
     loaded = load_crm(Path(folder), now=now)
     tables = loaded.tables
     try:
@@ -349,9 +350,6 @@ class BuildJob:
 def build_partition(job: BuildJob) -> int:
     """Second pass: the partition's training set as of the common data end, written as an
     Arrow file (``job.out``); how many rows."""
-    from features.loader import load_crm
-    from features.training_set import build_training_set
-
     tables = load_crm(job.folder, now=job.now).tables
     frame = build_training_set(tables, job.task, horizon_days=job.horizon_days,
                                every_days=job.every_days, max_per_entity=job.max_per_entity,
@@ -423,16 +421,33 @@ class PartitionedBuild:
             return schema.empty_table().to_pandas()
         return pa.concat_tables(tables).to_pandas()
 
-    def write_parquet(self, out: Path) -> None:
-        """Write the training set as one Parquet file, a block at a time."""
+    def write_parquet(self, out: Path, feature_set: FeatureSet) -> TrainingSetSummary:
+        """Write the training set as one Parquet file, a block at a time, and summarize
+        it as ``features.training_set.summarize`` does the whole."""
         schema = ipc.open_file(pa.OSFile(str(self.parts[0]))).schema
+        key = feature_set.entity_key
+        rows = labelled = positives = entities = 0
+        missing = dict.fromkeys(feature_set.names, 0)
+        last: object = None
         with pq.ParquetWriter(out, schema) as writer:
-            wrote = False
             for table in self.batches():
                 writer.write_table(table)
-                wrote = True
-            if not wrote:
+                block = table.select([key, "label", *feature_set.names]).to_pandas()
+                label = block["label"].dropna().astype(bool)
+                rows += len(block)
+                labelled += len(label)
+                positives += int(label.sum())
+                ids = block[key].to_numpy(dtype=object)
+                # Rows come entity by entity: a new entity wherever the id changes.
+                entities += int((ids[1:] != ids[:-1]).sum()) + int(ids[0] != last)
+                last = ids[-1]
+                for name in feature_set.names:
+                    missing[name] += int(block[name].isna().sum())
+            if not rows:
                 writer.write_table(schema.empty_table())
+        return TrainingSetSummary(
+            rows=rows, entities=entities, labelled=labelled, unlabelled=rows - labelled,
+            label_rate=positives / labelled if labelled else float("nan"), missing=missing)
 
 
 def build_by_partitions(
@@ -508,3 +523,27 @@ def temporary_work_dir(parent: Path | None = None) -> tempfile.TemporaryDirector
     return tempfile.TemporaryDirectory(prefix="leadscore-partitions-",
                                        dir=None if parent is None else str(parent))
 
+
+
+def training_set_by_partitions(
+    data_dir: Path,
+    task: str,
+    *,
+    partitions: int,
+    executor: Executor | None = None,
+    work_dir: Path | None = None,
+    horizon_days: int | None = None,
+    every_days: int | None = None,
+    max_per_entity: int | None = None,
+    on_step: Step | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """``task``'s training set from the CRM folder ``data_dir``, built by partitions
+    (:func:`build_by_partitions`) as ``build_training_set`` returns it, and how many rows
+    the loader rejected. ``work_dir``: where the partitions go (default: a temporary
+    folder, removed after)."""
+    with temporary_work_dir(work_dir) as tmp:
+        built = build_by_partitions(data_dir, task, partitions=partitions, work_dir=Path(tmp),
+                                    executor=executor, horizon_days=horizon_days,
+                                    every_days=every_days, max_per_entity=max_per_entity,
+                                    on_step=on_step)
+        return built.frame(), built.rejected_rows

@@ -402,6 +402,24 @@ def build(
     every_days: int = typer.Option(
         None, min=1, help="Days between snapshots of an open entity (default: the task's, 7)."
     ),
+    partitions: int = typer.Option(
+        1, "--partitions", min=1, help="Build by this many partitions of whole accounts, "
+        "one at a time in memory (1: the whole folder at once). The rows are the same; "
+        "the tables must be Parquet."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Processes building partitions at once (with "
+        "--cluster local: the cluster's worker processes)."
+    ),
+    cluster: str = typer.Option(
+        None, "--cluster", help="Build the partitions on a Dask cluster: 'local' (worker "
+        "processes on this machine) or a scheduler's tcp://HOST:PORT, whose workers must "
+        "read and write --work-dir. Needs the [dask] extra."
+    ),
+    work_dir: Path = typer.Option(
+        None, "--work-dir", help="Folder for the partitions' tables and outputs, removed "
+        "after (default: a temporary folder beside --out)."
+    ),
 ) -> None:
     """Build a point-in-time training set: one row per snapshot, label, declared features."""
     from rich.console import Console
@@ -410,25 +428,35 @@ def build(
 
     from features.loader import DataContractError
     from features.training_set import build_steps
-    from leadscore.build_cmd import build_training_file
+    from leadscore.build_cmd import PARTITION_STEPS, build_training_file
+    from leadscore.cluster import ClusterError, check_address
     from leadscore.memory import reuse_freed_memory
 
     reuse_freed_memory()
     if task not in TASKS:
         typer.echo(f"unknown task {task!r}; use one of {', '.join(TASKS)}", err=True)
         raise typer.Exit(2)
+    if (workers > 1 or cluster is not None) and partitions == 1:
+        typer.echo("--workers and --cluster build partitions: give --partitions N (N > 1)",
+                   err=True)
+        raise typer.Exit(2)
     console = Console()
     try:
+        if cluster is not None:
+            check_address(cluster)
         with Progress(console=console, transient=True) as bar:
-            job = bar.add_task(f"building {task}", total=build_steps(task) + 1)
+            steps = PARTITION_STEPS if partitions > 1 else build_steps(task) + 1
+            job = bar.add_task(f"building {task}", total=steps)
 
             def advance(what: str) -> None:
                 bar.update(job, advance=1, description=f"{task}: {what}")
 
             report = build_training_file(
-                data, task, out, horizon_days=horizon_days, every_days=every_days, on_step=advance
+                data, task, out, horizon_days=horizon_days, every_days=every_days,
+                partitions=partitions, workers=workers, cluster=cluster, work_dir=work_dir,
+                on_step=advance,
             )
-    except (DataContractError, OSError) as exc:
+    except (DataContractError, OSError, ClusterError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     s = report.summary
