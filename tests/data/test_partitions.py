@@ -23,7 +23,7 @@ import pytest
 
 from features.build import deal_owners
 from features.loader import load_crm
-from features.partitions import build_by_partitions, split_crm
+from features.partitions import build_by_partitions, split_crm, training_set_by_partitions
 from features.schema import TABLES
 from features.snapshots import data_end_of
 from features.tasks import TASKS
@@ -189,3 +189,13 @@ def test_a_partition_without_the_owners_record_reads_other_owner_figures(
     whole = build_training_set(tables, "deal_close")
     mine = whole.loc[whole["opportunity_id"].isin(set(shared["opportunity_id"]))]
     pd.testing.assert_frame_equal(shared, mine.reset_index(drop=True))
+
+
+def test_the_training_set_by_partitions_for_train(
+    crm: Path, whole: dict[str, pd.DataFrame], tmp_path: Path
+) -> None:
+    frame, rejected = training_set_by_partitions(crm, "lead_qualification", partitions=2,
+                                                 work_dir=tmp_path)
+    pd.testing.assert_frame_equal(frame, whole["lead_qualification"])
+    assert rejected == 0
+    assert list(tmp_path.iterdir()) == []  # its work folder is gone
