@@ -199,3 +199,22 @@ def test_the_training_set_by_partitions_for_train(
     pd.testing.assert_frame_equal(frame, whole["lead_qualification"])
     assert rejected == 0
     assert list(tmp_path.iterdir()) == []  # its work folder is gone
+
+
+def test_build_command_needs_partitions_for_workers_and_a_cluster_address(
+    crm: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    base = ["build", "--task", "deal_close", "--data", str(crm), "--out",
+            str(tmp_path / "out.parquet")]
+    runner = CliRunner()
+    alone = runner.invoke(app, [*base, "--workers", "2"])
+    assert alone.exit_code == 2 and "--partitions N" in alone.output
+    bad = runner.invoke(app, [*base, "--partitions", "2", "--cluster", "nowhere"])
+    assert bad.exit_code == 2 and "tcp://HOST:PORT" in bad.output
+    ok = runner.invoke(app, [*base, "--partitions", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "snapshots of" in ok.output
