@@ -537,6 +537,22 @@ def train(
         True, help="With fewer than 40 positive or negative training outcomes register the "
         "CRM's rate as a rate model; below a few hundred, start LightGBM from the rates."
     ),
+    cluster: str = typer.Option(
+        None, "--cluster", help="Fit with lightgbm.dask on a Dask cluster: 'local' (worker "
+        "processes on this machine) or a scheduler's tcp://HOST:PORT. It has no early "
+        "stopping, so the rounds are chosen first by a single-machine fit early-stopped on "
+        "a sample (--round-sample-rows); the run and the model card say so. Needs the "
+        "[dask] extra."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Worker processes of --cluster local (default: one "
+        "per core)."
+    ),
+    round_sample_rows: int = typer.Option(
+        None, "--round-sample-rows", min=1, help="With --cluster: most training (and "
+        "validation) rows, whole entities, of the fit that chooses the rounds (default "
+        "200000)."
+    ),
 ) -> None:
     """Train, evaluate against baselines, log to MLflow, register and gate a model.
 
@@ -547,6 +563,7 @@ def train(
     """
     from pydantic import ValidationError
 
+    from leadscore.cluster import ClusterError, check_address
     from leadscore.memory import reuse_freed_memory
     from training.commands import run_train
     from training.train import train_settings
@@ -563,13 +580,24 @@ def train(
             allow_columns=tuple(allow_column) if allow_column else None,
             static=static, folds=folds, gap_days=gap_days,
             validation_fraction=validation_fraction, test_fraction=test_fraction,
-            cold_start=cold_start,
+            cold_start=cold_start, cluster=cluster, workers=workers,
+            round_sample_rows=round_sample_rows,
         )
-    except ValidationError as exc:
+        if settings.cluster is not None:
+            check_address(settings.cluster)
+    except (ValidationError, ClusterError) as exc:
         typer.echo(f"invalid settings: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        run_train(settings)
+        if settings.cluster is None:
+            run_train(settings)
+        else:
+            from leadscore.cluster import dask_client
+            from training.dask_fit import DaskBoosterFitter
+
+            with dask_client(settings.cluster, n_workers=settings.workers) as client:
+                run_train(settings, fit=DaskBoosterFitter(
+                    client, sample_rows=settings.round_sample_rows))
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

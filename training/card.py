@@ -183,6 +183,14 @@ def model_card(ev: Evaluation, version: str | None = None, gate_reason: str | No
             f"of {info.get('prior_strength', 0):g} {spec.plural}; no booster")
         for value, text in (info.get("reasons") or {}).items():
             lines.append(f"  - {value}: {text}")
+    elif ev.rounds:
+        where = (md.get("training") or {}).get("cluster")
+        lines.append(
+            f"- LightGBM fit on a Dask cluster ({where}) with `lightgbm.dask`, native "
+            "categoricals, monotone constraints from the feature declarations. "
+            "`lightgbm.dask` has no early stopping, so the rounds were chosen first on a "
+            "sampled validation:")
+        lines += [f"  - {key}: {choice.describe()}" for key, choice in ev.rounds.items()]
     else:
         lines.append(
             f"- LightGBM, native categoricals, early stopping on validation log loss "

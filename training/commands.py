@@ -19,6 +19,7 @@ from features.tasks import task_spec
 from modeling.registry import CHAMPION
 from training.audit import AuditReport
 from training.evaluate import WEAK_STAGE_AUC, Evaluation, weak_stages
+from training.fit import BoosterFitter, fit_locally
 from training.train import TrainResult, TrainSettings, train
 
 TRAIN_STEPS = 10
@@ -72,8 +73,10 @@ def grades_table(ev: Evaluation) -> Table | None:
     return table
 
 
-def run_train(settings: TrainSettings, console: Console | None = None) -> TrainResult:
-    """Train with a progress bar, then print metrics, the calibration and the gate's verdict."""
+def run_train(settings: TrainSettings, console: Console | None = None,
+              fit: BoosterFitter = fit_locally) -> TrainResult:
+    """Train with a progress bar, then print metrics, the calibration and the gate's verdict
+    (``fit``: where the boosters are fit, see :func:`training.train.train`)."""
     console = console or Console()
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
@@ -88,7 +91,7 @@ def run_train(settings: TrainSettings, console: Console | None = None) -> TrainR
             if i % 25 == 0:
                 bar.update(job, description=f"{settings.task}: boosting, round {i}")
 
-        result = train(settings, on_step=step, on_iteration=iteration)
+        result = train(settings, on_step=step, on_iteration=iteration, fit=fit)
         bar.update(job, completed=TRAIN_STEPS, description=f"{settings.task}: done")
     print_result(result, console)
     return result
@@ -248,6 +251,14 @@ def print_result(result: TrainResult, console: Console) -> None:
         f"lift in the top decile {_f(m.get('test_lift_top_decile'))}; "
         f"calibration: {methods or 'none'}; rows train / validation / test: {counts}"
     )
+    if ev.rounds:
+        cluster = (ev.model.metadata.get("training") or {}).get("cluster")
+        console.print(f"trained on the Dask cluster {cluster}: lightgbm.dask has no early "
+                      "stopping, so the rounds were chosen first on a sampled validation",
+                      soft_wrap=True, highlight=False)
+        for key, choice in ev.rounds.items():
+            name = "" if key == "__all__" else f"{key}: "
+            console.print(f"  {name}{choice.describe()}", soft_wrap=True, highlight=False)
     if ev.params.get("small_data") and not ev.model.is_rate_model:
         console.print(
             f"small data ({ev.params['train_entities']:,} {task_spec(ev.task).plural} to train "

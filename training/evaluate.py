@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,14 @@ from training.cold_start import (
     fit_rate_model,
     regularised_params,
 )
-from training.fit import BoosterParams, FittedModel, blank_columns, fit_scoring_model
+from training.fit import (
+    BoosterFitter,
+    BoosterParams,
+    FittedModel,
+    blank_columns,
+    fit_locally,
+    fit_scoring_model,
+)
 from training.grades import (
     VALIDATION_REFERENCE,
     GradeRow,
@@ -42,6 +49,9 @@ from training.grades import (
 )
 from training.metrics import binary_metrics, log_loss
 from training.split import TimeSplit, grouped_folds, strict_backtest, time_split
+
+if TYPE_CHECKING:
+    from training.dask_fit import RoundChoice
 
 Step = Callable[[str], None]
 DealModel = Literal["per_stage", "single"]
@@ -144,6 +154,9 @@ class Evaluation:
     """Positive and negative outcomes of the training period."""
     regime_note: str | None = None
     """Why the regime is what it is, in words (the command and the card print it)."""
+    rounds: dict[str, RoundChoice] = field(default_factory=dict)
+    """Per booster fit on a Dask cluster, how its rounds were chosen (empty: each booster
+    early-stopped on the validation period, on this machine)."""
 
     @property
     def static(self) -> bool:
@@ -236,6 +249,7 @@ def _strict_metrics(
     rate_col: str,
     train_rows: int,
     validation_rows: int,
+    fit: BoosterFitter = fit_locally,
 ) -> dict[str, float]:
     """The strict backtest's test figures (``strict_*``) and how many rows it left out.
 
@@ -252,7 +266,7 @@ def _strict_metrics(
     fitted = fit_scoring_model(
         task, feature_set, strict.train, strict.validation, params, config.seed,
         route_by=route_by, offset_column=offset_column,
-        min_calibration_entities=config.min_calibration_entities,
+        min_calibration_entities=config.min_calibration_entities, fit=fit,
     )
     scores = {"model": fitted.model.predict_proba(strict.test),
               **_baseline_scores(strict.train, strict.test, task, feature_set, rate_col)}
@@ -357,6 +371,7 @@ def fit_for_outcomes(
     offset_column: str | None,
     metadata: dict[str, Any] | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    fit: BoosterFitter = fit_locally,
 ) -> tuple[FittedModel, Regime, Outcomes, str | None, BoosterParams]:
     """Fit what the training period's outcomes support: the rate model below the floor,
     a booster from the rates' offset regularised toward them in the range above it, else
@@ -390,7 +405,7 @@ def fit_for_outcomes(
             task, feature_set, train, validation, params, config.seed,
             route_by=route, metadata=metadata, on_iteration=on_iteration,
             offset_column=offset, min_calibration_entities=config.min_calibration_entities,
-            grade_shares=config.grade_shares,
+            grade_shares=config.grade_shares, fit=fit,
         )
 
     if regime == "booster":
@@ -433,8 +448,13 @@ def fit_and_evaluate(
     on_step: Step | None = None,
     on_iteration: Callable[[int], None] | None = None,
     data_end: pd.Timestamp | None = None,
+    fit: BoosterFitter = fit_locally,
 ) -> Evaluation:
-    """Split by time, fit + calibrate LightGBM and the baselines, score the test period."""
+    """Split by time, fit + calibrate LightGBM and the baselines, score the test period.
+
+    ``fit`` fits every booster (the registered model's, the strict backtest's, the static
+    folds'): on this machine by default, or on a Dask cluster
+    (``training.dask_fit.DaskBoosterFitter``)."""
     step = on_step or _noop
     spec = task_spec(task)
     key = feature_set.entity_key
@@ -456,7 +476,7 @@ def fit_and_evaluate(
     oof: dict[str, np.ndarray] | None = None
     if static:
         split, oof = _static_cv(frame, task, feature_set, config, task_params, route_by,
-                                offset_column, rate_col)
+                                offset_column, rate_col, fit)
         step("cross-validated by group (static)")
     else:
         split = split_periods(frame, task, config, data_end)
@@ -480,7 +500,7 @@ def fit_and_evaluate(
     booster_params = task_params.for_small_data() if small else task_params
     fitted, regime, outcomes, regime_note, booster_params = fit_for_outcomes(
         task, feature_set, split.train, split.validation, config, booster_params, route_by,
-        offset_column, metadata, on_iteration,
+        offset_column, metadata, on_iteration, fit,
     )
     if regime == "regularised":
         route_by, offset_column = None, offset_column or rate_col
@@ -537,7 +557,7 @@ def fit_and_evaluate(
     if resolved is not None:
         metrics.update(_strict_metrics(
             strict_backtest(split, resolved), y, task, feature_set, booster_params, config,
-            route_by, offset_column, rate_col, len(split.train), len(split.validation),
+            route_by, offset_column, rate_col, len(split.train), len(split.validation), fit,
         ))
 
     metadata["test_metrics"] = {k: v for k, v in metrics.items() if k.startswith("test_")}
@@ -611,6 +631,7 @@ def fit_and_evaluate(
         regime=regime,
         outcomes=outcomes,
         regime_note=regime_note,
+        rounds=fitted.rounds,
     )
 
 
@@ -623,6 +644,7 @@ def _static_cv(
     route_by: str | None,
     offset_column: str | None,
     rate_col: str,
+    fit: BoosterFitter = fit_locally,
 ) -> tuple[TimeSplit, dict[str, np.ndarray]]:
     """Grouped k-fold cross-validation: each fold scored by a model fit on the others
     (the next fold its validation: early stopping, calibration), the baselines likewise.
@@ -649,7 +671,7 @@ def _static_cv(
                  and train[key].nunique() < config.small_data_entities)
         params = task_params.for_small_data() if small else task_params
         fitted, *_ = fit_for_outcomes(task, feature_set, train, validation, config, params,
-                                route_by, offset_column)
+                                      route_by, offset_column, fit=fit)
         fold_scores = {"model": fitted.model.predict_proba(test),
                        **_baseline_scores(train, test, task, feature_set, rate_col)}
         for name, p in fold_scores.items():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -18,6 +18,9 @@ from modeling.artifact import ALL, Offset, ScoringModel
 from modeling.grading import DEFAULT_SHARES
 from training.calibration import MIN_CALIBRATION_ENTITIES, CalibrationChoice, choose_calibrator
 from training.grades import VALIDATION_REFERENCE, fit_grading
+
+if TYPE_CHECKING:
+    from training.dask_fit import RoundChoice
 
 
 @dataclass(frozen=True)
@@ -145,10 +148,41 @@ def fit_booster(
 
 
 @dataclass(frozen=True)
+class BoosterFit:
+    """One fitted booster, its rounds, and how they were chosen when not by early stopping
+    on the whole training period (a distributed fit: ``training.dask_fit``)."""
+
+    booster: lgb.Booster
+    best_iteration: int
+    rounds: RoundChoice | None = None
+
+
+class BoosterFitter(Protocol):
+    """Fits one booster on ``train``, its rounds chosen on ``validation``."""
+
+    def __call__(self, train: pd.DataFrame, validation: pd.DataFrame, feature_set: FeatureSet,
+                 params: BoosterParams, seed: int, label: str = "label",
+                 on_iteration: Callable[[int], None] | None = None,
+                 offset: Offset | None = None) -> BoosterFit: ...
+
+
+def fit_locally(train: pd.DataFrame, validation: pd.DataFrame, feature_set: FeatureSet,
+                params: BoosterParams, seed: int, label: str = "label",
+                on_iteration: Callable[[int], None] | None = None,
+                offset: Offset | None = None) -> BoosterFit:
+    """The single-machine fit: :func:`fit_booster`, early-stopped on ``validation``."""
+    booster = fit_booster(train, validation, feature_set, params, seed, label, on_iteration,
+                          offset)
+    return BoosterFit(booster, int(booster.best_iteration or booster.current_iteration()))
+
+
+@dataclass(frozen=True)
 class FittedModel:
     model: ScoringModel
     calibration: dict[str, CalibrationChoice]
     best_iterations: dict[str, int]
+    rounds: dict[str, RoundChoice] = field(default_factory=dict)
+    """Per booster fit on a cluster, how its rounds were chosen (empty: early stopping)."""
 
 
 def fit_offset(train: pd.DataFrame, column: str, label: str = "label",
@@ -178,6 +212,7 @@ def fit_scoring_model(
     offset_column: str | None = None,
     grade_shares: tuple[float, float, float] = DEFAULT_SHARES,
     min_calibration_entities: int = MIN_CALIBRATION_ENTITIES,
+    fit: BoosterFitter = fit_locally,
 ) -> FittedModel:
     """Fit booster(s) and a calibrator each, chosen by out-of-fold validation log loss,
     then the grade cut-offs.
@@ -187,7 +222,8 @@ def fit_scoring_model(
     With ``offset_column``, boosting starts from that column's training-period rates.
     Grades (A = the top ``grade_shares[0]``, ...) are cut on the validation period's
     calibrated probabilities: rows the boosters were not fit on, from the period just
-    before the test period (see ``training.grades``).
+    before the test period (see ``training.grades``). ``fit`` fits each booster (default:
+    on this machine; ``training.dask_fit.DaskBoosterFitter``: on a Dask cluster).
     """
     entity_key = feature_set.entity_key
     offset = fit_offset(train, offset_column, label) if offset_column else None
@@ -207,8 +243,12 @@ def fit_scoring_model(
     calibrators = {}
     choices: dict[str, CalibrationChoice] = {}
     best: dict[str, int] = {}
+    rounds: dict[str, RoundChoice] = {}
     for key, (tr, va) in parts.items():
-        booster = fit_booster(tr, va, feature_set, params, seed, label, on_iteration, offset)
+        fitted = fit(tr, va, feature_set, params, seed, label, on_iteration, offset)
+        booster = fitted.booster
+        if fitted.rounds is not None:
+            rounds[key] = fitted.rounds
         raw = np.asarray(
             booster.predict(features_frame(va, feature_set), raw_score=True,
                             num_threads=params.num_threads)
@@ -220,7 +260,7 @@ def fit_scoring_model(
         boosters[key] = booster
         calibrators[key] = choice.calibrator
         choices[key] = choice
-        best[key] = int(booster.best_iteration or booster.current_iteration())
+        best[key] = fitted.best_iteration
     model = ScoringModel(
         task=task,
         feature_set=feature_set,
@@ -232,7 +272,7 @@ def fit_scoring_model(
     )
     model.grading = fit_grading(model.predict_proba(validation), grade_shares,
                                 source=VALIDATION_REFERENCE)
-    return FittedModel(model=model, calibration=choices, best_iterations=best)
+    return FittedModel(model=model, calibration=choices, best_iterations=best, rounds=rounds)
 
 
 def _fittable(frame: pd.DataFrame, label: str, min_rows: int, min_per_class: int = 10) -> bool:

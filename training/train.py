@@ -26,12 +26,14 @@ from features.mapping.timing import read_current_values
 from features.own import Derived
 from features.schema import CRMTables
 from features.tasks import TASKS, task_spec
+from modeling.artifact import ALL
 from modeling.grading import DEFAULT_SHARES
 from modeling.profile import ReferenceProfile, build_profile
 from modeling.registry import CHALLENGER, CHAMPION, load_model_version, resolve_alias
 from training import plots
 from training.audit import AuditReport, audit_settings, audit_task
 from training.card import model_card
+from training.dask_fit import ROUND_SAMPLE_ROWS
 from training.data import current_columns, load_training_inputs
 from training.evaluate import (
     STATIC_CV,
@@ -41,7 +43,7 @@ from training.evaluate import (
     fit_and_evaluate,
     time_split_problem,
 )
-from training.fit import BoosterParams
+from training.fit import BoosterFitter, BoosterParams, fit_locally
 from training.grades import check_shares
 from training.metrics import binary_metrics
 from training.registry import (
@@ -133,6 +135,15 @@ class TrainSettings(BaseSettings):
     """Run the leakage audit on the training period and leave flagged columns out."""
     allow_columns: tuple[str, ...] = ()
     """Columns the leakage audit flagged that the model keeps anyway (``--allow-column``)."""
+    cluster: str | None = None
+    """The Dask cluster the boosters are fit on (``local`` or ``tcp://HOST:PORT``), with
+    ``lightgbm.dask``, the rounds chosen first on a sample (``training.dask_fit``); None:
+    on this machine. The command line opens it and hands :func:`train` its fitter."""
+    workers: int | None = Field(None, ge=1)
+    """Worker processes of ``--cluster local`` (None: one per core)."""
+    round_sample_rows: int = Field(ROUND_SAMPLE_ROWS, ge=1)
+    """With a cluster: most training (and validation) rows of the single-machine fit that
+    chooses the rounds."""
 
     @field_validator("task")
     @classmethod
@@ -409,8 +420,12 @@ def _mlflow_value(v: Any) -> Any:
 
 
 def train(settings: TrainSettings, on_step: Step | None = None,
-          on_iteration: Callable[[int], None] | None = None) -> TrainResult:
-    """Run one training: build, fit, evaluate, report, log, register and gate."""
+          on_iteration: Callable[[int], None] | None = None,
+          fit: BoosterFitter = fit_locally) -> TrainResult:
+    """Run one training: build, fit, evaluate, report, log, register and gate.
+
+    ``fit`` fits the boosters: on this machine, or on the cluster of ``settings.cluster``
+    (``training.dask_fit.DaskBoosterFitter`` on a client the caller holds open)."""
     step = on_step or (lambda _: None)
     inputs = load_training_inputs(settings.data, settings.task, settings.horizon_days,
                                   on_step=step)
@@ -440,7 +455,9 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         oracle=inputs.oracle,
         on_step=step,
         on_iteration=on_iteration,
+        fit=fit,
     )
+    record_backend(ev, settings)
     if why_static is not None:
         ev.model.metadata["static_reason"] = why_static
         ev.params["static_reason"] = why_static
@@ -461,6 +478,45 @@ def train(settings: TrainSettings, on_step: Step | None = None,
         audit=audit,
         companions=fit_companions(ev, inputs.tables, settings, step),
     )
+
+
+SINGLE_MACHINE, DASK = "single_machine", "dask"
+"""Values of the run's ``training_backend`` param and tag."""
+ROUNDS_ON_SAMPLE = "early_stopping_on_a_sample"
+"""The ``rounds_chosen_by`` tag of a run fit on Dask (lightgbm.dask has no early stopping)."""
+
+
+def record_backend(ev: Evaluation, settings: TrainSettings) -> None:
+    """Where the boosters were fit, on the model (metadata, for its card) and the run
+    (params): on a cluster, its address, and per booster how its rounds were chosen."""
+    if settings.cluster is None or not ev.rounds:
+        ev.params["training_backend"] = SINGLE_MACHINE
+        return
+    ev.model.metadata["training"] = {
+        "backend": DASK, "cluster": settings.cluster,
+        "rounds": {k: c.to_json() for k, c in ev.rounds.items()},
+    }
+    first = ev.rounds.get(ALL) or next(iter(ev.rounds.values()))
+    ev.params.update({
+        "training_backend": DASK,
+        "dask_cluster": settings.cluster,
+        "dask_workers": first.workers,
+        "dask_partitions": first.partitions,
+        "rounds_chosen_by": ROUNDS_ON_SAMPLE,
+        "round_sample_rows": settings.round_sample_rows,
+        "round_sample_train_rows": first.sample_train_rows,
+        "round_sample_validation_rows": first.sample_validation_rows,
+        "dask_rounds": first.rounds,
+    })
+
+
+def backend_tags(ev: Evaluation) -> dict[str, str]:
+    """The run's tags saying where its boosters were fit and how their rounds were chosen."""
+    training = ev.model.metadata.get("training") or {}
+    if training.get("backend") != DASK:
+        return {"training_backend": SINGLE_MACHINE}
+    return {"training_backend": DASK, "dask_cluster": str(training.get("cluster")),
+            "rounds_chosen_by": ROUNDS_ON_SAMPLE}
 
 
 def record_own(ev: Evaluation, derived: Derived) -> None:
@@ -584,6 +640,7 @@ def _log_and_register(
             "model_kind": "rate" if ev.model.is_rate_model else "booster",
             **({"not_a_backtest": "true"} if ev.static else {}),
             **({FINGERPRINT_TAG: fingerprint} if fingerprint else {}),
+            **backend_tags(ev),
         })
         finite = {k: v for k, v in ev.metrics.items() if np.isfinite(v)}
         mlflow.log_metrics(finite)

@@ -9,6 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -207,3 +208,43 @@ def test_an_import_s_opt_in_to_current_values_is_a_leak_risk_in_the_card(
     plain = tmp_path / "plain"
     _train(crm_dir, plain, "--no-register", "--no-strict-backtest")
     assert "Leak risk" not in (plain / "report" / "model_card.md").read_text()
+
+
+def test_train_on_a_local_dask_cluster_says_how_its_rounds_were_chosen(
+    crm_dir: Path, tmp_path: Path, store: str,
+) -> None:
+    from tests.dask_cluster import require_dask
+
+    require_dask()
+    out = _train(crm_dir, tmp_path, "--cluster", "local", "--workers", "2",
+                 "--no-strict-backtest")
+    assert "trained on the Dask cluster local: lightgbm.dask has no early stopping" in out
+    assert "chosen by a single-machine LightGBM fit early-stopped" in out
+    assert "as champion" in out
+    card = (tmp_path / "report" / "model_card.md").read_text()
+    assert "fit on a Dask cluster (local) with `lightgbm.dask`" in card
+    assert "chosen first on a sampled validation" in card
+    run = MlflowClient(store, store).search_runs(
+        [MlflowClient(store, store).get_experiment_by_name("lead_qualification").experiment_id])[0]
+    assert run.data.params["training_backend"] == "dask"
+    assert run.data.params["dask_workers"] == "2"
+    assert run.data.params["rounds_chosen_by"] == "early_stopping_on_a_sample"
+    assert int(run.data.params["dask_rounds"]) == int(run.data.params["best_iteration"]) > 0
+    assert run.data.tags["training_backend"] == "dask"
+    assert run.data.tags["rounds_chosen_by"] == "early_stopping_on_a_sample"
+    model, _ = load_model_version("lead_qualification", CHAMPION, store)
+    assert model.metadata["training"]["backend"] == "dask"
+    assert model.predict_proba(model_rows(crm_dir)).shape == (5,)
+
+
+def model_rows(crm_dir: Path) -> pd.DataFrame:
+    from training.data import load_training_inputs
+
+    return load_training_inputs(crm_dir, "lead_qualification").frame.head(5)
+
+
+def test_an_unknown_cluster_is_refused_before_training(crm_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--task", "lead_qualification", "--data",
+                                      str(crm_dir), "--cluster", "127.0.0.1:8786"])
+    assert result.exit_code == 2
+    assert "expected 'local'" in " ".join(result.output.split())
