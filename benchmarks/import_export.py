@@ -204,7 +204,9 @@ PARTS = {
 
 def child(export: Path, out: Path, mapping: Path, profile: Path | None = None) -> None:
     from features.mapping.importing import import_settings, run_import
+    from leadscore.memory import reuse_freed_memory
 
+    reuse_freed_memory()  # as `leadscore import` does
     settings = import_settings(mapping=mapping, source=export, out=out)
     t0 = time.perf_counter()
     if profile is None:

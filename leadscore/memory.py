@@ -1,4 +1,4 @@
-"""Process-wide allocator settings for the batch commands (build, train, score).
+"""Process-wide allocator settings for the batch commands (build, train, score, import).
 
 glibc serves every block over its mmap threshold (32 MB at most) with a fresh mapping and
 unmaps it on free. A 1M-lead training-set build makes hundreds of temporary arrays of

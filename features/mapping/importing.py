@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -49,6 +49,8 @@ from features.reading import DataContractError
 from features.report import sorted_rejections
 from features.rules import CheckedTable
 from features.schema import TABLES
+
+_T = TypeVar("_T")
 
 REPORT_COLUMNS = ["file", "row", "column", "reason", "table", "field"]
 SUMMARY_FILE = "import_report.json"
@@ -249,6 +251,24 @@ def _trimmed(tbl: pa.Table, missing: tuple[str, ...]) -> tuple[pa.Table, dict[st
     for name, arr in columns.items():
         out = out.append_column(name, arr)
     return out, emptied
+
+
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """``items``, each next one made in a thread while the caller works on the one before
+    (reading and trimming a CSV block is Arrow's code, without the interpreter's lock, so
+    it runs beside the conversion and checks of the block before it)."""
+    done = object()
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        ahead = pool.submit(next, items, done)
+        while True:
+            item = ahead.result()
+            if item is done:
+                return
+            ahead = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _csv_chunks(path: Path, spec: SourceFile, wanted: Callable[[str], bool],
@@ -471,28 +491,28 @@ def _stream_activities(
     # lock) while the next is read and converted; one block waits at most, in order.
     pool = ThreadPoolExecutor(max_workers=1)
     written: Future[None] | None = None
+    blocks = ((name, file, *block) for name, file in plan.items()
+              for block in _csv_chunks(file, mapping.sources[name], wanted, STREAM_BLOCK_BYTES))
     try:
-        for name, file in plan.items():
-            for block, cells, first_row in _csv_chunks(file, mapping.sources[name], wanted,
-                                                       STREAM_BLOCK_BYTES):
-                say(f"activities: {file.name} from row {first_row:,}")
-                for token, n in cells.items():
-                    emptied.setdefault(name, {})[token] = emptied.get(name, {}).get(token, 0) + n
-                first = leaf.rows
-                chunk = stream.chunk(name, block, first_row)
-                del block
-                valid, rej = leaf.check(chunk.table)
-                if not rej.empty:
-                    found.append(rej)
-                    lines.append(_lines(STREAMED_TABLE, rej, chunk.origin, columns, first))
-                tbl = pa.Table.from_pandas(valid, preserve_index=False)
-                del valid
-                if writer is None:
-                    writer = pq.ParquetWriter(path, tbl.schema)
-                if written is not None:
-                    written.result()
-                written = pool.submit(writer.write_table, tbl)
-                del tbl
+        for name, file, block, cells, first_row in _read_ahead(blocks):
+            say(f"activities: {file.name} from row {first_row:,}")
+            for token, n in cells.items():
+                emptied.setdefault(name, {})[token] = emptied.get(name, {}).get(token, 0) + n
+            first = leaf.rows
+            chunk = stream.chunk(name, block, first_row)
+            del block
+            valid, rej = leaf.check(chunk.table)
+            if not rej.empty:
+                found.append(rej)
+                lines.append(_lines(STREAMED_TABLE, rej, chunk.origin, columns, first))
+            tbl = pa.Table.from_pandas(valid, preserve_index=False)
+            del valid
+            if writer is None:
+                writer = pq.ParquetWriter(path, tbl.schema)
+            if written is not None:
+                written.result()
+            written = pool.submit(writer.write_table, tbl)
+            del tbl
         if written is not None:
             written.result()
     finally:

@@ -194,13 +194,51 @@ def iso_text(ts: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.strftime(seconds, format=ISO_UTC)
 
 
+# Shapes of ISO 8601 UTC text that ``ISO_AWARE`` matches, checked a byte position at a
+# time for a whole column (``d`` a digit, ``T`` a 'T' or a space, the rest as written).
+_ISO_SHAPES = ("dddd-dd-ddTdd:dd:ddZ", "dddd-dd-ddTdd:dd:dd.dddZ")
+
+
+def _all_iso_aware(arr: pa.Array) -> bool:
+    """Whether every value (no nulls) matches ``ISO_AWARE``: at once from the bytes where
+    every value has the length of one of ``_ISO_SHAPES``, else by the pattern."""
+    if _one_iso_shape(arr):
+        return True
+    return bool(pc.all(pc.match_substring_regex(arr, ISO_AWARE)).as_py())
+
+
+def _one_iso_shape(arr: pa.Array) -> bool:
+    """Whether every value has one of ``_ISO_SHAPES`` (False: not known, ask the pattern)."""
+    n = len(arr)
+    if n == 0 or arr.null_count or arr.type != pa.string():
+        return False
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    width = int(offsets[1] - offsets[0])
+    shape = next((s for s in _ISO_SHAPES if len(s) == width), None)
+    if shape is None or not bool((np.diff(offsets) == width).all()):
+        return False
+    data = np.frombuffer(bufs[2], dtype=np.uint8, count=width * n,
+                         offset=int(offsets[0])).reshape(n, width)
+    digits = [i for i, ch in enumerate(shape) if ch == "d"]
+    seps = [i for i, ch in enumerate(shape) if ch == "T"]
+    fixed = [i for i, ch in enumerate(shape) if ch not in "dT"]
+    if not bool(((data[:, digits] - np.uint8(48)) <= 9).all()):
+        return False
+    sep = data[:, seps]
+    if not bool(((sep == ord("T")) | (sep == ord(" "))).all()):
+        return False
+    want = np.frombuffer("".join(shape[i] for i in fixed).encode(), dtype=np.uint8)
+    return bool((data[:, fixed] == want).all())
+
+
 def _fast_times(arr: pa.Array, fm: FieldMap, tz: str) -> tuple[pa.Array, int] | None:
     """The usual case in Arrow: every value ISO 8601 with an offset, or every value ISO
     8601 without one (a time or a date alone). None when anything needs the careful path."""
     if fm.format is not None or len(arr) == 0:
         return None
     try:
-        if pc.all(pc.match_substring_regex(arr, ISO_AWARE)).as_py():
+        if _all_iso_aware(arr):
             pc.cast(arr, pa.timestamp("ns", tz="UTC"))  # raises if any is no time
             return arr, 0  # already what the loader reads: kept as written
         dates = pc.all(pc.match_substring_regex(arr, _DATE_ONLY)).as_py()

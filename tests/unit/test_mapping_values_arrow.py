@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,3 +105,27 @@ def test_times_in_arrow_use_the_mapping_s_default_time_zone() -> None:
     got, n_got = utc_text_arrow(arr, _fm(), "Europe/Paris")
     assert (got.to_pylist(), n_got) == (expected.tolist(), n_expected)
     assert got.to_pylist()[0] == "2024-07-01T07:00:00Z"
+
+
+ISO_SHAPED = ["2024-03-01T09:15:00.000Z", "2024-03-01 09:15:00.123Z", "2024-03-01T09:15:00Z",
+              "1999-12-31 23:59:59Z"]
+NOT_QUITE = ["2024-03-01T09:15:00.000+", "2024-03-01X09:15:00.000Z", "2024-03-01T09:15:0a.000Z",
+             "2024/03/01T09:15:00.000Z", "2024-03-01T09:15:00,000Z", "2024-03-01T09:15:00.0000",
+             "2024-03-01T09:15:00.00Z ", "2024-03-01T09:15:00.00+01:00", "2024-٠3-01T09:15:00Z",
+             "2024-03-01T09:15:00z", "2024-03-01T09:1500.000Z"]
+
+
+@pytest.mark.parametrize("odd", NOT_QUITE)
+def test_times_of_one_shape_are_told_from_the_pattern_as_the_pattern_tells_them(
+        odd: str) -> None:
+    """The byte-by-byte check of columns of one ISO shape agrees with ``ISO_AWARE`` on a
+    column of such times with one value that is almost, or not, of that shape."""
+    from features.mapping.values import ISO_AWARE, _all_iso_aware
+
+    for column in (ISO_SHAPED, [*ISO_SHAPED[:1] * 3, odd], [odd] * 4, [ISO_SHAPED[2], odd],
+                   [odd, *ISO_SHAPED[:2]]):
+        arr = pa.array(column, type=pa.string())
+        expected = bool(pc.all(pc.match_substring_regex(arr, ISO_AWARE)).as_py())
+        assert _all_iso_aware(arr) is expected, column
+        sliced = pa.array(["x", *column], type=pa.string()).slice(1)  # an offset into buffers
+        assert _all_iso_aware(sliced) is expected, column
