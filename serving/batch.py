@@ -17,7 +17,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import numpy as np
 import orjson
@@ -140,11 +141,33 @@ def _field_adapter(model: type[BaseModel], name: str) -> tuple[TypeAdapter[list[
     whether the field's text check (``serving.schemas.clean_text``) was taken out of it,
     to run over the whole column at once (:func:`_clean_column`) instead of once a cell."""
     info = model.model_fields[name]
-    metadata = [m for m in info.metadata
-                if not (isinstance(m, AfterValidator) and m.func is clean_text)]
-    kind: Any = Annotated[(info.annotation, *metadata)] if metadata else info.annotation
+    metadata = [m for m in info.metadata if not _is_clean_text(m)]
+    annotation, inner = _without_clean_text(info.annotation)
+    kind: Any = Annotated[(annotation, *metadata)] if metadata else annotation
     return (TypeAdapter(list[kind], config=model.model_config),
-            len(metadata) != len(info.metadata))
+            inner or len(metadata) != len(info.metadata))
+
+
+def _is_clean_text(item: Any) -> bool:
+    return isinstance(item, AfterValidator) and item.func is clean_text
+
+
+def _without_clean_text(kind: Any) -> tuple[Any, bool]:
+    """``kind`` without the text check inside it (an optional text field, ``Text | None``,
+    holds it within the union, where the field's own metadata does not reach), and
+    whether one was taken out."""
+    if get_origin(kind) is Annotated:
+        base, *extras = get_args(kind)
+        kept = [m for m in extras if not _is_clean_text(m)]
+        if len(kept) == len(extras):
+            return kind, False
+        return (Annotated[(base, *kept)] if kept else base), True
+    if get_origin(kind) in (Union, UnionType):
+        parts = [_without_clean_text(a) for a in get_args(kind)]
+        if not any(taken for _, taken in parts):
+            return kind, False
+        return Union[tuple(p for p, _ in parts)], True  # noqa: UP007 (built from parts)
+    return kind, False
 
 
 def _clean_column(values: list[Any]) -> bool:

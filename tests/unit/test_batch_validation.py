@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 import serving.batch as batch
 from features.schema import LEADS, OPPORTUNITIES
@@ -72,3 +73,19 @@ def test_a_bad_value_is_reported_by_row(column: str, values: object) -> None:
     assert batch._by_column(frame, LEADS, LeadIn) is None
     with pytest.raises(BatchInputError, match=rf"row 1: {column}: "):
         validated_rows(frame, "lead_qualification", "file")
+
+
+
+@pytest.mark.parametrize(("model", "name"), [
+    (LeadIn, "lead_id"), (LeadIn, "source"), (LeadIn, "title"), (OpportunityIn, "product"),
+])
+def test_the_text_check_runs_once_a_column_for_optional_text_too(model: type, name: str) -> None:
+    """An optional text field (``Text | None``) holds its check inside the union: it is taken
+    out of the column's validator as a required one's is (a NUL passes the validator, the
+    whole column's ``_clean_column`` refuses it), its other rules kept."""
+    adapter, taken_out = batch._field_adapter(model, name)
+    assert taken_out
+    assert adapter.validate_python(["a", "b\x00c"]) == ["a", "b\x00c"]
+    assert not batch._clean_column(["a", "b\x00c"])
+    with pytest.raises(ValidationError):
+        adapter.validate_python(["x" * 300])
