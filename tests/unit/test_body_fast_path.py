@@ -3,6 +3,7 @@ gives: the same decoded value, the same validated batch, or the same 422."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import Any
@@ -203,7 +204,9 @@ def _batches(draw: st.DrawFn) -> tuple[type[BaseModel], bytes]:
         if isinstance(target, dict):
             name = draw(st.sampled_from(sorted(target) + ["extra_field"]))
             if draw(st.booleans()) or name == "extra_field":
-                target[name] = draw(_ODD_VALUES)
+                # A copy: the odd containers are shared, and one put inside itself (or
+                # changed by a later draw) would make the strategy recurse or differ on replay.
+                target[name] = copy.deepcopy(draw(_ODD_VALUES))
             else:
                 target.pop(name, None)
     raw = json.dumps(data, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
